@@ -1,0 +1,32 @@
+//! # h3m-proto
+//!
+//! The sans-IO core of h3m, HTTP/3 over multicast QUIC as profiled by
+//! draft-pardue-quic-http-mcast-07 (ALPN `h3m-07`) and spoken by BBC R&D's nghq.
+//!
+//! Nothing in this crate opens a socket, spawns a task or reads a clock: datagrams
+//! and the current time go in as arguments, events and datagrams come out.
+//!
+//! Layers, bottom up:
+//! - [`varint`]: QUIC variable-length integers (RFC 9000 §16).
+//! - [`session_id`]: the session ID carried as the destination connection ID.
+//! - [`packet`]: short-header packets, packet-number truncation and expansion,
+//!   and the packet-protection seam.
+//! - [`frame`]: QUIC frames (STREAM, PADDING, PING, RESET_STREAM, the rest recognised).
+//! - [`h3`]: HTTP/3 frames as used by h3m (draft-29 type space plus DATA_WITH_OFFSET).
+//! - [`qpack`]: static-table QPACK with Huffman, both directions.
+//! - [`altsvc`]: the Alt-Svc `h3m-NN` session advertisement.
+//! - [`receiver`]: the receiver state machine, datagrams in, events out.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod altsvc;
+pub mod frame;
+pub mod h3;
+pub mod packet;
+pub mod protection;
+pub mod qpack;
+pub mod receiver;
+pub mod session_id;
+pub mod varint;
+
+pub use session_id::{SessionId, SessionIdError};

@@ -1,0 +1,796 @@
+//! The receiver state machine: datagrams and the current time in, events out.
+//!
+//! ```text
+//!  handle_datagram(now, bytes) ─┐            ┌─> poll_event() -> Event
+//!  handle_timeout(now) ─────────┼─ Receiver ─┤
+//!  finish(now) ─────────────────┘            └─> poll_timeout() -> Option<Instant>
+//! ```
+//!
+//! The receiver checks each packet's session ID, removes protection, reads its
+//! frames, reassembles the request stream (stream 0, PUSH_PROMISE frames) and
+//! each push stream, and reports every promised push: its request and response
+//! headers, its body bytes at their body offsets (in arrival order, possibly
+//! out of order), and how it finished.
+//!
+//! It is built to get right what nghq's receiver gets wrong: a push finishes as
+//! complete only when every byte up to the FIN is present and every frame is
+//! parsed (a FIN that overtakes earlier data changes nothing); PADDING and PING
+//! may stand anywhere; RESET_STREAM is honoured; unknown HTTP/3 frames are
+//! skipped; duplicates and reordering are harmless; a push stream that arrives
+//! before its promise waits (bounded) for it; a lost DATA frame header makes the
+//! push incomplete with the exact missing ranges.
+//!
+//! Memory is bounded by [`ReceiverConfig`]: concurrent pushes, buffered bytes per
+//! stream and in total, header-block size, stream fragmentation. Whatever is
+//! dropped is counted in [`ReceiverStats`].
+
+mod push_stream;
+mod ranges;
+mod request_stream;
+mod segments;
+
+pub use ranges::RangeSet;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use crate::SessionId;
+use crate::frame::{Frame, FrameReader};
+use crate::h3::{self, H3Frame};
+use crate::packet::{self, PacketError};
+use crate::protection::{NullProtection, PacketProtection};
+use crate::qpack::{self, DecodeLimits, HeaderField};
+use push_stream::{Item, PushStream, StreamLimits};
+use request_stream::RequestStream;
+
+/// How many finished stream and push IDs are remembered (to drop late duplicates).
+const CLOSED_MEMORY: usize = 4096;
+
+/// Receiver settings. [`ReceiverConfig::new`] gives sensible defaults.
+pub struct ReceiverConfig {
+    /// The session ID every packet must carry.
+    pub session_id: SessionId,
+    /// Packet protection (the null protection of nghq by default).
+    pub protection: Box<dyn PacketProtection>,
+    /// End the session after this long without a valid packet (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Finish a push as incomplete after this long without progress on it; also
+    /// how long a push stream waits for its promise.
+    pub push_timeout: Duration,
+    /// Most pushes in progress at once; further promises are refused.
+    pub max_concurrent_pushes: usize,
+    /// Most streams whose push is unknown (waiting for a promise or for their
+    /// first bytes) at once.
+    pub max_orphan_streams: usize,
+    /// Most bytes held out of order for one stream.
+    pub max_buffered_per_stream: usize,
+    /// Most bytes held out of order across the receiver.
+    pub max_buffered_total: usize,
+    /// Largest HEADERS or PUSH_PROMISE frame accepted.
+    pub max_header_block: usize,
+    /// Most disjoint received ranges per stream (fragmentation bound).
+    pub max_gaps_per_stream: usize,
+    /// QPACK decoding limits.
+    pub qpack_limits: DecodeLimits,
+}
+
+impl ReceiverConfig {
+    /// Defaults: 60 s idle timeout, 10 s push timeout, 256 concurrent pushes,
+    /// 64 orphan streams, 16 MiB per stream and 64 MiB in total held out of order,
+    /// 64 KiB header blocks, 65 536 gaps per stream.
+    pub fn new(session_id: SessionId) -> Self {
+        ReceiverConfig {
+            session_id,
+            protection: Box::new(NullProtection),
+            idle_timeout: Some(Duration::from_secs(60)),
+            push_timeout: Duration::from_secs(10),
+            max_concurrent_pushes: 256,
+            max_orphan_streams: 64,
+            max_buffered_per_stream: 16 << 20,
+            max_buffered_total: 64 << 20,
+            max_header_block: 64 << 10,
+            max_gaps_per_stream: 65_536,
+            qpack_limits: DecodeLimits::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ReceiverConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiverConfig")
+            .field("session_id", &self.session_id)
+            .field("cipher_suite", &self.protection.suite())
+            .field("idle_timeout", &self.idle_timeout)
+            .field("push_timeout", &self.push_timeout)
+            .field("max_concurrent_pushes", &self.max_concurrent_pushes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEndReason {
+    /// A response carried `connection: close` and every push has finished.
+    ConnectionClose,
+    /// nghq's goaway: a PUSH_PROMISE for `:path goaway` with `connection: close`.
+    Goaway,
+    /// No valid packet for the idle timeout.
+    IdleTimeout,
+    /// The driver said the input ended ([`Receiver::finish`]).
+    EndOfInput,
+}
+
+/// Why a push did not complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IncompleteReason {
+    /// No progress for the push timeout.
+    Timeout,
+    /// The session ended (idle timeout or end of input) first.
+    SessionEnded,
+    /// The sender reset the push stream.
+    Reset {
+        /// The RESET_STREAM error code.
+        error_code: u64,
+    },
+    /// The sender cancelled the push (CANCEL_PUSH).
+    Cancelled,
+    /// The push stream's first bytes (type and push ID) never arrived.
+    NoPushStream,
+    /// Refused: too many pushes in progress.
+    TooManyPushes,
+    /// The response's header block could not be decoded.
+    BadHeaders(qpack::QpackError),
+    /// The push stream broke the protocol.
+    ProtocolError(&'static str),
+}
+
+/// How a push finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushStatus {
+    /// Every body byte arrived.
+    Complete,
+    /// It did not; the reason says why.
+    Incomplete(IncompleteReason),
+}
+
+/// The end of one push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushSummary {
+    /// The push ID.
+    pub push_id: u64,
+    /// Complete or not.
+    pub status: PushStatus,
+    /// The body length as far as its frames are known (the exact length when complete).
+    pub body_len: u64,
+    /// Body byte ranges known to be missing.
+    pub missing: Vec<Range<u64>>,
+    /// When set, the body's layout is unknown from this body offset on (a frame
+    /// header or the end of the stream was lost): everything after it is missing.
+    pub missing_from: Option<u64>,
+}
+
+impl PushSummary {
+    /// Whether the push completed.
+    pub fn is_complete(&self) -> bool {
+        self.status == PushStatus::Complete
+    }
+}
+
+/// What the receiver reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A push was promised: its request header list.
+    PushPromised {
+        /// The push ID.
+        push_id: u64,
+        /// The request headers (`:method`, `:scheme`, `:authority`, `:path`, ...).
+        request: Vec<HeaderField>,
+    },
+    /// The response header list of a push.
+    ResponseHeaders {
+        /// The push ID.
+        push_id: u64,
+        /// The response headers (`:status`, `content-type`, ...).
+        headers: Vec<HeaderField>,
+    },
+    /// Trailing headers after the body.
+    Trailers {
+        /// The push ID.
+        push_id: u64,
+        /// The trailer fields.
+        headers: Vec<HeaderField>,
+    },
+    /// Body bytes of a push, at their offset in the body. Offsets may arrive in
+    /// any order; no byte is reported twice.
+    BodyData {
+        /// The push ID.
+        push_id: u64,
+        /// Offset of `data` in the body.
+        offset: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// A push finished, complete or not.
+    PushFinished(PushSummary),
+    /// The session ended. Reported once; datagrams fed afterwards are still
+    /// processed (a late push after `connection: close` is not lost).
+    SessionEnd {
+        /// Why.
+        reason: SessionEndReason,
+    },
+}
+
+/// Counters: what arrived and what was dropped, and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReceiverStats {
+    /// Datagrams given to the receiver.
+    pub datagrams: u64,
+    /// Datagrams accepted as packets of this session.
+    pub packets: u64,
+    /// Dropped: another session's ID.
+    pub foreign_session: u64,
+    /// Dropped: too short, long header or fixed bit clear.
+    pub malformed_packets: u64,
+    /// Dropped: packet protection failed.
+    pub protection_failures: u64,
+    /// Packets whose frames could not all be read (the frames before the error were used).
+    pub frame_errors: u64,
+    /// Prohibited QUIC frames skipped (ACK, CRYPTO, MAX_DATA, ...).
+    pub ignored_frames: u64,
+    /// PING frames.
+    pub pings: u64,
+    /// Packets numbered below the largest seen (reordered or duplicated).
+    pub reordered_packets: u64,
+    /// Packet numbers skipped over (lost, or still to come out of order).
+    pub packet_number_gaps: u64,
+    /// STREAM bytes that had already arrived.
+    pub duplicate_bytes: u64,
+    /// STREAM bytes for streams already finished.
+    pub late_bytes: u64,
+    /// Bytes dropped because a buffer limit was reached.
+    pub dropped_buffer_bytes: u64,
+    /// Unidirectional streams that are not push streams (control, QPACK, grease).
+    pub non_push_streams: u64,
+    /// Streams of types h3m does not use (bidirectional other than 0, client uni).
+    pub ignored_streams: u64,
+    /// Streams dropped because too many were waiting for a promise or a start.
+    pub orphan_streams_dropped: u64,
+    /// Unknown or prohibited HTTP/3 frames skipped.
+    pub skipped_h3_frames: u64,
+    /// Header blocks (promises or responses) that failed to decode.
+    pub header_errors: u64,
+    /// Promises refused because of the concurrency limit.
+    pub pushes_refused: u64,
+    /// Stream-level protocol errors.
+    pub stream_errors: u64,
+    /// Pushes that completed.
+    pub pushes_complete: u64,
+    /// Pushes that finished incomplete.
+    pub pushes_incomplete: u64,
+    /// Body bytes reported.
+    pub body_bytes: u64,
+}
+
+/// A promised push in progress.
+#[derive(Debug)]
+struct Push {
+    stream_id: Option<u64>,
+    response: Option<Vec<HeaderField>>,
+    last_activity: Instant,
+}
+
+/// The receiver state machine. See the module documentation.
+pub struct Receiver {
+    config: ReceiverConfig,
+    largest_pn: Option<u64>,
+    last_packet: Option<Instant>,
+    request: RequestStream,
+    streams: HashMap<u64, PushStream>,
+    pushes: HashMap<u64, Push>,
+    closed_streams: BTreeSet<u64>,
+    finished_pushes: BTreeSet<u64>,
+    buffered_total: usize,
+    closing: Option<SessionEndReason>,
+    ended: bool,
+    events: VecDeque<Event>,
+    stats: ReceiverStats,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver").field("config", &self.config).field("stats", &self.stats).finish_non_exhaustive()
+    }
+}
+
+/// Whether a header list holds `name` with exactly `value` (names compared exactly,
+/// values case-insensitively).
+fn has_field(fields: &[HeaderField], name: &[u8], value: &[u8]) -> bool {
+    fields.iter().any(|f| f.name == name && f.value.eq_ignore_ascii_case(value))
+}
+
+fn field<'a>(fields: &'a [HeaderField], name: &[u8]) -> Option<&'a [u8]> {
+    fields.iter().find(|f| f.name == name).map(|f| f.value.as_slice())
+}
+
+/// The SHA-256 of the empty string, base64.
+const EMPTY_SHA256_B64: &[u8] = b"47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+
+/// Whether response headers state that the body is empty: `content-length: 0`, or
+/// a `digest`/`repr-digest` that is the SHA-256 of nothing.
+pub fn declares_empty_body(headers: &[HeaderField]) -> bool {
+    if field(headers, b"content-length").is_some_and(|v| v.trim_ascii() == b"0") {
+        return true;
+    }
+    let digest_is_empty = |v: &[u8]| {
+        v.split(|&b| b == b',').any(|part| {
+            let part = part.trim_ascii();
+            part.strip_suffix(b":").unwrap_or(part).ends_with(EMPTY_SHA256_B64)
+        })
+    };
+    field(headers, b"digest").is_some_and(digest_is_empty)
+        || field(headers, b"repr-digest").is_some_and(digest_is_empty)
+}
+
+impl Receiver {
+    /// A receiver for one session.
+    pub fn new(config: ReceiverConfig) -> Self {
+        Receiver {
+            config,
+            largest_pn: None,
+            last_packet: None,
+            request: RequestStream::default(),
+            streams: HashMap::new(),
+            pushes: HashMap::new(),
+            closed_streams: BTreeSet::new(),
+            finished_pushes: BTreeSet::new(),
+            buffered_total: 0,
+            closing: None,
+            ended: false,
+            events: VecDeque::new(),
+            stats: ReceiverStats::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ReceiverConfig {
+        &self.config
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &ReceiverStats {
+        &self.stats
+    }
+
+    /// Bytes currently held out of order.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered_total
+    }
+
+    /// Pushes promised and not yet finished.
+    pub fn active_pushes(&self) -> usize {
+        self.pushes.len()
+    }
+
+    /// Whether the session has ended (see [`Event::SessionEnd`]).
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let idle = match (self.last_packet, self.config.idle_timeout) {
+            (Some(t), Some(d)) if !self.ended => Some(t + d),
+            _ => None,
+        };
+        let pushes = self.pushes.values().map(|p| p.last_activity + self.config.push_timeout);
+        let streams = self.streams.values().map(|s| s.last_activity + self.config.push_timeout);
+        idle.into_iter().chain(pushes).chain(streams).min()
+    }
+
+    /// Processes one UDP payload received at `now`.
+    pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
+        self.stats.datagrams += 1;
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        buf.extend_from_slice(datagram);
+        let opened =
+            packet::open_packet(&mut buf, &self.config.session_id, self.largest_pn, self.config.protection.as_ref());
+        match opened {
+            Ok(p) => {
+                self.stats.packets += 1;
+                self.last_packet = Some(now);
+                match self.largest_pn {
+                    Some(l) if p.packet_number <= l => self.stats.reordered_packets += 1,
+                    Some(l) => self.stats.packet_number_gaps += p.packet_number - l - 1,
+                    None => {}
+                }
+                self.largest_pn = Some(self.largest_pn.map_or(p.packet_number, |l| l.max(p.packet_number)));
+                let payload = p.payload;
+                for frame in FrameReader::new(payload) {
+                    match frame {
+                        Ok(f) => self.handle_frame(now, f),
+                        Err(_) => {
+                            self.stats.frame_errors += 1;
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(PacketError::SessionIdMismatch) => self.stats.foreign_session += 1,
+            Err(PacketError::Protection(_)) => self.stats.protection_failures += 1,
+            Err(_) => self.stats.malformed_packets += 1,
+        }
+        self.scratch = buf;
+    }
+
+    fn handle_frame(&mut self, now: Instant, frame: Frame<'_>) {
+        match frame {
+            Frame::Padding { .. } => {}
+            Frame::Ping => self.stats.pings += 1,
+            Frame::Ignored { .. } => self.stats.ignored_frames += 1,
+            Frame::ResetStream { stream_id, error_code, .. } => self.on_reset(now, stream_id, error_code),
+            Frame::Stream { stream_id, offset, data, fin } => match stream_id {
+                0 => self.on_request_data(now, offset, data),
+                id if id % 4 == 3 => self.on_push_stream_data(now, id, offset, data, fin),
+                _ => self.stats.ignored_streams += 1,
+            },
+        }
+    }
+
+    fn budget(&self) -> usize {
+        self.config.max_buffered_total.saturating_sub(self.buffered_total)
+    }
+
+    fn on_request_data(&mut self, now: Instant, offset: u64, data: &[u8]) {
+        let before = self.request.buffered();
+        let dropped = self.request.on_data(offset, data, self.config.max_buffered_per_stream, self.budget());
+        self.stats.dropped_buffer_bytes += dropped as u64;
+        let mut frames = Vec::new();
+        self.stats.header_errors += self.request.poll_frames(self.config.max_header_block as u64, &mut frames) as u64;
+        self.request.discard_unreachable();
+        self.buffered_total = self.buffered_total + self.request.buffered() - before;
+        for f in frames {
+            match h3::decode_payload(f.frame_type, &f.payload) {
+                Ok(H3Frame::PushPromise { push_id, field_section }) => {
+                    match qpack::decode_field_section(field_section, &self.config.qpack_limits) {
+                        Ok(request) => self.on_promise(now, push_id, request),
+                        Err(_) => self.stats.header_errors += 1,
+                    }
+                }
+                Ok(H3Frame::CancelPush(push_id)) => {
+                    self.finish_push(push_id, Some(IncompleteReason::Cancelled));
+                }
+                _ => self.stats.skipped_h3_frames += 1,
+            }
+        }
+        self.maybe_end_session();
+    }
+
+    fn on_promise(&mut self, now: Instant, push_id: u64, request: Vec<HeaderField>) {
+        if self.pushes.contains_key(&push_id) || self.finished_pushes.contains(&push_id) {
+            return;
+        }
+        if field(&request, b":path") == Some(b"goaway") && has_field(&request, b"connection", b"close") {
+            self.closing.get_or_insert(SessionEndReason::Goaway);
+            return;
+        }
+        self.events.push_back(Event::PushPromised { push_id, request });
+        if self.pushes.len() >= self.config.max_concurrent_pushes {
+            self.stats.pushes_refused += 1;
+            self.emit_finished(PushSummary {
+                push_id,
+                status: PushStatus::Incomplete(IncompleteReason::TooManyPushes),
+                body_len: 0,
+                missing: Vec::new(),
+                missing_from: Some(0),
+            });
+            return;
+        }
+        let stream_id = self.streams.iter().find(|(_, s)| s.push_id == Some(push_id)).map(|(&id, _)| id);
+        self.pushes.insert(push_id, Push { stream_id, response: None, last_activity: now });
+        if let Some(id) = stream_id {
+            // The push stream came first: parse what it holds.
+            self.drive_stream(now, id, None);
+        }
+    }
+
+    fn stream_limits(&self) -> StreamLimits {
+        StreamLimits {
+            max_buffered: self.config.max_buffered_per_stream,
+            max_header_block: self.config.max_header_block,
+            max_gaps: self.config.max_gaps_per_stream,
+        }
+    }
+
+    fn on_push_stream_data(&mut self, now: Instant, stream_id: u64, offset: u64, data: &[u8], fin: bool) {
+        if self.closed_streams.contains(&stream_id) {
+            self.stats.late_bytes += data.len() as u64;
+            return;
+        }
+        if !self.streams.contains_key(&stream_id) {
+            let orphans =
+                self.streams.values().filter(|s| s.push_id.is_none_or(|p| !self.pushes.contains_key(&p))).count();
+            if orphans >= self.config.max_orphan_streams {
+                self.stats.orphan_streams_dropped += 1;
+                self.stats.dropped_buffer_bytes += data.len() as u64;
+                return;
+            }
+            self.streams.insert(stream_id, PushStream::new(now));
+        }
+        self.drive_stream(now, stream_id, Some((offset, data, fin)));
+    }
+
+    /// Feeds bytes (if any) to a push stream, parses, and acts on the results.
+    fn drive_stream(&mut self, now: Instant, stream_id: u64, input: Option<(u64, &[u8], bool)>) {
+        let limits = self.stream_limits();
+        let budget = self.budget();
+        let Some(stream) = self.streams.get_mut(&stream_id) else { return };
+        let before = stream.buffered();
+        let dropped_before = stream.dropped_bytes;
+        let mut items = Vec::new();
+        let mut result = Ok(());
+        if let Some((offset, data, fin)) = input {
+            stream.last_activity = now;
+            result = stream.on_data(offset, data, fin, &limits, budget, &mut items);
+        }
+        let linked = |s: &PushStream, pushes: &HashMap<u64, Push>| s.push_id.is_some_and(|p| pushes.contains_key(&p));
+        if result.is_ok() {
+            // First pass may discover the push ID; a second parses frames once linked.
+            result = stream.advance(linked(stream, &self.pushes), &limits, &mut items);
+            if result.is_ok() && linked(stream, &self.pushes) {
+                result = stream.advance(true, &limits, &mut items);
+            }
+        }
+        let after = stream.buffered();
+        self.stats.dropped_buffer_bytes += stream.dropped_bytes - dropped_before;
+        self.buffered_total = (self.buffered_total + after).saturating_sub(before);
+        let push_id = stream.push_id;
+        for item in items {
+            match item {
+                Item::PushId(p) => {
+                    if self.finished_pushes.contains(&p) {
+                        self.close_stream(stream_id);
+                        self.stats.late_bytes += input.map_or(0, |(_, d, _)| d.len() as u64);
+                        return;
+                    }
+                    // Linked streams were parsed on above; an unlinked one waits for its promise.
+                    if let Some(push) = self.pushes.get_mut(&p) {
+                        push.stream_id = Some(stream_id);
+                        push.last_activity = now;
+                    }
+                }
+                Item::NotPush(_) => {
+                    self.stats.non_push_streams += 1;
+                    self.close_stream(stream_id);
+                }
+                Item::HeaderBlock { trailers, block } => {
+                    let Some(p) = push_id else { continue };
+                    match qpack::decode_field_section(&block, &self.config.qpack_limits) {
+                        Ok(headers) if trailers => self.events.push_back(Event::Trailers { push_id: p, headers }),
+                        Ok(headers) => {
+                            if has_field(&headers, b"connection", b"close") {
+                                self.closing.get_or_insert(SessionEndReason::ConnectionClose);
+                            }
+                            if let Some(push) = self.pushes.get_mut(&p) {
+                                push.response = Some(headers.clone());
+                            }
+                            self.events.push_back(Event::ResponseHeaders { push_id: p, headers });
+                        }
+                        Err(e) => {
+                            self.stats.header_errors += 1;
+                            self.finish_push(p, Some(IncompleteReason::BadHeaders(e)));
+                            return;
+                        }
+                    }
+                }
+                Item::Body { offset, data } => {
+                    let Some(p) = push_id else { continue };
+                    self.stats.body_bytes += data.len() as u64;
+                    self.events.push_back(Event::BodyData { push_id: p, offset, data });
+                }
+            }
+        }
+        if let Some(p) = push_id.filter(|p| self.pushes.contains_key(p)) {
+            if let Some(push) = self.pushes.get_mut(&p) {
+                push.last_activity = now;
+            }
+            match result {
+                Err(e) => {
+                    self.stats.stream_errors += 1;
+                    self.finish_push(p, Some(IncompleteReason::ProtocolError(e.describe())));
+                }
+                Ok(()) => {
+                    if self.streams.get(&stream_id).is_some_and(|s| s.is_complete()) {
+                        self.finish_push(p, None);
+                    }
+                }
+            }
+        } else if result.is_err() {
+            self.stats.stream_errors += 1;
+            self.close_stream(stream_id);
+        }
+        self.maybe_end_session();
+    }
+
+    fn on_reset(&mut self, _now: Instant, stream_id: u64, error_code: u64) {
+        let Some(push_id) = self.streams.get(&stream_id).and_then(|s| s.push_id) else {
+            if self.streams.contains_key(&stream_id) {
+                self.close_stream(stream_id);
+            }
+            return;
+        };
+        if self.pushes.contains_key(&push_id) {
+            self.finish_push(push_id, Some(IncompleteReason::Reset { error_code }));
+        } else {
+            self.close_stream(stream_id);
+        }
+        self.maybe_end_session();
+    }
+
+    fn close_stream(&mut self, stream_id: u64) {
+        if let Some(mut s) = self.streams.remove(&stream_id) {
+            self.buffered_total = self.buffered_total.saturating_sub(s.release());
+        }
+        self.closed_streams.insert(stream_id);
+        while self.closed_streams.len() > CLOSED_MEMORY {
+            self.closed_streams.pop_first();
+        }
+    }
+
+    fn emit_finished(&mut self, summary: PushSummary) {
+        if summary.is_complete() {
+            self.stats.pushes_complete += 1;
+        } else {
+            self.stats.pushes_incomplete += 1;
+        }
+        self.finished_pushes.insert(summary.push_id);
+        while self.finished_pushes.len() > CLOSED_MEMORY {
+            self.finished_pushes.pop_first();
+        }
+        self.events.push_back(Event::PushFinished(summary));
+    }
+
+    /// Ends a push: complete when `reason` is `None` (and the stream says so),
+    /// otherwise incomplete with the missing ranges.
+    fn finish_push(&mut self, push_id: u64, reason: Option<IncompleteReason>) {
+        let Some(push) = self.pushes.remove(&push_id) else { return };
+        let stream = push.stream_id.and_then(|id| self.streams.get(&id));
+        let content_length = push
+            .response
+            .as_deref()
+            .and_then(|h| field(h, b"content-length"))
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let summary = match (stream, reason) {
+            (Some(s), None) if s.is_complete() => PushSummary {
+                push_id,
+                status: PushStatus::Complete,
+                body_len: s.body_extent(),
+                missing: Vec::new(),
+                missing_from: None,
+            },
+            (Some(s), reason) => {
+                let empty_ok = s.ends_after_headers() && push.response.as_deref().is_some_and(declares_empty_body);
+                if empty_ok && matches!(reason, Some(IncompleteReason::Timeout | IncompleteReason::SessionEnded)) {
+                    PushSummary {
+                        push_id,
+                        status: PushStatus::Complete,
+                        body_len: 0,
+                        missing: Vec::new(),
+                        missing_from: None,
+                    }
+                } else {
+                    let (mut missing, mut from) = s.missing();
+                    if let (Some(f), Some(cl)) = (from, content_length) {
+                        if cl > f {
+                            missing.push(f..cl);
+                        }
+                        from = None;
+                    }
+                    let status = PushStatus::Incomplete(reason.unwrap_or(IncompleteReason::SessionEnded));
+                    PushSummary { push_id, status, body_len: s.body_extent(), missing, missing_from: from }
+                }
+            }
+            (None, reason) => {
+                let reason = match reason {
+                    Some(IncompleteReason::Timeout | IncompleteReason::SessionEnded) | None => {
+                        IncompleteReason::NoPushStream
+                    }
+                    Some(r) => r,
+                };
+                PushSummary {
+                    push_id,
+                    status: PushStatus::Incomplete(reason),
+                    body_len: 0,
+                    missing: content_length.map(|cl| vec![0..cl]).unwrap_or_default(),
+                    missing_from: if content_length.is_some() { None } else { Some(0) },
+                }
+            }
+        };
+        if let Some(id) = push.stream_id {
+            self.close_stream(id);
+        }
+        self.emit_finished(summary);
+    }
+
+    fn maybe_end_session(&mut self) {
+        if !self.ended && self.pushes.is_empty() {
+            if let Some(reason) = self.closing {
+                self.end_session(reason);
+            }
+        }
+    }
+
+    fn end_session(&mut self, reason: SessionEndReason) {
+        if !self.ended {
+            self.ended = true;
+            self.events.push_back(Event::SessionEnd { reason });
+        }
+    }
+
+    /// Fires the timers due at `now`: push timeouts, orphan streams, idle timeout.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let timeout = self.config.push_timeout;
+        let mut due: Vec<u64> = self
+            .pushes
+            .iter()
+            .filter(|(_, p)| {
+                let stream_activity = p.stream_id.and_then(|id| self.streams.get(&id)).map(|s| s.last_activity);
+                let last = stream_activity.map_or(p.last_activity, |s| s.max(p.last_activity));
+                last + timeout <= now
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        due.sort_unstable();
+        for id in due {
+            self.finish_push(id, Some(IncompleteReason::Timeout));
+        }
+        let stale: Vec<u64> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| {
+                s.push_id.is_none_or(|p| !self.pushes.contains_key(&p)) && s.last_activity + timeout <= now
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in stale {
+            self.stats.orphan_streams_dropped += 1;
+            if let Some(s) = self.streams.get(&id) {
+                self.stats.dropped_buffer_bytes += s.buffered() as u64;
+            }
+            self.close_stream(id);
+        }
+        if let (Some(last), Some(idle)) = (self.last_packet, self.config.idle_timeout)
+            && !self.ended
+            && last + idle <= now
+        {
+            self.finish_all();
+            self.end_session(SessionEndReason::IdleTimeout);
+        }
+        self.maybe_end_session();
+    }
+
+    fn finish_all(&mut self) {
+        let mut ids: Vec<u64> = self.pushes.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            self.finish_push(id, Some(IncompleteReason::SessionEnded));
+        }
+    }
+
+    /// The input has ended (end of a capture file, or the driver is stopping):
+    /// every push still open finishes, and the session ends if it had not.
+    pub fn finish(&mut self, _now: Instant) {
+        self.finish_all();
+        let reason = self.closing.unwrap_or(SessionEndReason::EndOfInput);
+        self.end_session(reason);
+    }
+}

@@ -1,0 +1,133 @@
+//! The h3m session ID: the bytes a sender puts in the destination connection ID
+//! field of every short-header packet.
+//!
+//! Its length is not on the wire; both ends are configured with it (0 to 20 bytes).
+//! [`SessionId::from_hex`] follows nghq's conversion, which is also what an
+//! advertisement's `session-id` parameter is taken to mean here: every hex digit
+//! counts, leading zeros included, and an odd count puts the first digit in the low
+//! nibble of the first byte (`"abc"` is `0a bc`).
+
+use std::fmt;
+
+/// The longest session ID QUIC v1 allows (a connection ID of 160 bits).
+pub const MAX_SESSION_ID_LEN: usize = 20;
+
+/// A session ID of 0 to [`MAX_SESSION_ID_LEN`] bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct SessionId {
+    len: u8,
+    bytes: [u8; MAX_SESSION_ID_LEN],
+}
+
+/// Why a session ID could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionIdError {
+    /// More than 20 bytes (40 hex digits).
+    #[error("session ID is {0} bytes long; at most 20 are allowed")]
+    TooLong(usize),
+    /// A character that is not a hex digit.
+    #[error("session ID has a non-hex character {0:?} at position {1}")]
+    NotHex(char, usize),
+}
+
+impl SessionId {
+    /// The zero-length session ID (the 5-tuple alone identifies the session).
+    pub const EMPTY: SessionId = SessionId { len: 0, bytes: [0; MAX_SESSION_ID_LEN] };
+
+    /// nghq's default session ID, the 10 ASCII bytes `"Session ID"`.
+    pub const NGHQ_DEFAULT: SessionId = SessionId { len: 10, bytes: *b"Session ID\0\0\0\0\0\0\0\0\0\0" };
+
+    /// A session ID holding exactly `bytes`.
+    pub fn new(bytes: &[u8]) -> Result<Self, SessionIdError> {
+        if bytes.len() > MAX_SESSION_ID_LEN {
+            return Err(SessionIdError::TooLong(bytes.len()));
+        }
+        let mut id = SessionId::EMPTY;
+        id.bytes[..bytes.len()].copy_from_slice(bytes);
+        id.len = bytes.len() as u8;
+        Ok(id)
+    }
+
+    /// Parses hex digits (an optional `0x` prefix is allowed) as nghq does:
+    /// `ceil(digits / 2)` bytes, leading zeros kept.
+    pub fn from_hex(text: &str) -> Result<Self, SessionIdError> {
+        let digits = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")).unwrap_or(text);
+        let offset = text.len() - digits.len();
+        let mut nibbles = Vec::with_capacity(digits.len() + 1);
+        if digits.len() % 2 == 1 {
+            nibbles.push(0u8);
+        }
+        for (i, c) in digits.chars().enumerate() {
+            let v = c.to_digit(16).ok_or(SessionIdError::NotHex(c, i + offset))?;
+            nibbles.push(v as u8);
+        }
+        let bytes: Vec<u8> = nibbles.chunks(2).map(|p| (p[0] << 4) | p[1]).collect();
+        Self::new(&bytes)
+    }
+
+    /// The bytes of the ID.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether this is the zero-length ID.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The ID as lowercase hex digits, two per byte.
+    pub fn to_hex(&self) -> String {
+        self.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({})", self.to_hex())
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nghq_default_is_session_id_ascii() {
+        assert_eq!(SessionId::from_hex("53657373696f6e204944").unwrap(), SessionId::NGHQ_DEFAULT);
+        assert_eq!(SessionId::NGHQ_DEFAULT.as_bytes(), b"Session ID");
+    }
+
+    #[test]
+    fn odd_digit_count_pads_the_first_byte() {
+        assert_eq!(SessionId::from_hex("abc").unwrap().as_bytes(), &[0x0a, 0xbc]);
+        assert_eq!(SessionId::from_hex("0010").unwrap().as_bytes(), &[0x00, 0x10]);
+        assert_eq!(SessionId::from_hex("").unwrap(), SessionId::EMPTY);
+        assert_eq!(SessionId::from_hex("0xCAFE0001").unwrap().as_bytes(), &[0xca, 0xfe, 0, 1]);
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        assert_eq!(SessionId::from_hex("12g4"), Err(SessionIdError::NotHex('g', 2)));
+        assert_eq!(SessionId::from_hex(&"ab".repeat(21)), Err(SessionIdError::TooLong(21)));
+        assert_eq!(SessionId::new(&[0; 21]), Err(SessionIdError::TooLong(21)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hex_round_trip(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..=20)) {
+            let id = SessionId::new(&bytes).unwrap();
+            proptest::prop_assert_eq!(SessionId::from_hex(&id.to_hex()).unwrap(), id);
+        }
+    }
+}

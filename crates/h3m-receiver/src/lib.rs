@@ -1,0 +1,6 @@
+//! h3m receiver library: reading captures, writing received resources safely,
+//! and the `h3m-recv` command.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod capture;
