@@ -16,10 +16,12 @@
 //! - [`qpack`]: static-table QPACK with Huffman, both directions.
 //! - [`altsvc`]: the Alt-Svc `h3m-NN` session advertisement.
 //! - [`receiver`]: the receiver state machine, datagrams in, events out.
+//! - [`encoder`]: resources into datagrams, the packetizing core of a sender.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod altsvc;
+pub mod encoder;
 pub mod frame;
 pub mod h3;
 pub mod packet;

@@ -213,6 +213,15 @@ pub enum Event {
     },
     /// A push finished, complete or not.
     PushFinished(PushSummary),
+    /// A push stream for this push ID arrived but its promise never did, so its
+    /// request (and `:path`) is unknown; its data was dropped. Reported when the
+    /// stream is given up (push timeout or [`Receiver::finish`]).
+    UnpromisedPush {
+        /// The push ID the stream carried.
+        push_id: u64,
+        /// The stream.
+        stream_id: u64,
+    },
     /// The session ended. Reported once; datagrams fed afterwards are still
     /// processed (a late push after `connection: close` is not lost).
     SessionEnd {
@@ -761,13 +770,7 @@ impl Receiver {
             })
             .map(|(&id, _)| id)
             .collect();
-        for id in stale {
-            self.stats.orphan_streams_dropped += 1;
-            if let Some(s) = self.streams.get(&id) {
-                self.stats.dropped_buffer_bytes += s.buffered() as u64;
-            }
-            self.close_stream(id);
-        }
+        self.drop_orphans(stale);
         if let (Some(last), Some(idle)) = (self.last_packet, self.config.idle_timeout)
             && !self.ended
             && last + idle <= now
@@ -776,6 +779,21 @@ impl Receiver {
             self.end_session(SessionEndReason::IdleTimeout);
         }
         self.maybe_end_session();
+    }
+
+    /// Gives up streams that no promised push claims.
+    fn drop_orphans(&mut self, mut ids: Vec<u64>) {
+        ids.sort_unstable();
+        for id in ids {
+            self.stats.orphan_streams_dropped += 1;
+            if let Some(s) = self.streams.get(&id) {
+                self.stats.dropped_buffer_bytes += s.buffered() as u64;
+                if let Some(push_id) = s.push_id {
+                    self.events.push_back(Event::UnpromisedPush { push_id, stream_id: id });
+                }
+            }
+            self.close_stream(id);
+        }
     }
 
     fn finish_all(&mut self) {
@@ -790,6 +808,8 @@ impl Receiver {
     /// every push still open finishes, and the session ends if it had not.
     pub fn finish(&mut self, _now: Instant) {
         self.finish_all();
+        let orphans: Vec<u64> = self.streams.keys().copied().collect();
+        self.drop_orphans(orphans);
         let reason = self.closing.unwrap_or(SessionEndReason::EndOfInput);
         self.end_session(reason);
     }
