@@ -544,6 +544,7 @@ impl Receiver {
         let Some(stream) = self.streams.get_mut(&stream_id) else { return };
         let before = stream.buffered();
         let dropped_before = stream.dropped_bytes;
+        let skipped_before = stream.skipped_frames;
         let mut items = Vec::new();
         let mut result = Ok(());
         if let Some((offset, data, fin)) = input {
@@ -560,6 +561,7 @@ impl Receiver {
         }
         let after = stream.buffered();
         self.stats.dropped_buffer_bytes += stream.dropped_bytes - dropped_before;
+        self.stats.skipped_h3_frames += stream.skipped_frames - skipped_before;
         self.buffered_total = (self.buffered_total + after).saturating_sub(before);
         let push_id = stream.push_id;
         for item in items {
