@@ -369,9 +369,8 @@ impl PushStream {
         for r in ranges {
             merged.insert(r);
         }
-        let layout_done = self.stage == Stage::Frames
-            && self.final_size == Some(self.cursor)
-            && self.received.contains(0..self.cursor);
+        // Every frame header up to the FIN parsed: holes can only be inside payloads.
+        let layout_done = self.stage == Stage::Frames && self.final_size == Some(self.cursor);
         let tail = (!layout_done).then_some(self.body_extent);
         (merged.iter().cloned().collect(), tail)
     }
