@@ -1,0 +1,454 @@
+//! Writing received resources into the output directory, safely.
+//!
+//! Each push in progress has a temporary file in the output directory itself
+//! (so the final rename stays on one filesystem), named
+//! `.h3m-partial-<push id>-<process id>`, created exclusively (`O_EXCL`, never
+//! through a symlink). Body bytes are written at their offsets as they arrive
+//! (`pwrite`), so the body is never held in memory. The SHA-256 is computed
+//! while the bytes arrive in order; bytes that arrived ahead of a gap are read
+//! back from the file once the gap is filled.
+//!
+//! A complete push is [committed](ResourceWriter::commit): the byte coverage is
+//! checked against the body length, the file is synced, the missing parent
+//! directories are created (refusing symlinks and non-directories, see
+//! [`crate::paths`]), and the file is renamed onto its final path. Anything
+//! else removes the temporary file: [`ResourceWriter::abort`], an error, or
+//! dropping the [`PartialFile`] or the [`ResourceWriter`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use ring::digest;
+
+use crate::paths::{self, PathError, PlaceError};
+
+/// The name prefix of temporary files; a `:path` whose first component starts
+/// with it is refused ([`PathError::Reserved`]).
+pub const TEMP_PREFIX: &str = ".h3m-partial-";
+
+/// Read-back buffer size when hashing bytes that arrived out of order.
+const READ_BACK_CHUNK: usize = 64 * 1024;
+
+/// Why a resource could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The path is refused.
+    #[error("refused: {0}")]
+    Refused(#[from] PathError),
+    /// A file system operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The bytes received do not make up the body the receiver reported complete.
+    #[error("inconsistent body: {0}")]
+    Inconsistent(String),
+}
+
+impl From<PlaceError> for WriteError {
+    fn from(e: PlaceError) -> Self {
+        match e {
+            PlaceError::Refused(e) => WriteError::Refused(e),
+            PlaceError::Io { path, source } => WriteError::Io { path, source },
+        }
+    }
+}
+
+/// A resource written to its final path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// The file: the output directory joined with the relative path.
+    pub path: PathBuf,
+    /// Its length.
+    pub bytes: u64,
+    /// The SHA-256 of its content.
+    pub sha256: [u8; 32],
+}
+
+/// The temporary file of one push in progress. Dropping it removes the file
+/// unless it was committed.
+#[derive(Debug)]
+pub struct PartialFile {
+    file: File,
+    temp: PathBuf,
+    hasher: digest::Context,
+    /// Every byte below this offset is written and hashed.
+    hashed_to: u64,
+    /// Written ranges above `hashed_to` (start -> end, merged, disjoint).
+    pending: BTreeMap<u64, u64>,
+    /// Whether a byte was written twice (the hash is then recomputed from the file).
+    overlap: bool,
+    /// Bytes written, counting each write.
+    written: u64,
+    committed: bool,
+}
+
+impl PartialFile {
+    /// Creates the temporary file `temp` (which must not exist).
+    pub fn create(temp: PathBuf) -> Result<Self, WriteError> {
+        let file = match OpenOptions::new().read(true).write(true).create_new(true).open(&temp) {
+            Ok(f) => f,
+            Err(source) => return Err(WriteError::Io { path: temp, source }),
+        };
+        Ok(PartialFile {
+            file,
+            temp,
+            hasher: digest::Context::new(&digest::SHA256),
+            hashed_to: 0,
+            pending: BTreeMap::new(),
+            overlap: false,
+            written: 0,
+            committed: false,
+        })
+    }
+
+    /// The temporary file's path.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Bytes written so far (each write counted).
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    fn io(&self, source: io::Error) -> WriteError {
+        WriteError::Io { path: self.temp.clone(), source }
+    }
+
+    /// Writes `data` at body offset `offset`.
+    pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), WriteError> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or_else(|| WriteError::Inconsistent(format!("body offset {offset} overflows")))?;
+        self.file.write_all_at(data, offset).map_err(|e| self.io(e))?;
+        self.written += data.len() as u64;
+        if offset < self.hashed_to {
+            // Bytes already hashed are written again: hash the whole file at the end.
+            self.overlap = true;
+            if end <= self.hashed_to {
+                return Ok(());
+            }
+            let skip = usize::try_from(self.hashed_to - offset).unwrap_or(data.len());
+            return self.add(self.hashed_to, data.get(skip..).unwrap_or_default());
+        }
+        self.add(offset, data)
+    }
+
+    /// Accounts for `data` written at `offset >= hashed_to`.
+    fn add(&mut self, offset: u64, data: &[u8]) -> Result<(), WriteError> {
+        let end = offset + data.len() as u64;
+        if offset == self.hashed_to {
+            self.hasher.update(data);
+            self.hashed_to = end;
+            self.drain_pending()
+        } else {
+            self.insert_pending(offset, end);
+            Ok(())
+        }
+    }
+
+    fn insert_pending(&mut self, start: u64, end: u64) {
+        let (mut start, mut end) = (start, end);
+        if let Some((&s, &e)) = self.pending.range(..=start).next_back()
+            && e >= start
+        {
+            self.overlap |= e > start;
+            self.pending.remove(&s);
+            start = s;
+            end = end.max(e);
+        }
+        while let Some((&s, &e)) = self.pending.range(start..).next() {
+            if s > end {
+                break;
+            }
+            self.overlap |= s < end;
+            self.pending.remove(&s);
+            end = end.max(e);
+        }
+        self.pending.insert(start, end);
+    }
+
+    /// Hashes the pending ranges that now follow the hashed prefix, reading them back.
+    fn drain_pending(&mut self) -> Result<(), WriteError> {
+        while let Some((&start, &end)) = self.pending.first_key_value() {
+            if start > self.hashed_to {
+                break;
+            }
+            self.pending.remove(&start);
+            if end > self.hashed_to {
+                let from = self.hashed_to;
+                self.hash_from_file(from, end)?;
+                self.hashed_to = end;
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds the file's bytes `from..to` to the hasher.
+    fn hash_from_file(&mut self, from: u64, to: u64) -> Result<(), WriteError> {
+        let mut buf = vec![0u8; READ_BACK_CHUNK.min(usize::try_from(to - from).unwrap_or(READ_BACK_CHUNK))];
+        let mut at = from;
+        while at < to {
+            let n = usize::try_from(to - at).unwrap_or(buf.len()).min(buf.len());
+            let chunk = buf.get_mut(..n).unwrap_or_default();
+            if let Err(e) = self.file.read_exact_at(chunk, at) {
+                return Err(self.io(e));
+            }
+            self.hasher.update(chunk);
+            at += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Checks that exactly `0..body_len` was written, syncs, creates the parents
+    /// of `rel` under `root` and renames the file onto `root/rel`.
+    pub fn commit(mut self, root: &Path, rel: &Path, body_len: u64) -> Result<Written, WriteError> {
+        if self.hashed_to != body_len || !self.pending.is_empty() {
+            let beyond = self.pending.last_key_value().map_or(self.hashed_to, |(_, &e)| e);
+            return Err(WriteError::Inconsistent(format!(
+                "{body_len}-byte body reported complete, but bytes 0..{} are contiguous and data reaches {beyond}",
+                self.hashed_to
+            )));
+        }
+        if self.overlap {
+            self.hasher = digest::Context::new(&digest::SHA256);
+            self.hash_from_file(0, body_len)?;
+        }
+        let hasher = std::mem::replace(&mut self.hasher, digest::Context::new(&digest::SHA256));
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(hasher.finish().as_ref());
+        self.file.sync_all().map_err(|e| self.io(e))?;
+        let target = paths::create_parents(root, rel)?;
+        if let Err(source) = std::fs::rename(&self.temp, &target) {
+            return Err(WriteError::Io { path: target, source });
+        }
+        self.committed = true;
+        // Best effort: make the rename durable.
+        if let Some(parent) = target.parent()
+            && let Ok(dir) = File::open(parent)
+        {
+            let _ = dir.sync_all();
+        }
+        Ok(Written { path: target, bytes: body_len, sha256 })
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// A push being written: its temporary file and its relative target.
+#[derive(Debug)]
+struct Entry {
+    file: PartialFile,
+    rel: PathBuf,
+}
+
+/// The resources being written into one output directory, by push ID.
+#[derive(Debug)]
+pub struct ResourceWriter {
+    root: PathBuf,
+    pid: u32,
+    open: HashMap<u64, Entry>,
+}
+
+impl ResourceWriter {
+    /// Uses `root` as the output directory, creating it (and its parents) if needed.
+    pub fn new(root: &Path) -> Result<Self, WriteError> {
+        let io = |source| WriteError::Io { path: root.to_path_buf(), source };
+        std::fs::create_dir_all(root).map_err(io)?;
+        let meta = std::fs::metadata(root).map_err(io)?;
+        if !meta.is_dir() {
+            return Err(io(io::Error::new(io::ErrorKind::NotADirectory, "not a directory")));
+        }
+        Ok(ResourceWriter { root: root.to_path_buf(), pid: std::process::id(), open: HashMap::new() })
+    }
+
+    /// The output directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Pushes being written.
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Starts writing push `push_id` to `rel` (a path from [`paths::sanitize`]):
+    /// checks the existing parents and creates the temporary file.
+    pub fn begin(&mut self, push_id: u64, rel: PathBuf) -> Result<(), WriteError> {
+        self.open.remove(&push_id);
+        if paths::first_component_starts_with(&rel, TEMP_PREFIX.as_bytes()) {
+            return Err(PathError::Reserved.into());
+        }
+        paths::check_parents(&self.root, &rel)?;
+        let temp = self.root.join(format!("{TEMP_PREFIX}{push_id}-{}", self.pid));
+        let file = PartialFile::create(temp)?;
+        self.open.insert(push_id, Entry { file, rel });
+        Ok(())
+    }
+
+    /// Writes body bytes of a push being written; `Ok(false)` if it is not.
+    /// On error the push is dropped (its temporary file removed).
+    pub fn write(&mut self, push_id: u64, offset: u64, data: &[u8]) -> Result<bool, WriteError> {
+        let Some(entry) = self.open.get_mut(&push_id) else { return Ok(false) };
+        match entry.file.write_at(offset, data) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                self.open.remove(&push_id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Finishes a complete push of `body_len` bytes: `None` if it is not being written.
+    pub fn commit(&mut self, push_id: u64, body_len: u64) -> Option<Result<Written, WriteError>> {
+        let entry = self.open.remove(&push_id)?;
+        Some(entry.file.commit(&self.root, &entry.rel, body_len))
+    }
+
+    /// Drops a push: its temporary file is removed.
+    pub fn abort(&mut self, push_id: u64) {
+        self.open.remove(&push_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha(data: &[u8]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest::digest(&digest::SHA256, data).as_ref());
+        out
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    }
+
+    fn body(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 + 3) as u8).collect()
+    }
+
+    #[test]
+    fn in_order_and_out_of_order_writes_hash_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = body(300_000);
+        let mut w = ResourceWriter::new(dir.path()).unwrap();
+        w.begin(0, "a/b.bin".into()).unwrap();
+        // Out of order: tail first, then a middle piece, then the head.
+        w.write(0, 200_000, &data[200_000..]).unwrap();
+        w.write(0, 70_000, &data[70_000..200_000]).unwrap();
+        w.write(0, 0, &data[..70_000]).unwrap();
+        let written = w.commit(0, data.len() as u64).unwrap().unwrap();
+        assert_eq!(written.sha256, sha(&data));
+        assert_eq!(written.path, dir.path().join("a/b.bin"));
+        assert_eq!(std::fs::read(&written.path).unwrap(), data);
+        assert_eq!(entries(dir.path()), ["a"]);
+    }
+
+    #[test]
+    fn overlapping_writes_rehash_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = body(1000);
+        let mut w = ResourceWriter::new(dir.path()).unwrap();
+        w.begin(1, "x".into()).unwrap();
+        w.write(1, 500, &data[500..]).unwrap();
+        w.write(1, 400, &data[400..700]).unwrap();
+        w.write(1, 0, &data[..450]).unwrap();
+        w.write(1, 10, &data[10..20]).unwrap();
+        let written = w.commit(1, 1000).unwrap().unwrap();
+        assert_eq!(written.sha256, sha(&data));
+    }
+
+    #[test]
+    fn empty_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ResourceWriter::new(dir.path()).unwrap();
+        w.begin(2, "empty".into()).unwrap();
+        let written = w.commit(2, 0).unwrap().unwrap();
+        assert_eq!(written.sha256, sha(b""));
+        assert_eq!(std::fs::read(dir.path().join("empty")).unwrap(), b"");
+    }
+
+    #[test]
+    fn gaps_are_inconsistent_and_cleaned_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ResourceWriter::new(dir.path()).unwrap();
+        w.begin(3, "x".into()).unwrap();
+        w.write(3, 10, b"abc").unwrap();
+        assert!(matches!(w.commit(3, 13), Some(Err(WriteError::Inconsistent(_)))));
+        w.begin(4, "y".into()).unwrap();
+        w.write(4, 0, b"abc").unwrap();
+        assert!(matches!(w.commit(4, 2), Some(Err(WriteError::Inconsistent(_)))));
+        assert!(entries(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn abort_and_drop_remove_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ResourceWriter::new(dir.path()).unwrap();
+        w.begin(5, "x".into()).unwrap();
+        w.begin(6, "y".into()).unwrap();
+        w.write(5, 0, b"abc").unwrap();
+        assert_eq!(entries(dir.path()).len(), 2);
+        w.abort(5);
+        assert_eq!(entries(dir.path()).len(), 1);
+        drop(w);
+        assert!(entries(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn reserved_and_refused_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("file"), b"").unwrap();
+        let mut w = ResourceWriter::new(dir.path()).unwrap();
+        assert!(matches!(w.begin(7, ".h3m-partial-7-1".into()), Err(WriteError::Refused(PathError::Reserved))));
+        assert!(matches!(
+            w.begin(8, "file/x".into()),
+            Err(WriteError::Refused(PathError::ParentNotDirectory { .. }))
+        ));
+        assert_eq!(w.open_count(), 0);
+        assert_eq!(entries(dir.path()), ["file"]);
+    }
+
+    #[test]
+    fn symlink_planted_after_begin_is_refused_at_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let mut w = ResourceWriter::new(dir.path()).unwrap();
+        w.begin(9, "sub/x".into()).unwrap();
+        w.write(9, 0, b"hi").unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("sub")).unwrap();
+        assert!(matches!(w.commit(9, 2), Some(Err(WriteError::Refused(PathError::SymlinkParent { .. })))));
+        assert_eq!(entries(dir.path()), ["sub"]);
+        assert!(entries(outside.path()).is_empty());
+    }
+
+    #[test]
+    fn output_dir_that_is_a_file_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"").unwrap();
+        assert!(matches!(ResourceWriter::new(&file), Err(WriteError::Io { .. })));
+    }
+}
