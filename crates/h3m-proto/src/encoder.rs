@@ -1,12 +1,22 @@
 //! Turning resources into h3m datagrams: the packetizing core of a sender.
 //!
 //! [`SessionEncoder`] lays each resource out the way nghq's receiver accepts
-//! (nghq-wire.md §12.1): a PUSH_PROMISE on stream 0 in its own STREAM frame,
-//! then a new server-initiated unidirectional stream holding `0x01`, the push
-//! ID, one HEADERS frame, the body in DATA frames, and a FIN (also for empty
-//! bodies). Each datagram is one short-header packet of at most
-//! `max_datagram_size` bytes. Pacing, repetition and file handling belong to the
-//! sender built on top of it.
+//! (nghq-wire.md §12.1): a PUSH_PROMISE on stream 0, then a new
+//! server-initiated unidirectional stream holding `0x01`, the push ID, one
+//! HEADERS frame, the body in DATA frames, optional trailing HEADERS, and a FIN
+//! (also for empty bodies). Every datagram is one short-header packet of at
+//! most `max_datagram_size` bytes, filled as far as the data allows.
+//!
+//! Bodies are streamed: [`SessionEncoder::open_push`], then any number of
+//! [`write`](SessionEncoder::write) calls, then [`finish`](SessionEncoder::finish).
+//! Only less than one packet of a push is ever held. When the body length is
+//! declared up front the body goes in one DATA frame (or frames of
+//! `data_frame_size`), so a lost packet leaves a hole whose place is known;
+//! bodies of unknown length get one DATA frame per write.
+//!
+//! The promise travels in the same packet as the first bytes of its push stream
+//! (promise frame first), so a receiver never sees a push stream start without
+//! its promise; nghq's receiver processes frames in order and accepts this.
 
 use crate::SessionId;
 use crate::frame;
@@ -28,16 +38,16 @@ pub struct EncoderConfig {
     pub pn_len: usize,
     /// The first packet number.
     pub first_packet_number: u64,
-    /// Body bytes per DATA frame; `None` puts each body in one DATA frame
-    /// (nghq's `-s`: a lost packet then leaves a hole, never an unknown layout).
-    pub data_frame_size: Option<usize>,
+    /// Most body bytes per DATA frame; `None` puts a declared-length body in one
+    /// DATA frame (nghq's `-s`) and each write of an undeclared one in its own.
+    pub data_frame_size: Option<u64>,
     /// The first push stream ID (3, 7, 11, ... ; nghq starts at 7).
     pub first_push_stream: u64,
 }
 
 impl EncoderConfig {
     /// Defaults for `session_id`: 1200-byte datagrams, 4-byte packet numbers,
-    /// one DATA frame per body, push streams from 3.
+    /// one DATA frame per declared body, push streams from 3.
     pub fn new(session_id: SessionId) -> Self {
         EncoderConfig {
             session_id,
@@ -59,9 +69,47 @@ pub enum EncodeError {
     /// A value outgrew its varint (2^62 streams, pushes or bytes).
     #[error("stream, push or offset space exhausted")]
     Exhausted,
+    /// No open push has this ID.
+    #[error("push {0} is not open")]
+    UnknownPush(u64),
+    /// More body bytes than the declared length.
+    #[error("push {push_id}: body longer than the declared {declared} bytes")]
+    BodyTooLong {
+        /// The push.
+        push_id: u64,
+        /// The declared length.
+        declared: u64,
+    },
+    /// Fewer body bytes than the declared length at `finish`.
+    #[error("push {push_id}: body ended at {written} of the declared {declared} bytes")]
+    BodyTooShort {
+        /// The push.
+        push_id: u64,
+        /// Bytes written.
+        written: u64,
+        /// The declared length.
+        declared: u64,
+    },
     /// Packet protection failed.
     #[error("packet protection: {0}")]
     Protection(#[from] ProtectionError),
+}
+
+/// A push whose stream is being written.
+#[derive(Debug)]
+struct OpenPush {
+    push_id: u64,
+    stream_id: u64,
+    /// Stream bytes already packetized.
+    offset: u64,
+    /// Stream bytes not yet packetized (less than a packet between calls).
+    pending: Vec<u8>,
+    /// The encoded promise STREAM frame, until it rides in a packet.
+    promise: Option<Vec<u8>>,
+    declared: Option<u64>,
+    body_written: u64,
+    /// Bytes left in the DATA frame being written.
+    frame_left: u64,
 }
 
 /// Packetizes resources into datagrams for one session.
@@ -72,6 +120,8 @@ pub struct SessionEncoder {
     next_push_id: u64,
     next_stream_id: u64,
     request_offset: u64,
+    open: Vec<OpenPush>,
+    payload: Vec<u8>,
 }
 
 impl std::fmt::Debug for SessionEncoder {
@@ -99,7 +149,14 @@ impl SessionEncoder {
             protection,
             next_push_id: 0,
             request_offset: 0,
+            open: Vec::new(),
+            payload: Vec::new(),
         }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EncoderConfig {
+        &self.cfg
     }
 
     /// The push ID the next resource gets.
@@ -112,18 +169,29 @@ impl SessionEncoder {
         self.next_pn
     }
 
+    /// Pushes opened and not yet finished.
+    pub fn open_pushes(&self) -> usize {
+        self.open.len()
+    }
+
     fn packet_overhead(&self) -> usize {
         1 + self.cfg.session_id.len() + self.cfg.pn_len.clamp(1, 4) + self.protection.tag_len()
     }
 
-    fn emit(&mut self, payload: &[u8], out: &mut Vec<Vec<u8>>) -> Result<(), EncodeError> {
+    /// The largest frame payload a packet can carry.
+    fn frame_room(&self) -> usize {
+        self.cfg.max_datagram_size.saturating_sub(self.packet_overhead())
+    }
+
+    /// Seals `self.payload` into a datagram.
+    fn emit_payload(&mut self, out: &mut Vec<Vec<u8>>) -> Result<(), EncodeError> {
         let mut dgram = Vec::with_capacity(self.cfg.max_datagram_size);
         packet::write_packet(
             &mut dgram,
             &self.cfg.session_id,
             self.next_pn,
             self.cfg.pn_len,
-            payload,
+            &self.payload,
             self.protection.as_ref(),
         )?;
         self.next_pn += 1;
@@ -131,46 +199,17 @@ impl SessionEncoder {
         Ok(())
     }
 
-    /// Writes `bytes` of `stream_id` from `offset` as STREAM frames, one per
-    /// datagram, FIN on the last when `fin`.
-    fn emit_stream(
-        &mut self,
-        stream_id: u64,
-        mut offset: u64,
-        bytes: &[u8],
-        fin: bool,
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), EncodeError> {
-        let room = self.cfg.max_datagram_size.saturating_sub(self.packet_overhead());
-        let mut rest = bytes;
-        let mut payload = Vec::with_capacity(room);
-        loop {
-            // The length field is sized for a full packet, an upper bound.
-            let header = frame::stream_header_len(stream_id, offset, room, true);
-            let take = room.checked_sub(header).filter(|&n| n > 0 || rest.is_empty());
-            let Some(take) = take else { return Err(EncodeError::DatagramTooSmall(self.cfg.max_datagram_size)) };
-            let take = take.min(rest.len());
-            let last = take == rest.len();
-            payload.clear();
-            frame::encode_stream(stream_id, offset, &rest[..take], fin && last, true, &mut payload)
-                .map_err(|_| EncodeError::Exhausted)?;
-            self.emit(&payload, out)?;
-            offset += take as u64;
-            rest = &rest[take..];
-            if last {
-                return Ok(());
-            }
-        }
+    fn index(&self, push_id: u64) -> Result<usize, EncodeError> {
+        self.open.iter().position(|p| p.push_id == push_id).ok_or(EncodeError::UnknownPush(push_id))
     }
 
-    /// Encodes one resource: its promise on stream 0, then its push stream.
-    /// Returns the push ID used.
-    pub fn push(
+    /// Opens a push: queues its promise and its stream prologue and HEADERS.
+    /// `body_len` declares the body length when known. Returns the push ID.
+    pub fn open_push(
         &mut self,
         request: &[HeaderField],
         response: &[HeaderField],
-        body: &[u8],
-        out: &mut Vec<Vec<u8>>,
+        body_len: Option<u64>,
     ) -> Result<u64, EncodeError> {
         let push_id = self.next_push_id;
         let stream_id = self.next_stream_id;
@@ -182,74 +221,330 @@ impl SessionEncoder {
         let mut promise = Vec::new();
         h3::encode_frame(&h3::H3Frame::PushPromise { push_id, field_section: &section }, &mut promise)
             .map_err(|_| EncodeError::Exhausted)?;
-        let request_offset = self.request_offset;
-        self.emit_stream(0, request_offset, &promise, false, out)?;
+        let mut promise_frame = Vec::with_capacity(promise.len() + 16);
+        frame::encode_stream(0, self.request_offset, &promise, false, true, &mut promise_frame)
+            .map_err(|_| EncodeError::Exhausted)?;
+        if promise_frame.len() > self.frame_room() {
+            return Err(EncodeError::DatagramTooSmall(self.cfg.max_datagram_size));
+        }
         self.request_offset += promise.len() as u64;
 
-        let mut stream = Vec::with_capacity(body.len() + 64);
-        varint::encode(h3::PUSH_STREAM_TYPE, &mut stream).map_err(|_| EncodeError::Exhausted)?;
-        varint::encode(push_id, &mut stream).map_err(|_| EncodeError::Exhausted)?;
+        let mut pending = Vec::with_capacity(self.frame_room() * 2);
+        varint::encode(h3::PUSH_STREAM_TYPE, &mut pending).map_err(|_| EncodeError::Exhausted)?;
+        varint::encode(push_id, &mut pending).map_err(|_| EncodeError::Exhausted)?;
         section.clear();
         qpack::encode_field_section(response, &mut section);
-        h3::encode_frame(&h3::H3Frame::Headers(&section), &mut stream).map_err(|_| EncodeError::Exhausted)?;
-        let chunk = self.cfg.data_frame_size.unwrap_or(usize::MAX).max(1);
-        if body.is_empty() {
-            h3::encode_frame(&h3::H3Frame::Data(&[]), &mut stream).map_err(|_| EncodeError::Exhausted)?;
-        }
-        for part in body.chunks(chunk) {
-            h3::encode_frame(&h3::H3Frame::Data(part), &mut stream).map_err(|_| EncodeError::Exhausted)?;
-        }
-        self.emit_stream(stream_id, 0, &stream, true, out)?;
+        h3::encode_frame(&h3::H3Frame::Headers(&section), &mut pending).map_err(|_| EncodeError::Exhausted)?;
+        self.open.push(OpenPush {
+            push_id,
+            stream_id,
+            offset: 0,
+            pending,
+            promise: Some(promise_frame),
+            declared: body_len,
+            body_written: 0,
+            frame_left: 0,
+        });
         self.next_push_id += 1;
         self.next_stream_id += 4;
         Ok(push_id)
     }
 
+    /// Appends body bytes to a push, emitting every full packet.
+    pub fn write(&mut self, push_id: u64, mut data: &[u8], out: &mut Vec<Vec<u8>>) -> Result<(), EncodeError> {
+        let i = self.index(push_id)?;
+        let frame_size = self.cfg.data_frame_size.unwrap_or(u64::MAX).max(1);
+        let p = &mut self.open[i];
+        if let Some(declared) = p.declared
+            && p.body_written + data.len() as u64 > declared
+        {
+            return Err(EncodeError::BodyTooLong { push_id, declared });
+        }
+        while !data.is_empty() {
+            if p.frame_left == 0 {
+                let n = match p.declared {
+                    Some(d) => (d - p.body_written).min(frame_size),
+                    None => (data.len() as u64).min(frame_size),
+                };
+                h3::encode_header(h3::DATA, n, &mut p.pending).map_err(|_| EncodeError::Exhausted)?;
+                p.frame_left = n;
+            }
+            let take = (p.frame_left.min(data.len() as u64)) as usize;
+            p.pending.extend_from_slice(&data[..take]);
+            p.frame_left -= take as u64;
+            p.body_written += take as u64;
+            data = &data[take..];
+        }
+        self.emit_full(i, out)
+    }
+
+    /// Emits packets from push `i`'s pending bytes; with `flush_all` also the
+    /// last partial packet (carrying FIN when `fin`).
+    fn emit_stream(&mut self, i: usize, flush_all: bool, fin: bool, out: &mut Vec<Vec<u8>>) -> Result<(), EncodeError> {
+        let room = self.frame_room();
+        let mut consumed = 0;
+        loop {
+            let (stream_id, offset, promise_len) = {
+                let p = &self.open[i];
+                (p.stream_id, p.offset, p.promise.as_ref().map_or(0, Vec::len))
+            };
+            let left = self.open[i].pending.len() - consumed;
+            let header = frame::stream_header_len(stream_id, offset, room, true);
+            let mut space = room.saturating_sub(header + promise_len);
+            let mut with_promise = promise_len > 0;
+            if with_promise && space < 64.min(left) {
+                // The promise goes alone so the stream data gets full packets.
+                self.payload.clear();
+                self.payload.extend_from_slice(self.open[i].promise.as_deref().unwrap_or_default());
+                self.open[i].promise = None;
+                self.emit_payload(out)?;
+                space = room.saturating_sub(header);
+                with_promise = false;
+            }
+            if space == 0 {
+                return Err(EncodeError::DatagramTooSmall(self.cfg.max_datagram_size));
+            }
+            let full = left >= space;
+            if !full && !flush_all {
+                break;
+            }
+            let take = left.min(space);
+            let last = flush_all && take == left;
+            self.payload.clear();
+            if with_promise {
+                let promise = self.open[i].promise.take().unwrap_or_default();
+                self.payload.extend_from_slice(&promise);
+            }
+            let p = &self.open[i];
+            frame::encode_stream(
+                stream_id,
+                offset,
+                &p.pending[consumed..consumed + take],
+                fin && last,
+                true,
+                &mut self.payload,
+            )
+            .map_err(|_| EncodeError::Exhausted)?;
+            self.open[i].offset += take as u64;
+            consumed += take;
+            self.emit_payload(out)?;
+            if last {
+                break;
+            }
+        }
+        self.open[i].pending.drain(..consumed);
+        Ok(())
+    }
+
+    fn emit_full(&mut self, i: usize, out: &mut Vec<Vec<u8>>) -> Result<(), EncodeError> {
+        self.emit_stream(i, false, false, out)
+    }
+
+    /// Sends what a push holds now in a short packet (live streams: data is
+    /// not held back waiting for a full packet).
+    pub fn flush(&mut self, push_id: u64, out: &mut Vec<Vec<u8>>) -> Result<(), EncodeError> {
+        let i = self.index(push_id)?;
+        if self.open[i].pending.is_empty() && self.open[i].promise.is_none() {
+            return Ok(());
+        }
+        self.emit_stream(i, true, false, out)
+    }
+
+    /// Ends a push: optional trailing HEADERS, the rest of its bytes, and FIN.
+    pub fn finish(
+        &mut self,
+        push_id: u64,
+        trailers: Option<&[HeaderField]>,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), EncodeError> {
+        let i = self.index(push_id)?;
+        let p = &mut self.open[i];
+        if let Some(declared) = p.declared
+            && p.body_written < declared
+        {
+            return Err(EncodeError::BodyTooShort { push_id, written: p.body_written, declared });
+        }
+        if p.declared == Some(0) || (p.declared.is_none() && p.body_written == 0) {
+            // An explicit empty DATA frame: nghq's receiver accepts it (s18).
+            h3::encode_header(h3::DATA, 0, &mut p.pending).map_err(|_| EncodeError::Exhausted)?;
+        }
+        if let Some(t) = trailers {
+            let mut section = Vec::new();
+            qpack::encode_field_section(t, &mut section);
+            h3::encode_frame(&h3::H3Frame::Headers(&section), &mut p.pending).map_err(|_| EncodeError::Exhausted)?;
+        }
+        self.emit_stream(i, true, true, out)?;
+        self.open.remove(i);
+        Ok(())
+    }
+
+    /// Abandons a push with RESET_STREAM. (nghq's receiver mishandles this
+    /// frame; use it only with h3m receivers.)
+    pub fn reset(&mut self, push_id: u64, error_code: u64, out: &mut Vec<Vec<u8>>) -> Result<(), EncodeError> {
+        let i = self.index(push_id)?;
+        let p = self.open.remove(i);
+        self.payload.clear();
+        if let Some(promise) = &p.promise {
+            self.payload.extend_from_slice(promise);
+        }
+        frame::encode_reset_stream(p.stream_id, error_code, p.offset, &mut self.payload)
+            .map_err(|_| EncodeError::Exhausted)?;
+        self.emit_payload(out)
+    }
+
+    /// Encodes one whole resource (open, write, finish). Returns the push ID.
+    pub fn push(
+        &mut self,
+        request: &[HeaderField],
+        response: &[HeaderField],
+        body: &[u8],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<u64, EncodeError> {
+        let id = self.open_push(request, response, Some(body.len() as u64))?;
+        self.write(id, body, out)?;
+        self.finish(id, None, out)?;
+        Ok(id)
+    }
+
+    /// nghq's end-of-session signal: a PUSH_PROMISE for `:path goaway` with
+    /// `connection: close`, which h3m and nghq receivers recognise. No push
+    /// stream follows.
+    pub fn goaway(&mut self, out: &mut Vec<Vec<u8>>) -> Result<(), EncodeError> {
+        let request = [
+            HeaderField::new(":method", "GET"),
+            HeaderField::new(":scheme", "http"),
+            HeaderField::new(":path", "goaway"),
+            HeaderField::new("connection", "close"),
+        ];
+        let push_id = self.next_push_id;
+        let mut section = Vec::new();
+        qpack::encode_field_section(&request, &mut section);
+        let mut promise = Vec::new();
+        h3::encode_frame(&h3::H3Frame::PushPromise { push_id, field_section: &section }, &mut promise)
+            .map_err(|_| EncodeError::Exhausted)?;
+        self.payload.clear();
+        frame::encode_stream(0, self.request_offset, &promise, false, true, &mut self.payload)
+            .map_err(|_| EncodeError::Exhausted)?;
+        self.request_offset += promise.len() as u64;
+        self.next_push_id += 1;
+        self.emit_payload(out)
+    }
+
     /// A PING-only datagram (keep-alive).
     pub fn ping(&mut self, out: &mut Vec<Vec<u8>>) -> Result<(), EncodeError> {
-        let mut payload = Vec::new();
-        frame::encode_ping(&mut payload);
-        self.emit(&payload, out)
+        self.payload.clear();
+        frame::encode_ping(&mut self.payload);
+        self.emit_payload(out)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::receiver::{Event, Receiver, ReceiverConfig};
+    use crate::receiver::{Event, PushStatus, Receiver, ReceiverConfig, SessionEndReason};
     use std::time::Instant;
 
-    #[test]
-    fn encoded_session_decodes() {
-        let sid = SessionId::from_hex("cafe").unwrap();
-        let mut cfg = EncoderConfig::new(sid);
-        cfg.data_frame_size = Some(1000);
-        let mut enc = SessionEncoder::new(cfg);
-        let body: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
-        let req = vec![HeaderField::new(":method", "GET"), HeaderField::new(":path", "/a")];
-        let resp = vec![HeaderField::new(":status", "200"), HeaderField::new("connection", "close")];
-        let mut out = Vec::new();
-        assert_eq!(enc.push(&req, &resp, &body, &mut out), Ok(0));
-        assert!(out.iter().all(|d| d.len() <= 1200));
+    fn receive(sid: SessionId, dgrams: &[Vec<u8>]) -> (Vec<(u64, Vec<u8>, PushStatus)>, Vec<SessionEndReason>) {
         let mut rx = Receiver::new(ReceiverConfig::new(sid));
         let now = Instant::now();
-        for d in &out {
+        for d in dgrams {
             rx.handle_datagram(now, d);
         }
-        let mut got = vec![0u8; body.len()];
-        let mut finished = false;
+        rx.finish(now);
+        let mut bodies: std::collections::BTreeMap<u64, Vec<u8>> = Default::default();
+        let mut done = Vec::new();
+        let mut ends = Vec::new();
         while let Some(ev) = rx.poll_event() {
             match ev {
-                Event::BodyData { offset, data, .. } => {
-                    got[offset as usize..offset as usize + data.len()].copy_from_slice(&data)
+                Event::BodyData { push_id, offset, data } => {
+                    let b = bodies.entry(push_id).or_default();
+                    b.resize(b.len().max(offset as usize + data.len()), 0);
+                    b[offset as usize..offset as usize + data.len()].copy_from_slice(&data);
                 }
-                Event::PushFinished(s) => finished = s.is_complete() && s.body_len == 5000,
+                Event::PushFinished(s) => {
+                    done.push((s.push_id, bodies.remove(&s.push_id).unwrap_or_default(), s.status))
+                }
+                Event::SessionEnd { reason } => ends.push(reason),
                 _ => {}
             }
         }
-        assert!(finished);
-        assert_eq!(got, body);
-        assert!(rx.is_ended());
+        (done, ends)
+    }
+
+    fn req(path: &str) -> Vec<HeaderField> {
+        vec![HeaderField::new(":method", "GET"), HeaderField::new(":path", path)]
+    }
+
+    #[test]
+    fn streamed_declared_and_undeclared_bodies_decode() {
+        let sid = SessionId::from_hex("cafe").unwrap();
+        for frame_size in [None, Some(1000)] {
+            let mut cfg = EncoderConfig::new(sid);
+            cfg.data_frame_size = frame_size;
+            let mut enc = SessionEncoder::new(cfg);
+            let body: Vec<u8> = (0..50_000u32).map(|i| (i * 7) as u8).collect();
+            let resp = vec![HeaderField::new(":status", "200")];
+            let mut out = Vec::new();
+            let a = enc.open_push(&req("/a"), &resp, Some(body.len() as u64)).unwrap();
+            for chunk in body.chunks(777) {
+                enc.write(a, chunk, &mut out).unwrap();
+            }
+            enc.finish(a, None, &mut out).unwrap();
+            let b = enc.open_push(&req("/live"), &resp, None).unwrap();
+            for chunk in body.chunks(5000) {
+                enc.write(b, chunk, &mut out).unwrap();
+                enc.flush(b, &mut out).unwrap();
+            }
+            enc.finish(b, Some(&[HeaderField::new("digest", "x")]), &mut out).unwrap();
+            let e = enc.push(&req("/empty"), &resp, b"", &mut out).unwrap();
+            enc.goaway(&mut out).unwrap();
+            assert!(out.iter().all(|d| d.len() <= 1200));
+            let (done, ends) = receive(sid, &out);
+            assert_eq!(
+                done,
+                vec![
+                    (a, body.clone(), PushStatus::Complete),
+                    (b, body.clone(), PushStatus::Complete),
+                    (e, vec![], PushStatus::Complete)
+                ]
+            );
+            assert_eq!(ends, vec![SessionEndReason::Goaway]);
+        }
+    }
+
+    #[test]
+    fn promise_rides_with_the_first_stream_bytes() {
+        let mut enc = SessionEncoder::new(EncoderConfig::new(SessionId::EMPTY));
+        let mut out = Vec::new();
+        enc.push(&req("/a"), &[HeaderField::new(":status", "200")], b"hi", &mut out).unwrap();
+        assert_eq!(out.len(), 1, "promise, headers, body and FIN in one datagram");
+    }
+
+    #[test]
+    fn declared_lengths_are_enforced() {
+        let mut enc = SessionEncoder::new(EncoderConfig::new(SessionId::EMPTY));
+        let mut out = Vec::new();
+        let id = enc.open_push(&req("/a"), &[], Some(3)).unwrap();
+        assert_eq!(enc.write(id, b"abcd", &mut out), Err(EncodeError::BodyTooLong { push_id: id, declared: 3 }));
+        enc.write(id, b"ab", &mut out).unwrap();
+        assert_eq!(
+            enc.finish(id, None, &mut out),
+            Err(EncodeError::BodyTooShort { push_id: id, written: 2, declared: 3 })
+        );
+        assert_eq!(enc.write(99, b"", &mut out), Err(EncodeError::UnknownPush(99)));
+    }
+
+    #[test]
+    fn reset_push_is_reported_incomplete() {
+        let sid = SessionId::EMPTY;
+        let mut enc = SessionEncoder::new(EncoderConfig::new(sid));
+        let mut out = Vec::new();
+        let id = enc.open_push(&req("/a"), &[HeaderField::new(":status", "200")], Some(10_000)).unwrap();
+        enc.write(id, &[7; 5000], &mut out).unwrap();
+        enc.reset(id, 0x10c, &mut out).unwrap();
+        let (done, _) = receive(sid, &out);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].2, PushStatus::Incomplete(crate::receiver::IncompleteReason::Reset { error_code: 0x10c }));
     }
 
     #[test]
