@@ -17,6 +17,7 @@
 //! - [`altsvc`]: the Alt-Svc `h3m-NN` session advertisement.
 //! - [`receiver`]: the receiver state machine, datagrams in, events out.
 //! - [`encoder`]: resources into datagrams, the packetizing core of a sender.
+//! - [`sender`]: the sender state machine: header conventions, keep-alives, session end.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -28,6 +29,7 @@ pub mod packet;
 pub mod protection;
 pub mod qpack;
 pub mod receiver;
+pub mod sender;
 pub mod session_id;
 pub mod varint;
 

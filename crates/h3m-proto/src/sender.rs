@@ -1,0 +1,456 @@
+//! The sender state machine: resources in, datagrams out.
+//!
+//! [`Sender`] wraps a [`SessionEncoder`] with what a publisher needs around it:
+//! request and response header lists built from a [`ResourceMeta`] the way
+//! nghq's receiver and HTTP clients expect them, a queue of datagrams for the
+//! driver to pace out, PING keep-alives well inside receivers' idle timeout, and
+//! the end-of-session signal (`connection: close` on the last response, or
+//! nghq's goaway promise when the end comes after the last resource).
+//!
+//! Like the rest of this crate it reads no clock: `now` and each resource's
+//! `date` are arguments.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::encoder::{EncodeError, EncoderConfig, SessionEncoder};
+use crate::protection::PacketProtection;
+use crate::qpack::HeaderField;
+
+/// Sender settings.
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    /// Packetization settings (session ID, datagram size, packet numbers).
+    pub encoder: EncoderConfig,
+    /// Send a PING after this long without a datagram (default 5 s, well
+    /// inside nghq's 60 s idle timeout).
+    pub keepalive: Duration,
+    /// The `:authority` of every request (default `localhost`).
+    pub authority: String,
+    /// Prefix of every `:path` (default `/`).
+    pub path_prefix: String,
+}
+
+impl SenderConfig {
+    /// Defaults around an encoder configuration.
+    pub fn new(encoder: EncoderConfig) -> Self {
+        SenderConfig {
+            encoder,
+            keepalive: Duration::from_secs(5),
+            authority: "localhost".into(),
+            path_prefix: "/".into(),
+        }
+    }
+}
+
+/// What the sender needs to know about one resource.
+#[derive(Debug, Clone)]
+pub struct ResourceMeta {
+    /// The resource's path relative to the published tree (`dir/file.txt`);
+    /// percent-encoded into `:path` after the prefix.
+    pub path: String,
+    /// `content-type`; `None` picks one from the extension.
+    pub content_type: Option<String>,
+    /// The body length, when known (`content-length`).
+    pub length: Option<u64>,
+    /// SHA-256 of the body, when known (`digest: sha-256=...`).
+    pub sha256: Option<[u8; 32]>,
+    /// The `date` header.
+    pub date: SystemTime,
+    /// The last resource of the session: its response carries `connection: close`.
+    pub last: bool,
+    /// A live resource of unknown length: the promise asks `range: bytes=0-*`
+    /// and the response is `206` with `content-range: bytes 0-*/*`.
+    pub live: bool,
+}
+
+impl ResourceMeta {
+    /// A resource of known length.
+    pub fn file(path: impl Into<String>, length: u64, date: SystemTime) -> Self {
+        ResourceMeta {
+            path: path.into(),
+            content_type: None,
+            length: Some(length),
+            sha256: None,
+            date,
+            last: false,
+            live: false,
+        }
+    }
+}
+
+/// Counters of what was produced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SenderStats {
+    /// Datagrams handed out.
+    pub datagrams: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Resources finished.
+    pub resources: u64,
+    /// Body bytes of finished resources.
+    pub body_bytes: u64,
+    /// Keep-alive PINGs.
+    pub pings: u64,
+}
+
+/// The sender state machine. See the module documentation.
+#[derive(Debug)]
+pub struct Sender {
+    cfg: SenderConfig,
+    enc: SessionEncoder,
+    queue: VecDeque<Vec<u8>>,
+    scratch: Vec<Vec<u8>>,
+    last_transmit: Option<Instant>,
+    closed: bool,
+    stats: SenderStats,
+    written: std::collections::HashMap<u64, u64>,
+}
+
+/// The content type for a file name, by extension (nghq's list plus media types).
+pub fn content_type_for(path: &str) -> &'static str {
+    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match ext.as_str() {
+        "txt" => "text/plain; charset=UTF-8",
+        "htm" | "html" => "text/html; charset=UTF-8",
+        "css" => "text/css; charset=UTF-8",
+        "js" | "mjs" => "text/javascript; charset=UTF-8",
+        "json" => "application/json",
+        "xml" => "application/xml",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "jpg" | "jpeg" => "image/jpeg",
+        "webp" => "image/webp",
+        "tif" | "tiff" => "image/tiff",
+        "pdf" => "application/pdf",
+        "ps" | "eps" => "application/postscript",
+        "rtf" => "application/rtf",
+        "rdf" => "application/rdf+xml",
+        "doc" => "application/msword",
+        "mpd" => "application/dash+xml",
+        "m3u8" => "application/vnd.apple.mpegurl",
+        "mpg" | "mpeg" => "video/mpeg",
+        "mp4" | "m4s" | "m4v" => "video/mp4",
+        "m4a" => "audio/mp4",
+        "ts" => "video/mp2t",
+        "webm" => "video/webm",
+        "wasm" => "application/wasm",
+        "zip" => "application/zip",
+        "gz" => "application/gzip",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Percent-encodes a path for `:path`: unreserved characters and `/` stay.
+pub fn percent_encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for &b in path.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Standard base64 with padding.
+pub fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// An IMF-fixdate (RFC 9110 §5.6.7): `Fri, 27 Nov 2026 15:41:59 GMT`.
+pub fn http_date(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        WEEKDAYS[days.rem_euclid(7) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+impl Sender {
+    /// A sender with the given packet protection.
+    pub fn new(cfg: SenderConfig, protection: Box<dyn PacketProtection>) -> Self {
+        let enc = SessionEncoder::with_protection(cfg.encoder.clone(), protection);
+        Sender {
+            cfg,
+            enc,
+            queue: VecDeque::new(),
+            scratch: Vec::new(),
+            last_transmit: None,
+            closed: false,
+            stats: SenderStats::default(),
+            written: Default::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SenderConfig {
+        &self.cfg
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> SenderStats {
+        self.stats
+    }
+
+    /// Datagrams waiting for [`poll_transmit`](Self::poll_transmit).
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether the session has been ended.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The request header list for a resource.
+    pub fn request_headers(&self, meta: &ResourceMeta) -> Vec<HeaderField> {
+        let prefix = self.cfg.path_prefix.trim_end_matches('/');
+        let path = format!("{prefix}/{}", percent_encode_path(meta.path.trim_start_matches('/')));
+        let mut h = vec![
+            HeaderField::new(":method", "GET"),
+            HeaderField::new(":scheme", "https"),
+            HeaderField::new(":authority", self.cfg.authority.as_str()),
+            HeaderField::new(":path", path),
+        ];
+        if meta.live {
+            h.push(HeaderField::new("range", "bytes=0-*"));
+        }
+        h
+    }
+
+    /// The response header list for a resource.
+    pub fn response_headers(&self, meta: &ResourceMeta) -> Vec<HeaderField> {
+        let mut h = vec![HeaderField::new(":status", if meta.live { "206" } else { "200" })];
+        let ct = meta.content_type.clone().unwrap_or_else(|| content_type_for(&meta.path).to_owned());
+        h.push(HeaderField::new("content-type", ct));
+        if let Some(len) = meta.length {
+            h.push(HeaderField::new("content-length", len.to_string()));
+        }
+        if meta.live {
+            h.push(HeaderField::new("content-range", "bytes 0-*/*"));
+        }
+        h.push(HeaderField::new("date", http_date(meta.date)));
+        if let Some(d) = meta.sha256 {
+            h.push(HeaderField::new("digest", format!("sha-256={}", base64(&d))));
+        }
+        if meta.last {
+            h.push(HeaderField::new("connection", "close"));
+        }
+        h
+    }
+
+    fn take_out(&mut self) {
+        self.queue.extend(self.scratch.drain(..));
+    }
+
+    /// Starts a resource; returns its push ID. Its promise and headers are queued
+    /// with the first body bytes.
+    pub fn start(&mut self, meta: &ResourceMeta) -> Result<u64, EncodeError> {
+        let request = self.request_headers(meta);
+        let response = self.response_headers(meta);
+        let id = self.enc.open_push(&request, &response, meta.length)?;
+        self.written.insert(id, 0);
+        if meta.last {
+            self.closed = true;
+        }
+        Ok(id)
+    }
+
+    /// Adds body bytes; full packets are queued.
+    pub fn write(&mut self, push_id: u64, data: &[u8]) -> Result<(), EncodeError> {
+        self.enc.write(push_id, data, &mut self.scratch)?;
+        if let Some(w) = self.written.get_mut(&push_id) {
+            *w += data.len() as u64;
+        }
+        self.take_out();
+        Ok(())
+    }
+
+    /// Queues what the resource holds now, without waiting for a full packet.
+    pub fn flush(&mut self, push_id: u64) -> Result<(), EncodeError> {
+        self.enc.flush(push_id, &mut self.scratch)?;
+        self.take_out();
+        Ok(())
+    }
+
+    /// Ends a resource (with trailers, e.g. a digest of a live body).
+    pub fn finish(&mut self, push_id: u64, trailers: Option<&[HeaderField]>) -> Result<(), EncodeError> {
+        self.enc.finish(push_id, trailers, &mut self.scratch)?;
+        self.stats.resources += 1;
+        self.stats.body_bytes += self.written.remove(&push_id).unwrap_or(0);
+        self.take_out();
+        Ok(())
+    }
+
+    /// Abandons a resource (its receivers report it incomplete).
+    pub fn abort(&mut self, push_id: u64) -> Result<(), EncodeError> {
+        self.written.remove(&push_id);
+        self.enc.reset(push_id, 0x10c, &mut self.scratch)?;
+        self.take_out();
+        Ok(())
+    }
+
+    /// Ends the session. If no resource carried `connection: close`, queues
+    /// nghq's goaway promise so receivers leave now rather than at their idle
+    /// timeout.
+    pub fn close(&mut self) -> Result<(), EncodeError> {
+        if !self.closed {
+            self.enc.goaway(&mut self.scratch)?;
+            self.take_out();
+            self.closed = true;
+        }
+        Ok(())
+    }
+
+    /// The next datagram to send at `now`: queued data first, else a PING when
+    /// the session has been silent for the keep-alive interval.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
+        let d = match self.queue.pop_front() {
+            Some(d) => d,
+            None if !self.closed && self.last_transmit.is_some_and(|t| now >= t + self.cfg.keepalive) => {
+                self.enc.ping(&mut self.scratch).ok()?;
+                self.stats.pings += 1;
+                self.scratch.pop()?
+            }
+            None => return None,
+        };
+        self.last_transmit = Some(now);
+        self.stats.datagrams += 1;
+        self.stats.bytes += d.len() as u64;
+        Some(d)
+    }
+
+    /// When [`poll_transmit`](Self::poll_transmit) next has something (a
+    /// keep-alive) if nothing else is queued.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed || !self.queue.is_empty() {
+            return None;
+        }
+        self.last_transmit.map(|t| t + self.cfg.keepalive)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SessionId;
+    use crate::protection::NullProtection;
+    use crate::receiver::{Event, Receiver, ReceiverConfig, SessionEndReason};
+
+    fn sender() -> Sender {
+        Sender::new(SenderConfig::new(EncoderConfig::new(SessionId::NGHQ_DEFAULT)), Box::new(NullProtection))
+    }
+
+    #[test]
+    fn dates_base64_and_paths() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_794_119); // 2026-11-27 15:41:59 UTC
+        assert_eq!(http_date(t), "Fri, 27 Nov 2026 15:41:59 GMT");
+        assert_eq!(http_date(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(UNIX_EPOCH + Duration::from_secs(951_782_400)), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(percent_encode_path("a b/é?.txt"), "a%20b/%C3%A9%3F.txt");
+        assert_eq!(content_type_for("seg/1.M4S"), "video/mp4");
+        assert_eq!(content_type_for("noext"), "application/octet-stream");
+    }
+
+    #[test]
+    fn headers_follow_the_conventions() {
+        let mut s = sender();
+        s.cfg.path_prefix = "/media/".into();
+        let mut meta = ResourceMeta::file("sub dir/a.txt", 13, UNIX_EPOCH);
+        meta.sha256 = Some([0; 32]);
+        meta.last = true;
+        let names = |h: Vec<HeaderField>| {
+            h.into_iter()
+                .map(|f| format!("{}: {}", String::from_utf8(f.name).unwrap(), String::from_utf8(f.value).unwrap()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(s.request_headers(&meta)),
+            [":method: GET", ":scheme: https", ":authority: localhost", ":path: /media/sub%20dir/a.txt"]
+        );
+        assert_eq!(
+            names(s.response_headers(&meta)),
+            [
+                ":status: 200",
+                "content-type: text/plain; charset=UTF-8",
+                "content-length: 13",
+                "date: Thu, 01 Jan 1970 00:00:00 GMT",
+                "digest: sha-256=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                "connection: close",
+            ]
+        );
+    }
+
+    #[test]
+    fn keepalive_pings_then_goaway_ends_the_session() {
+        let mut s = sender();
+        let t0 = Instant::now();
+        let id = s.start(&ResourceMeta::file("a.bin", 3, UNIX_EPOCH)).unwrap();
+        s.write(id, b"abc").unwrap();
+        s.finish(id, None).unwrap();
+        let mut out = Vec::new();
+        while let Some(d) = s.poll_transmit(t0) {
+            out.push(d);
+        }
+        assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+        assert!(s.poll_transmit(t0 + Duration::from_secs(4)).is_none());
+        out.push(s.poll_transmit(t0 + Duration::from_secs(5)).expect("a PING"));
+        assert_eq!(s.stats().pings, 1);
+        s.close().unwrap();
+        out.push(s.poll_transmit(t0 + Duration::from_secs(6)).expect("goaway"));
+        assert!(s.poll_transmit(t0 + Duration::from_secs(60)).is_none(), "no PING after the end");
+
+        let mut rx = Receiver::new(ReceiverConfig::new(SessionId::NGHQ_DEFAULT));
+        for d in &out {
+            rx.handle_datagram(t0, d);
+        }
+        let mut ended = None;
+        while let Some(e) = rx.poll_event() {
+            if let Event::SessionEnd { reason } = e {
+                ended = Some(reason);
+            }
+        }
+        assert_eq!(ended, Some(SessionEndReason::Goaway));
+        assert_eq!(rx.stats().pings, 1);
+    }
+}
