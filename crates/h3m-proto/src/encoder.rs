@@ -444,7 +444,10 @@ mod tests {
     use crate::receiver::{Event, PushStatus, Receiver, ReceiverConfig, SessionEndReason};
     use std::time::Instant;
 
-    fn receive(sid: SessionId, dgrams: &[Vec<u8>]) -> (Vec<(u64, Vec<u8>, PushStatus)>, Vec<SessionEndReason>) {
+    /// Finished pushes (ID, body, status).
+    type Finished = Vec<(u64, Vec<u8>, PushStatus)>;
+
+    fn receive(sid: SessionId, dgrams: &[Vec<u8>]) -> (Finished, Vec<SessionEndReason>) {
         let mut rx = Receiver::new(ReceiverConfig::new(sid));
         let now = Instant::now();
         for d in dgrams {

@@ -214,7 +214,7 @@ pub fn encode_frame(frame: &H3Frame<'_>, out: &mut Vec<u8>) -> Result<(), H3Erro
 
 /// Whether `frame_type` is a reserved (grease) type, `0x1f * N + 0x21`.
 pub fn is_reserved(frame_type: u64) -> bool {
-    frame_type >= 0x21 && (frame_type - 0x21) % 0x1f == 0
+    frame_type >= 0x21 && (frame_type - 0x21).is_multiple_of(0x1f)
 }
 
 #[cfg(test)]

@@ -4,3 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod capture;
+pub mod offline;
+pub mod paths;
+pub mod report;
+pub mod writer;

@@ -403,9 +403,8 @@ mod tests {
     }
 
     fn benign_component() -> impl Strategy<Value = String> {
-        "[a-zA-Z0-9 _.é日本-]{1,20}".prop_filter("not a dot component or a drive", |s| {
-            s != "." && s != ".." && !is_drive(s.as_bytes())
-        })
+        "[a-zA-Z0-9 _.é日本-]{1,20}"
+            .prop_filter("not a dot component or a drive", |s| s != "." && s != ".." && !is_drive(s.as_bytes()))
     }
 
     /// Percent-encodes the bytes of `s` chosen by `mask`, and always `%`, `?`, `#`.

@@ -48,7 +48,7 @@ pub enum WriteError {
         source: io::Error,
     },
     /// The bytes received do not make up the body the receiver reported complete.
-    #[error("inconsistent body: {0}")]
+    #[error("inconsistent: {0}")]
     Inconsistent(String),
 }
 
@@ -74,7 +74,6 @@ pub struct Written {
 
 /// The temporary file of one push in progress. Dropping it removes the file
 /// unless it was committed.
-#[derive(Debug)]
 pub struct PartialFile {
     file: File,
     temp: PathBuf,
@@ -88,6 +87,17 @@ pub struct PartialFile {
     /// Bytes written, counting each write.
     written: u64,
     committed: bool,
+}
+
+impl std::fmt::Debug for PartialFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartialFile")
+            .field("temp", &self.temp)
+            .field("hashed_to", &self.hashed_to)
+            .field("pending", &self.pending.len())
+            .field("written", &self.written)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PartialFile {
@@ -423,10 +433,7 @@ mod tests {
         std::fs::write(dir.path().join("file"), b"").unwrap();
         let mut w = ResourceWriter::new(dir.path()).unwrap();
         assert!(matches!(w.begin(7, ".h3m-partial-7-1".into()), Err(WriteError::Refused(PathError::Reserved))));
-        assert!(matches!(
-            w.begin(8, "file/x".into()),
-            Err(WriteError::Refused(PathError::ParentNotDirectory { .. }))
-        ));
+        assert!(matches!(w.begin(8, "file/x".into()), Err(WriteError::Refused(PathError::ParentNotDirectory { .. }))));
         assert_eq!(w.open_count(), 0);
         assert_eq!(entries(dir.path()), ["file"]);
     }

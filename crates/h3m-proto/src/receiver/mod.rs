@@ -721,7 +721,7 @@ impl Receiver {
                     push_id,
                     status: PushStatus::Incomplete(reason),
                     body_len: 0,
-                    missing: content_length.map(|cl| vec![0..cl]).unwrap_or_default(),
+                    missing: content_length.into_iter().map(|cl| 0..cl).collect(),
                     missing_from: if content_length.is_some() { None } else { Some(0) },
                 }
             }
@@ -733,10 +733,11 @@ impl Receiver {
     }
 
     fn maybe_end_session(&mut self) {
-        if !self.ended && self.pushes.is_empty() {
-            if let Some(reason) = self.closing {
-                self.end_session(reason);
-            }
+        if !self.ended
+            && self.pushes.is_empty()
+            && let Some(reason) = self.closing
+        {
+            self.end_session(reason);
         }
     }
 

@@ -371,7 +371,15 @@ impl PushStream {
         }
         // Every frame header up to the FIN parsed: holes can only be inside payloads.
         let layout_done = self.stage == Stage::Frames && self.final_size == Some(self.cursor);
-        let tail = (!layout_done).then_some(self.body_extent);
-        (merged.iter().cloned().collect(), tail)
+        let mut ranges: Vec<Range<u64>> = merged.iter().cloned().collect();
+        let mut tail = (!layout_done).then_some(self.body_extent);
+        // A hole running into the unknown tail is part of it.
+        if let (Some(t), Some(last)) = (tail, ranges.last())
+            && last.end >= t
+        {
+            tail = Some(last.start.min(t));
+            ranges.pop();
+        }
+        (ranges, tail)
     }
 }

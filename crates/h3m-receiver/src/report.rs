@@ -1,0 +1,588 @@
+//! What `h3m-recv` prints: one record per event, as a text line or a JSON object.
+//!
+//! # Text mode (default)
+//!
+//! Standard output has one line per resource (each promised push, once it has
+//! finished) and per unpromised push stream; fields are separated by two
+//! spaces, the status word is padded to 10 columns:
+//!
+//! ```text
+//! complete   PATH  BYTES bytes  sha256:HEX
+//! incomplete PATH  RECEIVED of LEN[+] bytes  missing RANGES  (REASON)
+//! refused    PATH  RECEIVED bytes  (REASON)
+//! failed     PATH  RECEIVED bytes  (REASON)
+//! unpromised push ID on stream STREAM
+//! ```
+//!
+//! * `PATH` is the file's path relative to the output directory; for a refused
+//!   push (or one without a `:path`: `-`), the `:path` as sent. Bytes that are
+//!   whitespace, control characters, `%`, or not UTF-8 are percent-encoded
+//!   (`%20`), so no field holds a space.
+//! * `RECEIVED` counts the body bytes that arrived, `LEN` is the body length as
+//!   far as it is known; `+` means the length is unknown beyond it.
+//! * `RANGES` lists the missing body bytes as inclusive ranges `a-b`
+//!   separated by commas; `a-` means everything from `a` on; `none` if no
+//!   range is known.
+//! * `REASON` is a token, possibly followed by `: ` and details: `timeout`,
+//!   `session_ended`, `reset: error code N`, `cancelled`, `no_push_stream`,
+//!   `too_many_pushes`, `bad_headers: ...`, `protocol_error: ...`,
+//!   `inconsistent: ...` (incomplete); `refused: ...` (the `:path` is unsafe, see
+//!   [`crate::paths`]); `io_error: ...` (failed).
+//!
+//! Standard error has the errors (`h3m-recv: error: ...`) and, last, one
+//! summary line of `key=value` fields (`h3m-recv: summary: complete=1 ...`).
+//!
+//! # JSON mode (`--json`)
+//!
+//! Standard output has one JSON object per line, each with an `"event"` key:
+//! `push_promised`, `response_headers`, `trailers`, `resource`,
+//! `unpromised_push`, `error`, `session_end` and, last, `summary` (see
+//! [`Record`] for the fields). Body data is not reported event by event (there
+//! would be one object per packet); the `resource` object sums it up. Header
+//! names and values are converted to strings lossily. Standard error still gets
+//! the error and summary lines of text mode.
+
+use std::io::Write;
+use std::path::Path;
+
+use h3m_proto::qpack::HeaderField;
+use h3m_proto::receiver::{IncompleteReason, ReceiverStats, SessionEndReason};
+use serde::Serialize;
+
+use crate::capture::CaptureStats;
+
+/// How a resource ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceStatus {
+    /// Every byte arrived and the file was written.
+    Complete,
+    /// Bytes are missing: nothing was written.
+    Incomplete,
+    /// The `:path` is unsafe: nothing was written.
+    Refused,
+    /// Writing failed (I/O error): nothing was written.
+    Failed,
+}
+
+impl ResourceStatus {
+    /// The status word of text lines.
+    pub fn word(self) -> &'static str {
+        match self {
+            ResourceStatus::Complete => "complete",
+            ResourceStatus::Incomplete => "incomplete",
+            ResourceStatus::Refused => "refused",
+            ResourceStatus::Failed => "failed",
+        }
+    }
+}
+
+/// The end of one promised push.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResourceRecord {
+    /// The push ID.
+    pub push_id: u64,
+    /// How it ended.
+    pub status: ResourceStatus,
+    /// Whether it was written complete (`status == complete`).
+    pub complete: bool,
+    /// The `:path` as sent (`null` if the request had none).
+    pub path: Option<String>,
+    /// The file written (output directory joined with the relative path), or `null`.
+    pub file: Option<String>,
+    /// Body bytes received (the body length when complete).
+    pub bytes: u64,
+    /// The body length as far as the receiver knows it.
+    pub body_len: u64,
+    /// SHA-256 of the file written, lowercase hex; `null` if nothing was written.
+    pub sha256: Option<String>,
+    /// Missing body ranges, `[start, end_exclusive]`.
+    pub missing: Vec<[u64; 2]>,
+    /// Everything from this body offset on is missing (the length is unknown).
+    pub missing_from: Option<u64>,
+    /// Why it is not complete (see the module documentation), `null` if it is.
+    pub reason: Option<String>,
+    /// The name shown in text lines (relative path, else the `:path`), raw bytes.
+    #[serde(skip)]
+    pub name: Vec<u8>,
+}
+
+impl ResourceRecord {
+    /// The text line (without newline).
+    pub fn text_line(&self) -> String {
+        let name = if self.name.is_empty() { "-".to_owned() } else { escape_name(&self.name) };
+        let head = format!("{:<10} {name}  ", self.status.word());
+        let reason = self.reason.as_deref().unwrap_or("");
+        match self.status {
+            ResourceStatus::Complete => {
+                format!("{head}{} bytes  sha256:{}", self.bytes, self.sha256.as_deref().unwrap_or(""))
+            }
+            ResourceStatus::Incomplete => {
+                let plus = if self.missing_from.is_some() { "+" } else { "" };
+                let mut ranges: Vec<String> = self
+                    .missing
+                    .iter()
+                    .filter(|[s, e]| e > s)
+                    .map(|[s, e]| if e - s == 1 { format!("{s}") } else { format!("{s}-{}", e - 1) })
+                    .collect();
+                if let Some(from) = self.missing_from {
+                    ranges.push(format!("{from}-"));
+                }
+                let ranges = if ranges.is_empty() { "none".to_owned() } else { ranges.join(",") };
+                format!("{head}{} of {}{plus} bytes  missing {ranges}  ({reason})", self.bytes, self.body_len)
+            }
+            ResourceStatus::Refused | ResourceStatus::Failed => format!("{head}{} bytes  ({reason})", self.bytes),
+        }
+    }
+}
+
+/// What kind of error an [`ErrorRecord`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// A push's `:path` is unsafe.
+    RefusedPath,
+    /// Writing a resource failed.
+    Io,
+    /// A complete push's bytes did not add up (a receiver bug).
+    Inconsistent,
+    /// The input could not be read.
+    Input,
+    /// The output directory is unusable.
+    OutputDir,
+}
+
+/// An error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorRecord {
+    /// What kind.
+    pub kind: ErrorKind,
+    /// The push concerned, if any.
+    pub push_id: Option<u64>,
+    /// Its `:path` as sent, if any.
+    pub path: Option<String>,
+    /// The message.
+    pub message: String,
+}
+
+impl ErrorRecord {
+    /// The text line for standard error (without newline).
+    pub fn text_line(&self) -> String {
+        match (self.push_id, &self.path) {
+            (Some(id), Some(path)) => {
+                format!("h3m-recv: error: push {id} ({}): {}", escape_name(path.as_bytes()), self.message)
+            }
+            (Some(id), None) => format!("h3m-recv: error: push {id}: {}", self.message),
+            _ => format!("h3m-recv: error: {}", self.message),
+        }
+    }
+}
+
+/// Capture counters (see [`CaptureStats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CaptureCounters {
+    /// Complete records read.
+    pub records: u64,
+    /// UDP datagrams delivered (after reassembly and the port filter).
+    pub udp_datagrams: u64,
+    /// Records that were not UDP over IP.
+    pub skipped_non_udp: u64,
+    /// UDP datagrams to other ports.
+    pub skipped_port: u64,
+    /// Records with a cut-short header or an inconsistent length.
+    pub malformed: u64,
+    /// Records captured truncated (caplen < len).
+    pub truncated_records: u64,
+    /// Whether the file ended inside a record.
+    pub truncated_tail: bool,
+    /// IP fragments taken into reassembly.
+    pub fragments: u64,
+    /// Datagrams completed by reassembly.
+    pub reassembled: u64,
+    /// Fragments discarded.
+    pub fragments_dropped: u64,
+}
+
+impl From<&CaptureStats> for CaptureCounters {
+    fn from(s: &CaptureStats) -> Self {
+        CaptureCounters {
+            records: s.records,
+            udp_datagrams: s.udp_datagrams,
+            skipped_non_udp: s.skipped_non_udp,
+            skipped_port: s.skipped_port,
+            malformed: s.malformed,
+            truncated_records: s.truncated_records,
+            truncated_tail: s.truncated_tail,
+            fragments: s.fragments,
+            reassembled: s.reassembled,
+            fragments_dropped: s.fragments_dropped,
+        }
+    }
+}
+
+/// Receiver counters (see [`ReceiverStats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReceiverCounters {
+    /// Datagrams given to the receiver.
+    pub datagrams: u64,
+    /// Datagrams accepted as packets of the session.
+    pub packets: u64,
+    /// Dropped: another session ID.
+    pub foreign_session: u64,
+    /// Dropped: not a valid short-header packet.
+    pub malformed_packets: u64,
+    /// Dropped: packet protection failed.
+    pub protection_failures: u64,
+    /// Packets whose frames could not all be read.
+    pub frame_errors: u64,
+    /// Prohibited QUIC frames skipped.
+    pub ignored_frames: u64,
+    /// PING frames.
+    pub pings: u64,
+    /// Packets numbered below the largest seen.
+    pub reordered_packets: u64,
+    /// Packet numbers skipped over.
+    pub packet_number_gaps: u64,
+    /// STREAM bytes that had already arrived.
+    pub duplicate_bytes: u64,
+    /// STREAM bytes for finished streams.
+    pub late_bytes: u64,
+    /// Bytes dropped at a buffer limit.
+    pub dropped_buffer_bytes: u64,
+    /// Unidirectional streams that are not push streams.
+    pub non_push_streams: u64,
+    /// Streams of types h3m does not use.
+    pub ignored_streams: u64,
+    /// Streams given up without a promise or a start.
+    pub orphan_streams_dropped: u64,
+    /// Unknown or prohibited HTTP/3 frames skipped.
+    pub skipped_h3_frames: u64,
+    /// Header blocks that failed to decode.
+    pub header_errors: u64,
+    /// Promises refused at the concurrency limit.
+    pub pushes_refused: u64,
+    /// Stream-level protocol errors.
+    pub stream_errors: u64,
+    /// Pushes the receiver completed.
+    pub pushes_complete: u64,
+    /// Pushes the receiver finished incomplete.
+    pub pushes_incomplete: u64,
+    /// Body bytes the receiver reported.
+    pub body_bytes: u64,
+}
+
+impl From<&ReceiverStats> for ReceiverCounters {
+    fn from(s: &ReceiverStats) -> Self {
+        ReceiverCounters {
+            datagrams: s.datagrams,
+            packets: s.packets,
+            foreign_session: s.foreign_session,
+            malformed_packets: s.malformed_packets,
+            protection_failures: s.protection_failures,
+            frame_errors: s.frame_errors,
+            ignored_frames: s.ignored_frames,
+            pings: s.pings,
+            reordered_packets: s.reordered_packets,
+            packet_number_gaps: s.packet_number_gaps,
+            duplicate_bytes: s.duplicate_bytes,
+            late_bytes: s.late_bytes,
+            dropped_buffer_bytes: s.dropped_buffer_bytes,
+            non_push_streams: s.non_push_streams,
+            ignored_streams: s.ignored_streams,
+            orphan_streams_dropped: s.orphan_streams_dropped,
+            skipped_h3_frames: s.skipped_h3_frames,
+            header_errors: s.header_errors,
+            pushes_refused: s.pushes_refused,
+            stream_errors: s.stream_errors,
+            pushes_complete: s.pushes_complete,
+            pushes_incomplete: s.pushes_incomplete,
+            body_bytes: s.body_bytes,
+        }
+    }
+}
+
+/// The counters of a whole run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SummaryRecord {
+    /// The exit status of the run.
+    pub exit_status: u8,
+    /// Resources written complete.
+    pub resources_complete: u64,
+    /// Resources not written because bytes were missing.
+    pub resources_incomplete: u64,
+    /// Resources not written because their `:path` was refused.
+    pub resources_refused: u64,
+    /// Resources not written because of an I/O error.
+    pub resources_failed: u64,
+    /// Push streams whose promise never arrived.
+    pub unpromised_pushes: u64,
+    /// Bytes written into complete resources.
+    pub bytes_written: u64,
+    /// How the session ended (`connection_close`, `goaway`, `idle_timeout`,
+    /// `end_of_input`), `null` if it did not.
+    pub session_end: Option<&'static str>,
+    /// What the capture held.
+    pub capture: CaptureCounters,
+    /// What the receiver saw and dropped.
+    pub receiver: ReceiverCounters,
+}
+
+impl SummaryRecord {
+    /// The summary line for standard error (without newline): `key=value` fields.
+    pub fn text_line(&self) -> String {
+        let r = &self.receiver;
+        let mut line = format!(
+            "h3m-recv: summary: complete={} incomplete={} refused={} failed={} unpromised={} bytes={} \
+             datagrams={} packets={} dropped_foreign_session={} dropped_malformed={} dropped_protection={}",
+            self.resources_complete,
+            self.resources_incomplete,
+            self.resources_refused,
+            self.resources_failed,
+            self.unpromised_pushes,
+            self.bytes_written,
+            r.datagrams,
+            r.packets,
+            r.foreign_session,
+            r.malformed_packets,
+            r.protection_failures,
+        );
+        let extra = [
+            ("frame_errors", r.frame_errors),
+            ("stream_errors", r.stream_errors),
+            ("header_errors", r.header_errors),
+            ("pushes_refused", r.pushes_refused),
+            ("packet_number_gaps", r.packet_number_gaps),
+            ("duplicate_bytes", r.duplicate_bytes),
+            ("late_bytes", r.late_bytes),
+            ("dropped_buffer_bytes", r.dropped_buffer_bytes),
+            ("orphan_streams_dropped", r.orphan_streams_dropped),
+            ("capture_malformed", self.capture.malformed),
+            ("capture_truncated_records", self.capture.truncated_records),
+            ("capture_fragments_dropped", self.capture.fragments_dropped),
+        ];
+        for (key, value) in extra.iter().filter(|(_, v)| *v > 0) {
+            line.push_str(&format!(" {key}={value}"));
+        }
+        if self.capture.truncated_tail {
+            line.push_str(" capture_truncated_tail=true");
+        }
+        line.push_str(&format!(" session_end={} exit={}", self.session_end.unwrap_or("none"), self.exit_status));
+        line
+    }
+}
+
+/// One output record. Serialized with an `"event"` key naming the variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Record {
+    /// A push was promised.
+    PushPromised {
+        /// The push ID.
+        push_id: u64,
+        /// Its `:path` as sent (`null` if none).
+        path: Option<String>,
+        /// The request headers, `[name, value]` pairs.
+        request: Vec<[String; 2]>,
+    },
+    /// A push's response headers.
+    ResponseHeaders {
+        /// The push ID.
+        push_id: u64,
+        /// The response headers, `[name, value]` pairs.
+        headers: Vec<[String; 2]>,
+    },
+    /// A push's trailers.
+    Trailers {
+        /// The push ID.
+        push_id: u64,
+        /// The trailer fields, `[name, value]` pairs.
+        headers: Vec<[String; 2]>,
+    },
+    /// A promised push finished.
+    Resource(ResourceRecord),
+    /// A push stream whose promise never arrived.
+    UnpromisedPush {
+        /// The push ID it carried.
+        push_id: u64,
+        /// The stream.
+        stream_id: u64,
+    },
+    /// An error.
+    Error(ErrorRecord),
+    /// The session ended.
+    SessionEnd {
+        /// `connection_close`, `goaway`, `idle_timeout` or `end_of_input`.
+        reason: &'static str,
+    },
+    /// The final counters.
+    Summary(SummaryRecord),
+}
+
+/// Writes records to standard output and standard error (see the module documentation).
+pub struct Reporter<'a> {
+    json: bool,
+    out: &'a mut dyn Write,
+    err: &'a mut dyn Write,
+}
+
+impl std::fmt::Debug for Reporter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reporter").field("json", &self.json).finish_non_exhaustive()
+    }
+}
+
+impl<'a> Reporter<'a> {
+    /// A reporter in JSON or text mode.
+    pub fn new(json: bool, out: &'a mut dyn Write, err: &'a mut dyn Write) -> Self {
+        Reporter { json, out, err }
+    }
+
+    /// Prints one record. Write errors (a closed pipe) are ignored.
+    pub fn emit(&mut self, record: &Record) {
+        if self.json
+            && let Ok(line) = serde_json::to_string(record)
+        {
+            let _ = writeln!(self.out, "{line}");
+        }
+        match record {
+            Record::Resource(r) if !self.json => {
+                let _ = writeln!(self.out, "{}", r.text_line());
+            }
+            Record::UnpromisedPush { push_id, stream_id } if !self.json => {
+                let _ = writeln!(self.out, "unpromised push {push_id} on stream {stream_id}");
+            }
+            Record::Error(e) => {
+                let _ = writeln!(self.err, "{}", e.text_line());
+            }
+            Record::Summary(s) => {
+                let _ = writeln!(self.err, "{}", s.text_line());
+            }
+            _ => {}
+        }
+    }
+
+    /// Flushes both streams.
+    pub fn flush(&mut self) {
+        let _ = self.out.flush();
+        let _ = self.err.flush();
+    }
+}
+
+/// Header fields as `[name, value]` string pairs (lossy UTF-8).
+pub fn header_pairs(fields: &[HeaderField]) -> Vec<[String; 2]> {
+    fields
+        .iter()
+        .map(|f| [String::from_utf8_lossy(&f.name).into_owned(), String::from_utf8_lossy(&f.value).into_owned()])
+        .collect()
+}
+
+/// Percent-encodes whitespace, control characters, `%` and non-UTF-8 bytes, so
+/// the name holds no space and no line break.
+pub fn escape_name(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    let encode = |out: &mut String, bytes: &[u8]| {
+        for b in bytes {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    };
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '%' || c.is_whitespace() || c.is_control() {
+                let mut buf = [0u8; 4];
+                encode(&mut out, c.encode_utf8(&mut buf).as_bytes());
+            } else {
+                out.push(c);
+            }
+        }
+        encode(&mut out, chunk.invalid());
+    }
+    out
+}
+
+/// A path as a string for JSON (lossy UTF-8).
+pub fn path_string(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// The reason token of an incomplete push.
+pub fn incomplete_reason(reason: &IncompleteReason) -> String {
+    match reason {
+        IncompleteReason::Timeout => "timeout".to_owned(),
+        IncompleteReason::SessionEnded => "session_ended".to_owned(),
+        IncompleteReason::Reset { error_code } => format!("reset: error code {error_code:#x}"),
+        IncompleteReason::Cancelled => "cancelled".to_owned(),
+        IncompleteReason::NoPushStream => "no_push_stream".to_owned(),
+        IncompleteReason::TooManyPushes => "too_many_pushes".to_owned(),
+        IncompleteReason::BadHeaders(e) => format!("bad_headers: {e}"),
+        IncompleteReason::ProtocolError(e) => format!("protocol_error: {e}"),
+    }
+}
+
+/// The token of a session end reason.
+pub fn session_end_reason(reason: SessionEndReason) -> &'static str {
+    match reason {
+        SessionEndReason::ConnectionClose => "connection_close",
+        SessionEndReason::Goaway => "goaway",
+        SessionEndReason::IdleTimeout => "idle_timeout",
+        SessionEndReason::EndOfInput => "end_of_input",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(status: ResourceStatus) -> ResourceRecord {
+        ResourceRecord {
+            push_id: 3,
+            status,
+            complete: status == ResourceStatus::Complete,
+            path: Some("/data.bin".into()),
+            file: None,
+            bytes: 98304,
+            body_len: 100000,
+            sha256: None,
+            missing: vec![[98304, 100000]],
+            missing_from: None,
+            reason: Some("timeout".into()),
+            name: b"data.bin".to_vec(),
+        }
+    }
+
+    #[test]
+    fn text_lines() {
+        let mut r = record(ResourceStatus::Complete);
+        r.bytes = 13;
+        r.sha256 = Some("ecf7".into());
+        r.name = b"my file%.txt".to_vec();
+        assert_eq!(r.text_line(), "complete   my%20file%25.txt  13 bytes  sha256:ecf7");
+        let r = record(ResourceStatus::Incomplete);
+        assert_eq!(r.text_line(), "incomplete data.bin  98304 of 100000 bytes  missing 98304-99999  (timeout)");
+        let mut r = record(ResourceStatus::Incomplete);
+        r.missing = vec![[5, 6], [10, 20]];
+        r.missing_from = Some(30);
+        assert_eq!(r.text_line(), "incomplete data.bin  98304 of 100000+ bytes  missing 5,10-19,30-  (timeout)");
+        let mut r = record(ResourceStatus::Refused);
+        r.name = b"/../x\n".to_vec();
+        r.reason = Some("refused: the path has a `..` component".into());
+        assert_eq!(r.text_line(), "refused    /../x%0A  98304 bytes  (refused: the path has a `..` component)");
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(escape_name("été/日本.txt".as_bytes()), "été/日本.txt");
+        assert_eq!(escape_name(b"a\xffb c\t"), "a%FFb%20c%09");
+        assert_eq!(escape_name("a\u{a0}b".as_bytes()), "a%C2%A0b");
+    }
+
+    #[test]
+    fn json_shape() {
+        let json = serde_json::to_value(Record::Resource(record(ResourceStatus::Incomplete))).unwrap();
+        assert_eq!(json["event"], "resource");
+        assert_eq!(json["status"], "incomplete");
+        assert_eq!(json["missing"], serde_json::json!([[98304, 100000]]));
+        assert!(json.get("name").is_none());
+        let json = serde_json::to_value(Record::SessionEnd { reason: "goaway" }).unwrap();
+        assert_eq!(json, serde_json::json!({"event": "session_end", "reason": "goaway"}));
+    }
+}
