@@ -149,6 +149,8 @@ pub fn run(config: ReceiverConfig, datagrams: &[Vec<u8>]) -> Outcome {
         now += Duration::from_millis(1);
         if rx.poll_timeout().is_some_and(|t| t <= now) {
             rx.handle_timeout(now);
+            // A due timer must be consumed, or a driver would spin.
+            assert!(rx.poll_timeout().is_none_or(|t| t > now), "timer still due after handle_timeout");
         }
         rx.handle_datagram(now, d);
         drain(&mut rx, &mut out);

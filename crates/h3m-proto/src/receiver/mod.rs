@@ -399,9 +399,21 @@ impl Receiver {
             (Some(t), Some(d)) if !self.ended => Some(t + d),
             _ => None,
         };
-        let pushes = self.pushes.values().map(|p| p.last_activity + self.config.push_timeout);
-        let streams = self.streams.values().map(|s| s.last_activity + self.config.push_timeout);
-        idle.into_iter().chain(pushes).chain(streams).min()
+        let pushes = self.pushes.values().map(|p| self.push_deadline(p));
+        let orphans = self.orphan_streams().map(|(_, s)| s.last_activity + self.config.push_timeout);
+        idle.into_iter().chain(pushes).chain(orphans).min()
+    }
+
+    /// When a push times out: the push timeout after the later of its own and
+    /// its stream's last progress.
+    fn push_deadline(&self, push: &Push) -> Instant {
+        let stream_activity = push.stream_id.and_then(|id| self.streams.get(&id)).map(|s| s.last_activity);
+        stream_activity.map_or(push.last_activity, |s| s.max(push.last_activity)) + self.config.push_timeout
+    }
+
+    /// Streams no promised push claims (yet).
+    fn orphan_streams(&self) -> impl Iterator<Item = (&u64, &PushStream)> {
+        self.streams.iter().filter(|(_, s)| s.push_id.is_none_or(|p| !self.pushes.contains_key(&p)))
     }
 
     /// Processes one UDP payload received at `now`.
@@ -525,8 +537,7 @@ impl Receiver {
             return;
         }
         if !self.streams.contains_key(&stream_id) {
-            let orphans =
-                self.streams.values().filter(|s| s.push_id.is_none_or(|p| !self.pushes.contains_key(&p))).count();
+            let orphans = self.orphan_streams().count();
             if orphans >= self.config.max_orphan_streams {
                 self.stats.orphan_streams_dropped += 1;
                 self.stats.dropped_buffer_bytes += data.len() as u64;
@@ -751,28 +762,14 @@ impl Receiver {
     /// Fires the timers due at `now`: push timeouts, orphan streams, idle timeout.
     pub fn handle_timeout(&mut self, now: Instant) {
         let timeout = self.config.push_timeout;
-        let mut due: Vec<u64> = self
-            .pushes
-            .iter()
-            .filter(|(_, p)| {
-                let stream_activity = p.stream_id.and_then(|id| self.streams.get(&id)).map(|s| s.last_activity);
-                let last = stream_activity.map_or(p.last_activity, |s| s.max(p.last_activity));
-                last + timeout <= now
-            })
-            .map(|(&id, _)| id)
-            .collect();
+        let mut due: Vec<u64> =
+            self.pushes.iter().filter(|(_, p)| self.push_deadline(p) <= now).map(|(&id, _)| id).collect();
         due.sort_unstable();
         for id in due {
             self.finish_push(id, Some(IncompleteReason::Timeout));
         }
-        let stale: Vec<u64> = self
-            .streams
-            .iter()
-            .filter(|(_, s)| {
-                s.push_id.is_none_or(|p| !self.pushes.contains_key(&p)) && s.last_activity + timeout <= now
-            })
-            .map(|(&id, _)| id)
-            .collect();
+        let stale: Vec<u64> =
+            self.orphan_streams().filter(|(_, s)| s.last_activity + timeout <= now).map(|(&id, _)| id).collect();
         self.drop_orphans(stale);
         if let (Some(last), Some(idle)) = (self.last_packet, self.config.idle_timeout)
             && !self.ended
