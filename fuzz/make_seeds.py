@@ -3,12 +3,12 @@
 
 Run from anywhere: python3 fuzz/make_seeds.py. Only writes under fuzz/seeds/.
 The seeds are committed; this script documents how they were made and remakes
-them if the input formats of the targets change.
+them if the input formats of the targets change. Files named regression-* are
+inputs that once crashed a target (see fuzz/README.md); they are left alone.
 """
 
 import json
 import pathlib
-import shutil
 import struct
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -180,8 +180,10 @@ def capture():
 
 
 def main():
-    if SEEDS.exists():
-        shutil.rmtree(SEEDS)
+    # Inputs named regression-* reproduce fixed bugs and are kept as they are.
+    for p in SEEDS.rglob("*"):
+        if p.is_file() and not p.name.startswith("regression-"):
+            p.unlink()
     packet_open()
     receiver()
     h3_frames()

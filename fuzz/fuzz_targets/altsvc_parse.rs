@@ -23,7 +23,10 @@ fuzz_target!(|data: &[u8]| {
         }
         let written = ad.to_string();
         match parse_one(&written) {
-            Ok(back) => assert!(back == ad, "round trip changed the advertisement\n  input: {text:?}\n  written: {written:?}\n  before: {ad:?}\n  after:  {back:?}"),
+            Ok(back) => assert!(
+                back == ad,
+                "round trip changed the advertisement\n  input: {text:?}\n  written: {written:?}\n  before: {ad:?}\n  after:  {back:?}"
+            ),
             Err(e) => panic!("written advertisement does not parse: {e}\n  input: {text:?}\n  written: {written:?}"),
         }
     }

@@ -7,7 +7,9 @@
 //! encoding it again gives the same bytes.
 #![no_main]
 
-use h3m_proto::qpack::{DecodeLimits, EncodeOptions, decode_field_section, encode_field_section, encode_field_section_with};
+use h3m_proto::qpack::{
+    DecodeLimits, EncodeOptions, decode_field_section, encode_field_section, encode_field_section_with,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -23,9 +23,14 @@
 //! - `PushFinished` exactly once per `PushPromised` (after `finish`, every
 //!   promised push has finished), never for a push that was not promised;
 //! - exactly one `SessionEnd` by the end (never two).
+//!
+//! To look for other problems while a known one is open, the environment
+//! variable `H3M_FUZZ_LAX` (comma-separated) turns single checks off: `timers`
+//! (the `handle_timeout` check), `overlap` (body bytes reported twice).
 #![no_main]
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use h3m_proto::SessionId;
@@ -100,7 +105,10 @@ impl Checker {
                     self.promised += 1;
                 }
                 Event::ResponseHeaders { push_id, .. } | Event::Trailers { push_id, .. } => {
-                    assert!(self.active.contains_key(&push_id), "headers for push {push_id}, not an active promised push");
+                    assert!(
+                        self.active.contains_key(&push_id),
+                        "headers for push {push_id}, not an active promised push"
+                    );
                 }
                 Event::BodyData { push_id, offset, data } => {
                     let ranges = self
@@ -108,7 +116,10 @@ impl Checker {
                         .get_mut(&push_id)
                         .unwrap_or_else(|| panic!("BodyData for push {push_id}, not an active promised push"));
                     let end = offset.checked_add(data.len() as u64).expect("body offset overflow");
-                    assert!(ranges.insert_new(offset, end), "push {push_id}: body bytes {offset}..{end} reported twice");
+                    assert!(
+                        ranges.insert_new(offset, end) || lax("overlap"),
+                        "push {push_id}: body bytes {offset}..{end} reported twice"
+                    );
                 }
                 Event::PushFinished(summary) => {
                     let push_id = summary.push_id;
@@ -138,6 +149,14 @@ impl Checker {
     }
 }
 
+/// Whether the check named `name` is turned off by `H3M_FUZZ_LAX`.
+fn lax(name: &str) -> bool {
+    static LAX: LazyLock<Vec<String>> = LazyLock::new(|| {
+        std::env::var("H3M_FUZZ_LAX").unwrap_or_default().split(',').map(|s| s.trim().to_owned()).collect()
+    });
+    LAX.iter().any(|s| s == name)
+}
+
 /// Fires every timer due by `now`, each at its deadline.
 fn run_timers(rx: &mut Receiver, checker: &mut Checker, now: Instant) {
     // Each round clears at least one deadline, and there are finitely many.
@@ -148,8 +167,15 @@ fn run_timers(rx: &mut Receiver, checker: &mut Checker, now: Instant) {
         }
         rx.handle_timeout(due);
         checker.drain(rx);
-        if let Some(next) = rx.poll_timeout() {
-            assert!(next > due, "handle_timeout({due:?}) left a timer due at {next:?}: a driver would spin");
+        match rx.poll_timeout() {
+            Some(next) if next <= due => {
+                assert!(lax("timers"), "handle_timeout({due:?}) left a timer due at {next:?}: a driver would spin");
+                // Lax: fire the rest at `now`, once, as a per-datagram driver does.
+                rx.handle_timeout(now);
+                checker.drain(rx);
+                return;
+            }
+            _ => {}
         }
     }
     panic!("timers never settle");
@@ -181,7 +207,11 @@ fuzz_target!(|data: &[u8]| {
     rx.finish(now);
     checker.drain(&mut rx);
     assert_eq!(checker.session_ends, 1, "finish must end the session exactly once");
-    assert!(checker.active.is_empty(), "pushes still open after finish: {:?}", checker.active.keys().collect::<Vec<_>>());
+    assert!(
+        checker.active.is_empty(),
+        "pushes still open after finish: {:?}",
+        checker.active.keys().collect::<Vec<_>>()
+    );
     assert_eq!(checker.promised, checker.finished);
     assert_eq!(rx.active_pushes(), 0);
 });

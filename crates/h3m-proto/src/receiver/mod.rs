@@ -28,6 +28,8 @@ mod push_stream;
 mod ranges;
 mod request_stream;
 mod segments;
+#[cfg(test)]
+mod tests;
 
 pub use ranges::RangeSet;
 

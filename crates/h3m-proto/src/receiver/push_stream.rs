@@ -49,6 +49,7 @@ pub(crate) enum StreamError {
     HeaderBlockTooLarge,
     DataBeforeHeaders,
     BadDataWithOffset,
+    MixedDataFrames,
     TooFragmented,
     FrameOverrunsFin,
 }
@@ -61,6 +62,7 @@ impl StreamError {
             Self::HeaderBlockTooLarge => "HEADERS frame larger than the limit",
             Self::DataBeforeHeaders => "DATA before HEADERS",
             Self::BadDataWithOffset => "DATA_WITH_OFFSET shorter than its offset field",
+            Self::MixedDataFrames => "DATA and DATA_WITH_OFFSET on one stream",
             Self::TooFragmented => "too many gaps in the stream",
             Self::FrameOverrunsFin => "a frame runs past the end of the stream",
         }
@@ -93,8 +95,11 @@ pub(crate) struct PushStream {
     pub(crate) push_id: Option<u64>,
     pub(crate) headers_seen: bool,
     body_extent: u64,
-    /// Body ranges written by DATA_WITH_OFFSET frames (which may leave holes).
-    dwo_covered: Option<RangeSet>,
+    /// With DATA_WITH_OFFSET frames (which may overlap or leave holes): the body
+    /// ranges handed out, so no byte is handed out twice.
+    dwo_delivered: Option<RangeSet>,
+    /// Whether a DATA frame was seen (DATA and DATA_WITH_OFFSET must not mix).
+    plain_data: bool,
     pub(crate) last_activity: std::time::Instant,
     /// Bytes dropped because a buffer limit was reached.
     pub(crate) dropped_bytes: u64,
@@ -113,7 +118,8 @@ impl PushStream {
             push_id: None,
             headers_seen: false,
             body_extent: 0,
-            dwo_covered: None,
+            dwo_delivered: None,
+            plain_data: false,
             last_activity: now,
             dropped_bytes: 0,
             skipped_frames: 0,
@@ -190,17 +196,32 @@ impl PushStream {
     fn deliver_into_regions(&mut self, at: u64, bytes: &[u8], out: &mut Vec<Item>) {
         let end = at + bytes.len() as u64;
         let first = self.regions.range(..=at).next_back().map(|(&k, _)| k).unwrap_or(at);
+        let mut found = Vec::new();
         for (&start, region) in self.regions.range(first..end) {
             let lo = start.max(at);
             let hi = region.end.min(end);
-            if lo >= hi {
-                continue;
-            }
-            if let Some(body_start) = region.body_start {
-                let data = bytes[(lo - at) as usize..(hi - at) as usize].to_vec();
-                out.push(Item::Body { offset: body_start + (lo - start), data });
+            if let (true, Some(body_start)) = (lo < hi, region.body_start) {
+                found.push((body_start + (lo - start), (lo - at) as usize..(hi - at) as usize));
             }
         }
+        for (offset, range) in found {
+            self.emit_body(offset, bytes[range].to_vec(), out);
+        }
+    }
+
+    /// Hands out body bytes, minus any already handed out (only
+    /// DATA_WITH_OFFSET frames can overlap).
+    fn emit_body(&mut self, offset: u64, data: Vec<u8>, out: &mut Vec<Item>) {
+        let Some(delivered) = &mut self.dwo_delivered else {
+            out.push(Item::Body { offset, data });
+            return;
+        };
+        let end = offset + data.len() as u64;
+        for gap in delivered.gaps(offset..end) {
+            let part = data[(gap.start - offset) as usize..(gap.end - offset) as usize].to_vec();
+            out.push(Item::Body { offset: gap.start, data: part });
+        }
+        delivered.insert(offset..end);
     }
 
     fn prune_regions(&mut self, touched: Range<u64>) {
@@ -221,7 +242,7 @@ impl PushStream {
     fn enter_region(&mut self, start: u64, end: u64, body_start: Option<u64>, out: &mut Vec<Item>) {
         for (off, data) in self.pending.take(start..end) {
             if let Some(bs) = body_start {
-                out.push(Item::Body { offset: bs + (off - start), data });
+                self.emit_body(bs + (off - start), data, out);
             }
         }
         if !self.received.contains(start..end) {
@@ -279,6 +300,10 @@ impl PushStream {
                             if !self.headers_seen {
                                 return Err(StreamError::DataBeforeHeaders);
                             }
+                            if self.dwo_delivered.is_some() {
+                                return Err(StreamError::MixedDataFrames);
+                            }
+                            self.plain_data = true;
                             let body_start = self.body_extent;
                             self.body_extent += h.length;
                             self.enter_region(payload_start, end, Some(body_start), out);
@@ -286,6 +311,9 @@ impl PushStream {
                         h3::DATA_WITH_OFFSET => {
                             if !self.headers_seen {
                                 return Err(StreamError::DataBeforeHeaders);
+                            }
+                            if self.plain_data {
+                                return Err(StreamError::MixedDataFrames);
                             }
                             let off_peek = self.pending.contiguous(payload_start, 8.min(h.length as usize));
                             let Ok((body_start, n)) = varint::decode(&off_peek) else {
@@ -298,7 +326,7 @@ impl PushStream {
                             let data_len = end - data_start;
                             let body_end = body_start.checked_add(data_len).ok_or(StreamError::BadDataWithOffset)?;
                             self.body_extent = self.body_extent.max(body_end);
-                            self.dwo_covered.get_or_insert_with(RangeSet::new).insert(body_start..body_end);
+                            self.dwo_delivered.get_or_insert_with(RangeSet::new);
                             self.pending.discard_below(data_start);
                             self.enter_region(data_start, end, Some(body_start), out);
                         }
@@ -331,7 +359,7 @@ impl PushStream {
             && self.headers_seen
             && self.final_size == Some(self.cursor)
             && self.received.contains(0..self.cursor)
-            && self.dwo_covered.as_ref().is_none_or(|c| c.contains(0..self.body_extent))
+            && self.dwo_delivered.as_ref().is_none_or(|c| c.contains(0..self.body_extent))
     }
 
     /// Whether the stream holds exactly a push prologue and one HEADERS frame,
@@ -354,15 +382,17 @@ impl PushStream {
     /// layout is unknown (a frame header, or the FIN, never arrived).
     pub(crate) fn missing(&self) -> (Vec<Range<u64>>, Option<u64>) {
         let mut ranges = Vec::new();
-        for (&start, r) in &self.regions {
-            if let Some(bs) = r.body_start {
-                for gap in self.received.gaps(start..r.end) {
-                    ranges.push(bs + (gap.start - start)..bs + (gap.end - start));
+        if let Some(delivered) = &self.dwo_delivered {
+            // Frames may overlap: what was handed out is the whole truth.
+            ranges.extend(delivered.gaps(0..self.body_extent));
+        } else {
+            for (&start, r) in &self.regions {
+                if let Some(bs) = r.body_start {
+                    for gap in self.received.gaps(start..r.end) {
+                        ranges.push(bs + (gap.start - start)..bs + (gap.end - start));
+                    }
                 }
             }
-        }
-        if let Some(c) = &self.dwo_covered {
-            ranges.extend(c.gaps(0..self.body_extent));
         }
         ranges.sort_by_key(|r| r.start);
         let mut merged = RangeSet::new();

@@ -1,0 +1,31 @@
+//! Multicast UDP for h3m (HTTP/3 over multicast QUIC), Linux.
+//!
+//! * [`open_sender`] / [`open_receiver`]: `std` sockets configured from a [`MulticastConfig`] — outgoing
+//!   interface, TTL / hop limit and loopback for senders; `SO_REUSEADDR`/`SO_REUSEPORT`, cleared
+//!   `IP_MULTICAST_ALL`, an 8 MiB receive buffer (forced when permitted) and an ASM (*,G) or SSM (S,G) join
+//!   for receivers, IPv4 and IPv6. Problems that do not stop the socket come back as [`Warning`]s.
+//! * [`SendSocket`] / [`RecvSocket`]: tokio wrappers doing GSO batched sends and recvmmsg + GRO receives
+//!   through quinn-udp, with an allocation-free [`RecvBatch`].
+//! * [`Pacer`]: a sans-IO token bucket in bits/s; [`parse_rate`] reads `"10M"`, `"1.5G"`, `"max"`.
+//! * `testns` (feature `test-support`): network-namespace and veth helpers for tests.
+#![warn(missing_docs)]
+#![deny(unsafe_code)]
+
+mod error;
+mod iface;
+mod io;
+mod pacer;
+mod rate;
+mod socket;
+#[allow(unsafe_code)]
+mod sys;
+#[cfg(feature = "test-support")]
+pub mod testns;
+
+pub use error::{BufferKind, NetError, Warning, buffer_clamped};
+pub use iface::Interface;
+pub use io::{DEFAULT_SLOT_SIZE, MAX_UDP_PAYLOAD, RecvBatch, RecvDatagram, RecvSocket, SendSocket};
+pub use pacer::Pacer;
+pub use quinn_udp::BATCH_SIZE;
+pub use rate::{ParseRateError, parse_rate};
+pub use socket::{DEFAULT_RECV_BUFFER, MulticastConfig, open_receiver, open_sender};

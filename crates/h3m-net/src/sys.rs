@@ -1,0 +1,164 @@
+//! The only module with `unsafe`: thin wrappers over libc calls that socket2 does not offer.
+//!
+//! Every function here validates or fully initialises what it hands to the kernel; the callers
+//! only see safe signatures.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::mem;
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// `if_nametoindex(3)`: the index of the interface called `name` (in the calling thread's network namespace).
+pub(crate) fn if_nametoindex(name: &str) -> io::Result<u32> {
+    let c = CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in interface name"))?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call; the function only reads it.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if index == 0 { Err(io::Error::last_os_error()) } else { Ok(index) }
+}
+
+/// `if_indextoname(3)`: the name of interface `index`.
+pub(crate) fn if_indextoname(index: u32) -> io::Result<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has the IF_NAMESIZE bytes the function may write, including the terminating NUL.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: on success `buf` holds a NUL-terminated string of at most IF_NAMESIZE bytes.
+    let name = unsafe { CStr::from_ptr(buf.as_ptr()) };
+    Ok(name.to_string_lossy().into_owned())
+}
+
+/// `getifaddrs(3)`: every (interface name, IP address) pair of the calling thread's network namespace.
+pub(crate) fn interface_addresses() -> io::Result<Vec<(String, IpAddr)>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: `head` is a valid out-pointer; on success the list is released with freeifaddrs below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a non-null node of the list returned by getifaddrs, valid until freeifaddrs.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: `ifa_addr` is non-null and points to a sockaddr whose family field is always readable.
+        let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+        let ip = match family {
+            libc::AF_INET => {
+                // SAFETY: the family says this is a sockaddr_in; read_unaligned copes with any alignment.
+                let sin = unsafe { std::ptr::read_unaligned(ifa.ifa_addr as *const libc::sockaddr_in) };
+                IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes())
+            }
+            libc::AF_INET6 => {
+                // SAFETY: the family says this is a sockaddr_in6.
+                let sin6 = unsafe { std::ptr::read_unaligned(ifa.ifa_addr as *const libc::sockaddr_in6) };
+                IpAddr::from(sin6.sin6_addr.s6_addr)
+            }
+            _ => continue,
+        };
+        // SAFETY: `ifa_name` is a non-null NUL-terminated string owned by the list.
+        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }.to_string_lossy().into_owned();
+        out.push((name, ip));
+    }
+    // SAFETY: `head` came from a successful getifaddrs and is freed exactly once; no reference outlives it.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
+}
+
+/// Writes `addr` (port 0) into a zeroed `sockaddr_storage`.
+fn to_storage(addr: IpAddr) -> libc::sockaddr_storage {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    match addr {
+        IpAddr::V4(v4) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(v4.octets()) },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and at least as aligned as sockaddr_in.
+            unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in, sin) };
+        }
+        IpAddr::V6(v6) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: 0,
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr { s6_addr: v6.octets() },
+                sin6_scope_id: 0,
+            };
+            // SAFETY: sockaddr_storage is larger than and at least as aligned as sockaddr_in6.
+            unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in6, sin6) };
+        }
+    }
+    storage
+}
+
+fn setsockopt<T>(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `fd` is an open socket for the duration of the borrow; `value` points to a fully initialised
+    // `T` of exactly `size_of::<T>()` bytes, which the kernel only reads.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            value as *const T as *const libc::c_void,
+            mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// `MCAST_JOIN_SOURCE_GROUP` (RFC 3678 protocol-independent SSM join): works for IPv4 and IPv6.
+/// `ifindex` 0 lets the kernel pick the interface from the routing table.
+pub(crate) fn join_source_group(fd: BorrowedFd<'_>, group: IpAddr, source: IpAddr, ifindex: u32) -> io::Result<()> {
+    let level = match group {
+        IpAddr::V4(_) => libc::IPPROTO_IP,
+        IpAddr::V6(_) => libc::IPPROTO_IPV6,
+    };
+    let req =
+        libc::group_source_req { gsr_interface: ifindex, gsr_group: to_storage(group), gsr_source: to_storage(source) };
+    setsockopt(fd, level, libc::MCAST_JOIN_SOURCE_GROUP, &req)
+}
+
+/// `IP_MULTICAST_IF` with an `ip_mreqn` naming the interface by index (Linux).
+pub(crate) fn set_multicast_if_v4_index(fd: BorrowedFd<'_>, ifindex: u32) -> io::Result<()> {
+    let mreqn = libc::ip_mreqn {
+        imr_multiaddr: libc::in_addr { s_addr: 0 },
+        imr_address: libc::in_addr { s_addr: 0 },
+        imr_ifindex: ifindex as libc::c_int,
+    };
+    setsockopt(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &mreqn)
+}
+
+/// `SO_RCVBUFFORCE` / `SO_SNDBUFFORCE`: set a buffer size beyond `net.core.{r,w}mem_max` (needs CAP_NET_ADMIN).
+pub(crate) fn force_buffer_size(fd: BorrowedFd<'_>, recv: bool, bytes: usize) -> io::Result<()> {
+    let name = if recv { libc::SO_RCVBUFFORCE } else { libc::SO_SNDBUFFORCE };
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    setsockopt(fd, libc::SOL_SOCKET, name, &value)
+}
+
+/// True when the effective user id is 0.
+#[cfg(feature = "test-support")]
+pub(crate) fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `setns(fd, CLONE_NEWNET)`: moves the calling thread (only) into the network namespace `fd` refers to.
+#[cfg(feature = "test-support")]
+pub(crate) fn setns_net(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: `fd` is an open namespace file descriptor for the duration of the call; setns only
+    // changes the calling thread's network namespace.
+    if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
