@@ -4,7 +4,11 @@
 #![warn(missing_docs)]
 
 pub mod capture;
+pub mod digest;
+pub mod live;
 pub mod offline;
 pub mod paths;
+pub mod progress;
 pub mod report;
+mod session;
 pub mod writer;

@@ -150,6 +150,10 @@ pub enum ErrorKind {
     Input,
     /// The output directory is unusable.
     OutputDir,
+    /// A resource's body does not match its `digest` header: not written.
+    DigestMismatch,
+    /// The network (socket) failed.
+    Network,
 }
 
 /// An error.
@@ -314,6 +318,9 @@ pub struct SummaryRecord {
     pub resources_refused: u64,
     /// Resources not written because of an I/O error.
     pub resources_failed: u64,
+    /// Further copies (repeats) of resources already written intact: recognised
+    /// by their digest and not written again.
+    pub resources_repeated: u64,
     /// Push streams whose promise never arrived.
     pub unpromised_pushes: u64,
     /// Bytes written into complete resources.
@@ -356,6 +363,7 @@ impl SummaryRecord {
             ("late_bytes", r.late_bytes),
             ("dropped_buffer_bytes", r.dropped_buffer_bytes),
             ("orphan_streams_dropped", r.orphan_streams_dropped),
+            ("repeated", self.resources_repeated),
             ("capture_malformed", self.capture.malformed),
             ("capture_truncated_records", self.capture.truncated_records),
             ("capture_fragments_dropped", self.capture.fragments_dropped),

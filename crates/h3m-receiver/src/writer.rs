@@ -50,6 +50,14 @@ pub enum WriteError {
     /// The bytes received do not make up the body the receiver reported complete.
     #[error("inconsistent: {0}")]
     Inconsistent(String),
+    /// The body's SHA-256 is not the one its `digest` header announced.
+    #[error("digest mismatch: the header says sha-256 {expected}, the body has {got}")]
+    DigestMismatch {
+        /// The announced SHA-256, hex.
+        expected: String,
+        /// The body's SHA-256, hex.
+        got: String,
+    },
 }
 
 impl From<PlaceError> for WriteError {
@@ -223,7 +231,16 @@ impl PartialFile {
 
     /// Checks that exactly `0..body_len` was written, syncs, creates the parents
     /// of `rel` under `root` and renames the file onto `root/rel`.
-    pub fn commit(mut self, root: &Path, rel: &Path, body_len: u64) -> Result<Written, WriteError> {
+    ///
+    /// With `expected`, the body's SHA-256 must equal it, or nothing is written
+    /// ([`WriteError::DigestMismatch`]).
+    pub fn commit(
+        mut self,
+        root: &Path,
+        rel: &Path,
+        body_len: u64,
+        expected: Option<[u8; 32]>,
+    ) -> Result<Written, WriteError> {
         if self.hashed_to != body_len || !self.pending.is_empty() {
             let beyond = self.pending.last_key_value().map_or(self.hashed_to, |(_, &e)| e);
             return Err(WriteError::Inconsistent(format!(
@@ -238,6 +255,12 @@ impl PartialFile {
         let hasher = std::mem::replace(&mut self.hasher, digest::Context::new(&digest::SHA256));
         let mut sha256 = [0u8; 32];
         sha256.copy_from_slice(hasher.finish().as_ref());
+        if let Some(expected) = expected
+            && expected != sha256
+        {
+            let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+            return Err(WriteError::DigestMismatch { expected: hex(&expected), got: hex(&sha256) });
+        }
         self.file.sync_all().map_err(|e| self.io(e))?;
         let target = paths::create_parents(root, rel)?;
         if let Err(source) = std::fs::rename(&self.temp, &target) {
@@ -326,10 +349,16 @@ impl ResourceWriter {
         }
     }
 
-    /// Finishes a complete push of `body_len` bytes: `None` if it is not being written.
-    pub fn commit(&mut self, push_id: u64, body_len: u64) -> Option<Result<Written, WriteError>> {
+    /// Finishes a complete push of `body_len` bytes, checking its SHA-256 against
+    /// `expected` when given: `None` if it is not being written.
+    pub fn commit(
+        &mut self,
+        push_id: u64,
+        body_len: u64,
+        expected: Option<[u8; 32]>,
+    ) -> Option<Result<Written, WriteError>> {
         let entry = self.open.remove(&push_id)?;
-        Some(entry.file.commit(&self.root, &entry.rel, body_len))
+        Some(entry.file.commit(&self.root, &entry.rel, body_len, expected))
     }
 
     /// Drops a push: its temporary file is removed.
@@ -369,7 +398,7 @@ mod tests {
         w.write(0, 200_000, &data[200_000..]).unwrap();
         w.write(0, 70_000, &data[70_000..200_000]).unwrap();
         w.write(0, 0, &data[..70_000]).unwrap();
-        let written = w.commit(0, data.len() as u64).unwrap().unwrap();
+        let written = w.commit(0, data.len() as u64, None).unwrap().unwrap();
         assert_eq!(written.sha256, sha(&data));
         assert_eq!(written.path, dir.path().join("a/b.bin"));
         assert_eq!(std::fs::read(&written.path).unwrap(), data);
@@ -386,7 +415,7 @@ mod tests {
         w.write(1, 400, &data[400..700]).unwrap();
         w.write(1, 0, &data[..450]).unwrap();
         w.write(1, 10, &data[10..20]).unwrap();
-        let written = w.commit(1, 1000).unwrap().unwrap();
+        let written = w.commit(1, 1000, None).unwrap().unwrap();
         assert_eq!(written.sha256, sha(&data));
     }
 
@@ -395,7 +424,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut w = ResourceWriter::new(dir.path()).unwrap();
         w.begin(2, "empty".into()).unwrap();
-        let written = w.commit(2, 0).unwrap().unwrap();
+        let written = w.commit(2, 0, None).unwrap().unwrap();
         assert_eq!(written.sha256, sha(b""));
         assert_eq!(std::fs::read(dir.path().join("empty")).unwrap(), b"");
     }
@@ -406,10 +435,10 @@ mod tests {
         let mut w = ResourceWriter::new(dir.path()).unwrap();
         w.begin(3, "x".into()).unwrap();
         w.write(3, 10, b"abc").unwrap();
-        assert!(matches!(w.commit(3, 13), Some(Err(WriteError::Inconsistent(_)))));
+        assert!(matches!(w.commit(3, 13, None), Some(Err(WriteError::Inconsistent(_)))));
         w.begin(4, "y".into()).unwrap();
         w.write(4, 0, b"abc").unwrap();
-        assert!(matches!(w.commit(4, 2), Some(Err(WriteError::Inconsistent(_)))));
+        assert!(matches!(w.commit(4, 2, None), Some(Err(WriteError::Inconsistent(_)))));
         assert!(entries(dir.path()).is_empty());
     }
 
@@ -446,7 +475,7 @@ mod tests {
         w.begin(9, "sub/x".into()).unwrap();
         w.write(9, 0, b"hi").unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("sub")).unwrap();
-        assert!(matches!(w.commit(9, 2), Some(Err(WriteError::Refused(PathError::SymlinkParent { .. })))));
+        assert!(matches!(w.commit(9, 2, None), Some(Err(WriteError::Refused(PathError::SymlinkParent { .. })))));
         assert_eq!(entries(dir.path()), ["sub"]);
         assert!(entries(outside.path()).is_empty());
     }
@@ -457,5 +486,21 @@ mod tests {
         let file = dir.path().join("f");
         std::fs::write(&file, b"").unwrap();
         assert!(matches!(ResourceWriter::new(&file), Err(WriteError::Io { .. })));
+    }
+
+    #[test]
+    fn digest_mismatch_writes_nothing() {
+        let dir = std::env::temp_dir().join(format!("h3m-writer-digest-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut w = ResourceWriter::new(&dir).unwrap();
+        w.begin(7, PathBuf::from("x.bin")).unwrap();
+        w.write(7, 0, b"forged").unwrap();
+        let e = w.commit(7, 6, Some(sha(b"genuine"))).unwrap().unwrap_err();
+        assert!(matches!(e, WriteError::DigestMismatch { .. }), "{e}");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "no file, no temp file");
+        w.begin(8, PathBuf::from("x.bin")).unwrap();
+        w.write(8, 0, b"genuine").unwrap();
+        assert_eq!(w.commit(8, 7, Some(sha(b"genuine"))).unwrap().unwrap().sha256, sha(b"genuine"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -121,7 +121,8 @@ fn data_with_offset_holes_are_missing() {
     let (_, evs) = feed(&w);
     let f = finished(&evs);
     assert_eq!(f[0].status, PushStatus::Incomplete(IncompleteReason::SessionEnded));
-    assert_eq!((f[0].missing.clone(), f[0].missing_from), (vec![2..5], None));
+    let hole = 2..5;
+    assert_eq!((f[0].missing.clone(), f[0].missing_from), (vec![hole], None));
 }
 
 #[test]

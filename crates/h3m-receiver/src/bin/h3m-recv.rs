@@ -1,15 +1,18 @@
 //! `h3m-recv`: receive the resources of an h3m (HTTP/3 over multicast QUIC)
-//! session into a directory. Offline mode: from a capture file. See
-//! [`h3m_receiver::offline`] for the run and the exit status and
+//! session into a directory, live from a multicast group ([`h3m_receiver::live`])
+//! or from a capture file ([`h3m_receiver::offline`]). See
 //! [`h3m_receiver::report`] for the output format.
 #![forbid(unsafe_code)]
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser};
+use h3m_net::Interface;
 use h3m_proto::SessionId;
+use h3m_receiver::live::{self, LiveOptions};
 use h3m_receiver::offline::{self, Options};
 
 const AFTER_HELP: &str = "\
@@ -25,11 +28,11 @@ trailers, resource, unpromised_push, error, session_end, summary); body data is
 not reported packet by packet.
 
 Exit status:
-  0  every promised push completed and was written (no unpromised push stream)
+  0  every resource completed, was verified and was written (no unpromised push stream)
   1  at least one resource incomplete or refused, an unpromised push stream,
      or nothing received at all (wrong --session-id?)
   2  bad usage
-  3  the input file is unreadable or malformed
+  3  the input file is unreadable or malformed, or (live) the network failed
   4  I/O error in the output directory";
 
 /// Receive the resources of an h3m session (HTTP/3 over multicast QUIC,
@@ -53,9 +56,31 @@ struct Cli {
     #[arg(long)]
     json: bool,
 
-    /// Take only UDP datagrams to this destination port (pcap input).
+    /// Live: the group's UDP port [default: 2000]. Offline: take only UDP
+    /// datagrams to this destination port (pcap input).
     #[arg(long, value_name = "P")]
     port: Option<u16>,
+
+    /// Live: join source-specifically, (S,G), with this source address.
+    #[arg(long = "source", value_name = "S")]
+    source_ip: Option<IpAddr>,
+
+    /// Live: the interface to join on: a name (lo, eth0), an address
+    /// (127.0.0.1) or an index.
+    #[arg(long, value_name = "I")]
+    interface: Option<Interface>,
+
+    /// Live: keep receiving across sessions instead of ending with the first.
+    #[arg(long)]
+    follow: bool,
+
+    /// Live: seconds to keep listening after the session's end signal.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "0.3")]
+    linger: Duration,
+
+    /// Live: no progress line on a terminal.
+    #[arg(long)]
+    quiet: bool,
 
     /// Give up on a push after this many seconds without progress [default: 10].
     #[arg(long, value_name = "SECS", value_parser = parse_positive_secs)]
@@ -66,15 +91,23 @@ struct Cli {
     idle_timeout: Option<Duration>,
 }
 
-/// Where the datagrams come from. Live reception (`--group`) is to come.
+/// Where the datagrams come from.
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 struct Source {
     /// Read the datagrams from a capture file: classic pcap, or `.datagrams`
-    /// (4-byte big-endian length + payload records). Required for now: live
-    /// multicast reception is not implemented yet.
+    /// (4-byte big-endian length + payload records).
     #[arg(long, value_name = "CAPTURE")]
     input: Option<PathBuf>,
+
+    /// Live: join this multicast group (IPv4 or IPv6).
+    #[arg(long, value_name = "G")]
+    group: Option<IpAddr>,
+
+    /// Live: take the group, port, source, session ID and idle timeout from an
+    /// Alt-Svc advertisement, e.g. 'h3m-07="232.0.0.1:2000"; session-id=2a'.
+    #[arg(long, value_name = "ADVERTISEMENT")]
+    alt_svc: Option<String>,
 }
 
 fn parse_session_id(text: &str) -> Result<SessionId, String> {
@@ -93,23 +126,79 @@ fn parse_positive_secs(text: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Some(input) = cli.source.input else {
-        // Unreachable: clap requires --input; kept for the live mode to come.
-        eprintln!("h3m-recv: --input CAPTURE is required");
-        return ExitCode::from(offline::ExitStatus::Usage.code());
+    let usage = |msg: String| {
+        eprintln!("h3m-recv: {msg}");
+        ExitCode::from(offline::ExitStatus::Usage.code())
     };
-    let mut opts = Options::new(input, cli.out);
-    opts.session_id = cli.session_id;
+    let idle_timeout = cli.idle_timeout.map(|t| (!t.is_zero()).then_some(t));
+    if let Some(input) = cli.source.input {
+        let mut opts = Options::new(input, cli.out);
+        opts.session_id = cli.session_id;
+        opts.json = cli.json;
+        opts.port = cli.port;
+        if let Some(t) = cli.push_timeout {
+            opts.push_timeout = t;
+        }
+        if let Some(t) = idle_timeout {
+            opts.idle_timeout = t;
+        }
+        let stdout = std::io::stdout();
+        let stderr = std::io::stderr();
+        let outcome = offline::run(&opts, &mut stdout.lock(), &mut stderr.lock());
+        return ExitCode::from(outcome.status.code());
+    }
+    let mut session_id = cli.session_id;
+    let mut source = cli.source_addr();
+    let mut advertised_idle = None;
+    let group = match (cli.source.group, &cli.source.alt_svc) {
+        (Some(g), _) => SocketAddr::new(g, cli.port.unwrap_or(2000)),
+        (None, Some(text)) => {
+            let adv = match h3m_proto::altsvc::parse_one(text) {
+                Ok(a) => a,
+                Err(e) => return usage(format!("--alt-svc: {e}")),
+            };
+            if adv.cipher_suite != h3m_proto::protection::CipherSuite::Null {
+                return usage(format!("--alt-svc: cipher suite {:04x} is not supported yet", adv.cipher_suite.code()));
+            }
+            session_id = adv.session_id;
+            source = source.or(adv.source);
+            advertised_idle = adv.idle_timeout_compat();
+            adv.group
+        }
+        (None, None) => return usage("give --input, --group or --alt-svc".into()),
+    };
+    if !group.ip().is_multicast() {
+        return usage(format!("{} is not a multicast group", group.ip()));
+    }
+    let mut opts = LiveOptions::new(group, cli.out);
+    opts.source = source;
+    opts.interface = cli.interface;
+    opts.session_id = session_id;
     opts.json = cli.json;
-    opts.port = cli.port;
+    opts.follow = cli.follow;
+    opts.linger = cli.linger;
+    opts.progress = !cli.quiet && !cli.json;
     if let Some(t) = cli.push_timeout {
         opts.push_timeout = t;
     }
-    if let Some(t) = cli.idle_timeout {
-        opts.idle_timeout = (!t.is_zero()).then_some(t);
+    if let Some(t) = idle_timeout.or(advertised_idle.map(Some)) {
+        opts.idle_timeout = t;
     }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("h3m-recv: {e}");
+            return ExitCode::from(offline::ExitStatus::BadInput.code());
+        }
+    };
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
-    let outcome = offline::run(&opts, &mut stdout.lock(), &mut stderr.lock());
+    let outcome = rt.block_on(live::run(&opts, &mut stdout.lock(), &mut stderr.lock()));
     ExitCode::from(outcome.status.code())
+}
+
+impl Cli {
+    fn source_addr(&self) -> Option<IpAddr> {
+        self.source_ip
+    }
 }

@@ -1,0 +1,188 @@
+//! Live mode: join a multicast group (ASM or SSM, IPv4 or IPv6) and write the
+//! session's resources as they complete.
+//!
+//! The run ends on the session's end signal (`connection: close` on the last
+//! response, or the goaway promise), after a short linger for stragglers; on
+//! the idle timeout (also when nothing at all arrives); or on Ctrl-C. With
+//! `follow` it keeps going across sessions. Output and exit status are those of
+//! the offline mode ([`crate::offline`]), with status 3 for a network failure.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use h3m_net::{Interface, MulticastConfig, RecvBatch, RecvSocket};
+use h3m_proto::SessionId;
+use h3m_proto::receiver::{Receiver, ReceiverConfig};
+
+use crate::report::{CaptureCounters, ErrorKind, Reporter};
+use crate::session::{ExitStatus, Outcome, Session};
+use crate::writer::ResourceWriter;
+
+/// What to receive.
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    /// The multicast group and port.
+    pub group: SocketAddr,
+    /// The source for an SSM join; `None` joins any source.
+    pub source: Option<IpAddr>,
+    /// The interface to join on.
+    pub interface: Option<Interface>,
+    /// The session ID.
+    pub session_id: SessionId,
+    /// The output directory.
+    pub out_dir: PathBuf,
+    /// JSON output.
+    pub json: bool,
+    /// The receiver's push timeout.
+    pub push_timeout: Duration,
+    /// End after this long without a packet (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Keep receiving across sessions.
+    pub follow: bool,
+    /// How long to keep listening after the session's end signal.
+    pub linger: Duration,
+    /// Socket receive buffer to ask for.
+    pub recv_buffer: usize,
+    /// Show progress on a terminal.
+    pub progress: bool,
+}
+
+impl LiveOptions {
+    /// Defaults around a group: nghq's session ID, 60 s idle timeout.
+    pub fn new(group: SocketAddr, out_dir: impl Into<PathBuf>) -> Self {
+        let defaults = ReceiverConfig::new(SessionId::NGHQ_DEFAULT);
+        LiveOptions {
+            group,
+            source: None,
+            interface: None,
+            session_id: SessionId::NGHQ_DEFAULT,
+            out_dir: out_dir.into(),
+            json: false,
+            push_timeout: defaults.push_timeout,
+            idle_timeout: defaults.idle_timeout,
+            follow: false,
+            linger: Duration::from_millis(300),
+            recv_buffer: 16 << 20,
+            progress: false,
+        }
+    }
+
+    fn receiver(&self) -> Receiver {
+        let mut config = ReceiverConfig::new(self.session_id);
+        config.push_timeout = self.push_timeout;
+        config.idle_timeout = self.idle_timeout;
+        Receiver::new(config)
+    }
+}
+
+/// Receives until the session ends (see the module documentation).
+pub async fn run(opts: &LiveOptions, out: &mut dyn Write, err: &mut dyn Write) -> Outcome {
+    let mut reporter = Reporter::new(opts.json, out, err);
+    let outcome = run_with(opts, &mut reporter).await;
+    reporter.flush();
+    outcome
+}
+
+async fn run_with(opts: &LiveOptions, reporter: &mut Reporter<'_>) -> Outcome {
+    let mut mc = MulticastConfig::new(opts.group);
+    mc.source = opts.source;
+    mc.interface = opts.interface.clone();
+    mc.recv_buffer = Some(opts.recv_buffer);
+    let socket = match RecvSocket::open(&mc) {
+        Ok((s, warnings)) => {
+            for w in warnings {
+                eprintln!("h3m-recv: warning: {w}");
+            }
+            s
+        }
+        Err(e) => {
+            return Outcome::fatal(
+                reporter,
+                ErrorKind::Network,
+                format!("join {}: {e}", opts.group),
+                ExitStatus::BadInput,
+            );
+        }
+    };
+    let writer = match ResourceWriter::new(&opts.out_dir) {
+        Ok(w) => w,
+        Err(e) => {
+            return Outcome::fatal(
+                reporter,
+                ErrorKind::OutputDir,
+                format!("output directory: {e}"),
+                ExitStatus::OutputError,
+            );
+        }
+    };
+    let mut session = Session::new(opts.receiver(), writer, reporter);
+    let mut batch = RecvBatch::new();
+    let mut counters = CaptureCounters::default();
+    let started = Instant::now();
+    let mut got_any = false;
+    let mut linger_until: Option<Instant> = None;
+    let mut progress = crate::progress::Progress::new(opts.progress);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let now = Instant::now();
+        // Before the first packet the receiver has no idle timer: the run has one.
+        let idle_start = (!got_any).then(|| opts.idle_timeout.map(|d| started + d)).flatten();
+        let wake = [session.receiver.poll_timeout(), idle_start, linger_until].into_iter().flatten().min();
+        let sleep = async {
+            match wake {
+                Some(t) => tokio::time::sleep_until(t.max(now).into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = socket.recv_batch(&mut batch) => match r {
+                Ok(_) => {
+                    let now = Instant::now();
+                    for d in batch.iter() {
+                        counters.records += 1;
+                        counters.udp_datagrams += 1;
+                        got_any = true;
+                        session.receiver.handle_datagram(now, d.payload);
+                        session.drain();
+                    }
+                    progress.update(session.receiver.stats().body_bytes, session.settled().len());
+                }
+                Err(e) => {
+                    session.run_error(ErrorKind::Network, format!("receive: {e}"));
+                    break;
+                }
+            },
+            _ = sleep => {
+                let now = Instant::now();
+                if linger_until.is_some_and(|t| t <= now) {
+                    break;
+                }
+                if idle_start.is_some_and(|t| t <= now) {
+                    break;
+                }
+                session.receiver.handle_timeout(now);
+                session.drain();
+            },
+            _ = &mut ctrl_c => break,
+        }
+        if session.receiver.is_ended() && linger_until.is_none() {
+            if opts.follow {
+                // Settle this session, start listening for the next.
+                session.receiver.finish(Instant::now());
+                session.drain();
+                session.settle_all();
+                session.receiver = opts.receiver();
+                got_any = false;
+            } else {
+                linger_until = Some(Instant::now() + opts.linger);
+            }
+        }
+    }
+    progress.finish();
+    session.receiver.finish(Instant::now());
+    session.drain();
+    session.finish(counters)
+}

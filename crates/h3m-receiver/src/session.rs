@@ -1,0 +1,576 @@
+//! Receiver events to files and report records, shared by the offline
+//! (capture) and live (socket) modes.
+//!
+//! A *push* is one copy of a resource on the wire; a *resource* is what gets
+//! written. Copies of the same resource (same `:path` and same announced
+//! SHA-256, as `h3m-send --repeat` sends them) write into one partial file:
+//! each body byte is written once, from whichever copy brings it first, so
+//! copies that each lost different packets complete the resource together. A
+//! resource is committed (temporary file, then rename) only when every byte up
+//! to its length is present and its SHA-256 matches the announced one. Copies
+//! of a resource already written intact are recognised and not written again.
+//!
+//! One `resource` record is reported per resource: when it is written, when it
+//! fails for good, or, if still incomplete, when the session ends.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use h3m_proto::qpack::HeaderField;
+use h3m_proto::receiver::{Event, PushStatus, PushSummary, RangeSet, Receiver};
+
+use crate::digest::announced_sha256;
+use crate::paths;
+use crate::report::{
+    self, CaptureCounters, ErrorKind, ErrorRecord, Record, Reporter, ResourceRecord, ResourceStatus, SummaryRecord,
+};
+use crate::writer::{ResourceWriter, WriteError};
+
+/// The exit status of a run (see the binary's help).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// 0: everything promised was written.
+    Success,
+    /// 1: a resource was incomplete or refused, a push was unpromised, or
+    /// nothing at all was received (e.g. a wrong session ID).
+    Incomplete,
+    /// 2: bad usage.
+    Usage,
+    /// 3: the input is unreadable or malformed (offline), or the network
+    /// failed (live).
+    BadInput,
+    /// 4: output directory I/O error.
+    OutputError,
+}
+
+impl ExitStatus {
+    /// The numeric code.
+    pub fn code(self) -> u8 {
+        match self {
+            ExitStatus::Success => 0,
+            ExitStatus::Incomplete => 1,
+            ExitStatus::Usage => 2,
+            ExitStatus::BadInput => 3,
+            ExitStatus::OutputError => 4,
+        }
+    }
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The exit status.
+    pub status: ExitStatus,
+    /// One record per resource, in the order they were settled.
+    pub resources: Vec<ResourceRecord>,
+    /// Every error reported.
+    pub errors: Vec<ErrorRecord>,
+    /// Unpromised push streams, `(push_id, stream_id)`.
+    pub unpromised: Vec<(u64, u64)>,
+    /// The final counters (`None` if the input or the output directory was unusable).
+    pub summary: Option<SummaryRecord>,
+}
+
+impl Outcome {
+    /// An outcome for a run that could not start.
+    pub(crate) fn fatal(reporter: &mut Reporter<'_>, kind: ErrorKind, message: String, status: ExitStatus) -> Self {
+        let error = ErrorRecord { kind, push_id: None, path: None, message };
+        reporter.emit(&Record::Error(error.clone()));
+        Outcome { status, resources: Vec::new(), errors: vec![error], unpromised: Vec::new(), summary: None }
+    }
+}
+
+/// What became of a push.
+#[derive(Debug)]
+enum Fate {
+    /// Waiting for its response headers to pick its resource.
+    Pending,
+    /// Its body goes to this resource.
+    Into(u64),
+    /// A copy of a resource already written intact: ignored.
+    Repeat,
+    /// Not written: refused `:path` (`refused: ...`) or failed (reason, I/O or not).
+    Dead { status: ResourceStatus, reason: String },
+}
+
+#[derive(Debug)]
+struct PushState {
+    /// The `:path` as sent.
+    raw_path: Option<Vec<u8>>,
+    /// The sanitised relative path.
+    rel: Option<PathBuf>,
+    /// Body bytes received.
+    received: u64,
+    fate: Fate,
+}
+
+/// A resource being assembled from one or more pushes.
+#[derive(Debug)]
+struct Resource {
+    raw_path: Option<Vec<u8>>,
+    rel: PathBuf,
+    sha256: Option<[u8; 32]>,
+    /// The body length, from `content-length` or a complete push.
+    length: Option<u64>,
+    /// Body bytes written so far.
+    have: RangeSet,
+    /// Pushes still delivering into it.
+    active: usize,
+    /// Pushes that contributed.
+    copies: usize,
+    /// The last finished push's summary.
+    last: Option<PushSummary>,
+    first_push: u64,
+}
+
+fn field<'a>(fields: &'a [HeaderField], name: &[u8]) -> Option<&'a [u8]> {
+    fields.iter().find(|f| f.name == name).map(|f| f.value.as_slice())
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Receiver events to files and records.
+pub(crate) struct Session<'r, 'w> {
+    pub(crate) receiver: Receiver,
+    writer: ResourceWriter,
+    reporter: &'r mut Reporter<'w>,
+    pushes: HashMap<u64, PushState>,
+    assembling: HashMap<u64, Resource>,
+    /// `(path, sha256)` of resources being assembled, to resource IDs.
+    by_identity: HashMap<(PathBuf, [u8; 32]), u64>,
+    /// Paths written intact in this run, with their SHA-256.
+    written: HashMap<PathBuf, [u8; 32]>,
+    next_resource: u64,
+    repeats: u64,
+    resources: Vec<ResourceRecord>,
+    errors: Vec<ErrorRecord>,
+    unpromised: Vec<(u64, u64)>,
+    pub(crate) session_end: Option<&'static str>,
+}
+
+impl<'r, 'w> Session<'r, 'w> {
+    pub(crate) fn new(receiver: Receiver, writer: ResourceWriter, reporter: &'r mut Reporter<'w>) -> Self {
+        Session {
+            receiver,
+            writer,
+            reporter,
+            pushes: HashMap::new(),
+            assembling: HashMap::new(),
+            by_identity: HashMap::new(),
+            written: HashMap::new(),
+            next_resource: 0,
+            repeats: 0,
+            resources: Vec::new(),
+            errors: Vec::new(),
+            unpromised: Vec::new(),
+            session_end: None,
+        }
+    }
+
+    /// Handles every event the receiver has.
+    pub(crate) fn drain(&mut self) {
+        while let Some(event) = self.receiver.poll_event() {
+            self.on_event(event);
+        }
+    }
+
+    fn error(&mut self, kind: ErrorKind, push_id: u64, raw_path: Option<&[u8]>, message: String) {
+        let error = ErrorRecord { kind, push_id: Some(push_id), path: raw_path.map(lossy), message };
+        self.reporter.emit(&Record::Error(error.clone()));
+        self.errors.push(error);
+    }
+
+    /// Reports a network or other run-level error.
+    pub(crate) fn run_error(&mut self, kind: ErrorKind, message: String) {
+        let error = ErrorRecord { kind, push_id: None, path: None, message };
+        self.reporter.emit(&Record::Error(error.clone()));
+        self.errors.push(error);
+    }
+
+    fn classify(e: &WriteError) -> (ResourceStatus, String, ErrorKind) {
+        match e {
+            WriteError::Refused(_) => (ResourceStatus::Refused, e.to_string(), ErrorKind::RefusedPath),
+            WriteError::Io { .. } => (ResourceStatus::Failed, format!("io_error: {e}"), ErrorKind::Io),
+            WriteError::Inconsistent(_) => (ResourceStatus::Incomplete, e.to_string(), ErrorKind::Inconsistent),
+            WriteError::DigestMismatch { .. } => (ResourceStatus::Incomplete, e.to_string(), ErrorKind::DigestMismatch),
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::PushPromised { push_id, request } => self.on_promise(push_id, &request),
+            Event::ResponseHeaders { push_id, headers } => {
+                self.reporter.emit(&Record::ResponseHeaders { push_id, headers: report::header_pairs(&headers) });
+                self.on_response(push_id, &headers);
+            }
+            Event::Trailers { push_id, headers } => {
+                self.reporter.emit(&Record::Trailers { push_id, headers: report::header_pairs(&headers) });
+            }
+            Event::BodyData { push_id, offset, data } => self.on_data(push_id, offset, &data),
+            Event::PushFinished(summary) => self.on_finished(summary),
+            Event::UnpromisedPush { push_id, stream_id } => {
+                self.unpromised.push((push_id, stream_id));
+                self.reporter.emit(&Record::UnpromisedPush { push_id, stream_id });
+            }
+            Event::SessionEnd { reason } => {
+                let reason = report::session_end_reason(reason);
+                self.session_end = Some(reason);
+                self.reporter.emit(&Record::SessionEnd { reason });
+            }
+        }
+    }
+
+    fn on_promise(&mut self, push_id: u64, request: &[HeaderField]) {
+        let raw_path = field(request, b":path").map(<[u8]>::to_vec);
+        self.reporter.emit(&Record::PushPromised {
+            push_id,
+            path: raw_path.as_deref().map(lossy),
+            request: report::header_pairs(request),
+        });
+        let (rel, fate) = match raw_path.as_deref().ok_or(paths::PathError::Missing).and_then(paths::sanitize) {
+            Ok(rel) => (Some(rel), Fate::Pending),
+            Err(e) => {
+                let e = WriteError::Refused(e);
+                let (status, reason, kind) = Self::classify(&e);
+                self.error(kind, push_id, raw_path.as_deref(), e.to_string());
+                (None, Fate::Dead { status, reason })
+            }
+        };
+        self.pushes.insert(push_id, PushState { raw_path, rel, received: 0, fate });
+    }
+
+    /// Picks the push's resource: a copy of one written intact (ignored), one
+    /// being assembled (same path and digest), or a new one.
+    fn on_response(&mut self, push_id: u64, headers: &[HeaderField]) {
+        let Some(state) = self.pushes.get_mut(&push_id) else { return };
+        if !matches!(state.fate, Fate::Pending) {
+            return;
+        }
+        let Some(rel) = state.rel.clone() else { return };
+        let sha256 = announced_sha256(headers);
+        let length = field(headers, b"content-length")
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(d) = sha256 {
+            if self.written.get(&rel) == Some(&d) {
+                state.fate = Fate::Repeat;
+                return;
+            }
+            if let Some(&id) = self.by_identity.get(&(rel.clone(), d))
+                && let Some(r) = self.assembling.get_mut(&id)
+            {
+                r.active += 1;
+                r.copies += 1;
+                r.length = r.length.or(length);
+                state.fate = Fate::Into(id);
+                return;
+            }
+        }
+        let id = self.next_resource;
+        self.next_resource += 1;
+        let raw_path = state.raw_path.clone();
+        match self.writer.begin(id, rel.clone()) {
+            Ok(()) => {
+                state.fate = Fate::Into(id);
+                if let Some(d) = sha256 {
+                    self.by_identity.insert((rel.clone(), d), id);
+                }
+                self.assembling.insert(
+                    id,
+                    Resource {
+                        raw_path,
+                        rel,
+                        sha256,
+                        length,
+                        have: RangeSet::new(),
+                        active: 1,
+                        copies: 1,
+                        last: None,
+                        first_push: push_id,
+                    },
+                );
+            }
+            Err(e) => {
+                let (status, reason, kind) = Self::classify(&e);
+                state.fate = Fate::Dead { status, reason };
+                self.error(kind, push_id, raw_path.as_deref(), e.to_string());
+            }
+        }
+    }
+
+    fn on_data(&mut self, push_id: u64, offset: u64, data: &[u8]) {
+        let Some(state) = self.pushes.get_mut(&push_id) else { return };
+        state.received += data.len() as u64;
+        let Fate::Into(id) = state.fate else { return };
+        let Some(r) = self.assembling.get_mut(&id) else { return };
+        let end = offset + data.len() as u64;
+        for gap in r.have.gaps(offset..end) {
+            let part = &data[(gap.start - offset) as usize..(gap.end - offset) as usize];
+            if let Err(e) = self.writer.write(id, gap.start, part) {
+                let raw = r.raw_path.clone();
+                self.fail_resource(id, push_id, raw.as_deref(), e);
+                return;
+            }
+        }
+        r.have.insert(offset..end);
+    }
+
+    /// A resource that can no longer be written: every push into it is dead.
+    fn fail_resource(&mut self, id: u64, push_id: u64, raw_path: Option<&[u8]>, e: WriteError) {
+        let (status, reason, kind) = Self::classify(&e);
+        self.error(kind, push_id, raw_path, e.to_string());
+        self.writer.abort(id);
+        if let Some(r) = self.assembling.remove(&id) {
+            if let Some(d) = r.sha256 {
+                self.by_identity.remove(&(r.rel.clone(), d));
+            }
+            self.settle(&r, status, Some(reason), None);
+        }
+        for p in self.pushes.values_mut() {
+            if matches!(p.fate, Fate::Into(x) if x == id) {
+                p.fate = Fate::Repeat;
+            }
+        }
+    }
+
+    fn record_for(r: &Resource) -> ResourceRecord {
+        let (missing, missing_from, body_len) = match (&r.last, r.length) {
+            (Some(last), _) if r.copies == 1 => {
+                (last.missing.iter().map(|x| [x.start, x.end]).collect(), last.missing_from, last.body_len)
+            }
+            (_, Some(len)) => (r.have.gaps(0..len).iter().map(|x| [x.start, x.end]).collect(), None, len),
+            (last, None) => {
+                let from = r.have.contiguous_prefix();
+                (Vec::new(), Some(from), last.as_ref().map_or(from, |l| l.body_len))
+            }
+        };
+        ResourceRecord {
+            push_id: r.first_push,
+            status: ResourceStatus::Incomplete,
+            complete: false,
+            path: r.raw_path.as_deref().map(lossy),
+            file: None,
+            bytes: r.have.iter().map(|x| x.end - x.start).sum(),
+            body_len,
+            sha256: None,
+            missing,
+            missing_from,
+            reason: None,
+            name: r.rel.as_os_str().as_encoded_bytes().to_vec(),
+        }
+    }
+
+    /// Reports a resource's final record.
+    fn settle(
+        &mut self,
+        r: &Resource,
+        status: ResourceStatus,
+        reason: Option<String>,
+        written: Option<(String, [u8; 32], u64)>,
+    ) {
+        let mut record = Self::record_for(r);
+        record.status = status;
+        record.reason = reason;
+        if let Some((file, sha, bytes)) = written {
+            record.complete = true;
+            record.file = Some(file);
+            record.sha256 = Some(hex(&sha));
+            record.bytes = bytes;
+            record.body_len = bytes;
+            record.missing.clear();
+            record.missing_from = None;
+        }
+        if status == ResourceStatus::Refused {
+            record.name = r.raw_path.clone().unwrap_or_default();
+        }
+        self.reporter.emit(&Record::Resource(record.clone()));
+        self.resources.push(record);
+    }
+
+    fn on_finished(&mut self, summary: PushSummary) {
+        let push_id = summary.push_id;
+        let Some(state) = self.pushes.remove(&push_id) else { return };
+        match state.fate {
+            Fate::Repeat => self.repeats += 1,
+            Fate::Dead { status, reason } => {
+                let mut record = ResourceRecord {
+                    push_id,
+                    status,
+                    complete: false,
+                    path: state.raw_path.as_deref().map(lossy),
+                    file: None,
+                    bytes: state.received,
+                    body_len: summary.body_len,
+                    sha256: None,
+                    missing: summary.missing.iter().map(|r| [r.start, r.end]).collect(),
+                    missing_from: summary.missing_from,
+                    reason: Some(reason),
+                    name: state.raw_path.clone().unwrap_or_default(),
+                };
+                if status != ResourceStatus::Refused
+                    && let Some(rel) = &state.rel
+                {
+                    record.name = rel.as_os_str().as_encoded_bytes().to_vec();
+                }
+                self.reporter.emit(&Record::Resource(record.clone()));
+                self.resources.push(record);
+            }
+            Fate::Pending => {
+                // Finished before its response headers arrived.
+                let mut record = ResourceRecord {
+                    push_id,
+                    status: ResourceStatus::Incomplete,
+                    complete: false,
+                    path: state.raw_path.as_deref().map(lossy),
+                    file: None,
+                    bytes: 0,
+                    body_len: summary.body_len,
+                    sha256: None,
+                    missing: summary.missing.iter().map(|r| [r.start, r.end]).collect(),
+                    missing_from: summary.missing_from,
+                    reason: None,
+                    name: match &state.rel {
+                        Some(rel) => rel.as_os_str().as_encoded_bytes().to_vec(),
+                        None => state.raw_path.clone().unwrap_or_default(),
+                    },
+                };
+                if let PushStatus::Incomplete(reason) = &summary.status {
+                    record.reason = Some(report::incomplete_reason(reason));
+                }
+                self.reporter.emit(&Record::Resource(record.clone()));
+                self.resources.push(record);
+            }
+            Fate::Into(id) => {
+                let Some(r) = self.assembling.get_mut(&id) else { return };
+                r.active -= 1;
+                if summary.status == PushStatus::Complete {
+                    r.length = Some(summary.body_len);
+                }
+                r.last = Some(summary);
+                self.try_commit(id, false);
+            }
+        }
+    }
+
+    /// Commits a resource whose bytes are all here; with `final_call`, reports
+    /// it incomplete otherwise.
+    fn try_commit(&mut self, id: u64, final_call: bool) {
+        let Some(r) = self.assembling.get(&id) else { return };
+        let whole = r.length.is_some_and(|len| r.have.contains(0..len));
+        // Without a digest copies cannot be matched: settle when the push ends.
+        let may_wait = r.sha256.is_some() && !final_call;
+        if !whole && (r.active > 0 || may_wait) {
+            return;
+        }
+        let Some(r) = self.assembling.remove(&id) else { return };
+        if let Some(d) = r.sha256 {
+            self.by_identity.remove(&(r.rel.clone(), d));
+        }
+        if !whole {
+            self.writer.abort(id);
+            let reason = match &r.last {
+                Some(PushSummary { status: PushStatus::Incomplete(reason), .. }) => report::incomplete_reason(reason),
+                _ => "session_ended".to_owned(),
+            };
+            self.settle(&r, ResourceStatus::Incomplete, Some(reason), None);
+            return;
+        }
+        let len = r.length.unwrap_or(0);
+        match self.writer.commit(id, len, r.sha256) {
+            Some(Ok(w)) => {
+                self.written.insert(r.rel.clone(), w.sha256);
+                // Pushes still delivering this resource are now repeats.
+                for p in self.pushes.values_mut() {
+                    if matches!(p.fate, Fate::Into(x) if x == id) {
+                        p.fate = Fate::Repeat;
+                    }
+                }
+                self.settle(
+                    &r,
+                    ResourceStatus::Complete,
+                    None,
+                    Some((report::path_string(&w.path), w.sha256, w.bytes)),
+                );
+            }
+            Some(Err(e)) => {
+                let (status, reason, kind) = Self::classify(&e);
+                self.error(kind, r.first_push, r.raw_path.as_deref(), e.to_string());
+                self.settle(&r, status, Some(reason), None);
+            }
+            None => self.settle(&r, ResourceStatus::Failed, Some("inconsistent: not being written".into()), None),
+        }
+    }
+
+    /// Settles every resource still being assembled (at the end of a session).
+    pub(crate) fn settle_all(&mut self) {
+        let mut ids: Vec<u64> = self.assembling.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            self.try_commit(id, true);
+        }
+    }
+
+    /// Resources settled so far.
+    pub(crate) fn settled(&self) -> &[ResourceRecord] {
+        &self.resources
+    }
+
+    /// The final summary and outcome.
+    pub(crate) fn finish(mut self, capture: CaptureCounters) -> Outcome {
+        // Pushes the receiver never finished (it finishes all on `finish`).
+        let mut left: Vec<u64> = self.pushes.keys().copied().collect();
+        left.sort_unstable();
+        for push_id in left {
+            self.on_finished(PushSummary {
+                push_id,
+                status: PushStatus::Incomplete(h3m_proto::receiver::IncompleteReason::SessionEnded),
+                body_len: 0,
+                missing: Vec::new(),
+                missing_from: Some(0),
+            });
+        }
+        self.settle_all();
+        let count = |status| self.resources.iter().filter(|r| r.status == status).count() as u64;
+        let mut summary = SummaryRecord {
+            exit_status: 0,
+            resources_complete: count(ResourceStatus::Complete),
+            resources_incomplete: count(ResourceStatus::Incomplete),
+            resources_refused: count(ResourceStatus::Refused),
+            resources_failed: count(ResourceStatus::Failed),
+            resources_repeated: self.repeats,
+            unpromised_pushes: self.unpromised.len() as u64,
+            bytes_written: self.resources.iter().filter(|r| r.complete).map(|r| r.bytes).sum(),
+            session_end: self.session_end,
+            capture,
+            receiver: self.receiver.stats().into(),
+        };
+        let io_failed = self.errors.iter().any(|e| e.kind == ErrorKind::Io) || summary.resources_failed > 0;
+        let status = if io_failed {
+            ExitStatus::OutputError
+        } else if self.errors.iter().any(|e| e.kind == ErrorKind::Network) {
+            ExitStatus::BadInput
+        } else if summary.resources_incomplete + summary.resources_refused + summary.unpromised_pushes > 0
+            || !self.errors.is_empty()
+            || self.resources.is_empty()
+        {
+            ExitStatus::Incomplete
+        } else {
+            ExitStatus::Success
+        };
+        summary.exit_status = status.code();
+        self.reporter.emit(&Record::Summary(summary.clone()));
+        Outcome {
+            status,
+            resources: self.resources,
+            errors: self.errors,
+            unpromised: self.unpromised,
+            summary: Some(summary),
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! `h3m-send`: publish files, directory trees or standard input to a multicast
+//! group as HTTP/3 pushes (draft-pardue-quic-http-mcast-07, h3m-07).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use h3m_net::Interface;
+use h3m_proto::SessionId;
+use h3m_sender::run::{SendOptions, advertisement, run};
+
+/// Publish files, directory trees or a live stream over multicast QUIC (h3m-07).
+///
+/// Exit status: 0 sent; 1 runtime error (socket, file); 2 bad usage.
+#[derive(Parser, Debug)]
+#[command(name = "h3m-send", version)]
+struct Args {
+    /// Files and directories to publish (directories recursively, sorted).
+    paths: Vec<PathBuf>,
+    /// Multicast group [default: 232.0.0.1, or ff3e::8000:1 with -6].
+    #[arg(long)]
+    group: Option<IpAddr>,
+    /// Use IPv6 defaults.
+    #[arg(short = '6')]
+    ipv6: bool,
+    /// UDP port.
+    #[arg(long, default_value_t = 2000)]
+    port: u16,
+    /// Source address to send from (receivers join (S,G) with it).
+    #[arg(long)]
+    source: Option<IpAddr>,
+    /// Outgoing interface: a name (lo, eth0), an address (127.0.0.1) or an index.
+    #[arg(long)]
+    interface: Option<Interface>,
+    /// TTL / hop limit.
+    #[arg(long, default_value_t = 1)]
+    ttl: u32,
+    /// Session ID in hex [default: nghq's, "Session ID"].
+    #[arg(long, default_value = "53657373696f6e204944")]
+    session_id: String,
+    /// :authority of every request.
+    #[arg(long, default_value = "localhost")]
+    authority: String,
+    /// Prefix of every :path.
+    #[arg(long, default_value = "/")]
+    path_prefix: String,
+    /// Peak rate in bits/s of UDP payload (10M, 1.5G, 800k) or `max` for unpaced.
+    #[arg(long, default_value = "10M")]
+    rate: String,
+    /// Send the whole set N times (new push IDs each time), for late joiners and loss.
+    #[arg(long, default_value_t = 1)]
+    repeat: u32,
+    /// Keep running and publish each new or changed file once it is complete.
+    #[arg(long)]
+    watch: bool,
+    /// Seconds between looks at the tree with --watch.
+    #[arg(long, default_value_t = 0.5)]
+    watch_interval: f64,
+    /// Publish standard input as one live resource at --path.
+    #[arg(long, requires = "path")]
+    stdin: bool,
+    /// The path of the --stdin resource.
+    #[arg(long)]
+    path: Option<String>,
+    /// Largest UDP payload in bytes.
+    #[arg(long, default_value_t = 1200)]
+    max_datagram_size: usize,
+    /// Packet-number length in bytes (1-4).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=4))]
+    pn_len: u8,
+    /// Seconds between keep-alive PINGs when idle.
+    #[arg(long, default_value_t = 5.0)]
+    keepalive: f64,
+    /// Stop --watch or --stdin after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Print the Alt-Svc line a receiver needs, then send.
+    #[arg(long)]
+    print_alt_svc: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let usage = |msg: String| {
+        eprintln!("h3m-send: {msg}");
+        ExitCode::from(2)
+    };
+    let session_id = match SessionId::from_hex(&args.session_id) {
+        Ok(s) => s,
+        Err(e) => return usage(format!("--session-id: {e}")),
+    };
+    let rate = match h3m_net::parse_rate(&args.rate) {
+        Ok(r) => r,
+        Err(e) => return usage(format!("--rate: {e}")),
+    };
+    let group = args.group.unwrap_or(if args.ipv6 || args.source.is_some_and(|s| s.is_ipv6()) {
+        "ff3e::8000:1".parse().expect("constant")
+    } else {
+        "232.0.0.1".parse().expect("constant")
+    });
+    if args.paths.is_empty() && !args.stdin && !args.watch {
+        return usage("nothing to publish: give PATHs, --stdin --path P, or --watch PATH".into());
+    }
+    if !(64..=65_507).contains(&args.max_datagram_size) {
+        return usage("--max-datagram-size must be 64 to 65507".into());
+    }
+    let opts = SendOptions {
+        paths: args.paths,
+        group: SocketAddr::new(group, args.port),
+        source: args.source,
+        interface: args.interface,
+        ttl: args.ttl,
+        session_id,
+        authority: args.authority,
+        path_prefix: args.path_prefix,
+        rate,
+        repeat: args.repeat.max(1),
+        watch: args.watch,
+        watch_interval: Duration::from_secs_f64(args.watch_interval.max(0.01)),
+        stdin_path: args.stdin.then(|| args.path.clone().unwrap_or_default()),
+        max_datagram_size: args.max_datagram_size,
+        pn_len: usize::from(args.pn_len),
+        keepalive: Duration::from_secs_f64(args.keepalive.max(0.05)),
+        progress: !args.quiet,
+        duration: args.duration.map(|d| Duration::from_secs_f64(d.max(0.0))),
+    };
+    if args.print_alt_svc {
+        println!("Alt-Svc: {}", advertisement(&opts));
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("h3m-send: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(&opts)) {
+        Ok(s) => {
+            println!(
+                "sent {} resources, {} body bytes in {} datagrams ({} bytes), {:.3} s, {:.1} Mbit/s",
+                s.stats.resources,
+                s.stats.body_bytes,
+                s.stats.datagrams,
+                s.stats.bytes,
+                s.elapsed.as_secs_f64(),
+                s.rate_bps() / 1e6
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("h3m-send: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
