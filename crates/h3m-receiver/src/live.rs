@@ -144,9 +144,10 @@ async fn run_with(opts: &LiveOptions, reporter: &mut Reporter<'_>) -> Outcome {
                     for d in batch.iter() {
                         counters.records += 1;
                         counters.udp_datagrams += 1;
-                        got_any = true;
                         session.receiver.handle_datagram(now, d.payload);
                         session.drain();
+                        // Only a packet of this session starts the receiver's own idle timer.
+                        got_any |= session.receiver.stats().packets > 0;
                     }
                     progress.update(session.receiver.stats().body_bytes, session.settled().len());
                 }

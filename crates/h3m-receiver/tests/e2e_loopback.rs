@@ -1,0 +1,187 @@
+//! End to end through both binaries over IPv4 loopback multicast (outgoing
+//! interface 127.0.0.1, TTL 1, a group in 239.255.0.0/16): a tree with an empty
+//! file, a 1-byte file, a 100 MiB file, names with spaces and non-ASCII UTF-8,
+//! and nested directories arrives byte for byte.
+//!
+//! Needs `h3m-send` built next to `h3m-recv`, which `cargo test --workspace`
+//! does.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn h3m_send() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_h3m-recv")).with_file_name("h3m-send");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo test --workspace` or `cargo build -p h3m-sender` first",
+        p.display()
+    );
+    p
+}
+
+/// Kills the child on drop (a failing test leaves nothing running).
+struct Reaper(Option<Child>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, data).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Relative path -> SHA-256 of every file under `root`.
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, sha256_hex(&std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+fn unique_port() -> u16 {
+    20_000 + (std::process::id() as u16 % 20_000)
+}
+
+#[test]
+fn tree_with_100_mib_file_arrives_byte_for_byte() {
+    let base = tempfile::tempdir().unwrap();
+    let src = base.path().join("src");
+    let out = base.path().join("out");
+    std::fs::create_dir_all(src.join("nested/deeper/still")).unwrap();
+    std::fs::write(src.join("empty.dat"), b"").unwrap();
+    std::fs::write(src.join("one.bin"), b"1").unwrap();
+    std::fs::write(src.join("with spaces.txt"), b"spaces in the name\n").unwrap();
+    std::fs::write(src.join("nested/données-日本.txt"), "non-ASCII UTF-8 name\n").unwrap();
+    std::fs::write(src.join("nested/deeper/still/leaf.json"), b"{\"deep\": true}\n").unwrap();
+    let big: Vec<u8> = (0..100u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(src.join("nested/big.bin"), &big).unwrap();
+    drop(big);
+
+    let group = "239.255.77.7";
+    let port = unique_port().to_string();
+    let recv = Command::new(env!("CARGO_BIN_EXE_h3m-recv"))
+        .args(["--group", group, "--port", &port, "--interface", "127.0.0.1", "--session-id", "e2e0001"])
+        .args(["--idle-timeout", "20", "--out"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut recv = Reaper(Some(recv));
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let send = Command::new(h3m_send())
+        .arg(&src)
+        .args(["--group", group, "--port", &port, "--interface", "127.0.0.1", "--session-id", "e2e0001"])
+        .args(["--rate", "400M", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(send.status.success(), "h3m-send: {}", String::from_utf8_lossy(&send.stderr));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let child = recv.0.as_mut().unwrap();
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "h3m-recv did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = recv.0.take().unwrap().wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{} MiB tree in {:.2} s\n{stdout}{stderr}", 100, started.elapsed().as_secs_f64());
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+
+    let sent = tree(&src);
+    assert_eq!(tree(&out), sent, "received tree differs");
+    assert_eq!(sent.len(), 6);
+    // One `complete` line per file, naming it; the summary says the session closed.
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 6, "{stdout}");
+    assert!(lines.iter().all(|l| l.starts_with("complete ")), "{stdout}");
+    assert!(stdout.contains("with%20spaces.txt") && stdout.contains("nested/big.bin  104857600 bytes"), "{stdout}");
+    assert!(stderr.contains("session_end=connection_close") && stderr.contains("exit=0"), "{stderr}");
+    // Nothing but the resources in the output directory (no temporary files).
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 4);
+}
+
+#[test]
+fn alt_svc_line_from_the_sender_drives_the_receiver() {
+    let base = tempfile::tempdir().unwrap();
+    let src = base.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), b"advertised\n").unwrap();
+    let port = (unique_port() + 1).to_string();
+    let common = ["--group", "239.255.77.8", "--port", &port, "--session-id", "cafe01"];
+    // The advertisement as the sender prints it.
+    let adv = Command::new(h3m_send())
+        .arg(&src)
+        .args(common)
+        .args(["--print-alt-svc", "--interface", "127.0.0.1"])
+        .args(["--rate", "10M", "--quiet"])
+        .output()
+        .unwrap();
+    let adv = String::from_utf8_lossy(&adv.stdout);
+    let line = adv.lines().find_map(|l| l.strip_prefix("Alt-Svc: ")).expect("an Alt-Svc line").to_owned();
+    assert!(line.contains("session-id=cafe01"), "{line}");
+    let out = base.path().join("out");
+    let recv = Command::new(env!("CARGO_BIN_EXE_h3m-recv"))
+        .args(["--alt-svc", &line, "--interface", "127.0.0.1", "--idle-timeout", "10", "--out"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut recv = Reaper(Some(recv));
+    std::thread::sleep(Duration::from_millis(300));
+    let send =
+        Command::new(h3m_send()).arg(&src).args(common).args(["--interface", "127.0.0.1", "--quiet"]).output().unwrap();
+    assert!(send.status.success());
+    let output = recv.0.take().unwrap().wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
+    assert_eq!(std::fs::read(out.join("a.txt")).unwrap(), b"advertised\n");
+}
+
+#[test]
+fn wrong_session_id_receives_nothing_and_says_so() {
+    let base = tempfile::tempdir().unwrap();
+    let src = base.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), b"not for you\n").unwrap();
+    let port = (unique_port() + 2).to_string();
+    let out = base.path().join("out");
+    let recv = Command::new(env!("CARGO_BIN_EXE_h3m-recv"))
+        .args(["--group", "239.255.77.9", "--port", &port, "--interface", "127.0.0.1", "--session-id", "01"])
+        .args(["--idle-timeout", "1.5", "--out"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut recv = Reaper(Some(recv));
+    std::thread::sleep(Duration::from_millis(300));
+    let send = Command::new(h3m_send())
+        .arg(&src)
+        .args(["--group", "239.255.77.9", "--port", &port, "--interface", "127.0.0.1", "--session-id", "02", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(send.status.success());
+    let output = recv.0.take().unwrap().wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("dropped_foreign_session=1"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+}
