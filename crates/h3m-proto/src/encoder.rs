@@ -14,9 +14,10 @@
 //! `data_frame_size`), so a lost packet leaves a hole whose place is known;
 //! bodies of unknown length get one DATA frame per write.
 //!
-//! The promise travels in the same packet as the first bytes of its push stream
-//! (promise frame first), so a receiver never sees a push stream start without
-//! its promise; nghq's receiver processes frames in order and accepts this.
+//! The promise travels alone in the datagram just before the first bytes of its
+//! push stream (nghq's layout), so that losing any one datagram leaves a trace
+//! the receiver can report: a push stream without its promise, or a promise
+//! without its push stream.
 
 use crate::SessionId;
 use crate::frame;
@@ -292,8 +293,11 @@ impl SessionEncoder {
             let header = frame::stream_header_len(stream_id, offset, room, true);
             let mut space = room.saturating_sub(header + promise_len);
             let mut with_promise = promise_len > 0;
-            if with_promise && space < 64.min(left) {
-                // The promise goes alone so the stream data gets full packets.
+            if with_promise {
+                // The promise goes alone, just before the stream's first bytes, as
+                // nghq sends it: one lost datagram then loses either the promise
+                // (the receiver reports an unpromised push stream) or the stream
+                // start (it reports the promised push incomplete), never both.
                 self.payload.clear();
                 self.payload.extend_from_slice(self.open[i].promise.as_deref().unwrap_or_default());
                 self.open[i].promise = None;
@@ -516,11 +520,20 @@ mod tests {
     }
 
     #[test]
-    fn promise_rides_with_the_first_stream_bytes() {
+    fn promise_goes_alone_before_the_stream() {
         let mut enc = SessionEncoder::new(EncoderConfig::new(SessionId::EMPTY));
         let mut out = Vec::new();
         enc.push(&req("/a"), &[HeaderField::new(":status", "200")], b"hi", &mut out).unwrap();
-        assert_eq!(out.len(), 1, "promise, headers, body and FIN in one datagram");
+        assert_eq!(out.len(), 2, "the promise, then headers, body and FIN");
+        let frames = |d: &[u8]| {
+            crate::frame::FrameReader::new(&d[5..])
+                .map(|f| match f.unwrap() {
+                    crate::frame::Frame::Stream { stream_id, .. } => stream_id,
+                    other => panic!("{other:?}"),
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!((frames(&out[0]), frames(&out[1])), (vec![0], vec![3]));
     }
 
     #[test]

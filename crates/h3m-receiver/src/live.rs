@@ -47,6 +47,8 @@ pub struct LiveOptions {
     pub recv_buffer: usize,
     /// Show progress on a terminal.
     pub progress: bool,
+    /// Sync each file to disk before reporting it written.
+    pub fsync: bool,
 }
 
 impl LiveOptions {
@@ -66,6 +68,7 @@ impl LiveOptions {
             linger: Duration::from_millis(300),
             recv_buffer: 16 << 20,
             progress: false,
+            fsync: false,
         }
     }
 
@@ -107,7 +110,7 @@ async fn run_with(opts: &LiveOptions, reporter: &mut Reporter<'_>) -> Outcome {
         }
     };
     let writer = match ResourceWriter::new(&opts.out_dir) {
-        Ok(w) => w,
+        Ok(w) => w.with_fsync(opts.fsync),
         Err(e) => {
             return Outcome::fatal(
                 reporter,

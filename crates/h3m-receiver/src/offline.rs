@@ -48,6 +48,8 @@ pub struct Options {
     pub push_timeout: Duration,
     /// The receiver's idle timeout (`None`: never).
     pub idle_timeout: Option<Duration>,
+    /// Sync each file to disk before reporting it written.
+    pub fsync: bool,
 }
 
 impl Options {
@@ -62,6 +64,7 @@ impl Options {
             port: None,
             push_timeout: defaults.push_timeout,
             idle_timeout: defaults.idle_timeout,
+            fsync: false,
         }
     }
 }
@@ -87,7 +90,7 @@ fn run_with(opts: &Options, reporter: &mut Reporter<'_>) -> Outcome {
         }
     };
     let writer = match ResourceWriter::new(&opts.out_dir) {
-        Ok(w) => w,
+        Ok(w) => w.with_fsync(opts.fsync),
         Err(e) => {
             let message = format!("output directory: {e}");
             return fatal(reporter, ErrorKind::OutputDir, message, ExitStatus::OutputError);

@@ -89,6 +89,8 @@ enum Fate {
     Into(u64),
     /// A copy of a resource already written intact: ignored.
     Repeat,
+    /// Its resource was written while it was still arriving: the rest is ignored.
+    Done,
     /// Not written: refused `:path` (`refused: ...`) or failed (reason, I/O or not).
     Dead { status: ResourceStatus, reason: String },
 }
@@ -148,6 +150,9 @@ pub(crate) struct Session<'r, 'w> {
     written: HashMap<PathBuf, [u8; 32]>,
     next_resource: u64,
     repeats: u64,
+    /// Pushes that ended before their response headers, so unmatched to any
+    /// resource: reported at the end unless another copy wrote their path.
+    headless: Vec<(Option<PathBuf>, ResourceRecord)>,
     resources: Vec<ResourceRecord>,
     errors: Vec<ErrorRecord>,
     unpromised: Vec<(u64, u64)>,
@@ -166,6 +171,7 @@ impl<'r, 'w> Session<'r, 'w> {
             written: HashMap::new(),
             next_resource: 0,
             repeats: 0,
+            headless: Vec::new(),
             resources: Vec::new(),
             errors: Vec::new(),
             unpromised: Vec::new(),
@@ -319,6 +325,11 @@ impl<'r, 'w> Session<'r, 'w> {
             }
         }
         r.have.insert(offset..end);
+        // With a digest to verify it, a resource is written as soon as its copies
+        // together hold every byte, without waiting for any copy to end.
+        if r.sha256.is_some() && r.length.is_some_and(|len| r.have.contains(0..len)) {
+            self.try_commit(id, false);
+        }
     }
 
     /// A resource that can no longer be written: every push into it is dead.
@@ -334,7 +345,7 @@ impl<'r, 'w> Session<'r, 'w> {
         }
         for p in self.pushes.values_mut() {
             if matches!(p.fate, Fate::Into(x) if x == id) {
-                p.fate = Fate::Repeat;
+                p.fate = Fate::Done;
             }
         }
     }
@@ -398,6 +409,7 @@ impl<'r, 'w> Session<'r, 'w> {
         let Some(state) = self.pushes.remove(&push_id) else { return };
         match state.fate {
             Fate::Repeat => self.repeats += 1,
+            Fate::Done => {}
             Fate::Dead { status, reason } => {
                 let mut record = ResourceRecord {
                     push_id,
@@ -443,8 +455,7 @@ impl<'r, 'w> Session<'r, 'w> {
                 if let PushStatus::Incomplete(reason) = &summary.status {
                     record.reason = Some(report::incomplete_reason(reason));
                 }
-                self.reporter.emit(&Record::Resource(record.clone()));
-                self.resources.push(record);
+                self.headless.push((state.rel, record));
             }
             Fate::Into(id) => {
                 let Some(r) = self.assembling.get_mut(&id) else { return };
@@ -485,10 +496,10 @@ impl<'r, 'w> Session<'r, 'w> {
         match self.writer.commit(id, len, r.sha256) {
             Some(Ok(w)) => {
                 self.written.insert(r.rel.clone(), w.sha256);
-                // Pushes still delivering this resource are now repeats.
+                // Pushes still delivering this resource have nothing more to give.
                 for p in self.pushes.values_mut() {
                     if matches!(p.fate, Fate::Into(x) if x == id) {
-                        p.fate = Fate::Repeat;
+                        p.fate = Fate::Done;
                     }
                 }
                 self.settle(
@@ -507,12 +518,22 @@ impl<'r, 'w> Session<'r, 'w> {
         }
     }
 
-    /// Settles every resource still being assembled (at the end of a session).
+    /// Settles every resource still being assembled (at the end of a session),
+    /// then reports the copies that never got their headers, unless another
+    /// copy wrote their path.
     pub(crate) fn settle_all(&mut self) {
         let mut ids: Vec<u64> = self.assembling.keys().copied().collect();
         ids.sort_unstable();
         for id in ids {
             self.try_commit(id, true);
+        }
+        for (rel, record) in std::mem::take(&mut self.headless) {
+            if rel.as_ref().is_some_and(|r| self.written.contains_key(r)) {
+                self.repeats += 1;
+                continue;
+            }
+            self.reporter.emit(&Record::Resource(record.clone()));
+            self.resources.push(record);
         }
     }
 

@@ -240,6 +240,7 @@ impl PartialFile {
         rel: &Path,
         body_len: u64,
         expected: Option<[u8; 32]>,
+        fsync: bool,
     ) -> Result<Written, WriteError> {
         if self.hashed_to != body_len || !self.pending.is_empty() {
             let beyond = self.pending.last_key_value().map_or(self.hashed_to, |(_, &e)| e);
@@ -261,14 +262,17 @@ impl PartialFile {
             let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
             return Err(WriteError::DigestMismatch { expected: hex(&expected), got: hex(&sha256) });
         }
-        self.file.sync_all().map_err(|e| self.io(e))?;
+        if fsync {
+            self.file.sync_all().map_err(|e| self.io(e))?;
+        }
         let target = paths::create_parents(root, rel)?;
         if let Err(source) = std::fs::rename(&self.temp, &target) {
             return Err(WriteError::Io { path: target, source });
         }
         self.committed = true;
         // Best effort: make the rename durable.
-        if let Some(parent) = target.parent()
+        if fsync
+            && let Some(parent) = target.parent()
             && let Ok(dir) = File::open(parent)
         {
             let _ = dir.sync_all();
@@ -298,6 +302,7 @@ pub struct ResourceWriter {
     root: PathBuf,
     pid: u32,
     open: HashMap<u64, Entry>,
+    fsync: bool,
 }
 
 impl ResourceWriter {
@@ -309,7 +314,16 @@ impl ResourceWriter {
         if !meta.is_dir() {
             return Err(io(io::Error::new(io::ErrorKind::NotADirectory, "not a directory")));
         }
-        Ok(ResourceWriter { root: root.to_path_buf(), pid: std::process::id(), open: HashMap::new() })
+        Ok(ResourceWriter { root: root.to_path_buf(), pid: std::process::id(), open: HashMap::new(), fsync: false })
+    }
+
+    /// Whether each file (and its directory entry) is synced to disk before it
+    /// is reported written. Off by default: a sync per file stalls a live
+    /// receive loop long enough to overflow the socket buffer under bursts of
+    /// small files; the rename is atomic either way.
+    pub fn with_fsync(mut self, fsync: bool) -> Self {
+        self.fsync = fsync;
+        self
     }
 
     /// The output directory.
@@ -358,7 +372,7 @@ impl ResourceWriter {
         expected: Option<[u8; 32]>,
     ) -> Option<Result<Written, WriteError>> {
         let entry = self.open.remove(&push_id)?;
-        Some(entry.file.commit(&self.root, &entry.rel, body_len, expected))
+        Some(entry.file.commit(&self.root, &entry.rel, body_len, expected, self.fsync))
     }
 
     /// Drops a push: its temporary file is removed.

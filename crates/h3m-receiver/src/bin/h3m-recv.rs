@@ -82,6 +82,10 @@ struct Cli {
     #[arg(long)]
     quiet: bool,
 
+    /// Sync each file (and its directory) to disk before reporting it written.
+    #[arg(long)]
+    fsync: bool,
+
     /// Give up on a push after this many seconds without progress [default: 10].
     #[arg(long, value_name = "SECS", value_parser = parse_positive_secs)]
     push_timeout: Option<Duration>,
@@ -136,6 +140,7 @@ fn main() -> ExitCode {
         opts.session_id = cli.session_id;
         opts.json = cli.json;
         opts.port = cli.port;
+        opts.fsync = cli.fsync;
         if let Some(t) = cli.push_timeout {
             opts.push_timeout = t;
         }
@@ -176,6 +181,7 @@ fn main() -> ExitCode {
     opts.session_id = session_id;
     opts.json = cli.json;
     opts.follow = cli.follow;
+    opts.fsync = cli.fsync;
     opts.linger = cli.linger;
     opts.progress = !cli.quiet && !cli.json;
     if let Some(t) = cli.push_timeout {

@@ -1,0 +1,110 @@
+//! Repeated copies of a resource (`h3m-send --repeat`): copies that each lost
+//! different packets complete the resource together, a copy of a resource
+//! already written is recognised and not written again, and a copy whose body
+//! does not match its digest is never written.
+
+use std::io::Write;
+use std::time::UNIX_EPOCH;
+
+use h3m_proto::SessionId;
+use h3m_proto::encoder::EncoderConfig;
+use h3m_proto::protection::NullProtection;
+use h3m_proto::sender::{ResourceMeta, Sender, SenderConfig};
+use h3m_receiver::offline::{self, ExitStatus, Options};
+
+const SID: &str = "5e55";
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
+    out
+}
+
+/// `copies` copies of one resource, datagrams per copy.
+fn copies(body: &[u8], copies: usize, announced: [u8; 32]) -> Vec<Vec<Vec<u8>>> {
+    let mut sender =
+        Sender::new(SenderConfig::new(EncoderConfig::new(SessionId::from_hex(SID).unwrap())), Box::new(NullProtection));
+    let now = std::time::Instant::now();
+    (0..copies)
+        .map(|i| {
+            let mut meta = ResourceMeta::file("media/seg.bin", body.len() as u64, UNIX_EPOCH);
+            meta.sha256 = Some(announced);
+            meta.last = i + 1 == copies;
+            let id = sender.start(&meta).unwrap();
+            sender.write(id, body).unwrap();
+            sender.finish(id, None).unwrap();
+            std::iter::from_fn(|| sender.poll_transmit(now)).collect()
+        })
+        .collect()
+}
+
+fn run(datagrams: &[Vec<u8>]) -> (offline::Outcome, tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("session.datagrams");
+    let mut f = std::fs::File::create(&input).unwrap();
+    for d in datagrams {
+        f.write_all(&(d.len() as u32).to_be_bytes()).unwrap();
+        f.write_all(d).unwrap();
+    }
+    drop(f);
+    let mut opts = Options::new(&input, dir.path().join("out"));
+    opts.session_id = SessionId::from_hex(SID).unwrap();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let outcome = offline::run(&opts, &mut out, &mut err);
+    (outcome, dir, String::from_utf8_lossy(&out).into_owned())
+}
+
+#[test]
+fn lossy_copies_complete_each_other_and_an_intact_repeat_is_not_rewritten() {
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let c = copies(&body, 4, sha256(&body));
+    let n = c[0].len();
+    assert!(n > 100);
+    // Copy k loses every datagram whose index is k mod 3 (the first, which carries
+    // the promise, is kept), so no copy is whole but together they are.
+    let mut wire = Vec::new();
+    for (k, copy) in c[..3].iter().enumerate() {
+        wire.extend(copy.iter().enumerate().filter(|(i, _)| *i == 0 || i % 3 != k).map(|(_, d)| d.clone()));
+    }
+    let (outcome, dir, stdout) = run(&wire);
+    assert_eq!(outcome.status, ExitStatus::Success, "{stdout}");
+    assert_eq!(std::fs::read(dir.path().join("out/media/seg.bin")).unwrap(), body);
+    assert_eq!(outcome.resources.len(), 1, "one record for the resource: {stdout}");
+
+    // A fourth, intact copy after it was written: recognised, not written again.
+    wire.extend(c[3].iter().cloned());
+    let (outcome, _dir, stdout) = run(&wire);
+    assert_eq!(outcome.status, ExitStatus::Success, "{stdout}");
+    assert_eq!(outcome.resources.len(), 1, "{stdout}");
+    let s = outcome.summary.unwrap();
+    assert_eq!(s.resources_repeated, 1, "{s:?}");
+}
+
+#[test]
+fn copies_that_never_cover_the_body_are_reported_with_the_union_missing() {
+    let body = vec![7u8; 50_000];
+    let c = copies(&body, 2, sha256(&body));
+    // Both copies lose the same datagram (index 5): that range stays missing.
+    let wire: Vec<Vec<u8>> =
+        c.iter().flat_map(|copy| copy.iter().enumerate().filter(|(i, _)| *i != 5)).map(|(_, d)| d.clone()).collect();
+    let (outcome, dir, stdout) = run(&wire);
+    assert_eq!(outcome.status, ExitStatus::Incomplete, "{stdout}");
+    assert_eq!(outcome.resources.len(), 1, "{stdout}");
+    let r = &outcome.resources[0];
+    assert!(!r.complete);
+    assert_eq!(r.missing.len(), 1, "{stdout}");
+    let [a, b] = r.missing[0];
+    assert!(a > 0 && b > a && b - a < 1200, "one datagram's worth: {a}..{b}");
+    assert!(!dir.path().join("out/media/seg.bin").exists());
+}
+
+#[test]
+fn a_body_that_does_not_match_its_digest_is_not_written() {
+    let body = b"the genuine bytes".to_vec();
+    let c = copies(&body, 1, sha256(b"something else"));
+    let (outcome, dir, stdout) = run(&c[0]);
+    assert_eq!(outcome.status, ExitStatus::Incomplete, "{stdout}");
+    assert!(stdout.contains("digest mismatch"), "{stdout}");
+    assert!(outcome.errors.iter().any(|e| e.message.contains("digest mismatch")));
+    assert_eq!(std::fs::read_dir(dir.path().join("out")).unwrap().count(), 0, "nothing written, no temp file");
+}
