@@ -182,6 +182,12 @@ fn wrong_session_id_receives_nothing_and_says_so() {
     let output = recv.0.take().unwrap().wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("dropped_foreign_session=1"), "{stderr}");
+    let field = |k: &str| -> u64 {
+        let at = stderr.find(&format!(" {k}=")).unwrap_or_else(|| panic!("no {k} in {stderr}")) + k.len() + 2;
+        stderr[at..].split_whitespace().next().unwrap().parse().unwrap()
+    };
+    // Every datagram arrived and was dropped as another session's; none was accepted.
+    assert!(field("datagrams") > 0, "{stderr}");
+    assert_eq!((field("packets"), field("dropped_foreign_session")), (0, field("datagrams")), "{stderr}");
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
 }
