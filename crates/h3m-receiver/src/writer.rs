@@ -32,6 +32,10 @@ pub const TEMP_PREFIX: &str = ".h3m-partial-";
 /// Read-back buffer size when hashing bytes that arrived out of order.
 const READ_BACK_CHUNK: usize = 64 * 1024;
 
+/// Contiguous body bytes gathered before one `pwrite`: a write per datagram
+/// costs about 1.1 µs, a write per 64 KiB about 0.5 µs per datagram's worth.
+const WRITE_BUFFER: usize = 64 * 1024;
+
 /// Why a resource could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -95,6 +99,9 @@ pub struct PartialFile {
     /// Bytes written, counting each write.
     written: u64,
     committed: bool,
+    /// Bytes not yet written to the file, which belong at `wbuf_at`.
+    wbuf: Vec<u8>,
+    wbuf_at: u64,
 }
 
 impl std::fmt::Debug for PartialFile {
@@ -124,6 +131,8 @@ impl PartialFile {
             overlap: false,
             written: 0,
             committed: false,
+            wbuf: Vec::new(),
+            wbuf_at: 0,
         })
     }
 
@@ -149,7 +158,7 @@ impl PartialFile {
         let end = offset
             .checked_add(data.len() as u64)
             .ok_or_else(|| WriteError::Inconsistent(format!("body offset {offset} overflows")))?;
-        self.file.write_all_at(data, offset).map_err(|e| self.io(e))?;
+        self.buffered_write(offset, data)?;
         self.written += data.len() as u64;
         if offset < self.hashed_to {
             // Bytes already hashed are written again: hash the whole file at the end.
@@ -161,6 +170,35 @@ impl PartialFile {
             return self.add(self.hashed_to, data.get(skip..).unwrap_or_default());
         }
         self.add(offset, data)
+    }
+
+    /// Writes through the buffer: contiguous small writes are gathered, anything
+    /// else first flushes what is gathered, so writes land in their order.
+    fn buffered_write(&mut self, offset: u64, data: &[u8]) -> Result<(), WriteError> {
+        let follows = offset == self.wbuf_at + self.wbuf.len() as u64;
+        if !follows || self.wbuf.len() + data.len() > WRITE_BUFFER {
+            self.flush()?;
+            self.wbuf_at = offset;
+        }
+        if data.len() >= WRITE_BUFFER {
+            self.file.write_all_at(data, offset).map_err(|e| self.io(e))?;
+            self.wbuf_at = offset + data.len() as u64;
+            return Ok(());
+        }
+        self.wbuf.extend_from_slice(data);
+        Ok(())
+    }
+
+    /// Writes the gathered bytes to the file.
+    fn flush(&mut self) -> Result<(), WriteError> {
+        if !self.wbuf.is_empty() {
+            if let Err(e) = self.file.write_all_at(&self.wbuf, self.wbuf_at) {
+                return Err(self.io(e));
+            }
+            self.wbuf_at += self.wbuf.len() as u64;
+            self.wbuf.clear();
+        }
+        Ok(())
     }
 
     /// Accounts for `data` written at `offset >= hashed_to`.
@@ -215,6 +253,7 @@ impl PartialFile {
 
     /// Feeds the file's bytes `from..to` to the hasher.
     fn hash_from_file(&mut self, from: u64, to: u64) -> Result<(), WriteError> {
+        self.flush()?;
         let mut buf = vec![0u8; READ_BACK_CHUNK.min(usize::try_from(to - from).unwrap_or(READ_BACK_CHUNK))];
         let mut at = from;
         while at < to {
@@ -242,6 +281,7 @@ impl PartialFile {
         expected: Option<[u8; 32]>,
         fsync: bool,
     ) -> Result<Written, WriteError> {
+        self.flush()?;
         if self.hashed_to != body_len || !self.pending.is_empty() {
             let beyond = self.pending.last_key_value().map_or(self.hashed_to, |(_, &e)| e);
             return Err(WriteError::Inconsistent(format!(
@@ -516,5 +556,40 @@ mod tests {
         w.write(8, 0, b"genuine").unwrap();
         assert_eq!(w.commit(8, 7, Some(sha(b"genuine"))).unwrap().unwrap().sha256, sha(b"genuine"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    proptest::proptest! {
+        /// Any order and split of writes (with overlaps of identical bytes) gives
+        /// the exact file and its SHA-256, through the write buffer.
+        #[test]
+        fn buffered_writes_in_any_order_give_the_exact_file(
+            len in 0usize..300_000,
+            cuts in proptest::collection::vec(0usize..300_000, 0..40),
+            seed in proptest::num::u64::ANY,
+        ) {
+            let body: Vec<u8> = (0..len).map(|i| (i as u64).wrapping_mul(seed | 1).to_le_bytes()[3]).collect();
+            let mut points: Vec<usize> = cuts.into_iter().filter(|&c| c < len).collect();
+            points.extend([0, len]);
+            points.sort_unstable();
+            points.dedup();
+            let mut pieces: Vec<(usize, usize)> = points.windows(2).map(|w| (w[0], w[1])).collect();
+            // A deterministic shuffle, plus one overlapping rewrite.
+            let n = pieces.len();
+            for i in (1..n).rev() {
+                pieces.swap(i, (seed as usize).wrapping_mul(i + 7) % (i + 1));
+            }
+            if let Some(&(a, b)) = pieces.first() {
+                pieces.push((a, b));
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let mut w = ResourceWriter::new(dir.path()).unwrap();
+            w.begin(1, PathBuf::from("f.bin")).unwrap();
+            for (a, b) in pieces {
+                w.write(1, a as u64, &body[a..b]).unwrap();
+            }
+            let written = w.commit(1, len as u64, Some(sha(&body))).unwrap().unwrap();
+            proptest::prop_assert_eq!(written.sha256, sha(&body));
+            proptest::prop_assert_eq!(std::fs::read(dir.path().join("f.bin")).unwrap(), body);
+        }
     }
 }

@@ -289,8 +289,13 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
     let mut tx = Transmitter {
         socket,
         dest: opts.group,
-        // A 2 ms burst: tokio timers are ~1 ms granular, and a 1 ms burst holds only ~85% of the rate.
-        pacer: Pacer::with_burst(opts.rate, (2 * batch_bytes).max(4 * opts.max_datagram_size) as u64),
+        // A burst of 2 ms at the rate: tokio timers are ~1 ms granular, so each
+        // wake-up must be allowed about a millisecond's worth of datagrams (a
+        // 1 ms burst holds only ~85% of the rate).
+        pacer: Pacer::with_burst(
+            opts.rate,
+            opts.rate.map_or(0, |r| r / 8 / 500).max(4 * opts.max_datagram_size as u64),
+        ),
         batch: Vec::new(),
         first: None,
         last: Instant::now(),
