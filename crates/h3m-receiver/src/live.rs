@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use h3m_net::{Interface, MulticastConfig, RecvBatch, RecvSocket};
 use h3m_proto::SessionId;
-use h3m_proto::receiver::{Receiver, ReceiverConfig};
+use h3m_proto::receiver::{Receiver, ReceiverConfig, SessionEndReason};
 
 use crate::report::{CaptureCounters, ErrorKind, Reporter};
 use crate::session::{ExitStatus, Outcome, Session};
@@ -165,6 +165,8 @@ async fn run_with(opts: &LiveOptions, reporter: &mut Reporter<'_>) -> Outcome {
                     break;
                 }
                 if idle_start.is_some_and(|t| t <= now) {
+                    session.receiver.end(now, SessionEndReason::IdleTimeout);
+                    session.drain();
                     break;
                 }
                 session.receiver.handle_timeout(now);

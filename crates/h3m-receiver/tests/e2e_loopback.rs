@@ -90,7 +90,7 @@ fn tree_with_100_mib_file_arrives_byte_for_byte() {
     let send = Command::new(h3m_send())
         .arg(&src)
         .args(["--group", group, "--port", &port, "--interface", "127.0.0.1", "--session-id", "e2e0001"])
-        .args(["--rate", "400M", "--quiet"])
+        .args(["--rate", "200M", "--quiet"])
         .output()
         .unwrap();
     assert!(send.status.success(), "h3m-send: {}", String::from_utf8_lossy(&send.stderr));
@@ -189,5 +189,6 @@ fn wrong_session_id_receives_nothing_and_says_so() {
     // Every datagram arrived and was dropped as another session's; none was accepted.
     assert!(field("datagrams") > 0, "{stderr}");
     assert_eq!((field("packets"), field("dropped_foreign_session")), (0, field("datagrams")), "{stderr}");
+    assert!(stderr.contains("session_end=idle_timeout"), "{stderr}");
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
 }

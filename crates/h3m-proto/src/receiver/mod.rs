@@ -806,6 +806,15 @@ impl Receiver {
         }
     }
 
+    /// Ends the session now for `reason` (a driver's own timer, e.g. an idle
+    /// timeout before any packet arrived): every push still open finishes.
+    pub fn end(&mut self, _now: Instant, reason: SessionEndReason) {
+        self.finish_all();
+        let orphans: Vec<u64> = self.streams.keys().copied().collect();
+        self.drop_orphans(orphans);
+        self.end_session(reason);
+    }
+
     /// The input has ended (end of a capture file, or the driver is stopping):
     /// every push still open finishes, and the session ends if it had not.
     pub fn finish(&mut self, _now: Instant) {
