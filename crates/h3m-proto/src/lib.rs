@@ -10,7 +10,7 @@
 //! - [`varint`]: QUIC variable-length integers (RFC 9000 §16).
 //! - [`session_id`]: the session ID carried as the destination connection ID.
 //! - [`packet`]: short-header packets, packet-number truncation and expansion,
-//!   and the packet-protection seam.
+//!   and the packet-protection seam ([`protection`]; AEAD suites in [`aead`]).
 //! - [`frame`]: QUIC frames (STREAM, PADDING, PING, RESET_STREAM, the rest recognised).
 //! - [`h3`]: HTTP/3 frames as used by h3m (draft-29 type space plus DATA_WITH_OFFSET).
 //! - [`qpack`]: static-table QPACK with Huffman, both directions.
@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod aead;
 pub mod altsvc;
 pub mod encoder;
 pub mod frame;

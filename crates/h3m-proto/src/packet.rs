@@ -125,6 +125,14 @@ pub fn write_packet(
     out.extend_from_slice(&packet_number.to_be_bytes()[8 - pn_len..]);
     let header_len = out.len() - start;
     let mut body = payload.to_vec();
+    // Header protection samples 16 bytes from 4 bytes after the packet number's
+    // start: pad (PADDING frames are zeros) so every protected packet has them.
+    if protection.tag_len() > 0 {
+        let min = (4 + crate::aead::SAMPLE_LEN).saturating_sub(pn_len + protection.tag_len());
+        if body.len() < min {
+            body.resize(min, 0);
+        }
+    }
     protection.seal(packet_number, &out[start..], &mut body)?;
     out.extend_from_slice(&body);
     debug_assert!(out.len() - start >= header_len);
