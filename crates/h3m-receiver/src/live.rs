@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use h3m_net::{Interface, MulticastConfig, RecvBatch, RecvSocket};
 use h3m_proto::SessionId;
+use h3m_proto::aead::AeadProtection;
+use h3m_proto::protection::CipherSuite;
 use h3m_proto::receiver::{Receiver, ReceiverConfig, SessionEndReason};
 
 use crate::report::{CaptureCounters, ErrorKind, Reporter};
@@ -49,6 +51,8 @@ pub struct LiveOptions {
     pub progress: bool,
     /// Sync each file to disk before reporting it written.
     pub fsync: bool,
+    /// Packet protection keys (`None`: cleartext).
+    pub protection: Option<(CipherSuite, Vec<u8>, Vec<u8>)>,
 }
 
 impl LiveOptions {
@@ -69,11 +73,17 @@ impl LiveOptions {
             recv_buffer: 16 << 20,
             progress: false,
             fsync: false,
+            protection: None,
         }
     }
 
     fn receiver(&self) -> Receiver {
         let mut config = ReceiverConfig::new(self.session_id);
+        if let Some((suite, key, iv)) = &self.protection
+            && let Ok(p) = AeadProtection::from_advertisement(*suite, key, iv)
+        {
+            config.protection = Box::new(p);
+        }
         config.push_timeout = self.push_timeout;
         config.idle_timeout = self.idle_timeout;
         Receiver::new(config)

@@ -192,3 +192,63 @@ fn wrong_session_id_receives_nothing_and_says_so() {
     assert!(stderr.contains("session_end=idle_timeout"), "{stderr}");
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
 }
+
+#[test]
+fn protected_session_ignores_an_injector_without_the_key() {
+    let base = tempfile::tempdir().unwrap();
+    let src = base.path().join("src");
+    let evil = base.path().join("evil");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&evil).unwrap();
+    let genuine: Vec<u8> = (0..300_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    std::fs::write(src.join("data.bin"), &genuine).unwrap();
+    std::fs::write(evil.join("data.bin"), vec![0xee; 300_000]).unwrap();
+    let port = (unique_port() + 3).to_string();
+    let session = ["--group", "239.255.77.10", "--port", &port, "--interface", "127.0.0.1", "--session-id", "2b"];
+    let keys =
+        ["--cipher-suite", "1301", "--key", "000102030405060708090a0b0c0d0e0f", "--iv", "a0a1a2a3a4a5a6a7a8a9aaab"];
+    // The advertisement the sender prints (nobody listens to this first run).
+    let first = Command::new(h3m_send())
+        .arg(&src)
+        .args(session)
+        .args(keys)
+        .args(["--print-alt-svc", "--quiet"])
+        .output()
+        .unwrap();
+    let adv = String::from_utf8_lossy(&first.stdout);
+    let line = adv.lines().find_map(|l| l.strip_prefix("Alt-Svc: ")).expect("an Alt-Svc line").to_owned();
+    assert!(line.contains("cipher-suite=1301") && line.contains("extensions=\"4833\""), "{line}");
+    let out = base.path().join("out");
+    let recv = Command::new(env!("CARGO_BIN_EXE_h3m-recv"))
+        .args(["--alt-svc", &line, "--interface", "127.0.0.1", "--idle-timeout", "3", "--out"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut recv = Reaper(Some(recv));
+    std::thread::sleep(Duration::from_millis(300));
+    // An injector on the same group and session ID without the key, then the real sender.
+    let injected =
+        Command::new(h3m_send()).arg(&evil).args(session).args(["--rate", "100M", "--quiet"]).output().unwrap();
+    let sent = Command::new(h3m_send())
+        .arg(&src)
+        .args(session)
+        .args(keys)
+        .args(["--rate", "100M", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(injected.status.success() && sent.status.success());
+    let output = recv.0.take().unwrap().wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), genuine, "no forged byte");
+    // Every injected datagram was dropped by packet protection.
+    let injected_datagrams: u64 = String::from_utf8_lossy(&injected.stdout)
+        .split(" datagrams")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the injector's summary");
+    assert!(stderr.contains(&format!("dropped_protection={injected_datagrams} ")), "{injected_datagrams}: {stderr}");
+}

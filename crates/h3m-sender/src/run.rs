@@ -9,9 +9,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use h3m_net::{Interface, MulticastConfig, Pacer, SendSocket};
 use h3m_proto::SessionId;
+use h3m_proto::aead::{AeadProtection, HP_RULE_EXTENSION};
 use h3m_proto::altsvc::Advertisement;
+use h3m_proto::altsvc::Extension;
 use h3m_proto::encoder::{EncodeError, EncoderConfig};
-use h3m_proto::protection::NullProtection;
+use h3m_proto::protection::{CipherSuite, NullProtection, PacketProtection};
 use h3m_proto::qpack::HeaderField;
 use h3m_proto::sender::{ResourceMeta, Sender, SenderConfig, SenderStats, base64};
 
@@ -47,6 +49,8 @@ pub struct SendOptions {
     pub watch_interval: Duration,
     /// Publish standard input as one live resource at this path.
     pub stdin_path: Option<String>,
+    /// Packet protection: the suite, its key and IV (`None`: cleartext, as nghq).
+    pub protection: Option<SessionKeys>,
     /// Largest datagram.
     pub max_datagram_size: usize,
     /// Packet-number length in bytes.
@@ -57,6 +61,45 @@ pub struct SendOptions {
     pub progress: bool,
     /// Stop after this long (`--watch`/`--stdin` runs; `None`: until interrupted or done).
     pub duration: Option<Duration>,
+}
+
+/// A session's packet-protection keys, as the advertisement carries them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionKeys {
+    /// The cipher suite.
+    pub suite: CipherSuite,
+    /// The AEAD key.
+    pub key: Vec<u8>,
+    /// The AEAD IV.
+    pub iv: Vec<u8>,
+}
+
+impl std::fmt::Debug for SessionKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Key material never appears in logs.
+        f.debug_struct("SessionKeys").field("suite", &self.suite).finish_non_exhaustive()
+    }
+}
+
+impl SessionKeys {
+    /// Fresh random keys for `suite` (from the operating system's generator).
+    pub fn generate(suite: CipherSuite) -> Result<Self, String> {
+        use ring::rand::SecureRandom;
+        let rng = ring::rand::SystemRandom::new();
+        let mut key = vec![0u8; suite.key_len()];
+        let mut iv = vec![0u8; suite.iv_len()];
+        rng.fill(&mut key).map_err(|_| "no random numbers for a session key".to_owned())?;
+        rng.fill(&mut iv).map_err(|_| "no random numbers for a session IV".to_owned())?;
+        Ok(SessionKeys { suite, key, iv })
+    }
+
+    /// The packet protection these keys give (the header-protection key by
+    /// h3m's rule, see `h3m_proto::aead`).
+    pub fn protection(&self) -> Result<Box<dyn PacketProtection>, String> {
+        AeadProtection::from_advertisement(self.suite, &self.key, &self.iv)
+            .map(|p| Box::new(p) as Box<dyn PacketProtection>)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// What a run did.
@@ -101,6 +144,9 @@ pub enum SendError {
     /// Nothing to send.
     #[error("nothing to publish: no files found")]
     NothingToSend,
+    /// The packet-protection keys are unusable.
+    #[error("packet protection: {0}")]
+    Keys(String),
 }
 
 /// The Alt-Svc advertisement a receiver needs for this session.
@@ -110,6 +156,12 @@ pub fn advertisement(opts: &SendOptions) -> Advertisement {
     adv.session_id = opts.session_id;
     adv.peak_flow_rate = opts.rate;
     adv.idle_timeout_ms = Some(60_000);
+    if let Some(k) = &opts.protection {
+        adv.cipher_suite = k.suite;
+        adv.key = Some(k.key.clone());
+        adv.iv = Some(k.iv.clone());
+        adv.extensions.push(Extension { code: HP_RULE_EXTENSION, value: None });
+    }
     adv
 }
 
@@ -279,7 +331,11 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
     cfg.authority = opts.authority.clone();
     cfg.path_prefix = opts.path_prefix.clone();
     cfg.keepalive = opts.keepalive;
-    let mut sender = Sender::new(cfg, Box::new(NullProtection));
+    let protection = match &opts.protection {
+        Some(k) => k.protection().map_err(SendError::Keys)?,
+        None => Box::new(NullProtection),
+    };
+    let mut sender = Sender::new(cfg, protection);
     // Pace in batches of about 1 ms at the rate (timers are ~1 ms granular), at
     // least one datagram, at most 64.
     let batch_bytes = match opts.rate {

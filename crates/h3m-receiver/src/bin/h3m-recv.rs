@@ -155,6 +155,7 @@ fn main() -> ExitCode {
     let mut session_id = cli.session_id;
     let mut source = cli.source_addr();
     let mut advertised_idle = None;
+    let mut protection = None;
     let group = match (cli.source.group, &cli.source.alt_svc) {
         (Some(g), _) => SocketAddr::new(g, cli.port.unwrap_or(2000)),
         (None, Some(text)) => {
@@ -163,7 +164,13 @@ fn main() -> ExitCode {
                 Err(e) => return usage(format!("--alt-svc: {e}")),
             };
             if adv.cipher_suite != h3m_proto::protection::CipherSuite::Null {
-                return usage(format!("--alt-svc: cipher suite {:04x} is not supported yet", adv.cipher_suite.code()));
+                let (Some(key), Some(iv)) = (adv.key.clone(), adv.iv.clone()) else {
+                    return usage("--alt-svc: the advertisement names a cipher suite but no key and iv".into());
+                };
+                if let Err(e) = h3m_proto::aead::AeadProtection::from_advertisement(adv.cipher_suite, &key, &iv) {
+                    return usage(format!("--alt-svc: {e}"));
+                }
+                protection = Some((adv.cipher_suite, key, iv));
             }
             session_id = adv.session_id;
             source = source.or(adv.source);
@@ -184,6 +191,7 @@ fn main() -> ExitCode {
     opts.fsync = cli.fsync;
     opts.linger = cli.linger;
     opts.progress = !cli.quiet && !cli.json;
+    opts.protection = protection;
     if let Some(t) = cli.push_timeout {
         opts.push_timeout = t;
     }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use clap::Parser;
 use h3m_net::Interface;
 use h3m_proto::SessionId;
-use h3m_sender::run::{SendOptions, advertisement, run};
+use h3m_proto::protection::CipherSuite;
+use h3m_sender::run::{SendOptions, SessionKeys, advertisement, run};
 
 /// Publish files, directory trees or a live stream over multicast QUIC (h3m-07).
 ///
@@ -76,9 +77,20 @@ struct Args {
     /// Stop --watch or --stdin after this many seconds.
     #[arg(long)]
     duration: Option<f64>,
-    /// Print the Alt-Svc line a receiver needs, then send.
+    /// Print the Alt-Svc line a receiver needs, then send. With a cipher suite
+    /// it carries the session's key and IV: hand it to receivers privately.
     #[arg(long)]
     print_alt_svc: bool,
+    /// Protect packets with this TLS cipher suite: 1301 (AES-128-GCM), 1302
+    /// (AES-256-GCM) or 1303 (ChaCha20-Poly1305); 0000 sends cleartext, as nghq.
+    #[arg(long, default_value = "0000")]
+    cipher_suite: String,
+    /// The session key in hex [default: fresh random bytes for each session].
+    #[arg(long, requires = "iv")]
+    key: Option<String>,
+    /// The session IV in hex (12 bytes) [default: fresh random bytes].
+    #[arg(long, requires = "key")]
+    iv: Option<String>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -103,6 +115,38 @@ fn main() -> ExitCode {
     } else {
         "232.0.0.1".parse().expect("constant")
     });
+    let suite = match u16::from_str_radix(&args.cipher_suite, 16).ok().and_then(CipherSuite::from_code) {
+        Some(s) if args.cipher_suite.len() == 4 => s,
+        _ => return usage(format!("--cipher-suite {}: use 0000, 1301, 1302 or 1303", args.cipher_suite)),
+    };
+    let hex = |name: &str, text: &str| -> Result<Vec<u8>, String> {
+        let t = text.strip_prefix("0x").unwrap_or(text);
+        if !t.len().is_multiple_of(2) || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("--{name}: not an even number of hex digits"));
+        }
+        Ok((0..t.len()).step_by(2).filter_map(|i| u8::from_str_radix(&t[i..i + 2], 16).ok()).collect())
+    };
+    let protection = match (suite, &args.key, &args.iv) {
+        (CipherSuite::Null, None, None) => None,
+        (CipherSuite::Null, _, _) => return usage("--key/--iv need a --cipher-suite other than 0000".into()),
+        (suite, Some(k), Some(iv)) => {
+            let keys = match (hex("key", k), hex("iv", iv)) {
+                (Ok(key), Ok(iv)) => SessionKeys { suite, key, iv },
+                (Err(e), _) | (_, Err(e)) => return usage(e),
+            };
+            if let Err(e) = keys.protection() {
+                return usage(format!("--key/--iv: {e}"));
+            }
+            Some(keys)
+        }
+        (suite, _, _) => match SessionKeys::generate(suite) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                eprintln!("h3m-send: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
     if args.paths.is_empty() && !args.stdin && !args.watch {
         return usage("nothing to publish: give PATHs, --stdin --path P, or --watch PATH".into());
     }
@@ -123,6 +167,7 @@ fn main() -> ExitCode {
         watch: args.watch,
         watch_interval: Duration::from_secs_f64(args.watch_interval.max(0.01)),
         stdin_path: args.stdin.then(|| args.path.clone().unwrap_or_default()),
+        protection,
         max_datagram_size: args.max_datagram_size,
         pn_len: usize::from(args.pn_len),
         keepalive: Duration::from_secs_f64(args.keepalive.max(0.05)),
