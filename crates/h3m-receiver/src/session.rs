@@ -153,6 +153,9 @@ pub(crate) struct Session<'r, 'w> {
     /// Pushes that ended before their response headers, so unmatched to any
     /// resource: reported at the end unless another copy wrote their path.
     headless: Vec<(Option<PathBuf>, ResourceRecord)>,
+    /// Push streams whose promise never came: `(push_id, stream_id, digest)`.
+    /// Judged at the end: a copy of a resource written intact is a repeat.
+    unpromised_pending: Vec<(u64, u64, Option<[u8; 32]>)>,
     resources: Vec<ResourceRecord>,
     errors: Vec<ErrorRecord>,
     unpromised: Vec<(u64, u64)>,
@@ -172,6 +175,7 @@ impl<'r, 'w> Session<'r, 'w> {
             next_resource: 0,
             repeats: 0,
             headless: Vec::new(),
+            unpromised_pending: Vec::new(),
             resources: Vec::new(),
             errors: Vec::new(),
             unpromised: Vec::new(),
@@ -220,9 +224,9 @@ impl<'r, 'w> Session<'r, 'w> {
             }
             Event::BodyData { push_id, offset, data } => self.on_data(push_id, offset, &data),
             Event::PushFinished(summary) => self.on_finished(summary),
-            Event::UnpromisedPush { push_id, stream_id } => {
-                self.unpromised.push((push_id, stream_id));
-                self.reporter.emit(&Record::UnpromisedPush { push_id, stream_id });
+            Event::UnpromisedPush { push_id, stream_id, response } => {
+                let digest = response.as_deref().and_then(announced_sha256);
+                self.unpromised_pending.push((push_id, stream_id, digest));
             }
             Event::SessionEnd { reason } => {
                 let reason = report::session_end_reason(reason);
@@ -526,6 +530,14 @@ impl<'r, 'w> Session<'r, 'w> {
         ids.sort_unstable();
         for id in ids {
             self.try_commit(id, true);
+        }
+        for (push_id, stream_id, digest) in std::mem::take(&mut self.unpromised_pending) {
+            if digest.is_some_and(|d| self.written.values().any(|w| *w == d)) {
+                self.repeats += 1;
+                continue;
+            }
+            self.unpromised.push((push_id, stream_id));
+            self.reporter.emit(&Record::UnpromisedPush { push_id, stream_id });
         }
         for (rel, record) in std::mem::take(&mut self.headless) {
             if rel.as_ref().is_some_and(|r| self.written.contains_key(r)) {

@@ -111,3 +111,22 @@ fn a_body_that_does_not_match_its_digest_is_not_written() {
     assert!(outcome.errors.iter().any(|e| e.message.contains("digest mismatch")));
     assert_eq!(std::fs::read_dir(dir.path().join("out")).unwrap().count(), 0, "nothing written, no temp file");
 }
+
+#[test]
+fn a_copy_without_its_promise_is_recognised_by_its_digest() {
+    let body: Vec<u8> = (0..20_000u32).map(|i| (i % 199) as u8).collect();
+    let c = copies(&body, 2, sha256(&body));
+    // Copy 2 lost its promise (its first datagram): its stream's response headers
+    // carry the digest of the resource copy 1 delivered, so it is just a repeat.
+    let wire: Vec<Vec<u8>> = c[0].iter().chain(&c[1][1..]).cloned().collect();
+    let (outcome, _dir, stdout) = run(&wire);
+    assert_eq!(outcome.status, ExitStatus::Success, "{stdout}");
+    assert!(outcome.unpromised.is_empty(), "{stdout}");
+    assert_eq!(outcome.summary.unwrap().resources_repeated, 1);
+    // The only copy lost its promise: nothing is known to have arrived intact.
+    let (outcome, dir, stdout) = run(&c[0][1..]);
+    assert_eq!(outcome.status, ExitStatus::Incomplete, "{stdout}");
+    assert_eq!(outcome.unpromised.len(), 1, "{stdout}");
+    assert!(stdout.contains("unpromised push 0 on stream 3"), "{stdout}");
+    assert_eq!(std::fs::read_dir(dir.path().join("out")).unwrap().count(), 0);
+}

@@ -223,6 +223,10 @@ pub enum Event {
         push_id: u64,
         /// The stream.
         stream_id: u64,
+        /// Its response headers, when they arrived whole (they name no path, but
+        /// a `digest` can show the push was a copy of a resource received
+        /// intact).
+        response: Option<Vec<HeaderField>>,
     },
     /// The session ended. Reported once; datagrams fed afterwards are still
     /// processed (a late push after `connection: close` is not lost).
@@ -791,7 +795,10 @@ impl Receiver {
             if let Some(s) = self.streams.get(&id) {
                 self.stats.dropped_buffer_bytes += s.buffered() as u64;
                 if let Some(push_id) = s.push_id {
-                    self.events.push_back(Event::UnpromisedPush { push_id, stream_id: id });
+                    let response = s
+                        .held_response_block(self.config.max_header_block)
+                        .and_then(|b| qpack::decode_field_section(&b, &self.config.qpack_limits).ok());
+                    self.events.push_back(Event::UnpromisedPush { push_id, stream_id: id, response });
                 }
             }
             self.close_stream(id);

@@ -353,6 +353,20 @@ impl PushStream {
         }
     }
 
+    /// The first HEADERS frame's field section, if the stream holds it whole at
+    /// its parse position (a stream whose promise never came stops there).
+    pub(crate) fn held_response_block(&self, max: usize) -> Option<Vec<u8>> {
+        if self.stage != Stage::Frames || self.headers_seen {
+            return None;
+        }
+        let h = FrameHeader::parse(&self.pending.contiguous(self.cursor, 16))?;
+        if h.frame_type != h3::HEADERS || h.length > max as u64 {
+            return None;
+        }
+        let block = self.pending.contiguous(self.cursor + h.header_len as u64, h.length as usize);
+        (block.len() as u64 == h.length).then_some(block)
+    }
+
     /// Whether every byte up to the FIN is here and parsed, ending on a frame boundary.
     pub(crate) fn is_complete(&self) -> bool {
         self.stage == Stage::Frames

@@ -169,7 +169,8 @@ fn push_stream_before_promise_waits_and_unpromised_ones_are_reported() {
     let (rx, evs) = feed(&w);
     assert_eq!(body_events(&evs), vec![(0, b"hello".to_vec())]);
     assert_eq!(finished(&evs)[0].status, PushStatus::Complete);
-    assert!(evs.contains(&Event::UnpromisedPush { push_id: 1, stream_id: 7 }));
+    let status_200 = vec![HeaderField::new(":status", "200")];
+    assert!(evs.contains(&Event::UnpromisedPush { push_id: 1, stream_id: 7, response: Some(status_200) }));
     assert_eq!(rx.buffered_bytes(), 0);
 }
 
