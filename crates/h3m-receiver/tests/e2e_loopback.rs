@@ -33,6 +33,21 @@ impl Drop for Reaper {
     }
 }
 
+/// Starts `h3m-recv ARGS --out OUT` (stdout and stderr captured) and gives it a
+/// moment to join before anything is sent.
+fn start_receiver(args: &[&str], out: &Path) -> Reaper {
+    let child = Command::new(env!("CARGO_BIN_EXE_h3m-recv"))
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    Reaper(Some(child))
+}
+
 fn sha256_hex(data: &[u8]) -> String {
     ring::digest::digest(&ring::digest::SHA256, data).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -76,16 +91,21 @@ fn tree_with_100_mib_file_arrives_byte_for_byte() {
 
     let group = "239.255.77.7";
     let port = unique_port().to_string();
-    let recv = Command::new(env!("CARGO_BIN_EXE_h3m-recv"))
-        .args(["--group", group, "--port", &port, "--interface", "127.0.0.1", "--session-id", "e2e0001"])
-        .args(["--idle-timeout", "20", "--out"])
-        .arg(&out)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut recv = Reaper(Some(recv));
-    std::thread::sleep(Duration::from_millis(300));
+    let mut recv = start_receiver(
+        &[
+            "--group",
+            group,
+            "--port",
+            &port,
+            "--interface",
+            "127.0.0.1",
+            "--session-id",
+            "e2e0001",
+            "--idle-timeout",
+            "20",
+        ],
+        &out,
+    );
     let started = Instant::now();
     let send = Command::new(h3m_send())
         .arg(&src)
@@ -139,14 +159,7 @@ fn alt_svc_line_from_the_sender_drives_the_receiver() {
     let line = adv.lines().find_map(|l| l.strip_prefix("Alt-Svc: ")).expect("an Alt-Svc line").to_owned();
     assert!(line.contains("session-id=cafe01"), "{line}");
     let out = base.path().join("out");
-    let recv = Command::new(env!("CARGO_BIN_EXE_h3m-recv"))
-        .args(["--alt-svc", &line, "--interface", "127.0.0.1", "--idle-timeout", "10", "--out"])
-        .arg(&out)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut recv = Reaper(Some(recv));
-    std::thread::sleep(Duration::from_millis(300));
+    let mut recv = start_receiver(&["--alt-svc", &line, "--interface", "127.0.0.1", "--idle-timeout", "10"], &out);
     let send =
         Command::new(h3m_send()).arg(&src).args(common).args(["--interface", "127.0.0.1", "--quiet"]).output().unwrap();
     assert!(send.status.success());
@@ -163,16 +176,21 @@ fn wrong_session_id_receives_nothing_and_says_so() {
     std::fs::write(src.join("a.txt"), b"not for you\n").unwrap();
     let port = (unique_port() + 2).to_string();
     let out = base.path().join("out");
-    let recv = Command::new(env!("CARGO_BIN_EXE_h3m-recv"))
-        .args(["--group", "239.255.77.9", "--port", &port, "--interface", "127.0.0.1", "--session-id", "01"])
-        .args(["--idle-timeout", "1.5", "--out"])
-        .arg(&out)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut recv = Reaper(Some(recv));
-    std::thread::sleep(Duration::from_millis(300));
+    let mut recv = start_receiver(
+        &[
+            "--group",
+            "239.255.77.9",
+            "--port",
+            &port,
+            "--interface",
+            "127.0.0.1",
+            "--session-id",
+            "01",
+            "--idle-timeout",
+            "1.5",
+        ],
+        &out,
+    );
     let send = Command::new(h3m_send())
         .arg(&src)
         .args(["--group", "239.255.77.9", "--port", &port, "--interface", "127.0.0.1", "--session-id", "02", "--quiet"])
@@ -219,15 +237,7 @@ fn protected_session_ignores_an_injector_without_the_key() {
     let line = adv.lines().find_map(|l| l.strip_prefix("Alt-Svc: ")).expect("an Alt-Svc line").to_owned();
     assert!(line.contains("cipher-suite=1301") && line.contains("extensions=\"4833\""), "{line}");
     let out = base.path().join("out");
-    let recv = Command::new(env!("CARGO_BIN_EXE_h3m-recv"))
-        .args(["--alt-svc", &line, "--interface", "127.0.0.1", "--idle-timeout", "3", "--out"])
-        .arg(&out)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut recv = Reaper(Some(recv));
-    std::thread::sleep(Duration::from_millis(300));
+    let mut recv = start_receiver(&["--alt-svc", &line, "--interface", "127.0.0.1", "--idle-timeout", "3"], &out);
     // An injector on the same group and session ID without the key, then the real sender.
     let injected =
         Command::new(h3m_send()).arg(&evil).args(session).args(["--rate", "100M", "--quiet"]).output().unwrap();
