@@ -111,8 +111,9 @@ impl Default for ReassemblyLimits {
     }
 }
 
-/// Counters describing what a capture contained.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// Counters describing what a capture contained (reported as the `capture`
+/// object of the JSON summary).
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CaptureStats {
     /// Complete records read (pcap records, or `.datagrams` records).
     pub records: u64,

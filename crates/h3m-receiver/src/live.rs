@@ -18,7 +18,8 @@ use h3m_proto::aead::AeadProtection;
 use h3m_proto::protection::CipherSuite;
 use h3m_proto::receiver::{Receiver, ReceiverConfig, SessionEndReason};
 
-use crate::report::{CaptureCounters, ErrorKind, Reporter};
+use crate::capture::CaptureStats;
+use crate::report::{ErrorKind, Reporter};
 use crate::session::{ExitStatus, Outcome, Session};
 use crate::writer::ResourceWriter;
 
@@ -132,7 +133,7 @@ async fn run_with(opts: &LiveOptions, reporter: &mut Reporter<'_>) -> Outcome {
     };
     let mut session = Session::new(opts.receiver(), writer, reporter);
     let mut batch = RecvBatch::new();
-    let mut counters = CaptureCounters::default();
+    let mut counters = CaptureStats::default();
     let started = Instant::now();
     let mut got_any = false;
     let mut linger_until: Option<Instant> = None;

@@ -25,7 +25,7 @@ use h3m_proto::SessionId;
 use h3m_proto::receiver::{Receiver, ReceiverConfig};
 
 use crate::capture::{self, ReadOptions};
-use crate::report::{CaptureCounters, ErrorKind, Reporter};
+use crate::report::{ErrorKind, Reporter};
 use crate::session::Session;
 use crate::writer::ResourceWriter;
 
@@ -118,5 +118,5 @@ fn run_with(opts: &Options, reporter: &mut Reporter<'_>) -> Outcome {
     }
     session.receiver.finish(now);
     session.drain();
-    session.finish(CaptureCounters::from(&capture.stats))
+    session.finish(capture.stats)
 }

@@ -182,48 +182,6 @@ impl ErrorRecord {
     }
 }
 
-/// Capture counters (see [`CaptureStats`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct CaptureCounters {
-    /// Complete records read.
-    pub records: u64,
-    /// UDP datagrams delivered (after reassembly and the port filter).
-    pub udp_datagrams: u64,
-    /// Records that were not UDP over IP.
-    pub skipped_non_udp: u64,
-    /// UDP datagrams to other ports.
-    pub skipped_port: u64,
-    /// Records with a cut-short header or an inconsistent length.
-    pub malformed: u64,
-    /// Records captured truncated (caplen < len).
-    pub truncated_records: u64,
-    /// Whether the file ended inside a record.
-    pub truncated_tail: bool,
-    /// IP fragments taken into reassembly.
-    pub fragments: u64,
-    /// Datagrams completed by reassembly.
-    pub reassembled: u64,
-    /// Fragments discarded.
-    pub fragments_dropped: u64,
-}
-
-impl From<&CaptureStats> for CaptureCounters {
-    fn from(s: &CaptureStats) -> Self {
-        CaptureCounters {
-            records: s.records,
-            udp_datagrams: s.udp_datagrams,
-            skipped_non_udp: s.skipped_non_udp,
-            skipped_port: s.skipped_port,
-            malformed: s.malformed,
-            truncated_records: s.truncated_records,
-            truncated_tail: s.truncated_tail,
-            fragments: s.fragments,
-            reassembled: s.reassembled,
-            fragments_dropped: s.fragments_dropped,
-        }
-    }
-}
-
 /// Receiver counters (see [`ReceiverStats`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ReceiverCounters {
@@ -329,7 +287,7 @@ pub struct SummaryRecord {
     /// `end_of_input`), `null` if it did not.
     pub session_end: Option<&'static str>,
     /// What the capture held.
-    pub capture: CaptureCounters,
+    pub capture: CaptureStats,
     /// What the receiver saw and dropped.
     pub receiver: ReceiverCounters,
 }

@@ -19,11 +19,10 @@ use std::path::PathBuf;
 use h3m_proto::qpack::HeaderField;
 use h3m_proto::receiver::{Event, PushStatus, PushSummary, RangeSet, Receiver};
 
+use crate::capture::CaptureStats;
 use crate::digest::announced_sha256;
 use crate::paths;
-use crate::report::{
-    self, CaptureCounters, ErrorKind, ErrorRecord, Record, Reporter, ResourceRecord, ResourceStatus, SummaryRecord,
-};
+use crate::report::{self, ErrorKind, ErrorRecord, Record, Reporter, ResourceRecord, ResourceStatus, SummaryRecord};
 use crate::writer::{ResourceWriter, WriteError};
 
 /// The exit status of a run (see the binary's help).
@@ -555,7 +554,7 @@ impl<'r, 'w> Session<'r, 'w> {
     }
 
     /// The final summary and outcome.
-    pub(crate) fn finish(mut self, capture: CaptureCounters) -> Outcome {
+    pub(crate) fn finish(mut self, capture: CaptureStats) -> Outcome {
         // Pushes the receiver never finished (it finishes all on `finish`).
         let mut left: Vec<u64> = self.pushes.keys().copied().collect();
         left.sort_unstable();
