@@ -3,23 +3,16 @@
 //! file, a 1-byte file, a 100 MiB file, names with spaces and non-ASCII UTF-8,
 //! and nested directories arrives byte for byte.
 //!
-//! Needs `h3m-send` built next to `h3m-recv`, which `cargo test --workspace`
-//! does.
+//! `h3m-send` is taken from the same target directory (built there first when
+//! it is missing, see `common::h3m_send`).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn h3m_send() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_h3m-recv")).with_file_name("h3m-send");
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo test --workspace` or `cargo build -p h3m-sender` first",
-        p.display()
-    );
-    p
-}
+mod common;
+use common::h3m_send;
 
 /// Kills the child on drop (a failing test leaves nothing running).
 struct Reaper(Option<Child>);

@@ -11,6 +11,7 @@
 //! lock): they measure nothing, but a receiver on a 2-core machine must keep up
 //! with the sender, and parallel transfers would make that a matter of luck.
 
+mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs;
@@ -38,13 +39,7 @@ fn recv_bin() -> PathBuf {
 }
 
 fn send_bin() -> PathBuf {
-    let p = recv_bin().with_file_name("h3m-send");
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo test --workspace` or `cargo build -p h3m-sender` first",
-        p.display()
-    );
-    p
+    common::h3m_send()
 }
 
 /// A random number (std's randomly keyed hasher, mixed with the clock).
