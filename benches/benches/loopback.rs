@@ -50,33 +50,24 @@
 //! ≥ 70 % of the GSO ceiling, loss-free, receiver peak RSS < 64 MiB. The bench exits 0 when it measured,
 //! whatever the verdicts, and non-zero when it could not run.
 
-use std::collections::HashMap;
-use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
 
+use h3m_benches::{
+    BenchResult, DATAGRAM, H3mRun, H3mSession, LOOPBACK, PUSH_TIMEOUT_SECS, RECEIVER_CPU, Rng, SENDER_CPU, TempDir,
+    binaries, env_number, gbit, generate, hex, median, pin, run_h3m, thread_cpu,
+};
 use h3m_net::{Interface, MulticastConfig, RecvBatch, RecvSocket, SendSocket};
 
-const DATAGRAM: usize = 1200;
-const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
-const SENDER_CPU: usize = 0;
-const RECEIVER_CPU: usize = 1;
 /// The receive buffer `h3m-recv` asks for (`LiveOptions::recv_buffer`).
 const RECV_BUFFER: usize = 16 << 20;
 /// The send buffer `h3m-send` asks for.
 const SEND_BUFFER: usize = 4 << 20;
-/// The receiver gives up on a stalled push after this long (lossy runs end sooner).
-const PUSH_TIMEOUT_SECS: &str = "2";
-/// Longest an h3m run may take before both processes are killed.
-const RUN_LIMIT: Duration = Duration::from_secs(180);
-
-type BenchResult<T> = Result<T, String>;
 
 fn main() -> ExitCode {
     match bench() {
@@ -86,444 +77,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Where the release binaries are: `target/release`, the parent of the bench executable's directory.
-fn binaries() -> BenchResult<(PathBuf, PathBuf)> {
-    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let release = exe.parent().and_then(Path::parent).ok_or("cannot locate target/release")?;
-    let send = release.join("h3m-send");
-    let recv = release.join("h3m-recv");
-    if !send.is_file() || !recv.is_file() {
-        return Err(format!(
-            "{} or {} is missing: run `cargo build --release -p h3m-sender -p h3m-receiver` first",
-            send.display(),
-            recv.display()
-        ));
-    }
-    Ok((send, recv))
-}
-
-fn env_number(name: &str, default: u64) -> BenchResult<u64> {
-    match std::env::var(name) {
-        Ok(v) => v.trim().parse().ok().filter(|&n| n > 0).ok_or(format!("{name}={v}: not a positive integer")),
-        Err(_) => Ok(default),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Small utilities
-
-/// xorshift64*: test data and random group/port/session ID (no cryptographic use).
-struct Rng(u64);
-
-impl Rng {
-    fn seeded() -> Self {
-        let t = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
-        Rng((t ^ u64::from(std::process::id()).rotate_left(29)) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A group in 239.255.1.1–239.255.254.254 and a port in 20000–59999.
-    fn group(&mut self) -> SocketAddr {
-        let r = self.next();
-        let ip = Ipv4Addr::new(239, 255, 1 + (r % 254) as u8, 1 + ((r >> 8) % 254) as u8);
-        SocketAddr::new(IpAddr::V4(ip), 20_000 + ((r >> 16) % 40_000) as u16)
-    }
-}
-
-/// Pins a process or thread (`0`: the calling thread) to one CPU, if there are at least two.
-fn pin(tid: libc::pid_t, cpu: usize) {
-    if thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
-        return;
-    }
-    // SAFETY: cpu_set_t is plain data; CPU_SET stays within it (cpu < 2 < CPU_SETSIZE).
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
-/// User + system CPU seconds of the calling thread.
-fn thread_cpu() -> f64 {
-    // SAFETY: getrusage writes one rusage.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_THREAD, &mut ru);
-        ru
-    };
-    cpu_secs(&ru)
-}
-
-fn cpu_secs(ru: &libc::rusage) -> f64 {
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    t(ru.ru_utime) + t(ru.ru_stime)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
-}
-
-fn gbit(bytes: f64, secs: f64) -> f64 {
-    if secs > 0.0 { bytes * 8.0 / secs / 1e9 } else { f64::NAN }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn sha256_file(path: &Path) -> BenchResult<[u8; 32]> {
-    let mut f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| format!("{}: {e}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        ctx.update(&buf[..n]);
-    }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    Ok(out)
-}
-
-/// Writes `len` pseudo-random bytes to `path` and returns their SHA-256.
-fn generate(path: &Path, len: u64, rng: &mut Rng) -> BenchResult<[u8; 32]> {
-    let mut f = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = len;
-    while left > 0 {
-        for chunk in buf.chunks_exact_mut(8) {
-            chunk.copy_from_slice(&rng.next().to_le_bytes());
-        }
-        let n = buf.len().min(left as usize);
-        f.write_all(&buf[..n]).map_err(|e| format!("{}: {e}", path.display()))?;
-        ctx.update(&buf[..n]);
-        left -= n as u64;
-    }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    Ok(out)
-}
-
-/// The bench's temporary directory, removed on drop (also when the bench panics).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> BenchResult<Self> {
-        let shm = Path::new("/dev/shm");
-        let base = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
-        let dir = base.join(format!("h3m-bench-loopback-{}", std::process::id()));
-        fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        Ok(TempDir(dir))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Child processes: exit time, status and rusage through wait4; killed (by PID) if still running on drop
-
-struct Exit {
-    at: Instant,
-    /// Exit code, or `None` if killed by a signal.
-    code: Option<i32>,
-    cpu: f64,
-    max_rss_kib: i64,
-}
-
-/// A child process watched by a thread that reaps it with `wait4` as soon as it exits.
-struct Watched {
-    pid: libc::pid_t,
-    reaped: Arc<Mutex<bool>>,
-    exit: mpsc::Receiver<Exit>,
-}
-
-impl Watched {
-    fn new(child: &std::process::Child) -> Self {
-        let pid = child.id() as libc::pid_t;
-        let reaped = Arc::new(Mutex::new(false));
-        let (tx, rx) = mpsc::channel();
-        let flag = Arc::clone(&reaped);
-        thread::spawn(move || {
-            // Wait for the exit without reaping, so that `Drop` never signals a reaped (reusable) PID.
-            loop {
-                // SAFETY: waitid writes one siginfo_t.
-                let r = unsafe {
-                    let mut info: libc::siginfo_t = std::mem::zeroed();
-                    libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT)
-                };
-                if r == 0 {
-                    break;
-                }
-                if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                    return;
-                }
-            }
-            let at = Instant::now();
-            let mut reaped = flag.lock().unwrap_or_else(|e| e.into_inner());
-            let mut status = 0;
-            // SAFETY: wait4 writes the status and one rusage.
-            let ru = unsafe {
-                let mut ru: libc::rusage = std::mem::zeroed();
-                libc::wait4(pid, &mut status, 0, &mut ru);
-                ru
-            };
-            *reaped = true;
-            drop(reaped);
-            let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-            let _ = tx.send(Exit { at, code, cpu: cpu_secs(&ru), max_rss_kib: ru.ru_maxrss });
-        });
-        Watched { pid, reaped, exit: rx }
-    }
-
-    fn has_exited(&self) -> bool {
-        *self.reaped.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn wait(&self, until: Instant) -> BenchResult<Exit> {
-        self.exit
-            .recv_timeout(until.saturating_duration_since(Instant::now()))
-            .map_err(|_| format!("process {} did not exit in time", self.pid))
-    }
-}
-
-impl Drop for Watched {
-    fn drop(&mut self) {
-        let reaped = self.reaped.lock().unwrap_or_else(|e| e.into_inner());
-        if !*reaped {
-            // SAFETY: signals our own unreaped child, by its PID.
-            unsafe { libc::kill(self.pid, libc::SIGKILL) };
-        }
-    }
-}
-
-/// Reads lines in a thread, each with the time it arrived.
-fn timed_lines(r: impl Read + Send + 'static) -> JoinHandle<Vec<(Instant, String)>> {
-    thread::spawn(move || {
-        let mut out = Vec::new();
-        for line in BufReader::new(r).lines() {
-            let Ok(line) = line else { break };
-            out.push((Instant::now(), line));
-        }
-        out
-    })
-}
-
-/// Whether an IPv4 group is joined on some interface of this namespace (`/proc/net/igmp`).
-fn joined(group: Ipv4Addr) -> bool {
-    let key = format!("{:08X}", u32::from_le_bytes(group.octets()));
-    fs::read_to_string("/proc/net/igmp").is_ok_and(|s| s.split_whitespace().any(|w| w == key))
-}
-
-/// Joins `group` and timestamps the first datagram, then leaves (closes the socket).
-fn probe(group: SocketAddr, stop: Arc<AtomicBool>) -> BenchResult<JoinHandle<Option<Instant>>> {
-    let mut cfg = MulticastConfig::new(group).with_interface(Interface::Addr(IpAddr::V4(LOOPBACK)));
-    cfg.recv_buffer = None;
-    let (socket, _) = h3m_net::open_receiver(&cfg).map_err(|e| format!("probe socket: {e}"))?;
-    socket.set_nonblocking(false).map_err(|e| format!("probe: {e}"))?;
-    socket.set_read_timeout(Some(Duration::from_millis(20))).map_err(|e| format!("probe: {e}"))?;
-    Ok(thread::spawn(move || {
-        let mut buf = [0u8; 2048];
-        while !stop.load(Ordering::Relaxed) {
-            if socket.recv(&mut buf).is_ok() {
-                return Some(Instant::now());
-            }
-        }
-        None
-    }))
-}
-
-// ---------------------------------------------------------------------------------------------------
-// 1. h3m end to end
-
-struct H3mRun {
-    sent_datagrams: u64,
-    sender_send_secs: f64,
-    received_datagrams: u64,
-    body_len: u64,
-    body_received: u64,
-    complete: bool,
-    exit_code: Option<i32>,
-    sha_ok: bool,
-    window: f64,
-    window_from_sender: f64,
-    goodput_gbit: f64,
-    tx_cpu: f64,
-    rx_cpu: f64,
-    rx_rss_mib: f64,
-}
-
-impl H3mRun {
-    fn loss_free(&self) -> bool {
-        self.complete && self.exit_code == Some(0) && self.sha_ok && self.received_datagrams == self.sent_datagrams
-    }
-
-    fn rx_us_per_datagram(&self) -> f64 {
-        self.rx_cpu * 1e6 / self.received_datagrams.max(1) as f64
-    }
-
-    /// Body Gbit/s the receiver processed per CPU-second it used: the rate it could absorb on a core of its
-    /// own if it were CPU-bound (an estimate, not a measurement of delivery).
-    fn rx_capacity_gbit(&self) -> f64 {
-        gbit(self.body_received as f64, self.rx_cpu)
-    }
-}
-
-/// `key=value` fields of the receiver's summary line.
-fn summary_fields(lines: &[(Instant, String)]) -> HashMap<String, String> {
-    lines
-        .iter()
-        .rev()
-        .find_map(|(_, l)| l.strip_prefix("h3m-recv: summary: "))
-        .map(|s| {
-            s.split_whitespace()
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// `sent 1 resources, B body bytes in N datagrams (U bytes), S s, R Mbit/s` → (B, N, S).
-fn parse_sender(lines: &[(Instant, String)]) -> Option<(u64, u64, f64)> {
-    let line = lines.iter().find(|(_, l)| l.starts_with("sent "))?;
-    let w: Vec<&str> = line.1.split_whitespace().collect();
-    let body = w.get(3)?.parse().ok()?;
-    let datagrams = w.get(7)?.parse().ok()?;
-    let secs = w.get(11)?.parse().ok()?;
-    Some((body, datagrams, secs))
-}
-
-fn run_h3m(
-    bins: &(PathBuf, PathBuf),
-    dir: &Path,
-    src: &Path,
-    src_sha: &[u8; 32],
-    rate: &str,
-    rng: &mut Rng,
-) -> BenchResult<H3mRun> {
-    let group = rng.group();
-    let IpAddr::V4(group_ip) = group.ip() else { unreachable!("IPv4 group") };
-    let port = group.port().to_string();
-    let session = format!("{:016x}", rng.next());
-    let out = dir.join("out");
-    let _ = fs::remove_dir_all(&out);
-
-    let mut recv = Command::new(&bins.1)
-        .args(["--group", &group_ip.to_string(), "--port", &port, "--interface", "127.0.0.1"])
-        .args(["--session-id", &session, "--quiet", "--idle-timeout", "30", "--push-timeout", PUSH_TIMEOUT_SECS])
-        .arg("--out")
-        .arg(&out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{}: {e}", bins.1.display()))?;
-    let recv_w = Watched::new(&recv);
-    pin(recv_w.pid, RECEIVER_CPU);
-    let recv_out = timed_lines(recv.stdout.take().ok_or("receiver stdout")?);
-    let recv_err = timed_lines(recv.stderr.take().ok_or("receiver stderr")?);
-    let join_deadline = Instant::now() + Duration::from_secs(5);
-    while !joined(group_ip) {
-        if recv_w.has_exited() || Instant::now() > join_deadline {
-            let err = recv_err.join().unwrap_or_default();
-            let err: Vec<String> = err.into_iter().map(|(_, l)| l).collect();
-            return Err(format!("h3m-recv did not join {group}: {}", err.join(" / ")));
-        }
-        thread::sleep(Duration::from_millis(2));
-    }
-    let stop_probe = Arc::new(AtomicBool::new(false));
-    let probe = probe(group, Arc::clone(&stop_probe))?;
-
-    let mut send = Command::new(&bins.0)
-        .arg(src)
-        .args(["--group", &group_ip.to_string(), "--port", &port, "--interface", "127.0.0.1", "--ttl", "1"])
-        .args(["--session-id", &session, "--rate", rate, "--quiet"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{}: {e}", bins.0.display()))?;
-    let send_w = Watched::new(&send);
-    pin(send_w.pid, SENDER_CPU);
-    let send_out = timed_lines(send.stdout.take().ok_or("sender stdout")?);
-    let send_err = timed_lines(send.stderr.take().ok_or("sender stderr")?);
-
-    let limit = Instant::now() + RUN_LIMIT;
-    let send_exit = send_w.wait(limit)?;
-    let recv_exit = recv_w.wait(limit)?;
-    stop_probe.store(true, Ordering::Relaxed);
-    let first = probe.join().unwrap_or(None);
-    let send_lines = send_out.join().unwrap_or_default();
-    let send_errs = send_err.join().unwrap_or_default();
-    let recv_lines = recv_out.join().unwrap_or_default();
-    let recv_errs = recv_err.join().unwrap_or_default();
-
-    let (_, sent_datagrams, sender_send_secs) = parse_sender(&send_lines).ok_or_else(|| {
-        let e: Vec<&str> = send_lines.iter().chain(&send_errs).map(|(_, l)| l.as_str()).collect();
-        format!("h3m-send exited {:?} without its summary: {}", send_exit.code, e.join(" / "))
-    })?;
-    let summary = summary_fields(&recv_errs);
-    let field = |k: &str| summary.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let received_datagrams = field("datagrams");
-    // The resource line: `complete   NAME  B bytes  sha256:H` or `incomplete NAME  R of L[+] bytes ...`.
-    let resource = recv_lines.iter().find(|(_, l)| l.starts_with("complete") || l.starts_with("incomplete"));
-    let done_at = resource.map_or(recv_exit.at, |(t, _)| *t);
-    let file_len = fs::metadata(src).map_err(|e| e.to_string())?.len();
-    let (body_received, body_len) = match resource {
-        Some((_, l)) if l.starts_with("complete") => (file_len, file_len),
-        Some((_, l)) => {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            let r = w.get(2).and_then(|v| v.parse().ok()).unwrap_or(0);
-            let len = w.get(4).and_then(|v| v.trim_end_matches('+').parse().ok()).unwrap_or(file_len);
-            (r, len)
-        }
-        None => (0, file_len),
-    };
-    let complete = field("complete") == 1 && summary.contains_key("complete");
-    let written = out.join(src.file_name().ok_or("source name")?);
-    let sha_ok = complete && written.is_file() && sha256_file(&written)? == *src_sha;
-    let _ = fs::remove_dir_all(&out);
-
-    let sender_first = send_exit.at.checked_sub(Duration::from_secs_f64(sender_send_secs));
-    let window_from_sender = sender_first.map_or(f64::NAN, |f| done_at.saturating_duration_since(f).as_secs_f64());
-    let window = first.map_or(window_from_sender, |f| done_at.saturating_duration_since(f).as_secs_f64());
-    let goodput_gbit = if sha_ok { gbit(file_len as f64, window) } else { 0.0 };
-    Ok(H3mRun {
-        sent_datagrams,
-        sender_send_secs,
-        received_datagrams,
-        body_len,
-        body_received,
-        complete,
-        exit_code: recv_exit.code,
-        sha_ok,
-        window,
-        window_from_sender,
-        goodput_gbit,
-        tx_cpu: send_exit.cpu,
-        rx_cpu: recv_exit.cpu,
-        rx_rss_mib: recv_exit.max_rss_kib as f64 / 1024.0,
-    })
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -733,7 +286,7 @@ fn bench() -> BenchResult<()> {
     let reps = env_number("H3M_BENCH_REPS", 3)? as usize;
     let rate = std::env::var("H3M_BENCH_RATE").unwrap_or_else(|_| "max".to_owned());
     let mut rng = Rng::seeded();
-    let dir = TempDir::new()?;
+    let dir = TempDir::new("loopback")?;
     let src = dir.0.join("big.bin");
     let t = Instant::now();
     let src_sha = generate(&src, mib << 20, &mut rng)?;
@@ -759,7 +312,10 @@ fn bench() -> BenchResult<()> {
     let mut n = None;
     for rep in 1..=reps {
         println!("\nrun {rep}/{reps}");
-        let r = run_h3m(&bins, &dir.0, &src, &src_sha, &rate, &mut rng)?;
+        let group = rng.group();
+        let session_id = format!("{:016x}", rng.next_u64());
+        let session = H3mSession { group, session_id: &session_id, rate: &rate, send_args: &[], alt_svc: None };
+        let r = run_h3m(&bins, &dir.0, &src, &src_sha, &session)?;
         print_h3m(&r);
         let count = *n.get_or_insert(r.sent_datagrams);
         h3m.push(r);
