@@ -5,6 +5,7 @@
 
 pub mod capture;
 pub mod digest;
+pub mod input;
 pub mod live;
 pub mod offline;
 pub mod paths;

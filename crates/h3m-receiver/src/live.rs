@@ -12,13 +12,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use h3m_net::{Interface, MulticastConfig, RecvBatch, RecvSocket};
+use h3m_net::{Interface, MulticastConfig};
 use h3m_proto::SessionId;
 use h3m_proto::aead::AeadProtection;
 use h3m_proto::protection::CipherSuite;
 use h3m_proto::receiver::{Receiver, ReceiverConfig, SessionEndReason};
 
 use crate::capture::CaptureStats;
+use crate::input::{AmtRelay, Input};
 use crate::report::{ErrorKind, Reporter};
 use crate::session::{ExitStatus, Outcome, Session};
 use crate::writer::ResourceWriter;
@@ -54,6 +55,8 @@ pub struct LiveOptions {
     pub fsync: bool,
     /// Packet protection keys (`None`: cleartext).
     pub protection: Option<(CipherSuite, Vec<u8>, Vec<u8>)>,
+    /// Receive through an AMT tunnel instead of joining natively.
+    pub amt: Option<AmtRelay>,
 }
 
 impl LiveOptions {
@@ -75,6 +78,7 @@ impl LiveOptions {
             progress: false,
             fsync: false,
             protection: None,
+            amt: None,
         }
     }
 
@@ -100,24 +104,42 @@ pub async fn run(opts: &LiveOptions, out: &mut dyn Write, err: &mut dyn Write) -
 }
 
 async fn run_with(opts: &LiveOptions, reporter: &mut Reporter<'_>) -> Outcome {
-    let mut mc = MulticastConfig::new(opts.group);
-    mc.source = opts.source;
-    mc.interface = opts.interface.clone();
-    mc.recv_buffer = Some(opts.recv_buffer);
-    let socket = match RecvSocket::open(&mc) {
-        Ok((s, warnings)) => {
-            for w in warnings {
-                eprintln!("h3m-recv: warning: {w}");
+    let mut input = match &opts.amt {
+        None => {
+            let mut mc = MulticastConfig::new(opts.group);
+            mc.source = opts.source;
+            mc.interface = opts.interface.clone();
+            mc.recv_buffer = Some(opts.recv_buffer);
+            match Input::native(&mc) {
+                Ok((input, warnings)) => {
+                    for w in warnings {
+                        eprintln!("h3m-recv: warning: {w}");
+                    }
+                    input
+                }
+                Err(e) => {
+                    return Outcome::fatal(
+                        reporter,
+                        ErrorKind::Network,
+                        format!("join {}: {e}", opts.group),
+                        ExitStatus::BadInput,
+                    );
+                }
             }
-            s
         }
-        Err(e) => {
-            return Outcome::fatal(
-                reporter,
-                ErrorKind::Network,
-                format!("join {}: {e}", opts.group),
-                ExitStatus::BadInput,
-            );
+        Some(relay) => {
+            let config = relay.gateway_config(opts.source, opts.group.ip()).await;
+            match Input::amt(config, opts.source, opts.group) {
+                Ok(input) => input,
+                Err(e) => {
+                    return Outcome::fatal(
+                        reporter,
+                        ErrorKind::Network,
+                        format!("amt subscribe {}: {e}", opts.group),
+                        ExitStatus::BadInput,
+                    );
+                }
+            }
         }
     };
     let writer = match ResourceWriter::new(&opts.out_dir) {
@@ -132,7 +154,6 @@ async fn run_with(opts: &LiveOptions, reporter: &mut Reporter<'_>) -> Outcome {
         }
     };
     let mut session = Session::new(opts.receiver(), writer, reporter);
-    let mut batch = RecvBatch::new();
     let mut counters = CaptureStats::default();
     let started = Instant::now();
     let mut got_any = false;
@@ -151,26 +172,36 @@ async fn run_with(opts: &LiveOptions, reporter: &mut Reporter<'_>) -> Outcome {
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
-            r = socket.recv_batch(&mut batch) => match r {
-                Ok(_) => {
-                    let now = Instant::now();
-                    for d in batch.iter() {
-                        counters.records += 1;
-                        counters.udp_datagrams += 1;
-                        session.receiver.handle_datagram(now, d.payload);
-                        session.drain();
-                        // Only a packet of this session starts the receiver's own idle timer.
-                        got_any |= session.receiver.stats().packets > 0;
-                    }
-                    progress.update(session.receiver.stats().body_bytes, session.settled().len());
-                }
-                Err(e) => {
-                    session.run_error(ErrorKind::Network, format!("receive: {e}"));
-                    break;
-                }
-            },
-            _ = sleep => {
+        enum Wake {
+            Data(std::io::Result<usize>),
+            Timer,
+            Interrupted,
+        }
+        let wake = {
+            let mut deliver = |payload: &[u8]| {
+                counters.records += 1;
+                counters.udp_datagrams += 1;
+                session.receiver.handle_datagram(Instant::now(), payload);
+                session.drain();
+                // Only a packet of this session starts the receiver's own idle timer.
+                got_any |= session.receiver.stats().packets > 0;
+            };
+            tokio::select! {
+                r = input.recv(&mut deliver) => Wake::Data(r),
+                _ = sleep => Wake::Timer,
+                _ = &mut ctrl_c => Wake::Interrupted,
+            }
+        };
+        for line in input.log_lines() {
+            eprintln!("h3m-recv: {line}");
+        }
+        match wake {
+            Wake::Data(Ok(_)) => progress.update(session.receiver.stats().body_bytes, session.settled().len()),
+            Wake::Data(Err(e)) => {
+                session.run_error(ErrorKind::Network, format!("receive: {e}"));
+                break;
+            }
+            Wake::Timer => {
                 let now = Instant::now();
                 if linger_until.is_some_and(|t| t <= now) {
                     break;
@@ -182,8 +213,8 @@ async fn run_with(opts: &LiveOptions, reporter: &mut Reporter<'_>) -> Outcome {
                 }
                 session.receiver.handle_timeout(now);
                 session.drain();
-            },
-            _ = &mut ctrl_c => break,
+            }
+            Wake::Interrupted => break,
         }
         if session.receiver.is_ended() && linger_until.is_none() {
             if opts.follow {
@@ -199,6 +230,7 @@ async fn run_with(opts: &LiveOptions, reporter: &mut Reporter<'_>) -> Outcome {
         }
     }
     progress.finish();
+    input.close().await;
     session.receiver.finish(Instant::now());
     session.drain();
     session.finish(counters)

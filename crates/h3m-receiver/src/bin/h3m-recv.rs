@@ -70,6 +70,18 @@ struct Cli {
     #[arg(long, value_name = "I")]
     interface: Option<Interface>,
 
+    /// Live: receive through an AMT tunnel (RFC 7450) instead of joining
+    /// natively: RELAY is the address to send the Relay Discovery to, or
+    /// `auto` for a DRIAD lookup of --source (RFC 8777), then the anycast
+    /// discovery address (192.52.193.1 or 2001:3::1).
+    #[arg(long, value_name = "RELAY|auto")]
+    amt: Option<h3m_receiver::input::AmtRelay>,
+
+    /// Live, with --amt auto: the DNS server for the DRIAD lookup
+    /// (ADDR or ADDR:PORT) [default: the system's].
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_dns_server)]
+    amt_dns: Option<SocketAddr>,
+
     /// Live: keep receiving across sessions instead of ending with the first.
     #[arg(long)]
     follow: bool,
@@ -112,6 +124,12 @@ struct Source {
     /// Alt-Svc advertisement, e.g. 'h3m-07="232.0.0.1:2000"; session-id=2a'.
     #[arg(long, value_name = "ADVERTISEMENT")]
     alt_svc: Option<String>,
+}
+
+fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
+    text.parse::<SocketAddr>()
+        .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        .map_err(|_| format!("`{text}` is not an address or address:port"))
 }
 
 fn parse_session_id(text: &str) -> Result<SessionId, String> {
@@ -192,6 +210,13 @@ fn main() -> ExitCode {
     opts.linger = cli.linger;
     opts.progress = !cli.quiet && !cli.json;
     opts.protection = protection;
+    opts.amt = match (cli.amt, cli.amt_dns) {
+        (Some(h3m_receiver::input::AmtRelay::Auto { .. }), dns) => Some(h3m_receiver::input::AmtRelay::Auto { dns }),
+        (Some(relay), None) => Some(relay),
+        (Some(_), Some(_)) => return usage("--amt-dns needs --amt auto".into()),
+        (None, Some(_)) => return usage("--amt-dns needs --amt auto".into()),
+        (None, None) => None,
+    };
     if let Some(t) = cli.push_timeout {
         opts.push_timeout = t;
     }
