@@ -523,6 +523,11 @@ impl Gateway {
         self.events.pop_front()
     }
 
+    /// Whether [`Gateway::poll_event`] has something.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// When [`Gateway::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t: Option<Instant> = None;

@@ -10,6 +10,8 @@
 //! - [`checksum`]: the Internet checksum shared by those codecs.
 //! - [`gateway`]: the gateway state machine (discovery, Request/Query/Update, timers, faults).
 //! - [`tunnel`]: the gateway's tokio driver, handing decapsulated datagrams to the caller.
+//! - [`relay`]: the relay state machine (discovery, stateless MACs, membership state, data plane, faults).
+//! - [`relay_driver`]: the relay's tokio driver (listening sockets, native joins and capture, test handle).
 //! - [`driad`]: DRIAD (RFC 8777), finding relays for a source from DNS AMTRELAY records.
 //!
 //! The codecs and state machines are sans-IO (no sockets, no clocks: time is
@@ -23,4 +25,6 @@ pub mod gateway;
 pub mod inner;
 pub mod membership;
 pub mod message;
+pub mod relay;
+pub mod relay_driver;
 pub mod tunnel;

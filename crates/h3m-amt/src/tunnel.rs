@@ -145,11 +145,15 @@ impl Tunnel {
 
     /// Runs the tunnel until at least one datagram of a subscribed channel
     /// arrives, then hands it (and any others already waiting, up to a batch)
-    /// to `deliver`. Returns how many were delivered. Cancel-safe: dropping
-    /// the future loses no state.
+    /// to `deliver`; or until the gateway has an event for
+    /// [`Tunnel::poll_event`]. Returns how many datagrams were delivered
+    /// (possibly 0 with an event). Cancel-safe: dropping the future loses no state.
     pub async fn recv_batch(&mut self, deliver: &mut dyn FnMut(InnerDatagram<'_>)) -> io::Result<usize> {
         loop {
             self.flush().await?;
+            if self.gateway.has_events() {
+                return Ok(0);
+            }
             let deadline = self.gateway.poll_timeout();
             let v4 = self.v4.as_ref().map(|p| &p.socket);
             let v6 = self.v6.as_ref().map(|p| &p.socket);
