@@ -5,9 +5,11 @@
 //!   Data messages, each an IPv4 UDP datagram with a 1200-byte payload (an h3m
 //!   packet), checks the relay's address, the inner IPv4 and UDP headers and
 //!   checksums and the (S,G) subscription, and hands the payload back.
-//! - `relay_encapsulate`: what a relay does per native packet and gateway:
-//!   build the inner IPv4/UDP datagram (checksums included) and wrap it in a
-//!   Multicast Data message.
+//! - `relay_forward_1` / `relay_forward_100`: a [`Relay`] with 1 or 100
+//!   gateways subscribed to the channel takes each native packet (a whole
+//!   IPv4/UDP datagram), checks it, looks up the subscribers and writes one
+//!   Multicast Data message plus the list of destinations (the send itself,
+//!   one `sendmsg` per gateway, is the socket's cost and not measured here).
 //!
 //! Run: `cargo bench -p h3m-benches --bench amt`. Criterion prints the time per
 //! 10 000 packets with packets/s (`elements`) and MiB/s of UDP payload.
@@ -19,8 +21,9 @@ use std::time::Instant;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use h3m_amt::gateway::{Gateway, GatewayConfig, RelayCandidate, Rng};
 use h3m_amt::inner;
-use h3m_amt::membership::{self, QueryParams};
+use h3m_amt::membership::{self, GroupRecord, QueryParams, RecordType};
 use h3m_amt::message::Message;
+use h3m_amt::relay::{Relay, RelayConfig};
 
 const PACKETS: usize = 10_000;
 const PAYLOAD: usize = 1200;
@@ -54,6 +57,26 @@ fn established(relay: SocketAddr, source: IpAddr, group: IpAddr) -> Gateway {
     while gw.poll_transmit().is_some() {}
     assert!(gw.is_established());
     gw
+}
+
+/// A relay with `n` gateways subscribed to (S,G) through real Updates.
+fn relay_with(n: usize, relay: SocketAddr, source: IpAddr, group: IpAddr) -> Relay {
+    let now = Instant::now();
+    let mut r = Relay::new(RelayConfig::new(&[relay.ip()]), Box::new(Counter(3)), now);
+    let record = GroupRecord { kind: RecordType::ModeIsInclude, group, sources: vec![source] };
+    let report = membership::build_report("0.0.0.0".parse().unwrap(), &[record]).unwrap();
+    for i in 0..n {
+        let gw = SocketAddr::new(IpAddr::from([10, 9, (i / 250) as u8, (i % 250) as u8 + 1]), 40_000);
+        let nonce = 1000 + i as u32;
+        let mac = r.response_mac(gw, nonce);
+        let mut m = Vec::new();
+        Message::MembershipUpdate { mac, nonce, report: &report }.encode(&mut m);
+        r.handle_datagram(now, relay, gw, &m);
+    }
+    while r.poll_transmit().is_some() {}
+    while r.poll_event().is_some() {}
+    assert_eq!(r.gateway_count(), n);
+    r
 }
 
 fn multicast_data(source: SocketAddr, group: SocketAddr, payload: &[u8]) -> Vec<u8> {
@@ -95,21 +118,28 @@ fn bench(c: &mut Criterion) {
                 black_box(bytes)
             })
         });
-        let mut out = Vec::with_capacity(2048);
-        let mut packet = Vec::with_capacity(2048);
-        group.bench_function("relay_encapsulate", |b| {
-            b.iter(|| {
-                let mut bytes = 0usize;
-                for p in &payloads {
-                    packet.clear();
-                    inner::build_udp(s, g, 1, p, &mut packet).unwrap();
-                    out.clear();
-                    Message::MulticastData { packet: &packet }.encode(&mut out);
-                    bytes += out.len();
-                }
-                black_box(bytes)
+        let packets: Vec<Vec<u8>> = payloads
+            .iter()
+            .map(|p| {
+                let mut packet = Vec::new();
+                inner::build_udp(s, g, 1, p, &mut packet).unwrap();
+                packet
             })
-        });
+            .collect();
+        for gateways in [1usize, 100] {
+            let mut relay_sm = relay_with(gateways, relay, s.ip(), g.ip());
+            let mut out = Vec::with_capacity(2048);
+            group.bench_function(format!("relay_forward_{gateways}"), |b| {
+                b.iter(|| {
+                    let mut routes = 0usize;
+                    for p in &packets {
+                        routes += relay_sm.forward(now, p, &mut out).len();
+                    }
+                    assert_eq!(routes, PACKETS * gateways);
+                    black_box(routes)
+                })
+            });
+        }
         group.finish();
     }
 }

@@ -1,0 +1,351 @@
+//! End to end through an AMT tunnel: `h3m-send` multicasts natively in a
+//! "source" namespace, `h3m-amt-relay` in a "relay" namespace joins the
+//! channel on its upstream veth, and `h3m-recv --amt` in a "gateway"
+//! namespace, which has no route (let alone a multicast route) to the source,
+//! writes every file intact. IPv4 and IPv6 (data and tunnel), a relay
+//! restart in the middle of a transfer, and `--amt auto` finding the relay
+//! through DRIAD (a DNS responder inside the gateway namespace).
+//!
+//! ```text
+//!  [src] h3m-s ---- h3m-r0 [relay] h3m-r1 ---- h3m-g [gw]
+//!  10.214.1.1       10.214.1.2     10.214.2.1       10.214.2.2
+//!  fd00:214:1::1    fd00:214:1::2  fd00:214:2::1    fd00:214:2::2
+//! ```
+//!
+//! Network safety: everything happens inside the three namespaces these tests
+//! create (deleted on drop, also on panic); multicast TTL 1. Needs root
+//! (prints `SKIP: ...` otherwise). Only processes started here are killed, by PID.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use h3m_amt::driad::hickory_proto::op::{Message, ResponseCode};
+use h3m_amt::driad::hickory_proto::rr::rdata::NULL;
+use h3m_amt::driad::hickory_proto::rr::{Name, RData, Record, RecordType};
+use h3m_amt::driad::{AMTRELAY, AmtRelayRecord, RelayTarget, encode_rdata, reverse_name};
+use h3m_net::testns::{NetNs, skip_unless_root};
+
+use common::*;
+
+/// Source, relay and gateway namespaces, linked as in the module docs.
+struct Lab {
+    src: NetNs,
+    relay: NetNs,
+    gw: NetNs,
+}
+
+const SRC_V4: &str = "10.214.1.1";
+const SRC_V6: &str = "fd00:214:1::1";
+const RELAY_V4: &str = "10.214.2.1";
+const RELAY_V6: &str = "fd00:214:2::1";
+
+impl Lab {
+    fn new() -> Lab {
+        let (src, relay, gw) = (NetNs::new().unwrap(), NetNs::new().unwrap(), NetNs::new().unwrap());
+        src.ip(&["link", "add", "h3m-s", "type", "veth", "peer", "name", "h3m-r0", "netns", relay.name()]).unwrap();
+        relay.ip(&["link", "add", "h3m-r1", "type", "veth", "peer", "name", "h3m-g", "netns", gw.name()]).unwrap();
+        for (ns, ifname, v4, v6) in [
+            (&src, "h3m-s", "10.214.1.1/24", "fd00:214:1::1/64"),
+            (&relay, "h3m-r0", "10.214.1.2/24", "fd00:214:1::2/64"),
+            (&relay, "h3m-r1", "10.214.2.1/24", "fd00:214:2::1/64"),
+            (&gw, "h3m-g", "10.214.2.2/24", "fd00:214:2::2/64"),
+        ] {
+            ns.ip(&["addr", "add", v4, "dev", ifname]).unwrap();
+            ns.ip(&["-6", "addr", "add", v6, "dev", ifname, "nodad"]).unwrap();
+            ns.ip(&["link", "set", ifname, "up"]).unwrap();
+        }
+        // Only the source has multicast routes; the gateway has no route to
+        // the source's network at all.
+        src.ip(&["route", "add", "224.0.0.0/4", "dev", "h3m-s"]).unwrap();
+        src.ip(&["-6", "route", "add", "ff00::/8", "dev", "h3m-s"]).unwrap();
+        Lab { src, relay, gw }
+    }
+
+    fn start_relay(&self, listen: &str, logs: &Path, name: &str) -> Proc {
+        let args = ["--listen", listen, "--interface", "h3m-r0", "--stats-interval", "0"];
+        let mut p = Proc::spawn(name, Some(&self.relay), &h3m_amt_relay(), &args, logs, Stdio::null());
+        p.wait_bound(2268);
+        p
+    }
+}
+
+/// Waits until `needle` appears in the process's stderr (e.g. the tunnel is up).
+fn wait_stderr(p: &mut Proc, needle: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (out, err) = p.logs();
+        if err.contains(needle) {
+            return;
+        }
+        if let Some(status) = p.child().try_wait().expect("try_wait") {
+            panic!("{} exited early ({status}) before {needle:?}:\n--- stdout:\n{out}\n--- stderr:\n{err}", p.name);
+        }
+        assert!(Instant::now() < deadline, "no {needle:?} from {} within {timeout:?}:\n{err}", p.name);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts `h3m-recv --amt ...` in the gateway namespace and waits for the tunnel.
+fn start_amt_receiver(lab: &Lab, group: &str, source: &str, amt: &[&str], port: u16, out: &Path, logs: &Path) -> Proc {
+    let port = port.to_string();
+    let out = out.to_string_lossy().into_owned();
+    let mut args = vec![
+        "--group",
+        group,
+        "--source",
+        source,
+        "--port",
+        &port,
+        "--session-id",
+        "a3a3",
+        "--out",
+        &out,
+        "--idle-timeout",
+        "30",
+    ];
+    args.extend_from_slice(amt);
+    let mut p = Proc::spawn("h3m-recv", Some(&lab.gw), &recv_bin(), &args, logs, Stdio::null());
+    wait_stderr(&mut p, "tunnel up", Duration::from_secs(10));
+    // The relay joins natively as soon as our report arrives; give its IGMP/MLD
+    // report a moment on the upstream veth.
+    std::thread::sleep(Duration::from_millis(300));
+    p
+}
+
+fn send_args(group: &str, source: &str, port: u16, tree: &Path, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = vec![tree.to_string_lossy().into_owned()];
+    for x in [
+        "--group",
+        group,
+        "--source",
+        source,
+        "--interface",
+        "h3m-s",
+        "--port",
+        &port.to_string(),
+        "--session-id",
+        "a3a3",
+        "--ttl",
+        "1",
+        "--quiet",
+    ] {
+        a.push(x.to_owned());
+    }
+    a.extend(extra.iter().map(|s| (*s).to_owned()));
+    a
+}
+
+fn small_tree(root: &Path, seed: u64) -> BTreeMap<String, (u64, String)> {
+    let mut rng = Rng(seed);
+    write_file(root, "empty.bin", b"");
+    write_file(root, "one.bin", b"1");
+    write_file(root, "dir/seg-0001.m4s", &rng.bytes(300_000));
+    write_file(root, "dir/nested/index.m3u8", b"#EXTM3U\n#EXT-X-VERSION:7\n");
+    write_file(root, "big.bin", &rng.bytes(3 << 20));
+    tree_digests(root)
+}
+
+fn tunnel_transfer(test: &str, group: &str, source: &str, relay: &str) {
+    if skip_unless_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let lab = Lab::new();
+    let logs = logs_dir();
+    let tree = logs.path().join("tree");
+    let expected = small_tree(&tree, random_u64());
+    let out = logs.path().join("out");
+    let port = random_port();
+    let _relay = lab.start_relay(relay, logs.path(), "h3m-amt-relay");
+    let recv = start_amt_receiver(&lab, group, source, &["--amt", relay], port, &out, logs.path());
+    let tx = Proc::spawn(
+        "h3m-send",
+        Some(&lab.src),
+        &h3m_send(),
+        &send_args(group, source, port, &tree, &["--rate", "50M"]),
+        logs.path(),
+        Stdio::null(),
+    );
+    let sent = tx.wait(Duration::from_secs(60));
+    assert_eq!(sent.code, Some(0), "{}", show(&sent));
+    let f = recv.wait(Duration::from_secs(60));
+    let r = assert_all_intact(&f, &expected, &out);
+    assert_eq!(r.count("dropped_protection"), 0);
+}
+
+#[test]
+fn ipv4_session_through_an_ipv4_tunnel() {
+    tunnel_transfer("ipv4_session_through_an_ipv4_tunnel", "232.1.1.1", SRC_V4, RELAY_V4);
+}
+
+#[test]
+fn ipv6_session_through_an_ipv6_tunnel() {
+    tunnel_transfer("ipv6_session_through_an_ipv6_tunnel", "ff3e::8000:1", SRC_V6, RELAY_V6);
+}
+
+#[test]
+fn ipv4_session_through_an_ipv6_tunnel() {
+    tunnel_transfer("ipv4_session_through_an_ipv6_tunnel", "232.1.1.2", SRC_V4, RELAY_V6);
+}
+
+#[test]
+fn relay_restart_mid_transfer_is_survived_with_repeat() {
+    let test = "relay_restart_mid_transfer_is_survived_with_repeat";
+    if skip_unless_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let lab = Lab::new();
+    let logs = logs_dir();
+    let tree = logs.path().join("tree");
+    let expected = small_tree(&tree, random_u64());
+    let out = logs.path().join("out");
+    let port = random_port();
+    let relay = lab.start_relay(RELAY_V4, logs.path(), "h3m-amt-relay-1");
+    let recv = start_amt_receiver(&lab, "232.1.1.3", SRC_V4, &["--amt", RELAY_V4], port, &out, logs.path());
+    // About 3.4 MiB per pass at 12 Mbit/s: 2.4 s a pass, five passes.
+    let tx = Proc::spawn(
+        "h3m-send",
+        Some(&lab.src),
+        &h3m_send(),
+        &send_args("232.1.1.3", SRC_V4, port, &tree, &["--rate", "12M", "--repeat", "5"]),
+        logs.path(),
+        Stdio::null(),
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    // The relay process dies mid-pass (SIGKILL: no goodbye of any kind) and a
+    // new one, with a new secret and no state, starts a second later.
+    drop(relay);
+    std::thread::sleep(Duration::from_secs(1));
+    let _relay2 = lab.start_relay(RELAY_V4, logs.path(), "h3m-amt-relay-2");
+    let sent = tx.wait(Duration::from_secs(90));
+    assert_eq!(sent.code, Some(0), "{}", show(&sent));
+    let f = recv.wait(Duration::from_secs(60));
+    let r = assert_all_intact(&f, &expected, &out);
+    // The restart really cut the flow: the gateway's watchdog noticed and the
+    // new relay was asked again (its log says so).
+    assert!(f.stderr.contains("amt: no data for"), "the gateway should report the gap:\n{}", f.stderr);
+    assert!(r.count("repeated") > 0, "later passes were needed and recognised as repeats:\n{}", show(&f));
+}
+
+/// A one-record authoritative DNS responder on 127.0.0.1 inside `ns`:
+/// AMTRELAY for `source`'s reverse name naming `relay` (precedence 10, D bit
+/// clear: the gateway sends it a Relay Discovery). Returns its address and a
+/// query counter; it runs until the test process ends.
+fn driad_responder(ns: &NetNs, source: IpAddr, relay: Ipv4Addr) -> (SocketAddr, Arc<AtomicUsize>) {
+    let socket = ns.run(|| std::net::UdpSocket::bind("127.0.0.1:0")).unwrap();
+    let address = socket.local_addr().unwrap();
+    let queries = Arc::new(AtomicUsize::new(0));
+    let counter = queries.clone();
+    let owner = Name::from_ascii(reverse_name(source)).unwrap();
+    let rdata =
+        encode_rdata(&AmtRelayRecord { precedence: 10, discovery_optional: false, relay: RelayTarget::Ipv4(relay) })
+            .unwrap();
+    let record =
+        Record::from_rdata(owner, 60, RData::Unknown { code: RecordType::from(AMTRELAY), rdata: NULL::with(rdata) });
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((len, peer)) = socket.recv_from(&mut buf) {
+            let Ok(query) = Message::from_vec(&buf[..len]) else { continue };
+            counter.fetch_add(1, Ordering::Relaxed);
+            let mut response = Message::response(query.metadata.id, query.metadata.op_code);
+            response.metadata.authoritative = true;
+            if let Some(q) = query.queries.first() {
+                response.add_query(q.clone());
+                if q.query_type == RecordType::from(AMTRELAY) && q.name == record.name {
+                    response.add_answer(record.clone());
+                } else {
+                    response.metadata.response_code = ResponseCode::NXDomain;
+                }
+            }
+            if let Ok(bytes) = response.to_vec() {
+                let _ = socket.send_to(&bytes, peer);
+            }
+        }
+    });
+    (address, queries)
+}
+
+#[test]
+fn amt_auto_finds_the_relay_with_driad() {
+    let test = "amt_auto_finds_the_relay_with_driad";
+    if skip_unless_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let lab = Lab::new();
+    let logs = logs_dir();
+    let tree = logs.path().join("tree");
+    let expected = small_tree(&tree, random_u64());
+    let out = logs.path().join("out");
+    let port = random_port();
+    let (dns, queries) = driad_responder(&lab.gw, SRC_V4.parse().unwrap(), RELAY_V4.parse().unwrap());
+    let _relay = lab.start_relay(RELAY_V4, logs.path(), "h3m-amt-relay");
+    let dns = dns.to_string();
+    let recv =
+        start_amt_receiver(&lab, "232.1.1.4", SRC_V4, &["--amt", "auto", "--amt-dns", &dns], port, &out, logs.path());
+    assert!(queries.load(Ordering::Relaxed) >= 1, "the receiver asked the DNS");
+    let tx = Proc::spawn(
+        "h3m-send",
+        Some(&lab.src),
+        &h3m_send(),
+        &send_args("232.1.1.4", SRC_V4, port, &tree, &["--rate", "50M"]),
+        logs.path(),
+        Stdio::null(),
+    );
+    let sent = tx.wait(Duration::from_secs(60));
+    assert_eq!(sent.code, Some(0), "{}", show(&sent));
+    let f = recv.wait(Duration::from_secs(60));
+    assert_all_intact(&f, &expected, &out);
+    assert!(f.stderr.contains(&format!("advertised relay {RELAY_V4}")), "{}", f.stderr);
+}
+
+/// Optional interop: our gateway (`h3m-recv --amt`) against another relay,
+/// e.g. amtrelayd (GrumpyOldTroll/amtrelayd), given as `AMT_RELAY_BIN`. It is
+/// started in the relay namespace with amtrelayd's command line (see
+/// `../shared/docs/amt.md` §12): `-d -e -n inet -l inet -c h3m-r0 -a RELAY -r
+/// RELAY -s 10.214.1.2`. amtrelayd captures with AF_PACKET and forwards what
+/// it sees, so the source's veth is told to segment in software
+/// (`gso_max_segs 1`): otherwise it would forward GSO super-packets whole.
+#[test]
+fn interop_with_another_relay_from_amt_relay_bin() {
+    let test = "interop_with_another_relay_from_amt_relay_bin";
+    let Some(bin) = std::env::var_os("AMT_RELAY_BIN") else {
+        eprintln!("SKIP: {test}: AMT_RELAY_BIN not set (point it at an amtrelayd binary to run this test)");
+        return;
+    };
+    if skip_unless_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let lab = Lab::new();
+    lab.src.ip(&["link", "set", "h3m-s", "gso_max_segs", "1"]).unwrap();
+    let logs = logs_dir();
+    let tree = logs.path().join("tree");
+    let expected = small_tree(&tree, random_u64());
+    let out = logs.path().join("out");
+    let port = random_port();
+    let args = ["-d", "-e", "-n", "inet", "-l", "inet", "-c", "h3m-r0", "-a", RELAY_V4, "-r", RELAY_V4, "-s", "10.214.1.2"];
+    let mut relay = Proc::spawn("amtrelayd", Some(&lab.relay), Path::new(&bin), &args, logs.path(), Stdio::null());
+    relay.wait_bound(2268);
+    let recv = start_amt_receiver(&lab, "232.1.1.5", SRC_V4, &["--amt", RELAY_V4], port, &out, logs.path());
+    let tx = Proc::spawn(
+        "h3m-send",
+        Some(&lab.src),
+        &h3m_send(),
+        &send_args("232.1.1.5", SRC_V4, port, &tree, &["--rate", "20M"]),
+        logs.path(),
+        Stdio::null(),
+    );
+    let sent = tx.wait(Duration::from_secs(60));
+    assert_eq!(sent.code, Some(0), "{}", show(&sent));
+    let f = recv.wait(Duration::from_secs(60));
+    assert_all_intact(&f, &expected, &out);
+}
