@@ -3,7 +3,7 @@
 //! channel on its upstream veth, and `h3m-recv --amt` in a "gateway"
 //! namespace, which has no route (let alone a multicast route) to the source,
 //! writes every file intact. IPv4 and IPv6 (data and tunnel), a relay
-//! restart in the middle of a transfer, and `--amt auto` finding the relay
+//! restart and a NAT rebinding in the middle of a transfer, `--amt auto` finding the relay
 //! through DRIAD (a DNS responder inside the gateway namespace).
 //!
 //! ```text
@@ -348,4 +348,81 @@ fn interop_with_another_relay_from_amt_relay_bin() {
     assert_eq!(sent.code, Some(0), "{}", show(&sent));
     let f = recv.wait(Duration::from_secs(60));
     assert_all_intact(&f, &expected, &out);
+}
+
+/// The local UDP port of process `pid`'s socket connected to `peer` (IPv4),
+/// from `/proc/<pid>/net/udp` (the process's own namespace view).
+fn local_port_towards(pid: u32, peer: SocketAddr) -> Option<u16> {
+    let IpAddr::V4(ip) = peer.ip() else { return None };
+    let remote = format!("{:08X}:{:04X}", u32::from_le_bytes(ip.octets()), peer.port());
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/udp")).ok()?;
+    table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(2) == Some(&remote.as_str()))
+            .then(|| f.get(1).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok()))
+            .flatten()
+    })
+}
+
+/// A stateless NAT in the gateway namespace: datagrams from local port
+/// `private` to the relay leave from `public`, replies to `public` come back
+/// to `private`, and anything the relay still sends to `private` directly is
+/// dropped (the old mapping is gone, as after a NAT rebinding).
+fn nat_rebind_ruleset(private: u16, public: u16) -> String {
+    format!(
+        "table ip h3m_nat {{
+  chain raw_out {{ type filter hook output priority raw; ip daddr {RELAY_V4} udp dport 2268 notrack; }}
+  chain raw_pre {{ type filter hook prerouting priority raw; ip saddr {RELAY_V4} udp sport 2268 notrack; }}
+  chain out {{ type filter hook output priority mangle; ip daddr {RELAY_V4} udp dport 2268 udp sport {private} udp sport set {public}; }}
+  chain pre {{
+    type filter hook prerouting priority mangle;
+    ip saddr {RELAY_V4} udp sport 2268 udp dport {private} drop;
+    ip saddr {RELAY_V4} udp sport 2268 udp dport {public} udp dport set {private};
+  }}
+}}
+"
+    )
+}
+
+#[test]
+fn nat_rebinding_mid_transfer_is_survived() {
+    let test = "nat_rebinding_mid_transfer_is_survived";
+    if skip_unless_root(test) {
+        return;
+    }
+    if !nft_available() {
+        eprintln!("SKIP: {test}: nft (nftables) is not installed");
+        return;
+    }
+    let _serial = serial();
+    let lab = Lab::new();
+    let logs = logs_dir();
+    let tree = logs.path().join("tree");
+    let expected = small_tree(&tree, random_u64());
+    let out = logs.path().join("out");
+    let port = random_port();
+    let _relay = lab.start_relay(RELAY_V4, logs.path(), "h3m-amt-relay");
+    let recv = start_amt_receiver(&lab, "232.1.1.6", SRC_V4, &["--amt", RELAY_V4], port, &out, logs.path());
+    let private = local_port_towards(recv.pid(), SocketAddr::new(RELAY_V4.parse().unwrap(), 2268))
+        .expect("the receiver's tunnel socket");
+    let public = if private == 40_002 { 40_003 } else { 40_002 };
+    // About 3.4 MiB per pass at 12 Mbit/s: 2.4 s a pass, six passes.
+    let tx = Proc::spawn(
+        "h3m-send",
+        Some(&lab.src),
+        &h3m_send(),
+        &send_args("232.1.1.6", SRC_V4, port, &tree, &["--rate", "12M", "--repeat", "6"]),
+        logs.path(),
+        Stdio::null(),
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    nft_in(&lab.gw, &nat_rebind_ruleset(private, public));
+    let sent = tx.wait(Duration::from_secs(90));
+    assert_eq!(sent.code, Some(0), "{}", show(&sent));
+    let f = recv.wait(Duration::from_secs(60));
+    assert_all_intact(&f, &expected, &out);
+    // The relay reported the new address (G flag); the gateway tore the old
+    // tunnel down and carried on.
+    let changed = format!("changed from 10.214.2.2:{private} to 10.214.2.2:{public}");
+    assert!(f.stderr.contains(&changed), "expected {changed:?} in:\n{}", f.stderr);
 }

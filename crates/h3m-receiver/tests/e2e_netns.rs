@@ -15,7 +15,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use h3m_net::testns::{NetNs, VethLink, is_root, skip_unless_root};
@@ -219,24 +219,6 @@ fn ipv6_ssm_and_wrong_source() {
 // ---------------------------------------------------------------------------
 // 4. Loss
 // ---------------------------------------------------------------------------
-
-fn nft_available() -> bool {
-    Command::new("nft").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-}
-
-/// Loads an nftables ruleset inside `ns` (it goes away with the namespace).
-fn nft_in(ns: &NetNs, ruleset: &str) {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns.name(), "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start nft");
-    child.stdin.take().expect("stdin").write_all(ruleset.as_bytes()).expect("write ruleset");
-    let out = child.wait_with_output().expect("nft");
-    assert!(out.status.success(), "nft -f failed: {}\n{ruleset}", String::from_utf8_lossy(&out.stderr));
-}
 
 /// Drops `percent`% of the datagrams to `port`, at random, on input.
 fn loss_ruleset(port: u16, percent: u32) -> String {

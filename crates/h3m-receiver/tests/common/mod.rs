@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -459,3 +460,23 @@ pub fn logs_dir() -> tempfile::TempDir {
 pub fn ms(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
+
+/// Whether `nft` (nftables) can be run.
+pub fn nft_available() -> bool {
+    Command::new("nft").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// Loads an nftables ruleset inside `ns` (it goes away with the namespace).
+pub fn nft_in(ns: &NetNs, ruleset: &str) {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns.name(), "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start nft");
+    child.stdin.take().expect("stdin").write_all(ruleset.as_bytes()).expect("write ruleset");
+    let out = child.wait_with_output().expect("nft");
+    assert!(out.status.success(), "nft -f failed: {}\n{ruleset}", String::from_utf8_lossy(&out.stderr));
+}
+
