@@ -50,7 +50,8 @@ fn established(relay: SocketAddr, source: IpAddr, group: IpAddr) -> Gateway {
     gw.subscribe(now, Some(source), group).unwrap();
     let req = gw.poll_transmit().unwrap();
     let Ok(Message::Request { nonce, .. }) = Message::decode(&req.payload) else { panic!("no Request") };
-    let q = membership::build_query("10.0.0.1".parse().unwrap(), &QueryParams { max_resp_code: 100, qrv: 2, qqic: 125 });
+    let q =
+        membership::build_query("10.0.0.1".parse().unwrap(), &QueryParams { max_resp_code: 100, qrv: 2, qqic: 125 });
     let mut m = Vec::new();
     Message::MembershipQuery { limit: false, mac: [1; 6], nonce, query: &q, gateway: None }.encode(&mut m);
     gw.handle_datagram(now, relay, &m);
@@ -96,8 +97,7 @@ fn bench(c: &mut Criterion) {
             multicast_data(s, g, &payload)
         })
         .collect();
-    let payloads: Vec<Vec<u8>> =
-        (0..PACKETS).map(|i| (0..PAYLOAD).map(|j| (i * 31 + j) as u8).collect()).collect();
+    let payloads: Vec<Vec<u8>> = (0..PACKETS).map(|i| (0..PAYLOAD).map(|j| (i * 31 + j) as u8).collect()).collect();
 
     for (name, throughput) in
         [("packets", Throughput::Elements(PACKETS as u64)), ("payload", Throughput::Bytes((PACKETS * PAYLOAD) as u64))]

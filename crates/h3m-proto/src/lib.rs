@@ -23,6 +23,7 @@
 
 pub mod aead;
 pub mod altsvc;
+pub mod auth;
 pub mod encoder;
 pub mod frame;
 pub mod h3;

@@ -53,7 +53,8 @@ pub struct ResourceMeta {
     pub content_type: Option<String>,
     /// The body length, when known (`content-length`).
     pub length: Option<u64>,
-    /// SHA-256 of the body, when known (`digest: sha-256=...`).
+    /// SHA-256 of the body, when known (`digest: sha-256=...` and
+    /// `repr-digest: sha-256=:...:`).
     pub sha256: Option<[u8; 32]>,
     /// The `date` header.
     pub date: SystemTime,
@@ -267,7 +268,9 @@ impl Sender {
         }
         h.push(HeaderField::new("date", http_date(meta.date)));
         if let Some(d) = meta.sha256 {
+            // RFC 3230 for nghq-era receivers, RFC 9530 for current ones.
             h.push(HeaderField::new("digest", format!("sha-256={}", base64(&d))));
+            h.push(HeaderField::new("repr-digest", format!("sha-256=:{}:", base64(&d))));
         }
         if meta.last {
             h.push(HeaderField::new("connection", "close"));
@@ -284,7 +287,20 @@ impl Sender {
     pub fn start(&mut self, meta: &ResourceMeta) -> Result<u64, EncodeError> {
         let request = self.request_headers(meta);
         let response = self.response_headers(meta);
-        let id = self.enc.open_push(&request, &response, meta.length)?;
+        self.start_with_headers(meta, &request, &response)
+    }
+
+    /// Starts a resource with header lists the caller built, usually
+    /// [`request_headers`](Self::request_headers) and
+    /// [`response_headers`](Self::response_headers) with fields added (e.g.
+    /// signatures, see [`crate::auth::PushSigner`]); returns its push ID.
+    pub fn start_with_headers(
+        &mut self,
+        meta: &ResourceMeta,
+        request: &[HeaderField],
+        response: &[HeaderField],
+    ) -> Result<u64, EncodeError> {
+        let id = self.enc.open_push(request, response, meta.length)?;
         self.written.insert(id, 0);
         if meta.last {
             self.closed = true;
@@ -416,6 +432,7 @@ mod tests {
                 "content-length: 13",
                 "date: Thu, 01 Jan 1970 00:00:00 GMT",
                 "digest: sha-256=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                "repr-digest: sha-256=:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=:",
                 "connection: close",
             ]
         );

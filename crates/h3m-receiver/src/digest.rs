@@ -1,6 +1,8 @@
 //! Reading the body digest a response announces: `digest: sha-256=<base64>`
-//! (RFC 3230; nghq writes the algorithm as `sha256`) or
-//! `repr-digest: sha-256=:<base64>:` (RFC 9530).
+//! (RFC 3230; nghq writes the algorithm as `sha256`),
+//! `repr-digest: sha-256=:<base64>:` or `content-digest: sha-256=:<base64>:`
+//! (RFC 9530 structured dictionaries). The parsing is
+//! [`h3m_proto::auth::digest`]'s, shared with the signature check.
 
 use h3m_proto::qpack::HeaderField;
 
@@ -28,34 +30,10 @@ pub fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The SHA-256 a response announces for its body, if any.
+/// The SHA-256 a response announces for its body, if any (the first one;
+/// see [`h3m_proto::auth::digest::announced_consistent`] for whether they agree).
 pub fn announced_sha256(headers: &[HeaderField]) -> Option<[u8; 32]> {
-    for f in headers {
-        let structured = match f.name.as_slice() {
-            b"digest" => false,
-            b"repr-digest" => true,
-            _ => continue,
-        };
-        for item in f.value.split(|&b| b == b',') {
-            let item = item.trim_ascii();
-            let Some(eq) = item.iter().position(|&b| b == b'=') else { continue };
-            let (alg, value) = (&item[..eq], &item[eq + 1..]);
-            if !(alg.eq_ignore_ascii_case(b"sha-256") || alg.eq_ignore_ascii_case(b"sha256")) {
-                continue;
-            }
-            let value = if structured {
-                value.strip_prefix(b":").and_then(|v| v.strip_suffix(b":")).unwrap_or(value)
-            } else {
-                value
-            };
-            if let Some(bytes) = base64_decode(value)
-                && let Ok(d) = <[u8; 32]>::try_from(bytes.as_slice())
-            {
-                return Some(d);
-            }
-        }
-    }
-    None
+    h3m_proto::auth::digest::announced_sha256(headers)
 }
 
 #[cfg(test)]
@@ -71,6 +49,8 @@ mod tests {
             ("digest", format!("SHA-256={hello}")),
             ("digest", format!("md5=xxx, sha-256={hello}")),
             ("repr-digest", format!("sha-256=:{hello}:")),
+            ("repr-digest", format!("sha-256={hello}")),
+            ("content-digest", format!("sha-512=:AAAA:, sha-256=:{hello}:")),
         ] {
             let got = announced_sha256(&[HeaderField::new(name, value.clone())]);
             assert_eq!(got.map(|d| d.to_vec()), Some(want.clone()), "{name}: {value}");

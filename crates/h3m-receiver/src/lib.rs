@@ -12,4 +12,5 @@ pub mod paths;
 pub mod progress;
 pub mod report;
 mod session;
+pub mod verify;
 pub mod writer;

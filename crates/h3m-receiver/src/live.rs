@@ -22,6 +22,7 @@ use crate::capture::CaptureStats;
 use crate::input::{AmtRelay, Input};
 use crate::report::{ErrorKind, Reporter};
 use crate::session::{ExitStatus, Outcome, Session};
+use crate::verify::{Clock, VerifyOptions};
 use crate::writer::ResourceWriter;
 
 /// What to receive.
@@ -57,6 +58,9 @@ pub struct LiveOptions {
     pub protection: Option<(CipherSuite, Vec<u8>, Vec<u8>)>,
     /// Receive through an AMT tunnel instead of joining natively.
     pub amt: Option<AmtRelay>,
+    /// Digest and signature checks (see [`crate::verify`]; freshness against
+    /// the system clock).
+    pub verify: VerifyOptions,
 }
 
 impl LiveOptions {
@@ -79,6 +83,7 @@ impl LiveOptions {
             fsync: false,
             protection: None,
             amt: None,
+            verify: VerifyOptions::default(),
         }
     }
 
@@ -154,6 +159,8 @@ async fn run_with(opts: &LiveOptions, reporter: &mut Reporter<'_>) -> Outcome {
         }
     };
     let mut session = Session::new(opts.receiver(), writer, reporter);
+    session.set_verify(opts.verify.clone());
+    session.set_clock(Clock::System);
     let mut counters = CaptureStats::default();
     let started = Instant::now();
     let mut got_any = false;

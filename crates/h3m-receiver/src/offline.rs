@@ -5,7 +5,11 @@
 //! [`Receiver`] (times: for pcap, now plus the capture timestamp minus the
 //! first; for `.datagrams`, all at one instant), writes each complete push
 //! with [`ResourceWriter`] under the name [`paths::sanitize`] gives its
-//! `:path`, and reports each event ([`crate::report`]).
+//! `:path`, and reports each event ([`crate::report`]). Before a resource is
+//! written the checks of [`crate::verify`] run; their freshness clock is the
+//! capture timestamp of the datagram that completed the resource (pcap), or,
+//! for a `.datagrams` file, the system clock if `--max-age` was given (else
+//! no freshness check).
 //!
 //! # Exit status
 //!
@@ -27,6 +31,7 @@ use h3m_proto::receiver::{Receiver, ReceiverConfig};
 use crate::capture::{self, ReadOptions};
 use crate::report::{ErrorKind, Reporter};
 use crate::session::Session;
+use crate::verify::{Clock, VerifyOptions};
 use crate::writer::ResourceWriter;
 
 pub use crate::session::{ExitStatus, Outcome};
@@ -50,6 +55,8 @@ pub struct Options {
     pub idle_timeout: Option<Duration>,
     /// Sync each file to disk before reporting it written.
     pub fsync: bool,
+    /// Digest and signature checks (see [`crate::verify`]).
+    pub verify: VerifyOptions,
 }
 
 impl Options {
@@ -65,6 +72,7 @@ impl Options {
             push_timeout: defaults.push_timeout,
             idle_timeout: defaults.idle_timeout,
             fsync: false,
+            verify: VerifyOptions::default(),
         }
     }
 }
@@ -100,6 +108,13 @@ fn run_with(opts: &Options, reporter: &mut Reporter<'_>) -> Outcome {
     config.push_timeout = opts.push_timeout;
     config.idle_timeout = opts.idle_timeout;
     let mut session = Session::new(Receiver::new(config), writer, reporter);
+    session.set_verify(opts.verify.clone());
+    // Freshness: capture time for pcap; without timestamps, the system clock
+    // only when --max-age was given.
+    let timestamped = capture.datagrams.iter().any(|d| d.timestamp.is_some());
+    if !timestamped && opts.verify.max_age.is_some() {
+        session.set_clock(Clock::System);
+    }
 
     let base = Instant::now();
     let first = capture.datagrams.iter().find_map(|d| d.timestamp);
@@ -108,6 +123,9 @@ fn run_with(opts: &Options, reporter: &mut Reporter<'_>) -> Outcome {
         if let (Some(t), Some(first)) = (datagram.timestamp, first) {
             let at = base.checked_add(t.checked_sub(first).unwrap_or_default()).unwrap_or(now);
             now = now.max(at);
+        }
+        if let Some(t) = datagram.timestamp {
+            session.set_clock(Clock::At(std::time::UNIX_EPOCH + t));
         }
         if session.receiver.poll_timeout().is_some_and(|t| t <= now) {
             session.receiver.handle_timeout(now);

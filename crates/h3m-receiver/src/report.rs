@@ -26,8 +26,12 @@
 //! * `REASON` is a token, possibly followed by `: ` and details: `timeout`,
 //!   `session_ended`, `reset: error code N`, `cancelled`, `no_push_stream`,
 //!   `too_many_pushes`, `bad_headers: ...`, `protocol_error: ...`,
-//!   `inconsistent: ...` (incomplete); `refused: ...` (the `:path` is unsafe, see
-//!   [`crate::paths`]); `io_error: ...` (failed).
+//!   `inconsistent: ...`, `digest mismatch: ...` (incomplete); `refused: ...`
+//!   (the `:path` is unsafe, see [`crate::paths`]; or a check of
+//!   [`crate::verify`] failed: `refused: no digest`, `refused: unsigned`,
+//!   `refused: signature does not verify`, `refused: stale (date ... older than
+//!   max-age N s)`, `refused: the digest fields disagree`, ...); `io_error: ...`
+//!   (failed).
 //!
 //! Standard error has the errors (`h3m-recv: error: ...`) and, last, one
 //! summary line of `key=value` fields (`h3m-recv: summary: complete=1 ...`).
@@ -59,7 +63,8 @@ pub enum ResourceStatus {
     Complete,
     /// Bytes are missing: nothing was written.
     Incomplete,
-    /// The `:path` is unsafe: nothing was written.
+    /// The `:path` is unsafe, or the resource failed a check of
+    /// [`crate::verify`] (no digest, a signature): nothing was written.
     Refused,
     /// Writing failed (I/O error): nothing was written.
     Failed,
@@ -150,8 +155,14 @@ pub enum ErrorKind {
     Input,
     /// The output directory is unusable.
     OutputDir,
-    /// A resource's body does not match its `digest` header: not written.
+    /// A resource's body does not match its digest (`digest`, `repr-digest`,
+    /// `content-digest`), or its digest fields disagree: not written.
     DigestMismatch,
+    /// `--require-digest`: a resource announcing no SHA-256 digest: not written.
+    MissingDigest,
+    /// `--trust`: a resource whose signatures fail the check (unsigned, not
+    /// verifying, stale, ...): not written.
+    Unauthenticated,
     /// The network (socket) failed.
     Network,
 }

@@ -12,10 +12,17 @@
 //!
 //! One `resource` record is reported per resource: when it is written, when it
 //! fails for good, or, if still incomplete, when the session ends.
+//!
+//! Just before a resource is committed, the checks of [`crate::verify`] run
+//! (`--require-digest`, and with `--trust` the signatures of its copies, any
+//! one of which may vouch for it); a resource that fails them is refused and
+//! not written.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use h3m_proto::auth::digest::{Announced, announced_consistent};
+use h3m_proto::auth::{self, Push};
 use h3m_proto::qpack::HeaderField;
 use h3m_proto::receiver::{Event, PushStatus, PushSummary, RangeSet, Receiver};
 
@@ -23,6 +30,7 @@ use crate::capture::CaptureStats;
 use crate::digest::announced_sha256;
 use crate::paths;
 use crate::report::{self, ErrorKind, ErrorRecord, Record, Reporter, ResourceRecord, ResourceStatus, SummaryRecord};
+use crate::verify::{Clock, VerifyOptions};
 use crate::writer::{ResourceWriter, WriteError};
 
 /// The exit status of a run (see the binary's help).
@@ -96,6 +104,8 @@ enum Fate {
 
 #[derive(Debug)]
 struct PushState {
+    /// The request headers (kept only when signatures are checked).
+    request: Vec<HeaderField>,
     /// The `:path` as sent.
     raw_path: Option<Vec<u8>>,
     /// The sanitised relative path.
@@ -110,7 +120,11 @@ struct PushState {
 struct Resource {
     raw_path: Option<Vec<u8>>,
     rel: PathBuf,
+    /// The SHA-256 its response headers announce (its identity with the path).
     sha256: Option<[u8; 32]>,
+    /// The SHA-256 a copy's trailers announce (a live body's), when the
+    /// headers had none: checked at commit like a header digest.
+    trailer_sha256: Option<[u8; 32]>,
     /// The body length, from `content-length` or a complete push.
     length: Option<u64>,
     /// Body bytes written so far.
@@ -122,7 +136,22 @@ struct Resource {
     /// The last finished push's summary.
     last: Option<PushSummary>,
     first_push: u64,
+    /// The header lists of its copies, by push ID (kept only when signatures
+    /// are checked, at most [`MAX_COPY_HEADERS`]).
+    copy_headers: Vec<CopyHeaders>,
 }
+
+/// What a copy of a resource said about it, for the signature check.
+#[derive(Debug)]
+struct CopyHeaders {
+    push_id: u64,
+    request: Vec<HeaderField>,
+    response: Vec<HeaderField>,
+    trailers: Vec<HeaderField>,
+}
+
+/// At most this many copies' header lists are kept per resource.
+const MAX_COPY_HEADERS: usize = 16;
 
 fn field<'a>(fields: &'a [HeaderField], name: &[u8]) -> Option<&'a [u8]> {
     fields.iter().find(|f| f.name == name).map(|f| f.value.as_slice())
@@ -159,6 +188,8 @@ pub(crate) struct Session<'r, 'w> {
     errors: Vec<ErrorRecord>,
     unpromised: Vec<(u64, u64)>,
     pub(crate) session_end: Option<&'static str>,
+    verify: VerifyOptions,
+    clock: Clock,
 }
 
 impl<'r, 'w> Session<'r, 'w> {
@@ -179,7 +210,20 @@ impl<'r, 'w> Session<'r, 'w> {
             errors: Vec::new(),
             unpromised: Vec::new(),
             session_end: None,
+            verify: VerifyOptions::default(),
+            clock: Clock::None,
         }
+    }
+
+    /// Sets the checks made before a resource is written.
+    pub(crate) fn set_verify(&mut self, verify: VerifyOptions) {
+        self.verify = verify;
+    }
+
+    /// Sets the clock of the freshness check (for a capture: the timestamp of
+    /// the datagram about to be handled).
+    pub(crate) fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
     }
 
     /// Handles every event the receiver has.
@@ -220,6 +264,7 @@ impl<'r, 'w> Session<'r, 'w> {
             }
             Event::Trailers { push_id, headers } => {
                 self.reporter.emit(&Record::Trailers { push_id, headers: report::header_pairs(&headers) });
+                self.on_trailers(push_id, headers);
             }
             Event::BodyData { push_id, offset, data } => self.on_data(push_id, offset, &data),
             Event::PushFinished(summary) => self.on_finished(summary),
@@ -251,7 +296,8 @@ impl<'r, 'w> Session<'r, 'w> {
                 (None, Fate::Dead { status, reason })
             }
         };
-        self.pushes.insert(push_id, PushState { raw_path, rel, received: 0, fate });
+        let request = if self.verify.checks_signatures() { request.to_vec() } else { Vec::new() };
+        self.pushes.insert(push_id, PushState { request, raw_path, rel, received: 0, fate });
     }
 
     /// Picks the push's resource: a copy of one written intact (ignored), one
@@ -262,6 +308,19 @@ impl<'r, 'w> Session<'r, 'w> {
             return;
         }
         let Some(rel) = state.rel.clone() else { return };
+        if announced_consistent(headers) == Announced::Conflicting {
+            let reason = "refused: the digest fields disagree".to_owned();
+            state.fate = Fate::Dead { status: ResourceStatus::Refused, reason: reason.clone() };
+            let raw_path = state.raw_path.clone();
+            self.error(ErrorKind::DigestMismatch, push_id, raw_path.as_deref(), reason);
+            return;
+        }
+        let copy = self.verify.checks_signatures().then(|| CopyHeaders {
+            push_id,
+            request: std::mem::take(&mut state.request),
+            response: headers.to_vec(),
+            trailers: Vec::new(),
+        });
         let sha256 = announced_sha256(headers);
         let length = field(headers, b"content-length")
             .and_then(|v| std::str::from_utf8(v).ok())
@@ -277,6 +336,11 @@ impl<'r, 'w> Session<'r, 'w> {
                 r.active += 1;
                 r.copies += 1;
                 r.length = r.length.or(length);
+                if let Some(c) = copy
+                    && r.copy_headers.len() < MAX_COPY_HEADERS
+                {
+                    r.copy_headers.push(c);
+                }
                 state.fate = Fate::Into(id);
                 return;
             }
@@ -296,12 +360,14 @@ impl<'r, 'w> Session<'r, 'w> {
                         raw_path,
                         rel,
                         sha256,
+                        trailer_sha256: None,
                         length,
                         have: RangeSet::new(),
                         active: 1,
                         copies: 1,
                         last: None,
                         first_push: push_id,
+                        copy_headers: copy.into_iter().collect(),
                     },
                 );
             }
@@ -310,6 +376,31 @@ impl<'r, 'w> Session<'r, 'w> {
                 state.fate = Fate::Dead { status, reason };
                 self.error(kind, push_id, raw_path.as_deref(), e.to_string());
             }
+        }
+    }
+
+    /// Trailers: kept for the signature check; a digest in them (a live
+    /// body's) is the resource's digest when its headers had none.
+    fn on_trailers(&mut self, push_id: u64, trailers: Vec<HeaderField>) {
+        let Some(state) = self.pushes.get(&push_id) else { return };
+        let Fate::Into(id) = state.fate else { return };
+        let Some(r) = self.assembling.get_mut(&id) else { return };
+        let known = r.sha256.or(r.trailer_sha256);
+        let announced = match announced_consistent(&trailers) {
+            Announced::Sha256(d) if known.is_none_or(|x| x == d) => Some(d),
+            Announced::None => None,
+            _ => {
+                let raw = r.raw_path.clone();
+                let reason = "refused: the digest fields disagree".to_owned();
+                self.refuse_resource(id, push_id, raw.as_deref(), ErrorKind::DigestMismatch, reason);
+                return;
+            }
+        };
+        if r.sha256.is_none() {
+            r.trailer_sha256 = r.trailer_sha256.or(announced);
+        }
+        if let Some(c) = r.copy_headers.iter_mut().find(|c| c.push_id == push_id) {
+            c.trailers = trailers;
         }
     }
 
@@ -351,6 +442,54 @@ impl<'r, 'w> Session<'r, 'w> {
                 p.fate = Fate::Done;
             }
         }
+    }
+
+    /// A resource refused by a check: not written, every push into it is done.
+    fn refuse_resource(&mut self, id: u64, push_id: u64, raw_path: Option<&[u8]>, kind: ErrorKind, reason: String) {
+        self.error(kind, push_id, raw_path, reason.clone());
+        self.writer.abort(id);
+        if let Some(r) = self.assembling.remove(&id) {
+            if let Some(d) = r.sha256 {
+                self.by_identity.remove(&(r.rel.clone(), d));
+            }
+            self.settle(&r, ResourceStatus::Refused, Some(reason), None);
+        }
+        self.done_pushes(id);
+    }
+
+    /// Pushes still delivering resource `id` have nothing more to give.
+    fn done_pushes(&mut self, id: u64) {
+        for p in self.pushes.values_mut() {
+            if matches!(p.fate, Fate::Into(x) if x == id) {
+                p.fate = Fate::Done;
+            }
+        }
+    }
+
+    /// The checks of [`crate::verify`] for a resource about to be written:
+    /// `Err((kind, reason))` refuses it.
+    fn admit(&self, r: &Resource) -> Result<(), (ErrorKind, String)> {
+        let sha256 = r.sha256.or(r.trailer_sha256);
+        if self.verify.require_digest && sha256.is_none() {
+            return Err((ErrorKind::MissingDigest, "refused: no digest".to_owned()));
+        }
+        if !self.verify.checks_signatures() {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let window = self.verify.freshness();
+        let mut first_error = None;
+        for c in &r.copy_headers {
+            let push = Push { request: &c.request, response: &c.response, trailers: &c.trailers, body_sha256: sha256 };
+            match auth::verify_push(&push, &self.verify.trust, now, &window) {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let reason = first_error.map_or_else(|| "unsigned".to_owned(), |e| e.to_string());
+        Err((ErrorKind::Unauthenticated, format!("refused: {reason}")))
     }
 
     fn record_for(r: &Resource) -> ResourceRecord {
@@ -495,8 +634,15 @@ impl<'r, 'w> Session<'r, 'w> {
             self.settle(&r, ResourceStatus::Incomplete, Some(reason), None);
             return;
         }
+        if let Err((kind, reason)) = self.admit(&r) {
+            self.writer.abort(id);
+            self.error(kind, r.first_push, r.raw_path.as_deref(), reason.clone());
+            self.settle(&r, ResourceStatus::Refused, Some(reason), None);
+            self.done_pushes(id);
+            return;
+        }
         let len = r.length.unwrap_or(0);
-        match self.writer.commit(id, len, r.sha256) {
+        match self.writer.commit(id, len, r.sha256.or(r.trailer_sha256)) {
             Some(Ok(w)) => {
                 self.written.insert(r.rel.clone(), w.sha256);
                 // Pushes still delivering this resource have nothing more to give.

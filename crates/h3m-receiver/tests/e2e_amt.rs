@@ -332,7 +332,8 @@ fn interop_with_another_relay_from_amt_relay_bin() {
     let expected = small_tree(&tree, random_u64());
     let out = logs.path().join("out");
     let port = random_port();
-    let args = ["-d", "-e", "-n", "inet", "-l", "inet", "-c", "h3m-r0", "-a", RELAY_V4, "-r", RELAY_V4, "-s", "10.214.1.2"];
+    let args =
+        ["-d", "-e", "-n", "inet", "-l", "inet", "-c", "h3m-r0", "-a", RELAY_V4, "-r", RELAY_V4, "-s", "10.214.1.2"];
     let mut relay = Proc::spawn("amtrelayd", Some(&lab.relay), Path::new(&bin), &args, logs.path(), Stdio::null());
     relay.wait_bound(2268);
     let recv = start_amt_receiver(&lab, "232.1.1.5", SRC_V4, &["--amt", RELAY_V4], port, &out, logs.path());

@@ -255,3 +255,54 @@ fn protected_session_ignores_an_injector_without_the_key() {
         .expect("the injector's summary");
     assert!(stderr.contains(&format!("dropped_protection={injected_datagrams} ")), "{injected_datagrams}: {stderr}");
 }
+
+#[test]
+fn signed_sessions_are_written_only_with_the_senders_key() {
+    let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/vectors/keys/");
+    let base = tempfile::tempdir().unwrap();
+    let src = base.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a.txt"), b"signed and sealed\n").unwrap();
+    let big: Vec<u8> = (0..250_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    std::fs::write(src.join("sub/b.bin"), &big).unwrap();
+    let port = (unique_port() + 4).to_string();
+    let session = ["--group", "239.255.77.11", "--port", &port, "--interface", "127.0.0.1", "--session-id", "5197"];
+    let cases = [
+        ("ed25519.key.pem", "cavage", "ed25519.pub.pem", true),
+        ("rsa2048.key.pem", "cavage", "rsa2048.cert.pem", true),
+        ("ed25519.key.pem", "rfc9421", "ed25519.cert.pem", true),
+        ("rsa2048.pkcs1.key.pem", "rfc9421", "rsa2048.pub.pem", true),
+        // A key the sender did not sign with: nothing is written.
+        ("ed25519.key.pem", "both", "other-ed25519.pub.pem", false),
+    ];
+    for (i, (key, form, trusted, ok)) in cases.into_iter().enumerate() {
+        let out = base.path().join(format!("out{i}"));
+        let trust = format!("{keys}{trusted}");
+        let mut args = session.to_vec();
+        args.extend(["--idle-timeout", "5", "--trust", &trust]);
+        let mut recv = start_receiver(&args, &out);
+        let send = Command::new(h3m_send())
+            .arg(&src)
+            .args(session)
+            .args(["--rate", "100M", "--quiet", "--sign", &format!("{keys}{key}"), "--signature", form])
+            .output()
+            .unwrap();
+        assert!(send.status.success(), "h3m-send {key} {form}: {}", String::from_utf8_lossy(&send.stderr));
+        let output = recv.0.take().unwrap().wait_with_output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        let what = format!("{key} {form}, trusting {trusted}");
+        if ok {
+            assert_eq!(output.status.code(), Some(0), "{what}: {stdout}{stderr}");
+            assert_eq!(tree(&out), tree(&src), "{what}");
+        } else {
+            assert_eq!(output.status.code(), Some(1), "{what}: {stdout}{stderr}");
+            assert_eq!(
+                stdout.lines().filter(|l| l.ends_with("(refused: signature does not verify)")).count(),
+                2,
+                "{what}: {stdout}"
+            );
+            assert!(stderr.contains("refused=2") && stderr.contains("exit=1"), "{what}: {stderr}");
+            assert!(tree(&out).is_empty(), "{what}: nothing written");
+        }
+    }
+}

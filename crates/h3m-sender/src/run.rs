@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use h3m_net::{Interface, MulticastConfig, Pacer, SendSocket};
@@ -12,6 +13,7 @@ use h3m_proto::SessionId;
 use h3m_proto::aead::{AeadProtection, HP_RULE_EXTENSION};
 use h3m_proto::altsvc::Advertisement;
 use h3m_proto::altsvc::Extension;
+use h3m_proto::auth::{PushSigner, SignPushError};
 use h3m_proto::encoder::{EncodeError, EncoderConfig};
 use h3m_proto::protection::{CipherSuite, NullProtection, PacketProtection};
 use h3m_proto::qpack::HeaderField;
@@ -61,6 +63,8 @@ pub struct SendOptions {
     pub progress: bool,
     /// Stop after this long (`--watch`/`--stdin` runs; `None`: until interrupted or done).
     pub duration: Option<Duration>,
+    /// Sign every push with this key (`--sign`; `None`: unsigned).
+    pub signer: Option<Arc<PushSigner>>,
 }
 
 /// A session's packet-protection keys, as the advertisement carries them.
@@ -147,6 +151,9 @@ pub enum SendError {
     /// The packet-protection keys are unusable.
     #[error("packet protection: {0}")]
     Keys(String),
+    /// Signing a push failed.
+    #[error("signing: {0}")]
+    Sign(#[from] SignPushError),
 }
 
 /// The Alt-Svc advertisement a receiver needs for this session.
@@ -225,6 +232,7 @@ fn sha256_file(path: &PathBuf) -> Result<([u8; 32], u64), SendError> {
 async fn send_file(
     tx: &mut Transmitter,
     sender: &mut Sender,
+    signer: Option<&PushSigner>,
     entry: &Entry,
     last: bool,
     progress: &mut Progress,
@@ -233,7 +241,7 @@ async fn send_file(
     let mut meta = ResourceMeta::file(entry.path.clone(), len, SystemTime::now());
     meta.sha256 = Some(digest);
     meta.last = last;
-    let id = sender.start(&meta)?;
+    let id = start(sender, signer, &meta)?.0;
     let err = |source| SendError::Read { path: entry.file.clone(), source };
     let mut f = std::fs::File::open(&entry.file).map_err(err)?;
     let mut buf = vec![0u8; 1 << 18];
@@ -259,11 +267,29 @@ async fn send_file(
     tx.drain(sender).await
 }
 
+/// Starts a resource, its headers signed when there is a signer: its push ID,
+/// and the (signed) request and response header lists.
+fn start(
+    sender: &mut Sender,
+    signer: Option<&PushSigner>,
+    meta: &ResourceMeta,
+) -> Result<(u64, Vec<HeaderField>, Vec<HeaderField>), SendError> {
+    let mut request = sender.request_headers(meta);
+    let mut response = sender.response_headers(meta);
+    if let Some(signer) = signer {
+        signer.sign_headers(&mut request, &mut response, meta.date)?;
+    }
+    let id = sender.start_with_headers(meta, &request, &response)?;
+    Ok((id, request, response))
+}
+
 /// Publishes standard input as one live resource: each chunk is sent as soon as
-/// it is read; the SHA-256 goes in trailers at the end.
+/// it is read; the SHA-256 goes in trailers at the end (`digest` and
+/// `repr-digest`, signed there when there is a signer).
 async fn send_stdin(
     tx: &mut Transmitter,
     sender: &mut Sender,
+    signer: Option<&PushSigner>,
     path: &str,
     progress: &mut Progress,
 ) -> Result<(), SendError> {
@@ -272,7 +298,7 @@ async fn send_stdin(
     meta.length = None;
     meta.live = true;
     meta.last = true;
-    let id = sender.start(&meta)?;
+    let (id, request, response) = start(sender, signer, &meta)?;
     let mut stdin = tokio::io::stdin();
     let mut buf = vec![0u8; 1 << 16];
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
@@ -292,8 +318,15 @@ async fn send_stdin(
         tx.drain(sender).await?;
         progress.update(path, done, None, sender.stats().bytes);
     }
-    let digest = format!("sha-256={}", base64(ctx.finish().as_ref()));
-    sender.finish(id, Some(&[HeaderField::new("digest", digest)]))?;
+    let b64 = base64(ctx.finish().as_ref());
+    let mut trailers = vec![
+        HeaderField::new("digest", format!("sha-256={b64}")),
+        HeaderField::new("repr-digest", format!("sha-256=:{b64}:")),
+    ];
+    if let Some(signer) = signer {
+        signer.sign_trailers(&request, &response, &mut trailers, SystemTime::now())?;
+    }
+    sender.finish(id, Some(&trailers))?;
     tx.drain(sender).await
 }
 
@@ -363,7 +396,7 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
     for round in 0..opts.repeat.max(1) {
         for (i, e) in entries.iter().enumerate() {
             let last = ends_with_files && round + 1 == opts.repeat.max(1) && i + 1 == entries.len();
-            match send_file(&mut tx, &mut sender, e, last, &mut progress).await {
+            match send_file(&mut tx, &mut sender, opts.signer.as_deref(), e, last, &mut progress).await {
                 Ok(()) => {}
                 Err(SendError::Read { path, source }) => {
                     eprintln!("h3m-send: skipped {}: {source}", path.display());
@@ -373,7 +406,7 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
         }
     }
     if let Some(path) = &opts.stdin_path {
-        send_stdin(&mut tx, &mut sender, path, &mut progress).await?;
+        send_stdin(&mut tx, &mut sender, opts.signer.as_deref(), path, &mut progress).await?;
     }
     if opts.watch {
         watch(&mut tx, &mut sender, opts, entries, deadline, &mut progress).await?;
@@ -424,7 +457,7 @@ async fn watch(
                     }
                     if candidates.get(&e.path) == Some(&k) {
                         candidates.remove(&e.path);
-                        match send_file(tx, sender, &e, false, progress).await {
+                        match send_file(tx, sender, opts.signer.as_deref(), &e, false, progress).await {
                             Ok(()) => { sent.insert(e.path.clone(), k); }
                             Err(SendError::Read { path, source }) => eprintln!("h3m-send: skipped {}: {source}", path.display()),
                             Err(err) => return Err(err),

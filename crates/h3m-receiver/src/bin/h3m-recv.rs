@@ -14,6 +14,7 @@ use h3m_net::Interface;
 use h3m_proto::SessionId;
 use h3m_receiver::live::{self, LiveOptions};
 use h3m_receiver::offline::{self, Options};
+use h3m_receiver::verify::{self, VerifyOptions};
 
 const AFTER_HELP: &str = "\
 Output (text): one line per resource on stdout:
@@ -26,6 +27,20 @@ errors and a final `key=value` summary line on stderr.
 With --json: one JSON object per event on stdout (push_promised, response_headers,
 trailers, resource, unpromised_push, error, session_end, summary); body data is
 not reported packet by packet.
+
+Integrity and authenticity:
+  A resource whose digest (digest, repr-digest or content-digest, SHA-256) does
+  not match its body is not written. --require-digest refuses resources without
+  one. With --trust, a resource is written only if a response signature (cavage
+  `signature` as nghq writes it, or RFC 9421 `signature-input`/`signature`)
+  verifies against a trusted key and covers its path, digest and date (and the
+  promise's cavage signature, if any, verifies too), and the signed time is at
+  most --max-age seconds old and at most 60 s in the future (clock skew). The
+  clock: live, the system clock; pcap input, the capture time of the datagram
+  that completed the resource; .datagrams input, none (no freshness check)
+  unless --max-age is given, then the system clock. Refusals read
+  `refused: unsigned`, `refused: signature does not verify`,
+  `refused: stale (date ... older than max-age N s)`, `refused: no digest`, ...
 
 Exit status:
   0  every resource completed, was verified and was written (no unpromised push stream)
@@ -105,6 +120,21 @@ struct Cli {
     /// End the session after this many seconds without a packet; 0 never [default: 60].
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     idle_timeout: Option<Duration>,
+
+    /// Write only resources signed by one of these keys: a PEM public key or
+    /// certificate (every key in the file is trusted). Repeatable.
+    #[arg(long, value_name = "KEY.pem")]
+    trust: Vec<PathBuf>,
+
+    /// With --trust: the oldest accepted signature, in seconds before the
+    /// clock [default: 300]. For .datagrams input it also turns on the
+    /// freshness check, against the system clock.
+    #[arg(long, value_name = "SECS", value_parser = parse_max_age, requires = "trust")]
+    max_age: Option<Duration>,
+
+    /// Refuse (do not write) a resource that announces no SHA-256 digest.
+    #[arg(long)]
+    require_digest: bool,
 }
 
 /// Where the datagrams come from.
@@ -146,12 +176,24 @@ fn parse_positive_secs(text: &str) -> Result<Duration, String> {
     if d.is_zero() { Err("the push timeout must be more than 0 seconds".to_owned()) } else { Ok(d) }
 }
 
+fn parse_max_age(text: &str) -> Result<Duration, String> {
+    let d = parse_secs(text)?;
+    if d.is_zero() { Err("the maximum age must be more than 0 seconds".to_owned()) } else { Ok(d) }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let usage = |msg: String| {
         eprintln!("h3m-recv: {msg}");
         ExitCode::from(offline::ExitStatus::Usage.code())
     };
+    let mut verify = VerifyOptions { max_age: cli.max_age, require_digest: cli.require_digest, ..Default::default() };
+    for path in &cli.trust {
+        match verify::load_trust_file(path) {
+            Ok(keys) => verify.trust.extend(keys),
+            Err(e) => return usage(format!("--trust {e}")),
+        }
+    }
     let idle_timeout = cli.idle_timeout.map(|t| (!t.is_zero()).then_some(t));
     if let Some(input) = cli.source.input {
         let mut opts = Options::new(input, cli.out);
@@ -159,6 +201,7 @@ fn main() -> ExitCode {
         opts.json = cli.json;
         opts.port = cli.port;
         opts.fsync = cli.fsync;
+        opts.verify = verify;
         if let Some(t) = cli.push_timeout {
             opts.push_timeout = t;
         }
@@ -210,6 +253,7 @@ fn main() -> ExitCode {
     opts.linger = cli.linger;
     opts.progress = !cli.quiet && !cli.json;
     opts.protection = protection;
+    opts.verify = verify;
     opts.amt = match (cli.amt, cli.amt_dns) {
         (Some(h3m_receiver::input::AmtRelay::Auto { .. }), dns) => Some(h3m_receiver::input::AmtRelay::Auto { dns }),
         (Some(relay), None) => Some(relay),

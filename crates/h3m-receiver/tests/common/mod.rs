@@ -479,4 +479,3 @@ pub fn nft_in(ns: &NetNs, ruleset: &str) {
     let out = child.wait_with_output().expect("nft");
     assert!(out.status.success(), "nft -f failed: {}\n{ruleset}", String::from_utf8_lossy(&out.stderr));
 }
-

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use h3m_net::Interface;
 use h3m_proto::SessionId;
+use h3m_proto::auth::{PushSigner, SignatureForms, SigningKey};
 use h3m_proto::protection::CipherSuite;
 use h3m_sender::run::{SendOptions, SessionKeys, advertisement, run};
 
@@ -91,6 +92,20 @@ struct Args {
     /// The session IV in hex (12 bytes) [default: fresh random bytes].
     #[arg(long, requires = "key")]
     iv: Option<String>,
+    /// Sign every push with this private key (PEM: PKCS#8 RSA, ECDSA P-256
+    /// or Ed25519; or PKCS#1 `RSA PRIVATE KEY`; or SEC 1 `EC PRIVATE KEY`).
+    #[arg(long, value_name = "KEY.pem")]
+    sign: Option<PathBuf>,
+    /// The key ID written into signatures [default: the --sign file's name,
+    /// as nghq writes its certificate's].
+    #[arg(long, value_name = "ID", requires = "sign")]
+    key_id: Option<String>,
+    /// Signature form: `cavage` (nghq's `signature` headers on the promise and
+    /// the response), `rfc9421` (`signature-input` + `signature` on the
+    /// response) or `both`. Cavage algorithm names: rsa-sha256, ec-sha256,
+    /// ed25519.
+    #[arg(long, value_name = "FORM", default_value = "cavage", requires = "sign")]
+    signature: SignatureForms,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -153,6 +168,25 @@ fn main() -> ExitCode {
     if !(64..=65_507).contains(&args.max_datagram_size) {
         return usage("--max-datagram-size must be 64 to 65507".into());
     }
+    let signer = match &args.sign {
+        None => None,
+        Some(path) => {
+            let key = match std::fs::read(path) {
+                Ok(text) => match SigningKey::from_pem(&text) {
+                    Ok(k) => k,
+                    Err(e) => return usage(format!("--sign {}: {e}", path.display())),
+                },
+                Err(e) => return usage(format!("--sign {}: {e}", path.display())),
+            };
+            let key_id = args.key_id.clone().unwrap_or_else(|| {
+                path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+            });
+            match PushSigner::new(key, key_id, args.signature) {
+                Ok(s) => Some(std::sync::Arc::new(s)),
+                Err(e) => return usage(format!("--key-id: {e}")),
+            }
+        }
+    };
     let opts = SendOptions {
         paths: args.paths,
         group: SocketAddr::new(group, args.port),
@@ -173,6 +207,7 @@ fn main() -> ExitCode {
         keepalive: Duration::from_secs_f64(args.keepalive.max(0.05)),
         progress: !args.quiet,
         duration: args.duration.map(|d| Duration::from_secs_f64(d.max(0.0))),
+        signer,
     };
     if args.print_alt_svc {
         println!("Alt-Svc: {}", advertisement(&opts));
