@@ -291,7 +291,10 @@ fn lost_queries_are_retried_then_the_relay_is_rediscovered() {
     let (dest, disc) = only(&mut gw);
     assert_eq!(dest, at(DISCOVERY, 2268));
     discovery_nonce(&disc);
-    assert_eq!(events(&mut gw).last(), Some(&GatewayEvent::RelayLost { relay: ip(RELAY), reason: LossReason::NoQuery }));
+    assert_eq!(
+        events(&mut gw).last(),
+        Some(&GatewayEvent::RelayLost { relay: ip(RELAY), reason: LossReason::NoQuery })
+    );
 }
 
 #[test]
@@ -567,7 +570,10 @@ fn leave_all_reports_every_channel_and_never_tears_down() {
     let recs = updates(&sent[..1], MAC1, n);
     assert_eq!(
         recs,
-        vec![(RecordType::ChangeToInclude, ip("239.1.2.3"), vec![]), (RecordType::BlockOldSources, ip(G1), vec![ip(S)])]
+        vec![
+            (RecordType::ChangeToInclude, ip("239.1.2.3"), vec![]),
+            (RecordType::BlockOldSources, ip(G1), vec![ip(S)])
+        ]
     );
     assert_eq!(sent[0], sent[1]);
     assert_eq!(gw.poll_timeout(), None);

@@ -462,3 +462,32 @@ fn delayed_replies_are_waited_out() {
     assert_eq!(sim.delivered.len(), sim.feeds[0].injected.len());
     sim.delivered_seqs();
 }
+
+#[test]
+fn an_update_with_a_stale_mac_is_refused_and_the_next_cycle_repairs_it() {
+    let mut sim = Sim::standard();
+    let t0 = sim.now;
+    sim.gw.subscribe(t0, Some(ip(S)), ip(G1)).unwrap();
+    sim.pump();
+    sim.run_until_established(secs(5));
+    // The relay changes its secret twice in a row (e.g. a restart elsewhere in
+    // a cluster): the gateway's MAC is now unknown to it.
+    let now = sim.now;
+    sim.relay(0).rotate_secret(now);
+    sim.relay(0).rotate_secret(now);
+    // A join now carries the stale MAC: refused (MAC mismatch), nothing joined.
+    sim.gw.subscribe(now, Some(ip(S)), ip(G2)).unwrap();
+    sim.pump();
+    assert!(sim.relay(0).stats().mac_failures >= 1, "{:?}", sim.relay(0).stats());
+    sim.feed(0, G2, ms(250));
+    sim.run_for(ms(500));
+    assert!(sim.delivered.is_empty(), "the refused join brings no data");
+    // The refresh (at most 25 s) or the watchdog asks again: a fresh Query,
+    // a fresh MAC, a current-state report with both channels, data flows.
+    sim.run_for(secs(30));
+    let seqs = sim.delivered_seqs();
+    assert!(!seqs.is_empty(), "the channel is repaired");
+    let first = sim.delivered[0].0 - t0;
+    assert!(first <= secs(26), "repaired by the next cycle, not later: {first:?}");
+    assert_eq!(sim.relay(0).gateway(at(GW, 40001)).unwrap().channels.len(), 2);
+}
