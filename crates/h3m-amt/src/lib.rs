@@ -11,6 +11,7 @@
 //! - [`gateway`]: the gateway state machine (discovery, Request/Query/Update, timers, faults).
 //! - [`tunnel`]: the gateway's tokio driver, handing decapsulated datagrams to the caller.
 //! - [`relay`]: the relay state machine (discovery, stateless MACs, membership state, data plane, faults).
+//! - [`relay_capture`]: native capture, sans-IO (GSO super-packets split, partial checksums completed).
 //! - [`relay_driver`]: the relay's tokio driver (listening sockets, native joins and capture, test handle).
 //! - [`driad`]: DRIAD (RFC 8777), finding relays for a source from DNS AMTRELAY records.
 //!
@@ -26,5 +27,6 @@ pub mod inner;
 pub mod membership;
 pub mod message;
 pub mod relay;
+pub mod relay_capture;
 pub mod relay_driver;
 pub mod tunnel;

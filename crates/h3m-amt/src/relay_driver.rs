@@ -12,50 +12,55 @@
 //!   (*,G) (ASM) on the upstream interface with `h3m_net::open_receiver`; on
 //!   [`RelayEvent::Leave`] it closes those sockets, which leaves.
 //! - **Capture** ([`CaptureMode`]): every UDP port of a joined group is
-//!   forwarded when raw sockets are permitted (`CAP_NET_RAW`). IPv4: a
-//!   `SOCK_RAW`/`IPPROTO_UDP` socket bound to the upstream device delivers the
-//!   whole IP packet, forwarded byte for byte (as amtrelayd `-e` does). IPv6:
-//!   the raw socket delivers the UDP header and payload; the IPv6 header is
-//!   rebuilt with [`inner::build_udp`] from the source address, the
-//!   destination from `IPV6_PKTINFO` and hop limit 1 (the received hop limit
-//!   is not reported), which keeps the UDP header and payload byte for byte.
-//!   Raw sockets see every UDP packet of the interface: only multicast
-//!   destinations are passed on, and the relay forwards only what some gateway
-//!   wants. Raw sockets also see datagrams whose UDP checksum a sender with
-//!   checksum offload left as the bare pseudo-header sum (virtual links such
-//!   as veth never complete it): that checksum is completed (the only octets
-//!   changed); a checksum that is simply wrong drops the datagram. Without the privilege the driver falls back to ordinary UDP
-//!   sockets, one per joined channel and [`DriverConfig::capture_ports`] port,
-//!   rebuilding each datagram (TTL 1) from its source and group:port; it says
-//!   so in [`RelayHandle::warnings`].
+//!   forwarded when packet sockets are permitted (`CAP_NET_RAW`): one
+//!   [`h3m_net::PacketCapture`] per IP version, an `AF_PACKET` socket bound
+//!   to the upstream interface with a kernel filter passing only multicast
+//!   UDP, and `PACKET_VNET_HDR`, so each packet comes with the kernel's
+//!   offload metadata. That is the point: a sender using UDP GSO (`h3m-send`
+//!   does) emits "super-packets", one IP/UDP header over many datagrams, which
+//!   veth and loopback deliver unsegmented; a raw IP socket (what this driver
+//!   used to read) sees one datagram, and a gateway would get only the first
+//!   of each batch. [`relay_capture::split`] cuts a super-packet at the
+//!   metadata's segment size into datagrams with valid checksums, completes
+//!   the checksum a sender's offload left partial on a plain packet, and
+//!   passes every other packet byte for byte (as amtrelayd `-e` does). Only
+//!   arriving packets are captured (a sender on the relay host itself is seen
+//!   when its packets arrive on the upstream interface, e.g. with `lo` as the
+//!   upstream). Packets that make no sense are counted
+//!   ([`DriverStats::capture_invalid`]) and dropped. Without the privilege the
+//!   driver falls back to ordinary UDP sockets, one per joined channel and
+//!   [`DriverConfig::capture_ports`] port, rebuilding each datagram (TTL 1)
+//!   from its source and group:port (the kernel has segmented and checksummed
+//!   by then); it says so in [`RelayHandle::warnings`].
 //! - **Data** goes out of the listening socket the gateway's Updates arrive on.
 //!
-//! Nothing here is `unsafe`: the raw sockets are read through the ordinary
-//! UDP socket types (recvfrom and recvmsg behave the same on them), the IPv6
-//! one through `h3m_net::RecvSocket`, which reports the pktinfo destination.
+//! Nothing here is `unsafe`: the packet sockets come from h3m-net.
 
 use std::collections::BTreeMap;
 use std::future::poll_fn;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use h3m_net::{Interface, MulticastConfig, NetError, RecvBatch, RecvSocket, open_receiver};
+use h3m_net::{CaptureFamily, CapturedFrame, Interface, MulticastConfig, NetError, PacketCapture, open_receiver};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::checksum;
 use crate::gateway::{Channel, Rng, SystemRng};
 use crate::inner::{self, InnerError};
 use crate::relay::{DataRoute, Faults, GatewaySummary, Relay, RelayConfig, RelayEvent, RelayStats};
+use crate::relay_capture::{self, Outcome, Segments, VNET_HDR_LEN, VnetHeader};
 
 /// Datagrams read from one socket before looking at the others.
 const BATCH: usize = 64;
-/// Receive buffer requested for the raw capture sockets.
-const RAW_RECV_BUFFER: usize = 4 << 20;
-/// Hop limit / TTL of rebuilt packets (IPv6 raw capture, port capture).
+/// Receive buffer requested for each packet capture socket (forced beyond `net.core.rmem_max` when
+/// permitted): room for about a hundred 64 KiB super-packets.
+const CAPTURE_RECV_BUFFER: usize = 8 << 20;
+/// Capture read buffer: the virtio-net header, a link-layer header and the largest IP packet.
+const CAPTURE_BUF: usize = VNET_HDR_LEN + 128 + 40 + 65_535;
+/// TTL of the datagrams rebuilt by port capture.
 const REBUILT_TTL: u8 = 1;
 
 /// How native multicast data is captured.
@@ -63,9 +68,9 @@ const REBUILT_TTL: u8 = 1;
 pub enum CaptureMode {
     /// No native joins and no capture (injection only).
     Off,
-    /// Raw sockets when permitted, else UDP sockets on the capture ports.
+    /// Packet sockets (every UDP port) when permitted, else UDP sockets on the capture ports.
     Auto,
-    /// Raw sockets; an error when not permitted.
+    /// Packet sockets (`AF_PACKET`, every UDP port); an error when not permitted.
     Raw,
     /// UDP sockets on the capture ports only.
     Ports,
@@ -76,7 +81,7 @@ pub enum CaptureMode {
 pub enum Capture {
     /// Nothing is captured (no upstream interface, [`CaptureMode::Off`], or no way to).
     None,
-    /// Raw sockets: every UDP port of the joined groups.
+    /// Packet sockets (`AF_PACKET` with offload metadata): every UDP port of the joined groups.
     Raw {
         /// IPv4 capture works.
         ipv4: bool,
@@ -93,7 +98,7 @@ impl std::fmt::Display for Capture {
             Capture::None => f.write_str("none"),
             Capture::Raw { ipv4, ipv6 } => {
                 let fams: Vec<&str> = [(*ipv4, "IPv4"), (*ipv6, "IPv6")].iter().filter(|x| x.0).map(|x| x.1).collect();
-                write!(f, "raw ({}), every UDP port", fams.join(" and "))
+                write!(f, "raw (AF_PACKET, {}), every UDP port", fams.join(" and "))
             }
             Capture::Ports(p) => {
                 let ports: Vec<String> = p.iter().map(u16::to_string).collect();
@@ -114,7 +119,7 @@ pub struct DriverConfig {
     pub upstream: Option<Interface>,
     /// How to capture.
     pub capture: CaptureMode,
-    /// Ports captured when raw sockets are not used.
+    /// Ports captured when packet sockets are not used.
     pub capture_ports: Vec<u16>,
     /// Events buffered per [`RelayHandle::events`] receiver before the oldest are lost.
     pub event_capacity: usize,
@@ -201,10 +206,16 @@ pub struct DriverStats {
     pub memberships: usize,
     /// The capture in use.
     pub capture: Capture,
-    /// Native multicast packets captured.
+    /// Native multicast datagrams captured and handed to the relay (a GSO super-packet counts as the
+    /// datagrams it is split into).
     pub captured: u64,
-    /// Captured packets that could not be rebuilt (IPv6 or port capture).
+    /// GSO super-packets split into datagrams.
+    pub capture_split: u64,
+    /// Captured packets dropped as malformed or unsupported (bad offload header, truncated, fragment,
+    /// datagram that could not be rebuilt by port capture).
     pub capture_invalid: u64,
+    /// Packets the kernel dropped before the packet sockets were read (receive buffer full).
+    pub capture_drops: u64,
     /// Native joins that failed.
     pub join_errors: u64,
     /// Datagrams the kernel refused to send (or no socket for the source address).
@@ -251,7 +262,7 @@ impl RelayHandle {
         &self.capture
     }
 
-    /// Problems met at start that did not stop the driver (e.g. no raw sockets).
+    /// Problems met at start that did not stop the driver (e.g. no packet sockets).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
@@ -320,7 +331,7 @@ struct Listener {
 
 /// What holds a native membership.
 enum Membership {
-    /// Raw capture: a socket that only holds the join (closing it leaves).
+    /// Packet capture: a socket that only holds the join (closing it leaves).
     Hold { _join: std::net::UdpSocket },
     /// Port capture: one joined, read socket per port.
     Ports(Vec<(u16, UdpSocket)>),
@@ -329,7 +340,9 @@ enum Membership {
 #[derive(Debug, Default)]
 struct Counters {
     captured: u64,
+    capture_split: u64,
     capture_invalid: u64,
+    capture_drops: u64,
     join_errors: u64,
     send_errors: u64,
     recv_errors: u64,
@@ -341,13 +354,14 @@ pub struct RelayDriver {
     listen: Vec<Listener>,
     upstream: Option<Interface>,
     capture: Capture,
-    raw_v4: Option<UdpSocket>,
-    raw_v6: Option<(RecvSocket, Box<RecvBatch>)>,
+    capture_sockets: Vec<PacketCapture>,
     joins: BTreeMap<Channel, Membership>,
     commands: mpsc::UnboundedReceiver<Command>,
     events: broadcast::Sender<DriverEvent>,
     buf: Vec<u8>,
-    packet: Vec<u8>,
+    frame: Vec<u8>,
+    segments: Segments,
+    packet_buf: Vec<u8>,
     message: Vec<u8>,
     counters: Counters,
 }
@@ -392,7 +406,7 @@ pub fn bind_with_rng(
         listen.push(Listener { local, socket });
     }
     let mut warnings = Vec::new();
-    let (capture, raw_v4, raw_v6) = open_capture(&config, &mut warnings)?;
+    let (capture, capture_sockets) = open_capture(&config, &mut warnings)?;
     let (commands_tx, commands) = mpsc::unbounded_channel();
     let (events, _) = broadcast::channel(config.event_capacity.max(1));
     let handle = RelayHandle {
@@ -407,13 +421,14 @@ pub fn bind_with_rng(
         listen,
         upstream: config.upstream,
         capture,
-        raw_v4,
-        raw_v6,
+        capture_sockets,
         joins: BTreeMap::new(),
         commands,
         events,
         buf: vec![0; 65_536],
-        packet: Vec::with_capacity(65_536),
+        frame: Vec::new(),
+        segments: Segments::new(),
+        packet_buf: Vec::with_capacity(65_536),
         message: Vec::with_capacity(65_536),
         counters: Counters::default(),
     };
@@ -437,21 +452,11 @@ fn listen_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(s.into())
 }
 
-fn open_raw(domain: Domain, device: &str) -> io::Result<Socket> {
-    let s = Socket::new(domain, Type::RAW, Some(Protocol::UDP))?;
-    s.bind_device(Some(device.as_bytes()))?;
-    // Best effort: a larger buffer rides out bursts.
-    let _ = s.set_recv_buffer_size(RAW_RECV_BUFFER);
-    s.set_nonblocking(true)?;
-    Ok(s)
-}
-
-type Opened = (Capture, Option<UdpSocket>, Option<(RecvSocket, Box<RecvBatch>)>);
+type Opened = (Capture, Vec<PacketCapture>);
 
 fn open_capture(config: &DriverConfig, warnings: &mut Vec<String>) -> Result<Opened, DriverError> {
-    let Some(upstream) = &config.upstream else { return Ok((Capture::None, None, None)) };
-    upstream.index().map_err(DriverError::Interface)?;
-    let device = upstream.name().map_err(DriverError::Interface)?;
+    let Some(upstream) = &config.upstream else { return Ok((Capture::None, Vec::new())) };
+    let ifindex = upstream.index().map_err(DriverError::Interface)?;
     let ports = || {
         let mut p = config.capture_ports.clone();
         p.sort_unstable();
@@ -459,40 +464,39 @@ fn open_capture(config: &DriverConfig, warnings: &mut Vec<String>) -> Result<Ope
         p
     };
     match config.capture {
-        CaptureMode::Off => return Ok((Capture::None, None, None)),
-        CaptureMode::Ports => return Ok((Capture::Ports(ports()), None, None)),
+        CaptureMode::Off => return Ok((Capture::None, Vec::new())),
+        CaptureMode::Ports => return Ok((Capture::Ports(ports()), Vec::new())),
         CaptureMode::Raw | CaptureMode::Auto => {}
     }
-    let v4 = open_raw(Domain::IPV4, &device).and_then(|s| UdpSocket::from_std(s.into()));
-    let v4 = match (v4, config.capture) {
+    let v4 = match (PacketCapture::open(ifindex, CaptureFamily::V4, CAPTURE_RECV_BUFFER), config.capture) {
         (Ok(s), _) => s,
-        (Err(error), CaptureMode::Raw) => return Err(DriverError::Capture { what: "raw IPv4", error }),
+        (Err(error), CaptureMode::Raw) => return Err(DriverError::Capture { what: "IPv4 packet", error }),
         (Err(error), _) => {
             let why = if error.kind() == io::ErrorKind::PermissionDenied {
-                "raw sockets are not permitted (needs CAP_NET_RAW)".to_owned()
+                "packet sockets are not permitted (needs CAP_NET_RAW)".to_owned()
             } else {
-                format!("cannot open a raw socket: {error}")
+                format!("cannot open a packet socket: {error}")
             };
             if config.capture_ports.is_empty() {
                 warnings.push(format!("{why}, and no capture port is given: no native data will be forwarded"));
-                return Ok((Capture::None, None, None));
+                return Ok((Capture::None, Vec::new()));
             }
             let p = ports();
             let list: Vec<String> = p.iter().map(u16::to_string).collect();
             warnings.push(format!("{why}: capturing only UDP ports {} of the joined groups", list.join(", ")));
-            return Ok((Capture::Ports(p), None, None));
+            return Ok((Capture::Ports(p), Vec::new()));
         }
     };
-    let v6 = open_raw(Domain::IPV6, &device).and_then(|s| RecvSocket::from_std(s.into()));
-    let v6 = match (v6, config.capture) {
-        (Ok(s), _) => Some((s, Box::new(RecvBatch::new()))),
-        (Err(error), CaptureMode::Raw) => return Err(DriverError::Capture { what: "raw IPv6", error }),
+    let mut sockets = vec![v4];
+    match (PacketCapture::open(ifindex, CaptureFamily::V6, CAPTURE_RECV_BUFFER), config.capture) {
+        (Ok(s), _) => sockets.push(s),
+        (Err(error), CaptureMode::Raw) => return Err(DriverError::Capture { what: "IPv6 packet", error }),
         (Err(error), _) => {
-            warnings.push(format!("cannot open the raw IPv6 capture socket ({error}): no native IPv6 data"));
-            None
+            warnings.push(format!("cannot open the IPv6 packet capture socket ({error}): no native IPv6 data"));
         }
-    };
-    Ok((Capture::Raw { ipv4: true, ipv6: v6.is_some() }, Some(v4), v6))
+    }
+    let ipv6 = sockets.len() == 2;
+    Ok((Capture::Raw { ipv4: true, ipv6 }, sockets))
 }
 
 enum Wake {
@@ -513,7 +517,7 @@ impl RelayDriver {
             self.flush().await;
             let deadline = self.relay.poll_timeout();
             let wake = {
-                let io = poll_fn(|cx| poll_io(cx, &self.listen, &self.raw_v4, &self.raw_v6, &self.joins));
+                let io = poll_fn(|cx| poll_io(cx, &self.listen, &self.capture_sockets, &self.joins));
                 tokio::select! {
                     c = self.commands.recv() => Wake::Command(c),
                     () = io => Wake::Io,
@@ -525,7 +529,8 @@ impl RelayDriver {
                 Wake::Command(Some(Command::Shutdown(reply))) => {
                     self.flush().await;
                     self.joins.clear();
-                    let _ = reply.send(self.stats());
+                    let stats = self.stats();
+                    let _ = reply.send(stats);
                     break;
                 }
                 Wake::Command(Some(c)) => self.command(c),
@@ -554,18 +559,24 @@ impl RelayDriver {
                 let _ = reply.send(());
             }
             Command::Stats(reply) => {
-                let _ = reply.send(self.stats());
+                let stats = self.stats();
+                let _ = reply.send(stats);
             }
             Command::Gateways(reply) => {
                 let _ = reply.send(self.relay.gateways());
             }
             Command::Shutdown(reply) => {
-                let _ = reply.send(self.stats());
+                let stats = self.stats();
+                let _ = reply.send(stats);
             }
         }
     }
 
-    fn stats(&self) -> DriverStats {
+    fn stats(&mut self) -> DriverStats {
+        for p in &self.capture_sockets {
+            // The kernel counts since the previous read.
+            self.counters.capture_drops += p.drops().unwrap_or(0);
+        }
         DriverStats {
             relay: self.relay.stats().clone(),
             gateways: self.relay.gateway_count(),
@@ -573,7 +584,9 @@ impl RelayDriver {
             memberships: self.joins.len(),
             capture: self.capture.clone(),
             captured: self.counters.captured,
+            capture_split: self.counters.capture_split,
             capture_invalid: self.counters.capture_invalid,
+            capture_drops: self.counters.capture_drops,
             join_errors: self.counters.join_errors,
             send_errors: self.counters.send_errors,
             recv_errors: self.counters.recv_errors,
@@ -666,40 +679,18 @@ impl RelayDriver {
                 }
             }
         }
-        self.drain_raw().await;
+        self.drain_capture().await;
         self.drain_ports().await;
     }
 
-    async fn drain_raw(&mut self) {
-        if let Some(raw) = &self.raw_v4 {
+    async fn drain_capture(&mut self) {
+        if !self.capture_sockets.is_empty() && self.frame.len() < CAPTURE_BUF {
+            self.frame.resize(CAPTURE_BUF, 0);
+        }
+        for i in 0..self.capture_sockets.len() {
             for _ in 0..BATCH {
-                match raw.try_recv_from(&mut self.buf) {
-                    Ok((n, _)) => {
-                        let packet = self.buf.get(..n).unwrap_or_default();
-                        if !is_ipv4_multicast(packet) {
-                            continue;
-                        }
-                        self.counters.captured += 1;
-                        let packet = match check_ipv4_udp(packet) {
-                            Some(UdpSum::Valid) => packet,
-                            Some(UdpSum::Partial(sum)) => {
-                                // Byte for byte, but with the checksum the sender's offload left undone.
-                                self.packet.clear();
-                                self.packet.extend_from_slice(packet);
-                                let at = usize::from(packet[0] & 0x0f) * 4 + 6;
-                                if let Some(f) = self.packet.get_mut(at..at + 2) {
-                                    f.copy_from_slice(&sum.to_be_bytes());
-                                }
-                                &self.packet
-                            }
-                            None => {
-                                self.counters.capture_invalid += 1;
-                                continue;
-                            }
-                        };
-                        let routes = self.relay.forward(Instant::now(), packet, &mut self.message);
-                        send_data(&self.listen, &self.message, routes, &mut self.counters).await;
-                    }
+                match self.capture_sockets[i].try_recv(&mut self.frame) {
+                    Ok(frame) => self.forward_captured(frame).await,
                     Err(e) => {
                         if e.kind() != io::ErrorKind::WouldBlock {
                             self.counters.recv_errors += 1;
@@ -709,30 +700,36 @@ impl RelayDriver {
                 }
             }
         }
-        if let Some((raw, batch)) = &mut self.raw_v6 {
-            match raw.try_recv_batch(batch) {
-                Ok(_) => {
-                    for d in batch.iter() {
-                        let Some(dst @ IpAddr::V6(g)) = d.destination else { continue };
-                        if !g.is_multicast() {
-                            continue;
-                        }
-                        self.counters.captured += 1;
-                        self.packet.clear();
-                        if rebuild_v6(d.source.ip(), dst, d.payload, &mut self.packet).is_err() {
-                            self.counters.capture_invalid += 1;
-                            continue;
-                        }
-                        let routes = self.relay.forward(Instant::now(), &self.packet, &mut self.message);
-                        send_data(&self.listen, &self.message, routes, &mut self.counters).await;
-                    }
+    }
+
+    /// Forwards the datagram(s) of the frame now in `self.frame`.
+    async fn forward_captured(&mut self, f: CapturedFrame) {
+        let bytes = self.frame.get(..f.len).unwrap_or_default();
+        let vnet = VnetHeader::parse(bytes).and_then(|h| h.after_link_header(f.network_offset));
+        let packet = bytes.get(VNET_HDR_LEN + f.network_offset..);
+        let (Some(vnet), Some(packet), false) = (vnet, packet, f.truncated) else {
+            self.counters.capture_invalid += 1;
+            return;
+        };
+        match relay_capture::split(&vnet, packet, &mut self.segments) {
+            Ok(Outcome::Ignored) => {}
+            Ok(Outcome::Whole(len)) => {
+                self.counters.captured += 1;
+                let packet = packet.get(..len).unwrap_or_default();
+                let routes = self.relay.forward(Instant::now(), packet, &mut self.message);
+                send_data(&self.listen, &self.message, routes, &mut self.counters).await;
+            }
+            Ok(outcome) => {
+                if matches!(outcome, Outcome::Split(_)) {
+                    self.counters.capture_split += 1;
                 }
-                Err(e) => {
-                    if e.kind() != io::ErrorKind::WouldBlock {
-                        self.counters.recv_errors += 1;
-                    }
+                for datagram in self.segments.iter() {
+                    self.counters.captured += 1;
+                    let routes = self.relay.forward(Instant::now(), datagram, &mut self.message);
+                    send_data(&self.listen, &self.message, routes, &mut self.counters).await;
                 }
             }
+            Err(_) => self.counters.capture_invalid += 1,
         }
     }
 
@@ -751,15 +748,15 @@ impl RelayDriver {
                                 continue;
                             }
                             self.counters.captured += 1;
-                            self.packet.clear();
+                            self.packet_buf.clear();
                             let to = SocketAddr::new(channel.group, *port);
                             let from = SocketAddr::new(from.ip().to_canonical(), from.port());
                             let payload = self.buf.get(..n).unwrap_or_default();
-                            if inner::build_udp(from, to, REBUILT_TTL, payload, &mut self.packet).is_err() {
+                            if inner::build_udp(from, to, REBUILT_TTL, payload, &mut self.packet_buf).is_err() {
                                 self.counters.capture_invalid += 1;
                                 continue;
                             }
-                            let routes = self.relay.forward(Instant::now(), &self.packet, &mut self.message);
+                            let routes = self.relay.forward(Instant::now(), &self.packet_buf, &mut self.message);
                             send_data(&self.listen, &self.message, routes, &mut self.counters).await;
                         }
                         Err(e) => {
@@ -773,83 +770,6 @@ impl RelayDriver {
             }
         }
     }
-}
-
-/// Whether a raw IPv4 read is an IPv4 packet to a multicast group.
-fn is_ipv4_multicast(packet: &[u8]) -> bool {
-    match packet.get(16..20) {
-        Some(&[a, b, c, d]) => packet[0] >> 4 == 4 && Ipv4Addr::new(a, b, c, d).is_multicast(),
-        _ => false,
-    }
-}
-
-/// What the UDP checksum of a captured datagram says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum UdpSum {
-    /// It verifies (or is absent: zero).
-    Valid,
-    /// It holds only the pseudo-header sum: the sender's checksum offload
-    /// left it for the NIC, which a virtual link (veth) never ran. The value
-    /// is the correct checksum.
-    Partial(u16),
-}
-
-/// The checksum state of `udp` (header + payload, exactly the UDP length)
-/// under `pseudo`; `None`: corrupt.
-fn udp_sum(pseudo: &[u8], udp: &[u8]) -> Option<UdpSum> {
-    let field = u16::from_be_bytes([*udp.get(6)?, *udp.get(7)?]);
-    if field == 0 || checksum::verify(&[pseudo, udp]) {
-        return Some(UdpSum::Valid);
-    }
-    // Partial: the field is the (uncomplemented) folded pseudo-header sum.
-    let partial = !checksum::internet_checksum(&[pseudo]);
-    let same = field == partial || (field | partial == 0xffff && field & partial == 0);
-    if !same {
-        return None;
-    }
-    let sum = match checksum::internet_checksum(&[pseudo, &udp[..6], &[0, 0], &udp[8..]]) {
-        0 => 0xffff,
-        s => s,
-    };
-    Some(UdpSum::Partial(sum))
-}
-
-/// Checks a raw IPv4 capture: IPv4, UDP, lengths consistent; the state of its UDP checksum.
-fn check_ipv4_udp(packet: &[u8]) -> Option<UdpSum> {
-    let ihl = usize::from(packet.first()? & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]));
-    if ihl < 20 || *packet.get(9)? != 17 || total > packet.len() || total < ihl + 8 {
-        return None;
-    }
-    let udp = packet.get(ihl..total)?;
-    let ulen = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
-    let udp = udp.get(..ulen).filter(|_| ulen >= 8)?;
-    let mut pseudo = [0u8; 12];
-    pseudo[..8].copy_from_slice(packet.get(12..20)?);
-    pseudo[9] = 17;
-    pseudo[10..].copy_from_slice(&udp[4..6]);
-    udp_sum(&pseudo, udp)
-}
-
-/// Rebuilds the IPv6 packet around what a raw IPv6 UDP socket delivers (UDP
-/// header + payload): source from recvfrom, destination from pktinfo. The
-/// original checksum must verify (or be a partial offload sum): the rebuilt
-/// packet gets a fresh one.
-fn rebuild_v6(source: IpAddr, destination: IpAddr, udp: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
-    let (IpAddr::V6(s), IpAddr::V6(d)) = (source, destination) else { return Err(()) };
-    let h: &[u8; 8] = udp.first_chunk().ok_or(())?;
-    let (sport, dport) = (u16::from_be_bytes([h[0], h[1]]), u16::from_be_bytes([h[2], h[3]]));
-    let len = usize::from(u16::from_be_bytes([h[4], h[5]]));
-    let udp = udp.get(..len).filter(|_| len >= 8).ok_or(())?;
-    let mut pseudo = [0u8; 40];
-    pseudo[..16].copy_from_slice(&s.octets());
-    pseudo[16..32].copy_from_slice(&d.octets());
-    pseudo[32..36].copy_from_slice(&(len as u32).to_be_bytes());
-    pseudo[39] = 17;
-    udp_sum(&pseudo, udp).ok_or(())?;
-    let payload = udp.get(8..).ok_or(())?;
-    inner::build_udp(SocketAddr::new(source, sport), SocketAddr::new(destination, dport), REBUILT_TTL, payload, out)
-        .map_err(|_| ())
 }
 
 /// The listening socket to send from: the one bound to `source`, else a
@@ -885,20 +805,17 @@ async fn send_data(listen: &[Listener], message: &[u8], routes: &[DataRoute], co
 fn poll_io(
     cx: &mut Context<'_>,
     listen: &[Listener],
-    raw_v4: &Option<UdpSocket>,
-    raw_v6: &Option<(RecvSocket, Box<RecvBatch>)>,
+    capture: &[PacketCapture],
     joins: &BTreeMap<Channel, Membership>,
 ) -> Poll<()> {
     let mut ready = false;
+    for c in capture {
+        // An error (none expected) is ready too: the read reports it.
+        ready |= c.poll_recv_ready(cx).is_ready();
+    }
     let mut poll = |s: &UdpSocket| ready |= s.poll_recv_ready(cx).is_ready();
     for l in listen {
         poll(&l.socket);
-    }
-    if let Some(s) = raw_v4 {
-        poll(s);
-    }
-    if let Some((s, _)) = raw_v6 {
-        poll(s.get_ref());
     }
     for m in joins.values() {
         if let Membership::Ports(sockets) = m {
@@ -920,79 +837,6 @@ async fn sleep_until(deadline: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn packet_v4(payload: &[u8]) -> Vec<u8> {
-        let mut p = Vec::new();
-        inner::build_udp("10.0.0.1:4000".parse().unwrap(), "232.1.1.1:5001".parse().unwrap(), 1, payload, &mut p)
-            .unwrap();
-        p
-    }
-
-    /// What a sender with checksum offload puts in the field: the folded pseudo-header sum.
-    fn partial_v4(p: &mut [u8]) {
-        let mut pseudo = [0u8; 12];
-        pseudo[..8].copy_from_slice(&p[12..20]);
-        pseudo[9] = 17;
-        pseudo[10..].copy_from_slice(&p[24..26]);
-        let partial = !checksum::internet_checksum(&[&pseudo]);
-        p[26..28].copy_from_slice(&partial.to_be_bytes());
-    }
-
-    #[test]
-    fn ipv4_checksums_valid_partial_and_corrupt() {
-        let p = packet_v4(b"hello, relay");
-        assert_eq!(check_ipv4_udp(&p), Some(UdpSum::Valid));
-        let good = u16::from_be_bytes([p[26], p[27]]);
-        let mut q = p.clone();
-        partial_v4(&mut q);
-        assert_eq!(check_ipv4_udp(&q), Some(UdpSum::Partial(good)));
-        let mut zero = p.clone();
-        zero[26..28].fill(0);
-        assert_eq!(check_ipv4_udp(&zero), Some(UdpSum::Valid), "zero: no checksum (IPv4)");
-        let mut bad = p.clone();
-        bad[30] ^= 0x40;
-        assert_eq!(check_ipv4_udp(&bad), None);
-        // Not UDP, truncated, inconsistent lengths.
-        let mut tcp = p.clone();
-        tcp[9] = 6;
-        assert_eq!(check_ipv4_udp(&tcp), None);
-        assert_eq!(check_ipv4_udp(&p[..20]), None);
-        assert_eq!(check_ipv4_udp(&p[..p.len() - 1]), None);
-        assert_eq!(check_ipv4_udp(&[]), None);
-        assert!(is_ipv4_multicast(&p));
-        let mut uni = p.clone();
-        uni[16] = 10;
-        assert!(!is_ipv4_multicast(&uni));
-        assert!(!is_ipv4_multicast(&p[..19]));
-    }
-
-    #[test]
-    fn ipv6_rebuild_keeps_the_udp_datagram() {
-        let (s, d) = (IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, 1]), IpAddr::from([0xff3e, 0, 0, 0, 0, 0, 0x8000, 1]));
-        let mut original = Vec::new();
-        inner::build_udp(SocketAddr::new(s, 4000), SocketAddr::new(d, 5001), 1, b"payload", &mut original).unwrap();
-        let udp = &original[40..];
-        let mut out = Vec::new();
-        rebuild_v6(s, d, udp, &mut out).unwrap();
-        assert_eq!(out, original, "same header fields: identical");
-        // A partial checksum is recomputed, a corrupt one refused, short input refused.
-        let mut pseudo = [0u8; 40];
-        pseudo[..16].copy_from_slice(&original[8..24]);
-        pseudo[16..32].copy_from_slice(&original[24..40]);
-        pseudo[32..36].copy_from_slice(&(udp.len() as u32).to_be_bytes());
-        pseudo[39] = 17;
-        let mut partial = udp.to_vec();
-        partial[6..8].copy_from_slice(&(!checksum::internet_checksum(&[&pseudo])).to_be_bytes());
-        out.clear();
-        rebuild_v6(s, d, &partial, &mut out).unwrap();
-        assert_eq!(out, original);
-        let mut bad = udp.to_vec();
-        bad[9] ^= 1;
-        assert!(rebuild_v6(s, d, &bad, &mut Vec::new()).is_err());
-        assert!(rebuild_v6(s, d, &udp[..7], &mut Vec::new()).is_err());
-        assert!(rebuild_v6(s, d, &udp[..udp.len() - 1], &mut Vec::new()).is_err());
-        assert!(rebuild_v6(IpAddr::from([10, 0, 0, 1]), d, udp, &mut Vec::new()).is_err());
-    }
 
     #[tokio::test]
     async fn replies_leave_from_the_socket_of_their_source_address() {

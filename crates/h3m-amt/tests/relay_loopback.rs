@@ -6,8 +6,10 @@
 //!   arrives byte-exact; a restart mid-stream is recovered from.
 //! - Network namespaces (root; `SKIP: ...` otherwise): a native multicast
 //!   sender (TTL 1) in a "source" namespace, the relay in a second one joining
-//!   natively on its upstream veth and capturing (raw sockets, or UDP ports),
-//!   the gateway in a third; IPv4 and IPv6 outer.
+//!   natively on its upstream veth and capturing (packet sockets, or UDP
+//!   ports), the gateway in a third; IPv4 and IPv6 outer. A sender using UDP
+//!   GSO too: the veth hands the relay each batch as one super-packet, which
+//!   must reach the gateway as the datagrams it was made of.
 //!
 //! Network safety: datagrams go only to 127.0.0.0/8 and ::1, or stay inside
 //! the namespaces these tests create (deleted on drop, also on panic);
@@ -22,7 +24,7 @@ use h3m_amt::gateway::{Gateway, GatewayConfig, RelayCandidate, SystemRng};
 use h3m_amt::relay::{Faults, RelayConfig, RelayEvent};
 use h3m_amt::relay_driver::{Capture, CaptureMode, DriverConfig, DriverEvent, RelayHandle, bind, spawn};
 use h3m_net::testns::{NetNs, skip_unless_root};
-use h3m_net::{Interface, MulticastConfig, open_sender};
+use h3m_net::{Interface, MulticastConfig, SendSocket, open_sender};
 use tokio::net::UdpSocket;
 
 const S: &str = "198.51.100.10";
@@ -407,4 +409,75 @@ fn netns_ipv6_data_in_ipv4_outer_raw_capture() {
 #[test]
 fn netns_ipv4_outer_port_capture() {
     netns_case("netns_ipv4_outer_port_capture", false, false, CaptureMode::Ports);
+}
+
+/// Datagram `i` of the GSO batch: 1200 octets, distinct.
+fn gso_payload(i: usize) -> Vec<u8> {
+    let mut p = format!("GSO-VECTOR seq={i:04} ").into_bytes();
+    p.extend((p.len()..1200).map(|j| ((i * 31 + j) % 251) as u8));
+    p
+}
+
+/// One `UDP_SEGMENT` send of 20 datagrams from the source namespace, once the
+/// relay has joined for the gateway: all 20 arrive, byte-exact and in order.
+fn netns_gso_case(test: &str, outer_v6: bool, data_v6: bool) {
+    if skip_unless_root(test) {
+        return;
+    }
+    const N: usize = 20;
+    let lab = Lab::new();
+    let (relay_addr, gw_bind) =
+        if outer_v6 { ("fd00:214:2::1", "[fd00:214:2::2]:0") } else { ("10.214.2.1", "10.214.2.2:0") };
+    let (source, group) = if data_v6 { ("fd00:214:1::1", "ff3e::8000:1") } else { ("10.214.1.1", "232.1.2.3") };
+    let (relay, relay_thread) = lab_relay(&lab, at(relay_addr, 2268), CaptureMode::Raw);
+    assert_eq!(relay.capture(), &Capture::Raw { ipv4: true, ipv6: true });
+    let gw_socket = lab.gw.run(|| std::net::UdpSocket::bind(gw_bind)).unwrap();
+    gw_socket.set_nonblocking(true).unwrap();
+    let dest = at(group, 5001);
+    let cfg = MulticastConfig::new(dest).with_source(ip(source)).with_interface(Interface::Name("s0".into()));
+    let sender_socket = lab.src.run(|| open_sender(&cfg)).unwrap().0;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut events = relay.events();
+        let sender = SendSocket::from_std(sender_socket).unwrap();
+        let from = sender.local_addr().unwrap();
+        assert!(sender.gso_segments(1200) >= N, "UDP GSO available: {} segments", sender.gso_segments(1200));
+        let socket = UdpSocket::from_std(gw_socket).unwrap();
+        let mut gw =
+            GwPump::new(GatewayConfig::new(vec![RelayCandidate { address: ip(relay_addr), discovery: true }]), socket);
+        gw.gw.subscribe(Instant::now(), Some(ip(source)), ip(group)).unwrap();
+        assert!(gw.run_until(Duration::from_secs(30), |g| g.gw.is_established()).await, "{:?}", gw.gw.stats());
+        // The Update is out; the Join event says the relay applied it.
+        let join = async {
+            loop {
+                if let DriverEvent::Relay(RelayEvent::Join { .. }) = events.recv().await.unwrap() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), join).await.expect("the relay joins");
+        let contents: Vec<u8> = (0..N).flat_map(gso_payload).collect();
+        sender.send_segments(dest, &contents, 1200).await.unwrap();
+        let ok = gw.run_until(Duration::from_secs(20), |g| g.got.len() >= N).await;
+        let stats = relay.stats().await.unwrap();
+        assert!(ok, "gateway got {} of {N}: {:?}\nrelay {stats:?}", gw.got.len(), gw.gw.stats());
+        let expected: Vec<Got> =
+            (0..N).map(|i| Got { source: from, destination: dest, ttl: 1, payload: gso_payload(i) }).collect();
+        assert_eq!(gw.got, expected);
+        assert!(stats.capture_split >= 1, "the batch reached the relay as a super-packet: {stats:?}");
+        assert_eq!((stats.captured, stats.capture_invalid, stats.send_errors), (N as u64, 0, 0), "{stats:?}");
+        assert_eq!((stats.relay.data_packets, stats.relay.data_invalid), (N as u64, 0));
+        relay.shutdown().await.unwrap();
+    });
+    relay_thread.join().unwrap();
+}
+
+#[test]
+fn netns_gso_batch_ipv4_is_split_into_its_datagrams() {
+    netns_gso_case("netns_gso_batch_ipv4_is_split_into_its_datagrams", false, false);
+}
+
+#[test]
+fn netns_gso_batch_ipv6_is_split_into_its_datagrams() {
+    netns_gso_case("netns_gso_batch_ipv6_is_split_into_its_datagrams", true, true);
 }

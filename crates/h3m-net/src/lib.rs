@@ -6,6 +6,8 @@
 //!   for receivers, IPv4 and IPv6. Problems that do not stop the socket come back as [`Warning`]s.
 //! * [`SendSocket`] / [`RecvSocket`]: tokio wrappers doing GSO batched sends and recvmmsg + GRO receives
 //!   through quinn-udp, with an allocation-free [`RecvBatch`].
+//! * [`PacketCapture`]: an `AF_PACKET` capture of an interface's multicast UDP with each frame's
+//!   virtio-net offload header (GSO segment size, pending checksum), for an AMT relay.
 //! * [`Pacer`]: a sans-IO token bucket in bits/s; [`parse_rate`] reads `"10M"`, `"1.5G"`, `"max"`.
 //! * `testns` (feature `test-support`): network-namespace and veth helpers for tests.
 #![warn(missing_docs)]
@@ -15,6 +17,7 @@ mod error;
 mod iface;
 mod io;
 mod pacer;
+mod packet;
 mod rate;
 mod socket;
 #[allow(unsafe_code)]
@@ -26,6 +29,7 @@ pub use error::{BufferKind, NetError, Warning, buffer_clamped};
 pub use iface::Interface;
 pub use io::{DEFAULT_SLOT_SIZE, MAX_UDP_PAYLOAD, RecvBatch, RecvDatagram, RecvSocket, SendSocket};
 pub use pacer::Pacer;
+pub use packet::{CaptureFamily, CapturedFrame, PacketCapture, VIRTIO_NET_HDR_LEN};
 pub use quinn_udp::BATCH_SIZE;
 pub use rate::{ParseRateError, parse_rate};
 pub use socket::{DEFAULT_RECV_BUFFER, MulticastConfig, open_receiver, open_sender};

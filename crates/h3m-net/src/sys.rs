@@ -1,4 +1,5 @@
-//! The only module with `unsafe`: thin wrappers over libc calls that socket2 does not offer.
+//! The only module with `unsafe`: thin wrappers over libc calls that socket2 does not offer (and the one
+//! tokio registration that needs an `unsafe` promise about a descriptor).
 //!
 //! Every function here validates or fully initialises what it hands to the kernel; the callers
 //! only see safe signatures.
@@ -161,4 +162,133 @@ pub(crate) fn setns_net(fd: BorrowedFd<'_>) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// `setsockopt(SOL_PACKET, name, value)` with an `int` value (`PACKET_VNET_HDR`, `PACKET_AUXDATA`, ...).
+pub(crate) fn set_packet_option(fd: BorrowedFd<'_>, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    setsockopt(fd, libc::SOL_PACKET, name, &value)
+}
+
+/// `bind(2)` of an `AF_PACKET` socket to EtherType `protocol` (host order) on interface `ifindex`.
+pub(crate) fn bind_packet(fd: BorrowedFd<'_>, protocol: u16, ifindex: u32) -> io::Result<()> {
+    let ifindex = libc::c_int::try_from(ifindex)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface index out of range"))?;
+    let addr = libc::sockaddr_ll {
+        sll_family: libc::AF_PACKET as libc::c_ushort,
+        sll_protocol: protocol.to_be(),
+        sll_ifindex: ifindex,
+        sll_hatype: 0,
+        sll_pkttype: 0,
+        sll_halen: 0,
+        sll_addr: [0; 8],
+    };
+    // SAFETY: `fd` is open for the duration of the borrow; `addr` is a fully initialised sockaddr_ll of the
+    // length passed, which the kernel only reads.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
+            mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// `getsockopt(SOL_PACKET, PACKET_STATISTICS)`: packets dropped by the kernel (receive buffer full) since
+/// the previous call (the kernel resets the counters on every read).
+pub(crate) fn packet_drops(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut stats = libc::tpacket_stats { tp_packets: 0, tp_drops: 0 };
+    let mut len = mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+    // SAFETY: `fd` is open; `stats` is writable for `len` bytes and `len` is a valid in/out length.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            &mut stats as *mut libc::tpacket_stats as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if rc == 0 { Ok(stats.tp_drops) } else { Err(io::Error::last_os_error()) }
+}
+
+/// What one [`recv_packet`] read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PacketRecv {
+    /// Octets written to the buffer.
+    pub(crate) len: usize,
+    /// The packet did not fit the buffer (`MSG_TRUNC`).
+    pub(crate) truncated: bool,
+    /// `sll_pkttype` (`PACKET_HOST`, `PACKET_MULTICAST`, `PACKET_OUTGOING`, ...).
+    pub(crate) pkttype: u8,
+    /// `tp_net` of the `PACKET_AUXDATA` control message (when enabled): where the network header starts
+    /// in the frame.
+    pub(crate) network_offset: Option<usize>,
+}
+
+/// Room for one `PACKET_AUXDATA` control message (CMSG_SPACE(20) = 40 on 64-bit), aligned like `cmsghdr`.
+#[repr(C, align(8))]
+struct AuxControl([u8; 64]);
+
+/// One non-blocking `recvmsg(2)` on an `AF_PACKET` socket into `buf`, with its link-layer address and
+/// `PACKET_AUXDATA`.
+pub(crate) fn recv_packet(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<PacketRecv> {
+    // SAFETY: sockaddr_ll and msghdr are plain old data; all-zero is a valid value of each.
+    let mut addr: libc::sockaddr_ll = unsafe { mem::zeroed() };
+    // SAFETY: as above.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    let mut control = AuxControl([0; 64]);
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    msg.msg_name = (&mut addr as *mut libc::sockaddr_ll).cast();
+    msg.msg_namelen = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    msg.msg_controllen = control.0.len() as _;
+    // SAFETY: `fd` is open for the duration of the borrow; every pointer in `msg` (name, the one iovec over
+    // `buf`, control) refers to live, writable memory of exactly the length given next to it, and nothing
+    // else accesses that memory during the call.
+    let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut network_offset = None;
+    let aux_len = mem::size_of::<libc::tpacket_auxdata>();
+    // SAFETY: `msg` was filled in by a successful recvmsg; msg_control / msg_controllen describe `control`
+    // (the kernel only lowers msg_controllen), so CMSG_FIRSTHDR / CMSG_NXTHDR return either null or a header
+    // lying within it.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !cmsg.is_null() {
+        // SAFETY: `cmsg` is non-null, points into `control` (aligned for cmsghdr) and the kernel wrote the header.
+        let header = unsafe { std::ptr::read_unaligned(cmsg) };
+        // SAFETY: CMSG_LEN is pure arithmetic.
+        let need = unsafe { libc::CMSG_LEN(aux_len as libc::c_uint) } as usize;
+        if header.cmsg_level == libc::SOL_PACKET
+            && header.cmsg_type == libc::PACKET_AUXDATA
+            && header.cmsg_len as usize >= need
+        {
+            // SAFETY: the control message is at least CMSG_LEN(sizeof tpacket_auxdata) long, so its data holds
+            // a whole tpacket_auxdata; read_unaligned copes with any alignment.
+            let aux = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::tpacket_auxdata) };
+            network_offset = Some(usize::from(aux.tp_net));
+        }
+        // SAFETY: `cmsg` is a valid header of `msg`'s control buffer (see above).
+        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+    }
+    Ok(PacketRecv {
+        len: n as usize,
+        truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
+        pkttype: addr.sll_pkttype,
+        network_offset,
+    })
+}
+
+/// Registers `socket` with the current tokio reactor for readability (`AsyncFd`; its safe constructor is
+/// deprecated since tokio 1.53 because an arbitrary `AsRawFd` type may close or swap its descriptor).
+pub(crate) fn register_readable(socket: socket2::Socket) -> io::Result<tokio::io::unix::AsyncFd<socket2::Socket>> {
+    // SAFETY: a socket2::Socket owns its descriptor: it stays open, and `as_raw_fd` keeps returning it,
+    // until the Socket is dropped, which happens only when the AsyncFd that now owns it is dropped (or
+    // hands it back with into_inner). Nothing here exposes a way to replace or close it.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(socket, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
 }

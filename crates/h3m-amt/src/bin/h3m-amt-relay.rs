@@ -25,9 +25,9 @@ const NAME: &str = "h3m-amt-relay";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum CaptureArg {
-    /// Raw sockets when permitted (every UDP port), else the --port ports.
+    /// Packet capture (AF_PACKET, needs CAP_NET_RAW: every UDP port of a joined group) when permitted, else the --port ports.
     Auto,
-    /// Raw sockets only.
+    /// Packet capture only (an error without CAP_NET_RAW).
     Raw,
     /// UDP sockets on the --port ports only.
     Ports,
@@ -59,7 +59,7 @@ struct Args {
     /// MAC secret rotation period, seconds (0: never); keep it above the query interval.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     secret_rotation: u64,
-    /// UDP port to capture when raw sockets are not permitted (repeatable).
+    /// UDP port to capture when packet capture is not permitted (repeatable).
     #[arg(long = "port", value_name = "P")]
     ports: Vec<u16>,
     /// How to capture native data.
