@@ -29,6 +29,22 @@ fn usage_errors_exit_2_and_name_the_flag() {
         (&["x", "--key", "00", "--iv", "00"], "--key/--iv need a --cipher-suite"),
         (&["x", "--cipher-suite", "1301", "--key", "0011", "--iv", "001122334455667788990011"], "--key/--iv"),
         (&["x", "--cipher-suite", "1301", "--key", "abc", "--iv", "00"], "--key: not an even number"),
+        (&["x", "--sign", "/nonexistent/key.pem"], "--sign /nonexistent/key.pem"),
+        (&["x", "--signature", "rfc9421"], "--sign <KEY.pem>"),
+        (
+            &["x", "--sign", concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/vectors/keys/ed25519.pub.pem")],
+            "no private key",
+        ),
+        (
+            &[
+                "x",
+                "--sign",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/vectors/keys/ed25519.key.pem"),
+                "--key-id",
+                "a\"b",
+            ],
+            "--key-id",
+        ),
     ];
     for (args, needle) in cases {
         let o = h3m_send(args);
