@@ -554,23 +554,7 @@ mod tests {
         assert_eq!(parse_udp(&out).unwrap().payload, payload);
     }
 
-    fn mcast_pair() -> impl Strategy<Value = (SocketAddr, SocketAddr)> {
-        prop_oneof![
-            (any::<[u8; 4]>(), any::<u16>(), 224u8..=239, any::<[u8; 3]>(), any::<u16>()).prop_map(
-                |(s, sp, g0, g, gp)| {
-                    (
-                        SocketAddr::new(IpAddr::V4(s.into()), sp),
-                        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(g0, g[0], g[1], g[2])), gp),
-                    )
-                }
-            ),
-            (any::<[u8; 16]>(), any::<u16>(), any::<[u8; 15]>(), any::<u16>()).prop_map(|(s, sp, g, gp)| {
-                let mut ga = [0xffu8; 16];
-                ga[1..].copy_from_slice(&g);
-                (SocketAddr::new(IpAddr::V6(s.into()), sp), SocketAddr::new(IpAddr::V6(ga.into()), gp))
-            }),
-        ]
-    }
+    use super::strategies::mcast_pair;
 
     proptest! {
         #[test]
@@ -605,5 +589,32 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+/// Proptest strategies shared by this crate's tests.
+#[cfg(test)]
+pub(crate) mod strategies {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+    use proptest::prelude::*;
+
+    /// A (source, multicast group) pair, IPv4 or IPv6, with ports.
+    pub(crate) fn mcast_pair() -> impl Strategy<Value = (SocketAddr, SocketAddr)> {
+        prop_oneof![
+            (any::<[u8; 4]>(), any::<u16>(), 224u8..=239, any::<[u8; 3]>(), any::<u16>()).prop_map(
+                |(s, sp, g0, g, gp)| {
+                    (
+                        SocketAddr::new(IpAddr::V4(s.into()), sp),
+                        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(g0, g[0], g[1], g[2])), gp),
+                    )
+                }
+            ),
+            (any::<[u8; 16]>(), any::<u16>(), any::<[u8; 15]>(), any::<u16>()).prop_map(|(s, sp, g, gp)| {
+                let mut ga = [0xffu8; 16];
+                ga[1..].copy_from_slice(&g);
+                (SocketAddr::new(IpAddr::V6(s.into()), sp), SocketAddr::new(IpAddr::V6(ga.into()), gp))
+            }),
+        ]
     }
 }

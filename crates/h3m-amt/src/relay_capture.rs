@@ -686,23 +686,7 @@ mod tests {
         assert!(matches!(err(&v6, &p6[..39]), CaptureError::Malformed(_)));
     }
 
-    fn mcast_pair() -> impl Strategy<Value = (SocketAddr, SocketAddr)> {
-        prop_oneof![
-            (any::<[u8; 4]>(), any::<u16>(), 224u8..=239, any::<[u8; 3]>(), any::<u16>()).prop_map(
-                |(s, sp, g0, g, gp)| {
-                    (
-                        SocketAddr::new(IpAddr::V4(s.into()), sp),
-                        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(g0, g[0], g[1], g[2])), gp),
-                    )
-                }
-            ),
-            (any::<[u8; 16]>(), any::<u16>(), any::<[u8; 15]>(), any::<u16>()).prop_map(|(s, sp, g, gp)| {
-                let mut ga = [0xffu8; 16];
-                ga[1..].copy_from_slice(&g);
-                (SocketAddr::new(IpAddr::V6(s.into()), sp), SocketAddr::new(IpAddr::V6(ga.into()), gp))
-            }),
-        ]
-    }
+    use crate::inner::strategies::mcast_pair;
 
     fn gso_header(csum_start: u16, gso_size: u16) -> VnetHeader {
         VnetHeader { flags: F_NEEDS_CSUM, gso_type: GSO_UDP_L4, hdr_len: 0, gso_size, csum_start, csum_offset: 6 }

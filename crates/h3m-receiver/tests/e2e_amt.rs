@@ -20,7 +20,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -152,31 +152,67 @@ fn small_tree(root: &Path, seed: u64) -> BTreeMap<String, (u64, String)> {
     tree_digests(root)
 }
 
+/// One transfer through a fresh lab: a random tree, an output directory, a
+/// port, and the logs of every process.
+struct Run {
+    lab: Lab,
+    logs: tempfile::TempDir,
+    tree: PathBuf,
+    expected: BTreeMap<String, (u64, String)>,
+    out: PathBuf,
+    port: u16,
+}
+
+impl Run {
+    fn new() -> Run {
+        let lab = Lab::new();
+        let logs = logs_dir();
+        let tree = logs.path().join("tree");
+        let expected = small_tree(&tree, random_u64());
+        let out = logs.path().join("out");
+        Run { lab, tree, expected, out, port: random_port(), logs }
+    }
+
+    fn logs(&self) -> &Path {
+        self.logs.path()
+    }
+
+    fn relay(&self, listen: &str, name: &str) -> Proc {
+        self.lab.start_relay(listen, self.logs(), name)
+    }
+
+    /// `h3m-recv --group G --source S` plus `amt` in the gateway namespace, once its tunnel is up.
+    fn receive(&self, group: &str, source: &str, amt: &[&str]) -> Proc {
+        start_amt_receiver(&self.lab, group, source, amt, self.port, &self.out, self.logs())
+    }
+
+    /// `h3m-send` of the tree in the source namespace, with further options.
+    fn send(&self, group: &str, source: &str, extra: &[&str]) -> Proc {
+        let args = send_args(group, source, self.port, &self.tree, extra);
+        Proc::spawn("h3m-send", Some(&self.lab.src), &h3m_send(), &args, self.logs(), Stdio::null())
+    }
+
+    /// Waits for the sender (it must succeed) and the receiver, which must have
+    /// written every file intact.
+    fn finish(&self, tx: Proc, recv: Proc) -> (Finished, Report) {
+        let sent = tx.wait(Duration::from_secs(90));
+        assert_eq!(sent.code, Some(0), "{}", show(&sent));
+        let f = recv.wait(Duration::from_secs(60));
+        let r = assert_all_intact(&f, &self.expected, &self.out);
+        (f, r)
+    }
+}
+
 fn tunnel_transfer(test: &str, group: &str, source: &str, relay: &str) {
     if skip_unless_root(test) {
         return;
     }
     let _serial = serial();
-    let lab = Lab::new();
-    let logs = logs_dir();
-    let tree = logs.path().join("tree");
-    let expected = small_tree(&tree, random_u64());
-    let out = logs.path().join("out");
-    let port = random_port();
-    let _relay = lab.start_relay(relay, logs.path(), "h3m-amt-relay");
-    let recv = start_amt_receiver(&lab, group, source, &["--amt", relay], port, &out, logs.path());
-    let tx = Proc::spawn(
-        "h3m-send",
-        Some(&lab.src),
-        &h3m_send(),
-        &send_args(group, source, port, &tree, &["--rate", "50M"]),
-        logs.path(),
-        Stdio::null(),
-    );
-    let sent = tx.wait(Duration::from_secs(60));
-    assert_eq!(sent.code, Some(0), "{}", show(&sent));
-    let f = recv.wait(Duration::from_secs(60));
-    let r = assert_all_intact(&f, &expected, &out);
+    let run = Run::new();
+    let _relay = run.relay(relay, "h3m-amt-relay");
+    let recv = run.receive(group, source, &["--amt", relay]);
+    let tx = run.send(group, source, &["--rate", "50M"]);
+    let (_, r) = run.finish(tx, recv);
     assert_eq!(r.count("dropped_protection"), 0);
 }
 
@@ -197,38 +233,22 @@ fn ipv4_session_through_an_ipv6_tunnel() {
 
 #[test]
 fn relay_restart_mid_transfer_is_survived_with_repeat() {
-    let test = "relay_restart_mid_transfer_is_survived_with_repeat";
-    if skip_unless_root(test) {
+    if skip_unless_root("relay_restart_mid_transfer_is_survived_with_repeat") {
         return;
     }
     let _serial = serial();
-    let lab = Lab::new();
-    let logs = logs_dir();
-    let tree = logs.path().join("tree");
-    let expected = small_tree(&tree, random_u64());
-    let out = logs.path().join("out");
-    let port = random_port();
-    let relay = lab.start_relay(RELAY_V4, logs.path(), "h3m-amt-relay-1");
-    let recv = start_amt_receiver(&lab, "232.1.1.3", SRC_V4, &["--amt", RELAY_V4], port, &out, logs.path());
+    let run = Run::new();
+    let relay = run.relay(RELAY_V4, "h3m-amt-relay-1");
+    let recv = run.receive("232.1.1.3", SRC_V4, &["--amt", RELAY_V4]);
     // About 3.4 MiB per pass at 12 Mbit/s: 2.4 s a pass, five passes.
-    let tx = Proc::spawn(
-        "h3m-send",
-        Some(&lab.src),
-        &h3m_send(),
-        &send_args("232.1.1.3", SRC_V4, port, &tree, &["--rate", "12M", "--repeat", "5"]),
-        logs.path(),
-        Stdio::null(),
-    );
+    let tx = run.send("232.1.1.3", SRC_V4, &["--rate", "12M", "--repeat", "5"]);
     std::thread::sleep(Duration::from_millis(1200));
     // The relay process dies mid-pass (SIGKILL: no goodbye of any kind) and a
     // new one, with a new secret and no state, starts a second later.
     drop(relay);
     std::thread::sleep(Duration::from_secs(1));
-    let _relay2 = lab.start_relay(RELAY_V4, logs.path(), "h3m-amt-relay-2");
-    let sent = tx.wait(Duration::from_secs(90));
-    assert_eq!(sent.code, Some(0), "{}", show(&sent));
-    let f = recv.wait(Duration::from_secs(60));
-    let r = assert_all_intact(&f, &expected, &out);
+    let _relay2 = run.relay(RELAY_V4, "h3m-amt-relay-2");
+    let (f, r) = run.finish(tx, recv);
     // The restart really cut the flow: the gateway's watchdog noticed and the
     // new relay was asked again (its log says so).
     assert!(f.stderr.contains("amt: no data for"), "the gateway should report the gap:\n{}", f.stderr);
@@ -275,35 +295,17 @@ fn driad_responder(ns: &NetNs, source: IpAddr, relay: Ipv4Addr) -> (SocketAddr, 
 
 #[test]
 fn amt_auto_finds_the_relay_with_driad() {
-    let test = "amt_auto_finds_the_relay_with_driad";
-    if skip_unless_root(test) {
+    if skip_unless_root("amt_auto_finds_the_relay_with_driad") {
         return;
     }
     let _serial = serial();
-    let lab = Lab::new();
-    let logs = logs_dir();
-    let tree = logs.path().join("tree");
-    let expected = small_tree(&tree, random_u64());
-    let out = logs.path().join("out");
-    let port = random_port();
-    let (dns, queries) = driad_responder(&lab.gw, SRC_V4.parse().unwrap(), RELAY_V4.parse().unwrap());
-    let _relay = lab.start_relay(RELAY_V4, logs.path(), "h3m-amt-relay");
-    let dns = dns.to_string();
-    let recv =
-        start_amt_receiver(&lab, "232.1.1.4", SRC_V4, &["--amt", "auto", "--amt-dns", &dns], port, &out, logs.path());
+    let run = Run::new();
+    let (dns, queries) = driad_responder(&run.lab.gw, SRC_V4.parse().unwrap(), RELAY_V4.parse().unwrap());
+    let _relay = run.relay(RELAY_V4, "h3m-amt-relay");
+    let recv = run.receive("232.1.1.4", SRC_V4, &["--amt", "auto", "--amt-dns", &dns.to_string()]);
     assert!(queries.load(Ordering::Relaxed) >= 1, "the receiver asked the DNS");
-    let tx = Proc::spawn(
-        "h3m-send",
-        Some(&lab.src),
-        &h3m_send(),
-        &send_args("232.1.1.4", SRC_V4, port, &tree, &["--rate", "50M"]),
-        logs.path(),
-        Stdio::null(),
-    );
-    let sent = tx.wait(Duration::from_secs(60));
-    assert_eq!(sent.code, Some(0), "{}", show(&sent));
-    let f = recv.wait(Duration::from_secs(60));
-    assert_all_intact(&f, &expected, &out);
+    let tx = run.send("232.1.1.4", SRC_V4, &["--rate", "50M"]);
+    let (f, _) = run.finish(tx, recv);
     assert!(f.stderr.contains(&format!("advertised relay {RELAY_V4}")), "{}", f.stderr);
 }
 
@@ -325,30 +327,15 @@ fn interop_with_another_relay_from_amt_relay_bin() {
         return;
     }
     let _serial = serial();
-    let lab = Lab::new();
-    lab.src.ip(&["link", "set", "h3m-s", "gso_max_segs", "1"]).unwrap();
-    let logs = logs_dir();
-    let tree = logs.path().join("tree");
-    let expected = small_tree(&tree, random_u64());
-    let out = logs.path().join("out");
-    let port = random_port();
+    let run = Run::new();
+    run.lab.src.ip(&["link", "set", "h3m-s", "gso_max_segs", "1"]).unwrap();
     let args =
         ["-d", "-e", "-n", "inet", "-l", "inet", "-c", "h3m-r0", "-a", RELAY_V4, "-r", RELAY_V4, "-s", "10.214.1.2"];
-    let mut relay = Proc::spawn("amtrelayd", Some(&lab.relay), Path::new(&bin), &args, logs.path(), Stdio::null());
+    let mut relay = Proc::spawn("amtrelayd", Some(&run.lab.relay), Path::new(&bin), &args, run.logs(), Stdio::null());
     relay.wait_bound(2268);
-    let recv = start_amt_receiver(&lab, "232.1.1.5", SRC_V4, &["--amt", RELAY_V4], port, &out, logs.path());
-    let tx = Proc::spawn(
-        "h3m-send",
-        Some(&lab.src),
-        &h3m_send(),
-        &send_args("232.1.1.5", SRC_V4, port, &tree, &["--rate", "20M"]),
-        logs.path(),
-        Stdio::null(),
-    );
-    let sent = tx.wait(Duration::from_secs(60));
-    assert_eq!(sent.code, Some(0), "{}", show(&sent));
-    let f = recv.wait(Duration::from_secs(60));
-    assert_all_intact(&f, &expected, &out);
+    let recv = run.receive("232.1.1.5", SRC_V4, &["--amt", RELAY_V4]);
+    let tx = run.send("232.1.1.5", SRC_V4, &["--rate", "20M"]);
+    run.finish(tx, recv);
 }
 
 /// The local UDP port of process `pid`'s socket connected to `peer` (IPv4),
@@ -396,32 +383,17 @@ fn nat_rebinding_mid_transfer_is_survived() {
         return;
     }
     let _serial = serial();
-    let lab = Lab::new();
-    let logs = logs_dir();
-    let tree = logs.path().join("tree");
-    let expected = small_tree(&tree, random_u64());
-    let out = logs.path().join("out");
-    let port = random_port();
-    let _relay = lab.start_relay(RELAY_V4, logs.path(), "h3m-amt-relay");
-    let recv = start_amt_receiver(&lab, "232.1.1.6", SRC_V4, &["--amt", RELAY_V4], port, &out, logs.path());
+    let run = Run::new();
+    let _relay = run.relay(RELAY_V4, "h3m-amt-relay");
+    let recv = run.receive("232.1.1.6", SRC_V4, &["--amt", RELAY_V4]);
     let private = local_port_towards(recv.pid(), SocketAddr::new(RELAY_V4.parse().unwrap(), 2268))
         .expect("the receiver's tunnel socket");
     let public = if private == 40_002 { 40_003 } else { 40_002 };
     // About 3.4 MiB per pass at 12 Mbit/s: 2.4 s a pass, six passes.
-    let tx = Proc::spawn(
-        "h3m-send",
-        Some(&lab.src),
-        &h3m_send(),
-        &send_args("232.1.1.6", SRC_V4, port, &tree, &["--rate", "12M", "--repeat", "6"]),
-        logs.path(),
-        Stdio::null(),
-    );
+    let tx = run.send("232.1.1.6", SRC_V4, &["--rate", "12M", "--repeat", "6"]);
     std::thread::sleep(Duration::from_millis(1200));
-    nft_in(&lab.gw, &nat_rebind_ruleset(private, public));
-    let sent = tx.wait(Duration::from_secs(90));
-    assert_eq!(sent.code, Some(0), "{}", show(&sent));
-    let f = recv.wait(Duration::from_secs(60));
-    assert_all_intact(&f, &expected, &out);
+    nft_in(&run.lab.gw, &nat_rebind_ruleset(private, public));
+    let (f, _) = run.finish(tx, recv);
     // The relay reported the new address (G flag); the gateway tore the old
     // tunnel down and carried on.
     let changed = format!("changed from 10.214.2.2:{private} to 10.214.2.2:{public}");
