@@ -37,6 +37,8 @@ pub struct Tunnel {
     v6: Option<Peer>,
     buf: Box<[u8]>,
     send_errors: u64,
+    recv_buffer: Option<usize>,
+    warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for Tunnel {
@@ -61,6 +63,8 @@ impl Tunnel {
             v6: None,
             buf: vec![0u8; 65_536].into_boxed_slice(),
             send_errors: 0,
+            recv_buffer: Some(h3m_net::DEFAULT_RECV_BUFFER),
+            warnings: Vec::new(),
         }
     }
 
@@ -71,6 +75,19 @@ impl Tunnel {
             IpAddr::V6(a) => self.bind_v6 = a,
         }
         self
+    }
+
+    /// Asks for this socket receive buffer (`None`: the system default). The
+    /// default is the multicast receivers' ([`h3m_net::DEFAULT_RECV_BUFFER`]):
+    /// a relay forwards bursts as fast as they arrive.
+    pub fn recv_buffer(mut self, bytes: Option<usize>) -> Self {
+        self.recv_buffer = bytes;
+        self
+    }
+
+    /// Socket warnings so far (e.g. a receive buffer clamped by the kernel), taken.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     /// The state machine (counters, relay, channels).
@@ -113,8 +130,14 @@ impl Tunnel {
             let bind = if ipv6 { IpAddr::V6(self.bind_v6) } else { IpAddr::V4(self.bind_v4) };
             let slot = if ipv6 { &mut self.v6 } else { &mut self.v4 };
             if slot.is_none() {
-                match UdpSocket::bind(SocketAddr::new(bind, 0)).await {
-                    Ok(socket) => *slot = Some(Peer { socket, connected: None }),
+                let opened = h3m_net::open_unicast(SocketAddr::new(bind, 0), self.recv_buffer)
+                    .map_err(io::Error::other)
+                    .and_then(|(s, w)| Ok((UdpSocket::from_std(s)?, w)));
+                match opened {
+                    Ok((socket, warnings)) => {
+                        self.warnings.extend(warnings.iter().map(ToString::to_string));
+                        *slot = Some(Peer { socket, connected: None });
+                    }
                     Err(_) => {
                         // No socket of this family (e.g. IPv6 disabled): like
                         // an unreachable relay, the gateway moves on.

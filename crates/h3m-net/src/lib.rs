@@ -32,4 +32,4 @@ pub use pacer::Pacer;
 pub use packet::{CaptureFamily, CapturedFrame, PacketCapture, VIRTIO_NET_HDR_LEN};
 pub use quinn_udp::BATCH_SIZE;
 pub use rate::{ParseRateError, parse_rate};
-pub use socket::{DEFAULT_RECV_BUFFER, MulticastConfig, open_receiver, open_sender};
+pub use socket::{DEFAULT_RECV_BUFFER, MulticastConfig, open_receiver, open_sender, open_unicast};

@@ -135,6 +135,20 @@ fn iface_index(interface: Option<&Interface>) -> Result<u32, NetError> {
     interface.map_or(Ok(0), Interface::index)
 }
 
+/// Opens a unicast UDP socket bound to `local` (port 0: any), non-blocking, with a receive buffer of
+/// `recv_buffer` bytes when given (`SO_RCVBUFFORCE` first, as for multicast receivers; a clamp is a
+/// warning). For unicast tunnels that carry a multicast stream, such as an AMT gateway's.
+pub fn open_unicast(local: SocketAddr, recv_buffer: Option<usize>) -> Result<(UdpSocket, Vec<Warning>), NetError> {
+    let socket = new_socket(&local)?;
+    let mut warnings = Vec::new();
+    if let Some(bytes) = recv_buffer {
+        set_buffer(&socket, BufferKind::Receive, bytes, &mut warnings)?;
+    }
+    bind(&socket, local)?;
+    socket.set_nonblocking(true).map_err(NetError::opt("O_NONBLOCK"))?;
+    Ok((socket.into(), warnings))
+}
+
 /// Opens a sender socket for `cfg`: bound to `source` (port 0) when given, else to the wildcard address;
 /// outgoing multicast interface, TTL / hop limit, loopback and send buffer set; non-blocking.
 ///

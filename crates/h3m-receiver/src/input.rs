@@ -137,7 +137,9 @@ impl Input {
     /// Log lines about the tunnel (relay found, connected, lost, ...), in order.
     pub fn log_lines(&mut self) -> Vec<String> {
         let Input::Amt { tunnel, .. } = self else { return Vec::new() };
-        std::iter::from_fn(|| tunnel.poll_event()).map(|e| describe(&e)).collect()
+        let mut lines: Vec<String> = tunnel.take_warnings().into_iter().map(|w| format!("warning: amt: {w}")).collect();
+        lines.extend(std::iter::from_fn(|| tunnel.poll_event()).map(|e| describe(&e)));
+        lines
     }
 
     /// The tunnel's counters (`None` for native reception).
