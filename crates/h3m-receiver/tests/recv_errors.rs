@@ -377,3 +377,24 @@ fn unusable_output_dir_exits_4() {
     }
     std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+#[test]
+fn amt_usage_errors_exit_2() {
+    let out = tempfile::tempdir().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--group", "232.1.1.1", "--amt", "232.1.1.1"], "neither `auto` nor a unicast IP address"),
+        (&["--group", "232.1.1.1", "--amt", "relay.example"], "neither `auto` nor a unicast IP address"),
+        (&["--group", "232.1.1.1", "--amt", "0.0.0.0"], "neither `auto` nor a unicast IP address"),
+        (&["--group", "232.1.1.1", "--amt", "192.0.2.1", "--amt-dns", "127.0.0.1"], "--amt-dns needs --amt auto"),
+        (&["--group", "232.1.1.1", "--amt-dns", "127.0.0.1"], "--amt-dns needs --amt auto"),
+        (&["--group", "232.1.1.1", "--amt", "auto", "--amt-dns", "nameserver"], "not an address"),
+    ];
+    for (args, needle) in cases {
+        let output =
+            Command::new(env!("CARGO_BIN_EXE_h3m-recv")).args(*args).arg("--out").arg(out.path()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr:?} lacks {needle:?}");
+    }
+    assert!(names(out.path()).is_empty(), "nothing written");
+}
