@@ -312,7 +312,7 @@ fn amt_auto_finds_the_relay_with_driad() {
 /// Optional interop: our gateway (`h3m-recv --amt`) against another relay,
 /// e.g. amtrelayd (GrumpyOldTroll/amtrelayd), given as `AMT_RELAY_BIN`. It is
 /// started in the relay namespace with amtrelayd's command line (see
-/// `../shared/docs/amt.md` §12): `-d -e -n inet -l inet -c h3m-r0 -a RELAY -r
+/// the AMT notes (amt.md §12) of the reference material): `-d -e -n inet -l inet -c h3m-r0 -a RELAY -r
 /// RELAY -s 10.214.1.2`. amtrelayd captures with AF_PACKET and forwards what
 /// it sees, so the source's veth is told to segment in software
 /// (`gso_max_segs 1`): otherwise it would forward GSO super-packets whole.
