@@ -185,10 +185,13 @@ async fn run_with(opts: &LiveOptions, reporter: &mut Reporter<'_>) -> Outcome {
             Interrupted,
         }
         let wake = {
+            // One clock read per batch, taken when its first datagram is handed over.
+            let mut batch_time = None;
             let mut deliver = |payload: &[u8]| {
                 counters.records += 1;
                 counters.udp_datagrams += 1;
-                session.receiver.handle_datagram(Instant::now(), payload);
+                let now = *batch_time.get_or_insert_with(Instant::now);
+                session.receiver.handle_datagram(now, payload);
                 session.drain();
                 // Only a packet of this session starts the receiver's own idle timer.
                 got_any |= session.receiver.stats().packets > 0;
