@@ -15,6 +15,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -496,6 +497,16 @@ fn loopback_group() -> String {
     format!("239.255.{}.{}", r % 256, 1 + (r >> 8) % 254)
 }
 
+/// The receiver of the loopback tests (`--watch`, `--stdin`): any source, 10 s idle timeout.
+fn loopback_recv_spec<'a>(side: Side<'a>, group: &'a str, port: u16, sid: &'a str, out: &'a Path) -> RecvSpec<'a> {
+    RecvSpec { name: "h3m-recv", side, group, port, source: None, session_id: sid, out, idle_timeout: "10" }
+}
+
+/// The sender of the loopback tests at 50 Mbit/s, without PATHs or options.
+fn loopback_send_spec<'a>(side: Side<'a>, group: &'a str, port: u16, sid: &'a str) -> SendSpec<'a> {
+    SendSpec { side, group, port, source: None, session_id: sid, rate: "50M", extra: Vec::new() }
+}
+
 #[test]
 fn watch_publishes_new_files() {
     let _serial = serial();
@@ -511,27 +522,10 @@ fn watch_publishes_new_files() {
     let group = loopback_group();
     let port = random_port();
     let sid = random_session_id();
-    let rx = start_receiver(
-        &RecvSpec {
-            name: "h3m-recv",
-            side,
-            group: &group,
-            port,
-            source: None,
-            session_id: &sid,
-            out: &out,
-            idle_timeout: "10",
-        },
-        tmp.path(),
-    );
+    let rx = start_receiver(&loopback_recv_spec(side, &group, port, &sid, &out), tmp.path());
     let spec = SendSpec {
-        side,
-        group: &group,
-        port,
-        source: None,
-        session_id: &sid,
-        rate: "50M",
         extra: vec!["--watch".into(), dir.to_string_lossy().into_owned(), "--duration".into(), "6".into()],
+        ..loopback_send_spec(side, &group, port, &sid)
     };
     let tx = Proc::spawn("h3m-send", side.ns, &send_bin(), &sender_args(&spec), tmp.path(), Stdio::null());
     // Each new file is written in two steps with a pause shorter than the watch interval (0.5 s): the
@@ -589,27 +583,10 @@ fn stdin_pipe_arrives_whole() {
     let group = loopback_group();
     let port = random_port();
     let sid = random_session_id();
-    let rx = start_receiver(
-        &RecvSpec {
-            name: "h3m-recv",
-            side,
-            group: &group,
-            port,
-            source: None,
-            session_id: &sid,
-            out: &out,
-            idle_timeout: "10",
-        },
-        tmp.path(),
-    );
+    let rx = start_receiver(&loopback_recv_spec(side, &group, port, &sid, &out), tmp.path());
     let spec = SendSpec {
-        side,
-        group: &group,
-        port,
-        source: None,
-        session_id: &sid,
-        rate: "50M",
         extra: vec!["--stdin".into(), "--path".into(), "live/feed.bin".into()],
+        ..loopback_send_spec(side, &group, port, &sid)
     };
     let mut tx = Proc::spawn("h3m-send", side.ns, &send_bin(), &sender_args(&spec), tmp.path(), Stdio::piped());
     let mut stdin = tx.child().stdin.take().expect("stdin");
