@@ -98,6 +98,23 @@ impl Rng for SystemRng {
     }
 }
 
+/// A small deterministic generator (xorshift32): reproducible nonces and
+/// jitter for simulations, tests and benchmarks. Not for real tunnels (use
+/// [`SystemRng`]); a zero seed is replaced by 1.
+#[derive(Debug, Clone)]
+pub struct XorShiftRng(pub u32);
+
+impl Rng for XorShiftRng {
+    fn next_u32(&mut self) -> u32 {
+        let mut x = if self.0 == 0 { 1 } else { self.0 };
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.0 = x;
+        x
+    }
+}
+
 /// A relay address to try, in the order the driver found them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RelayCandidate {

@@ -1209,19 +1209,7 @@ mod tests {
         (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
-    /// xorshift32, deterministic.
-    struct TestRng(u32);
-
-    impl Rng for TestRng {
-        fn next_u32(&mut self) -> u32 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            self.0 = x;
-            x
-        }
-    }
+    use crate::gateway::XorShiftRng as TestRng;
 
     /// The `n`th secret (0 = the first) the relay draws from `TestRng(SEED)`.
     fn secret(n: usize) -> [u8; 32] {

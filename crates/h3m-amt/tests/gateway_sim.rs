@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use h3m_amt::gateway::{
-    Gateway, GatewayConfig, GatewayEvent, LossReason, RelayCandidate, Rng, SubscribeError, Transmit,
+    Gateway, GatewayConfig, GatewayEvent, LossReason, RelayCandidate, Rng, SubscribeError, Transmit, XorShiftRng,
 };
 use h3m_amt::inner;
 use h3m_amt::membership::{self, QueryParams, RecordType};
@@ -26,9 +26,9 @@ fn at(ip_: &str, port: u16) -> SocketAddr {
     SocketAddr::new(ip(ip_), port)
 }
 
-/// A deterministic generator (xorshift32); `zero_first` yields 0 once first.
+/// A deterministic generator; `zero_first` yields 0 once first.
 struct TestRng {
-    state: u32,
+    state: XorShiftRng,
     zero_first: bool,
 }
 
@@ -37,17 +37,12 @@ impl Rng for TestRng {
         if std::mem::take(&mut self.zero_first) {
             return 0;
         }
-        let mut x = self.state;
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        self.state = x;
-        x
+        self.state.next_u32()
     }
 }
 
 fn gateway(config: GatewayConfig) -> Gateway {
-    Gateway::new(config, Box::new(TestRng { state: 0x1234_5678, zero_first: false }))
+    Gateway::new(config, Box::new(TestRng { state: XorShiftRng(0x1234_5678), zero_first: false }))
 }
 
 fn anycast() -> GatewayConfig {
@@ -199,7 +194,7 @@ fn nothing_is_sent_without_a_subscription_and_bad_channels_are_refused() {
 #[test]
 fn nonces_are_never_zero() {
     let t0 = Instant::now();
-    let mut gw = Gateway::new(anycast(), Box::new(TestRng { state: 99, zero_first: true }));
+    let mut gw = Gateway::new(anycast(), Box::new(TestRng { state: XorShiftRng(99), zero_first: true }));
     gw.subscribe(t0, Some(ip(S)), ip(G1)).unwrap();
     let (_, disc) = only(&mut gw);
     assert_ne!(discovery_nonce(&disc), 0);

@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use h3m_amt::gateway::{Gateway, GatewayConfig, GatewayEvent, LossReason, RelayCandidate, Rng};
+use h3m_amt::gateway::{Gateway, GatewayConfig, GatewayEvent, LossReason, RelayCandidate};
 use h3m_amt::relay::{Faults, LeaveReason, Relay, RelayConfig, RelayEvent};
 
 const DISCOVERY: &str = "192.52.193.1";
@@ -34,19 +34,7 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-/// xorshift32, deterministic.
-struct TestRng(u32);
-
-impl Rng for TestRng {
-    fn next_u32(&mut self) -> u32 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        self.0 = x;
-        x
-    }
-}
+use h3m_amt::gateway::XorShiftRng as TestRng;
 
 fn payload(seq: u32) -> Vec<u8> {
     let mut p = format!("AMT-SIM seq={seq:06} ").into_bytes();
