@@ -117,6 +117,8 @@ fn answers_discovery_and_exits_cleanly_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0));
-    let rest: Vec<String> = rx.try_iter().collect();
+    // The reader thread may still be forwarding the last lines: read until it
+    // ends (end of the child's stderr), not just what has arrived so far.
+    let rest: Vec<String> = std::iter::from_fn(|| rx.recv_timeout(Duration::from_secs(10)).ok()).collect();
     assert!(rest.iter().any(|l| l.contains("stopped;")), "{rest:?}");
 }
