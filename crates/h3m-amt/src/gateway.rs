@@ -60,7 +60,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::inner::{self, InnerDatagram};
+use crate::inner::{self, InnerDatagram, InnerError};
 use crate::membership::{self, GroupRecord, RecordType};
 use crate::message::{AMT_PORT, ANYCAST_V4, ANYCAST_V6, Message, ResponseMac};
 
@@ -259,8 +259,9 @@ pub enum GatewayEvent {
     },
     /// Subscribed channels saw no data for the watchdog's timeout.
     DataAbsent {
-        /// How long nothing arrived.
-        idle: Duration,
+        /// How long ago the last datagram of a subscribed channel arrived;
+        /// `None`: none ever did.
+        idle: Option<Duration>,
     },
 }
 
@@ -304,8 +305,13 @@ pub struct GatewayStats {
     pub data_bytes: u64,
     /// Data for a channel nobody subscribed to.
     pub data_unsubscribed: u64,
-    /// Data whose inner packet was not a valid multicast UDP datagram (incl. fragments).
+    /// Data whose inner packet was not a valid multicast UDP datagram (incl.
+    /// fragments and bad checksums).
     pub data_invalid: u64,
+    /// Of `data_invalid`: inner packets with a bad IPv4 header or UDP checksum
+    /// (or a zero IPv6 UDP checksum), e.g. forwarded by a relay from a source
+    /// whose checksums were left to an offloading NIC that never filled them in.
+    pub data_bad_checksum: u64,
     /// Datagrams that are not valid AMT messages.
     pub malformed: u64,
     /// Messages a gateway never receives (Discovery, Request, Update, Teardown).
@@ -682,8 +688,11 @@ impl Gateway {
         }
         let d = match inner::parse_udp(packet) {
             Ok(d) => d,
-            Err(_) => {
+            Err(e) => {
                 self.stats.data_invalid += 1;
+                if matches!(e, InnerError::UdpChecksum | InnerError::HeaderChecksum | InnerError::ZeroUdpChecksum) {
+                    self.stats.data_bad_checksum += 1;
+                }
                 return None;
             }
         };
@@ -929,7 +938,7 @@ impl Gateway {
             return;
         }
         self.stats.watchdog_fired += 1;
-        let idle = now.saturating_duration_since(self.last_data.unwrap_or(now));
+        let idle = self.last_data.map(|last| now.saturating_duration_since(last));
         self.events.push_back(GatewayEvent::DataAbsent { idle });
         self.watchdog_exp = (self.watchdog_exp + 1).min(16);
         self.arm_watchdog(now);

@@ -78,9 +78,16 @@
 //!
 //! # Bounds and faults
 //!
-//! [`RelayConfig::max_gateways`], [`RelayConfig::max_channels_per_gateway`] and
-//! [`RelayConfig::max_sources_per_record`] bound the state; what exceeds them
-//! is refused and counted ([`RelayStats`]). [`Faults`] (set with
+//! [`RelayConfig::max_gateways`], [`RelayConfig::max_gateways_per_source`]
+//! (gateways from one IP address, whatever their ports),
+//! [`RelayConfig::max_channels_per_gateway`], [`RelayConfig::max_channels`]
+//! (across gateways), [`RelayConfig::max_sources_per_record`] and the memory
+//! budget [`RelayConfig::max_state_bytes`] bound the state; what exceeds them
+//! is refused and counted ([`RelayStats`]), and a Request from a gateway that
+//! could not be admitted is answered with the L flag. The budget is checked
+//! against [`Relay::state_bytes`], an upper bound of the heap the membership
+//! state takes ([`GATEWAY_STATE_BYTES`], [`GROUP_STATE_BYTES`],
+//! [`CHANNEL_STATE_BYTES`]). [`Faults`] (set with
 //! [`Relay::set_faults`]) make the relay misbehave on purpose for tests.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -110,6 +117,27 @@ pub const DEFAULT_SECRET_ROTATION: Duration = Duration::from_secs(300);
 /// link-local source).
 pub const DEFAULT_QUERY_SOURCE_V6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
 
+/// Heap charged against [`RelayConfig::max_state_bytes`] for each gateway with
+/// state: its entries in the gateway table, the timer index and the
+/// per-address count, with the B-tree nodes' slack and the allocator's overhead.
+pub const GATEWAY_STATE_BYTES: usize = 512;
+
+/// Heap charged for each (gateway, group) with state: the group's entry in the
+/// gateway's table, the gateway's entry in the group's index (a new index node
+/// when the group is new), and the first node of the group's source table.
+/// The worst case, one group per channel, costs this plus one
+/// [`CHANNEL_STATE_BYTES`] per channel (measured by `scripts/bench-floods-amt.sh`).
+pub const GROUP_STATE_BYTES: usize = 1024;
+
+/// Heap charged for each channel entry (a source timer, an excluded source, or
+/// the (*,G) of an EXCLUDE group) and its share of the native channel table.
+pub const CHANNEL_STATE_BYTES: usize = 160;
+
+/// Default [`RelayConfig::max_state_bytes`]: 32 MiB, room for the default
+/// 10 000 gateways and 100 000 channels in a few groups, or about 27 000
+/// channels each in its own group (the worst case).
+pub const DEFAULT_MAX_STATE_BYTES: usize = 32 << 20;
+
 /// Relay settings. [`RelayConfig::default`] advertises nothing (Discovery is
 /// then answered with the address it arrived on); [`RelayConfig::new`] takes
 /// the relay addresses to advertise.
@@ -137,10 +165,22 @@ pub struct RelayConfig {
     /// Most gateways with state; Updates from further gateways are refused,
     /// and their Queries carry the L flag. Default 10000.
     pub max_gateways: usize,
+    /// Most gateways with state from one IP address (any port: one host can
+    /// use many ports); further ones are refused like beyond `max_gateways`.
+    /// Default 64.
+    pub max_gateways_per_source: usize,
     /// Most channels per gateway (a source of an INCLUDE group counts one; an
     /// EXCLUDE group one plus one per source it tracks); records that would
     /// exceed it are refused. Default 1024.
     pub max_channels_per_gateway: usize,
+    /// Most channels across all gateways (each gateway's channels counted as
+    /// for `max_channels_per_gateway`); records that would exceed it are
+    /// refused. Default 100000.
+    pub max_channels: usize,
+    /// Memory budget of the membership state: gateways and records that would
+    /// take [`Relay::state_bytes`] beyond it are refused. Default
+    /// [`DEFAULT_MAX_STATE_BYTES`].
+    pub max_state_bytes: usize,
     /// Most sources in one group record; longer records are refused. Default 256.
     pub max_sources_per_record: usize,
 }
@@ -156,7 +196,10 @@ impl Default for RelayConfig {
             gateway_address: true,
             secret_rotation: Some(DEFAULT_SECRET_ROTATION),
             max_gateways: 10_000,
+            max_gateways_per_source: 64,
             max_channels_per_gateway: 1024,
+            max_channels: 100_000,
+            max_state_bytes: DEFAULT_MAX_STATE_BYTES,
             max_sources_per_record: 256,
         }
     }
@@ -381,8 +424,16 @@ pub struct RelayStats {
     pub invalid_records: u64,
     /// Updates from new gateways refused because the table was full.
     pub refused_gateways: u64,
+    /// Updates from new gateways refused because their IP address already
+    /// has [`RelayConfig::max_gateways_per_source`] gateways.
+    pub refused_gateways_per_source: u64,
     /// Records refused because the gateway would exceed its channel limit.
     pub refused_channels: u64,
+    /// Records refused because the relay would exceed [`RelayConfig::max_channels`].
+    pub refused_channels_global: u64,
+    /// Updates from new gateways and records refused because the state would
+    /// exceed [`RelayConfig::max_state_bytes`].
+    pub refused_budget: u64,
     /// Records refused for having too many sources.
     pub refused_sources: u64,
     /// Queries sent with the L flag.
@@ -628,6 +679,12 @@ pub struct Relay {
     by_group: BTreeMap<IpAddr, BTreeSet<SocketAddr>>,
     /// Native channels and how many gateways want each.
     native: BTreeMap<Channel, usize>,
+    /// Gateways with state per IP address.
+    per_source: BTreeMap<IpAddr, usize>,
+    /// Sum of the gateways' channel counts.
+    channels: usize,
+    /// (gateway, group) pairs with state.
+    group_states: usize,
     transmits: VecDeque<RelayTransmit>,
     delayed: VecDeque<(Instant, RelayTransmit)>,
     events: VecDeque<RelayEvent>,
@@ -683,6 +740,9 @@ impl Relay {
             timers: BTreeSet::new(),
             by_group: BTreeMap::new(),
             native: BTreeMap::new(),
+            per_source: BTreeMap::new(),
+            channels: 0,
+            group_states: 0,
             transmits: VecDeque::new(),
             delayed: VecDeque::new(),
             events: VecDeque::new(),
@@ -727,6 +787,19 @@ impl Relay {
     /// Number of gateways with state.
     pub fn gateway_count(&self) -> usize {
         self.gateways.len()
+    }
+
+    /// Channels across all gateways (counted as for [`RelayConfig::max_channels`]).
+    pub fn channel_count(&self) -> usize {
+        self.channels
+    }
+
+    /// The heap the membership state is charged for (an upper bound checked
+    /// against [`RelayConfig::max_state_bytes`]): [`GATEWAY_STATE_BYTES`] per
+    /// gateway, [`GROUP_STATE_BYTES`] per (gateway, group) and
+    /// [`CHANNEL_STATE_BYTES`] per channel.
+    pub fn state_bytes(&self) -> usize {
+        state_bytes(self.gateways.len(), self.group_states, self.channels)
     }
 
     /// What the relay holds for `gateway`.
@@ -937,7 +1010,7 @@ impl Relay {
             return;
         }
         let mac = self.current.mac(from, nonce);
-        let full = self.gateways.len() >= self.config.max_gateways && !self.gateways.contains_key(&from);
+        let full = !self.gateways.contains_key(&from) && self.admission(from).is_err();
         let limit = std::mem::take(&mut self.faults.limit_next_query) || full;
         if limit {
             self.stats.limited_queries += 1;
@@ -977,14 +1050,19 @@ impl Relay {
                 return;
             }
         };
-        let full = self.gateways.len() >= self.config.max_gateways;
+        let admission = self.admission(from);
         match self.gateways.get_mut(&from) {
             Some(g) => g.local = local,
-            None if full => {
-                self.stats.refused_gateways += 1;
-                return;
-            }
             None => {
+                if let Err(refusal) = admission {
+                    *match refusal {
+                        Refusal::Table => &mut self.stats.refused_gateways,
+                        Refusal::Source => &mut self.stats.refused_gateways_per_source,
+                        Refusal::Budget => &mut self.stats.refused_budget,
+                    } += 1;
+                    return;
+                }
+                *self.per_source.entry(from.ip()).or_insert(0) += 1;
                 self.gateways.insert(
                     from,
                     GatewayState {
@@ -1019,6 +1097,22 @@ impl Relay {
     }
 
     // ---- helpers -------------------------------------------------------------
+
+    /// Whether a new gateway `from` may get state.
+    fn admission(&self, from: SocketAddr) -> Result<(), Refusal> {
+        if self.gateways.len() >= self.config.max_gateways {
+            return Err(Refusal::Table);
+        }
+        if self.per_source.get(&from.ip()).copied().unwrap_or(0) >= self.config.max_gateways_per_source {
+            return Err(Refusal::Source);
+        }
+        // A gateway is only kept with at least one group and one channel.
+        let needed = state_bytes(self.gateways.len() + 1, self.group_states + 1, self.channels + 1);
+        if needed > self.config.max_state_bytes {
+            return Err(Refusal::Budget);
+        }
+        Ok(())
+    }
 
     fn verify_mac(&mut self, gateway: SocketAddr, nonce: u32, mac: &ResponseMac) -> bool {
         if mac_eq(&self.current.mac(gateway, nonce), mac) {
@@ -1068,6 +1162,16 @@ impl Relay {
             self.stats.refused_channels += 1;
             return;
         }
+        if nc > oc && self.channels - oc + nc > self.config.max_channels {
+            self.stats.refused_channels_global += 1;
+            return;
+        }
+        let groups = self.group_states + usize::from(old.is_empty() && !new.is_empty());
+        let needed = state_bytes(self.gateways.len(), groups, self.channels - oc + nc);
+        if needed > self.state_bytes() && needed > self.config.max_state_bytes {
+            self.stats.refused_budget += 1;
+            return;
+        }
         self.set_group(addr, r.group, new, LeaveReason::Report);
     }
 
@@ -1077,6 +1181,8 @@ impl Relay {
         let Some(gw) = self.gateways.get_mut(&addr) else { return };
         let old = gw.groups.remove(&group).unwrap_or_default();
         gw.channels = gw.channels - old.count() + new.count();
+        self.channels = self.channels - old.count() + new.count();
+        self.group_states = self.group_states + usize::from(!new.is_empty()) - usize::from(!old.is_empty());
         let before = old.channels(group);
         let after = new.channels(group);
         if new.is_empty() {
@@ -1147,6 +1253,12 @@ impl Relay {
         }
         if gw.groups.is_empty() {
             self.gateways.remove(&addr);
+            if let Some(n) = self.per_source.get_mut(&addr.ip()) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_source.remove(&addr.ip());
+                }
+            }
             return;
         }
         gw.timer = gw.groups.values().filter_map(GroupState::next_deadline).min();
@@ -1163,6 +1275,25 @@ impl Relay {
         }
         self.settle(addr);
     }
+}
+
+/// Why a new gateway was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// [`RelayConfig::max_gateways`].
+    Table,
+    /// [`RelayConfig::max_gateways_per_source`].
+    Source,
+    /// [`RelayConfig::max_state_bytes`].
+    Budget,
+}
+
+/// The heap charged for this much state (see [`Relay::state_bytes`]).
+fn state_bytes(gateways: usize, groups: usize, channels: usize) -> usize {
+    gateways
+        .saturating_mul(GATEWAY_STATE_BYTES)
+        .saturating_add(groups.saturating_mul(GROUP_STATE_BYTES))
+        .saturating_add(channels.saturating_mul(CHANNEL_STATE_BYTES))
 }
 
 fn summary(address: SocketAddr, g: &GatewayState) -> GatewaySummary {
@@ -1725,6 +1856,105 @@ mod tests {
         assert!(query_of(&request(&mut r, t0, gw2, 4)).0, "full: L flag for a new gateway");
         assert!(!query_of(&request(&mut r, t0, gw(), 5)).0, "no L flag for the known one");
         assert_eq!(r.stats().limited_queries, 1);
+    }
+
+    #[test]
+    fn gateways_beyond_the_per_address_limit_are_refused_while_other_addresses_are_admitted() {
+        let (mut r, t0) = relay_with(RelayConfig { max_gateways_per_source: 2, ..config() });
+        let host = |port| at("203.0.113.2", port);
+        let other = at("203.0.113.3", 40001);
+        for port in [1000, 1001] {
+            update(&mut r, t0, host(port), &[rec(RecordType::AllowNewSources, G1, &[S1])]);
+        }
+        assert!(query_of(&request(&mut r, t0, host(1002), 1)).0, "the address is full: L flag");
+        assert!(!query_of(&request(&mut r, t0, host(1000), 2)).0, "no L flag for a known gateway");
+        assert!(!query_of(&request(&mut r, t0, other, 3)).0, "another address has room");
+        update(&mut r, t0, host(1002), &[rec(RecordType::AllowNewSources, G1, &[S1])]);
+        update(&mut r, t0, other, &[rec(RecordType::AllowNewSources, G1, &[S1])]);
+        assert_eq!(r.gateway(host(1002)), None);
+        assert_eq!(channels(&r, other), vec![ssm(S1, G1)]);
+        let s = r.stats();
+        assert_eq!((r.gateway_count(), s.refused_gateways_per_source, s.refused_gateways), (3, 1, 0));
+        assert_eq!(s.limited_queries, 1);
+        // A known gateway of the full address still updates.
+        update(&mut r, t0, host(1000), &[rec(RecordType::AllowNewSources, G2, &[S1])]);
+        assert_eq!(channels(&r, host(1000)), vec![ssm(S1, G1), ssm(S1, G2)]);
+        // One leaves (TO_IN{} drops every group): the address has room again.
+        update(&mut r, t0, host(1001), &[rec(RecordType::ChangeToInclude, G1, &[])]);
+        assert_eq!(r.gateway(host(1001)), None);
+        update(&mut r, t0, host(1002), &[rec(RecordType::AllowNewSources, G1, &[S1])]);
+        assert_eq!(channels(&r, host(1002)), vec![ssm(S1, G1)]);
+        assert_eq!(r.stats().refused_gateways_per_source, 1);
+        // Teardown and restart release the count too.
+        r.restart(t0);
+        for port in [1003, 1004] {
+            update(&mut r, t0, host(port), &[rec(RecordType::AllowNewSources, G1, &[S1])]);
+        }
+        assert_eq!((r.gateway_count(), r.stats().refused_gateways_per_source), (2, 1));
+    }
+
+    #[test]
+    fn channels_beyond_the_global_limit_are_refused_across_gateways() {
+        use RecordType::*;
+        let (mut r, t0) = relay_with(RelayConfig { max_channels: 3, ..config() });
+        let gw2 = at("203.0.113.3", 5000);
+        update(&mut r, t0, gw(), &[rec(AllowNewSources, G1, &[S1, S2])]);
+        assert_eq!(r.channel_count(), 2);
+        // gw2: the first record fits (3), the second (TO_EX{} of G2: one more) does not.
+        update(&mut r, t0, gw2, &[rec(AllowNewSources, G1, &[S1]), rec(ChangeToExclude, G2, &[])]);
+        assert_eq!(channels(&r, gw2), vec![ssm(S1, G1)]);
+        assert_eq!((r.channel_count(), r.stats().refused_channels_global, r.stats().refused_channels), (3, 1, 0));
+        // A new gateway whose only record is refused leaves no state.
+        let gw3 = at("203.0.113.4", 5000);
+        update(&mut r, t0, gw3, &[rec(AllowNewSources, G2, &[S1])]);
+        assert_eq!((r.gateway(gw3), r.gateway_count()), (None, 2));
+        assert_eq!(r.stats().refused_channels_global, 2);
+        // Refreshing what is held and shrinking are always allowed; then there is room.
+        update(&mut r, t0, gw(), &[rec(ModeIsInclude, G1, &[S1, S2])]);
+        update(&mut r, t0, gw(), &[rec(BlockOldSources, G1, &[S2])]);
+        update(&mut r, t0, gw3, &[rec(AllowNewSources, G2, &[S1])]);
+        assert_eq!(channels(&r, gw3), vec![ssm(S1, G2)]);
+        assert_eq!((r.channel_count(), r.stats().refused_channels_global), (3, 2));
+        // Expiry gives the count back.
+        let gmi = r.config().group_membership_interval();
+        r.handle_timeout(t0 + gmi);
+        assert_eq!((r.channel_count(), r.gateway_count()), (0, 0));
+    }
+
+    #[test]
+    fn the_memory_budget_refuses_gateways_and_records_beyond_it() {
+        use RecordType::*;
+        // Room for one gateway with one group of two channels, and nothing more.
+        let budget = GATEWAY_STATE_BYTES + GROUP_STATE_BYTES + 2 * CHANNEL_STATE_BYTES;
+        let (mut r, t0) = relay_with(RelayConfig { max_state_bytes: budget, ..config() });
+        update(&mut r, t0, gw(), &[rec(AllowNewSources, G1, &[S1])]);
+        assert_eq!(r.state_bytes(), GATEWAY_STATE_BYTES + GROUP_STATE_BYTES + CHANNEL_STATE_BYTES);
+        // A second group does not fit; a second source in the same group does.
+        update(&mut r, t0, gw(), &[rec(AllowNewSources, G2, &[S1]), rec(AllowNewSources, G1, &[S2])]);
+        assert_eq!(channels(&r, gw()), vec![ssm(S1, G1), ssm(S2, G1)]);
+        assert_eq!((r.state_bytes(), r.stats().refused_budget), (budget, 1));
+        // A new gateway does not fit: refused, and its Request gets the L flag.
+        let gw2 = at("203.0.113.3", 5000);
+        assert!(query_of(&request(&mut r, t0, gw2, 9)).0);
+        update(&mut r, t0, gw2, &[rec(AllowNewSources, G1, &[S1])]);
+        assert_eq!((r.gateway(gw2), r.stats().refused_budget), (None, 2));
+        let s = r.stats();
+        assert_eq!((s.refused_gateways, s.refused_gateways_per_source, s.refused_channels_global), (0, 0, 0));
+        // Teardown frees the budget.
+        let mac = r.response_mac(gw(), 77);
+        r.handle_datagram(t0, local4(), gw(), &Message::Teardown { mac, nonce: 77, gateway: gw() }.to_vec());
+        assert_eq!(r.state_bytes(), 0);
+        update(&mut r, t0, gw2, &[rec(AllowNewSources, G1, &[S1])]);
+        assert_eq!(channels(&r, gw2), vec![ssm(S1, G1)]);
+    }
+
+    #[test]
+    fn the_default_limits() {
+        let c = RelayConfig::default();
+        assert_eq!((c.max_gateways, c.max_gateways_per_source, c.max_channels_per_gateway), (10_000, 64, 1024));
+        assert_eq!((c.max_channels, c.max_state_bytes), (100_000, 32 << 20));
+        // The default gateways and channels (in few groups) fit the default budget.
+        assert!(state_bytes(10_000, 10_000, 100_000) <= c.max_state_bytes);
     }
 
     // ---- expiry -------------------------------------------------------------

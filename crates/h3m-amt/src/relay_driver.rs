@@ -202,6 +202,9 @@ pub struct DriverStats {
     pub gateways: usize,
     /// Channels the relay wants joined.
     pub channels: usize,
+    /// The heap the membership state is charged for ([`Relay::state_bytes`]),
+    /// against [`RelayConfig::max_state_bytes`](crate::relay::RelayConfig::max_state_bytes).
+    pub state_bytes: usize,
     /// Channels joined on the upstream interface.
     pub memberships: usize,
     /// The capture in use.
@@ -581,6 +584,7 @@ impl RelayDriver {
             relay: self.relay.stats().clone(),
             gateways: self.relay.gateway_count(),
             channels: self.relay.joined().count(),
+            state_bytes: self.relay.state_bytes(),
             memberships: self.joins.len(),
             capture: self.capture.clone(),
             captured: self.counters.captured,

@@ -547,10 +547,52 @@ fn the_watchdog_probes_the_relay_when_data_stops_and_stays_quiet_while_it_flows(
     };
     assert_eq!(fired - t, Duration::from_secs(4));
     let (_, n2) = request(&only(&mut gw).1);
-    assert!(matches!(events(&mut gw)[..], [GatewayEvent::DataAbsent { .. }]));
+    assert_eq!(events(&mut gw), vec![GatewayEvent::DataAbsent { idle: Some(Duration::from_secs(4)) }]);
     gw.handle_datagram(fired, at(RELAY, 2268), &query(n2, MAC2, 255, 2, false, None));
     assert_eq!(updates(&drain(&mut gw), MAC2, n2).len(), 1, "the channels are reported again");
     assert_eq!(gw.stats().watchdog_fired, 1);
+}
+
+#[test]
+fn the_watchdog_says_when_no_data_ever_arrived() {
+    let t0 = Instant::now();
+    let mut config = anycast();
+    config.data_timeout = Some(Duration::from_secs(4));
+    config.nat_keepalive = Duration::from_secs(600);
+    let mut gw = gateway(config);
+    gw.subscribe(t0, Some(ip(S)), ip(G1)).unwrap();
+    let dn = discovery_nonce(&only(&mut gw).1);
+    gw.handle_datagram(t0, at(DISCOVERY, 2268), &encode(Message::RelayAdvertisement { nonce: dn, relay: ip(RELAY) }));
+    let (_, n) = request(&only(&mut gw).1);
+    gw.handle_datagram(t0, at(RELAY, 2268), &query(n, MAC1, 255, 2, false, None));
+    drain(&mut gw);
+    events(&mut gw);
+    while gw.stats().watchdog_fired == 0 {
+        let due = gw.poll_timeout().unwrap();
+        gw.handle_timeout(due);
+    }
+    assert_eq!(events(&mut gw), vec![GatewayEvent::DataAbsent { idle: None }]);
+}
+
+#[test]
+fn inner_datagrams_with_bad_checksums_are_counted_apart() {
+    let t0 = Instant::now();
+    let (mut gw, _) = established(t0);
+    let good = data(S, G1, b"payload");
+    // Message header (2) + IPv4 header (20): the UDP checksum is at 28..30.
+    let mut bad_udp = good.clone();
+    bad_udp[28] ^= 0x55;
+    // (What a relay forwards when the source's NIC was to fill in the UDP
+    // checksum and never did.) And a bad IPv4 header checksum.
+    let mut bad_ip = good.clone();
+    bad_ip[2 + 10] ^= 0x01;
+    assert!(gw.handle_datagram(t0, at(RELAY, 2268), &bad_udp).is_none());
+    assert!(gw.handle_datagram(t0, at(RELAY, 2268), &bad_ip).is_none());
+    // Not a checksum problem: a truncated inner packet.
+    assert!(gw.handle_datagram(t0, at(RELAY, 2268), &good[..20]).is_none());
+    assert!(gw.handle_datagram(t0, at(RELAY, 2268), &good).is_some());
+    let st = gw.stats();
+    assert_eq!((st.data_invalid, st.data_bad_checksum, st.data_packets), (3, 2, 1));
 }
 
 #[test]

@@ -39,6 +39,10 @@ fn help_works() {
         "--secret-rotation",
         "--port",
         "--max-gateways",
+        "--max-gateways-per-source",
+        "--max-channels",
+        "--max-channels-per-gateway",
+        "--max-state-mib",
         "--quiet",
         "--stats-interval",
     ] {
@@ -60,6 +64,9 @@ fn usage_errors_exit_2() {
         &["--listen", "192.52.193.1", "--interface", "lo"],
         &["--listen", "127.0.0.1", "--interface", "lo", "--capture", "ports"],
         &["--listen", "127.0.0.1", "--interface", "lo", "--bogus"],
+        &["--listen", "127.0.0.1", "--interface", "lo", "--max-gateways-per-source", "0"],
+        &["--listen", "127.0.0.1", "--interface", "lo", "--max-channels", "0"],
+        &["--listen", "127.0.0.1", "--interface", "lo", "--max-state-mib", "0"],
     ] {
         let out = run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));

@@ -309,13 +309,64 @@ fn amt_auto_finds_the_relay_with_driad() {
     assert!(f.stderr.contains(&format!("advertised relay {RELAY_V4}")), "{}", f.stderr);
 }
 
+/// Whether TX checksum offload is on for `dev` in `ns` (`ethtool -k`); `None`
+/// when ethtool is missing or says nothing about it.
+fn tx_checksumming(ns: &NetNs, dev: &str) -> Option<bool> {
+    let out =
+        std::process::Command::new("ip").args(["netns", "exec", ns.name(), "ethtool", "-k", dev]).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("tx-checksumming:"))?;
+    Some(line.split_whitespace().nth(1)? == "on")
+}
+
+/// Turns TX checksum offload off for `dev` in `ns` (`ethtool -K DEV tx off`):
+/// the kernel then fills in every UDP checksum before the packet leaves. On a
+/// veth with offload on, a locally sent datagram keeps a partial checksum (the
+/// "hardware" never fills it in), and a relay that captures the peer with
+/// AF_PACKET and forwards byte for byte (amtrelayd `-e`) would forward it so:
+/// every gateway then drops it for a bad checksum.
+fn tx_checksum_off(ns: &NetNs, dev: &str) -> Result<(), String> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns.name(), "ethtool", "-K", dev, "tx", "off"])
+        .output()
+        .map_err(|e| format!("ip netns exec ... ethtool: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("ethtool -K {dev} tx off: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    match tx_checksumming(ns, dev) {
+        Some(false) => Ok(()),
+        other => Err(format!("ethtool -k {dev} still reports tx-checksumming {other:?}")),
+    }
+}
+
+/// The lab's source veth starts with TX checksum offload on (what made the
+/// interop test below fail) and [`tx_checksum_off`] turns it off.
+#[test]
+fn tx_checksum_offload_can_be_turned_off_on_the_source_veth() {
+    let test = "tx_checksum_offload_can_be_turned_off_on_the_source_veth";
+    if skip_unless_root(test) {
+        return;
+    }
+    let lab = Lab::new();
+    let Some(before) = tx_checksumming(&lab.src, "h3m-s") else {
+        eprintln!("SKIP: {test}: ethtool not found (it is needed to change checksum offload)");
+        return;
+    };
+    assert!(before, "a veth offloads TX checksums by default");
+    tx_checksum_off(&lab.src, "h3m-s").unwrap();
+    assert_eq!(tx_checksumming(&lab.src, "h3m-s"), Some(false));
+}
+
 /// Optional interop: our gateway (`h3m-recv --amt`) against another relay,
 /// e.g. amtrelayd (GrumpyOldTroll/amtrelayd), given as `AMT_RELAY_BIN`. It is
 /// started in the relay namespace with amtrelayd's command line (see
 /// the AMT notes (amt.md §12) of the reference material): `-d -e -n inet -l inet -c h3m-r0 -a RELAY -r
 /// RELAY -s 10.214.1.2`. amtrelayd captures with AF_PACKET and forwards what
-/// it sees, so the source's veth is told to segment in software
-/// (`gso_max_segs 1`): otherwise it would forward GSO super-packets whole.
+/// it sees byte for byte (`-e`), so the source's veth is told to segment in
+/// software (`gso_max_segs 1`; otherwise it would forward GSO super-packets
+/// whole) and to compute UDP checksums in software (`ethtool -K h3m-s tx
+/// off`; otherwise it would forward checksums never filled in, which our
+/// gateway drops as `data_bad_checksum`). Needs ethtool.
 #[test]
 fn interop_with_another_relay_from_amt_relay_bin() {
     let test = "interop_with_another_relay_from_amt_relay_bin";
@@ -329,6 +380,9 @@ fn interop_with_another_relay_from_amt_relay_bin() {
     let _serial = serial();
     let run = Run::new();
     run.lab.src.ip(&["link", "set", "h3m-s", "gso_max_segs", "1"]).unwrap();
+    if let Err(e) = tx_checksum_off(&run.lab.src, "h3m-s") {
+        panic!("{test}: cannot turn TX checksum offload off on the source veth (install ethtool): {e}");
+    }
     let args =
         ["-d", "-e", "-n", "inet", "-l", "inet", "-c", "h3m-r0", "-a", RELAY_V4, "-r", RELAY_V4, "-s", "10.214.1.2"];
     let mut relay = Proc::spawn("amtrelayd", Some(&run.lab.relay), Path::new(&bin), &args, run.logs(), Stdio::null());

@@ -68,9 +68,18 @@ struct Args {
     /// Most gateways with state.
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_gateways: u64,
+    /// Most gateways with state from one IP address (any port).
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_gateways_per_source: u64,
+    /// Most channels across all gateways.
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_channels: u64,
     /// Most channels per gateway.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
-    max_channels: u64,
+    max_channels_per_gateway: u64,
+    /// Memory budget of the membership state, MiB: gateways and channels beyond it are refused.
+    #[arg(long, value_name = "MIB", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    max_state_mib: u64,
     /// Log only errors and warnings (no per-gateway lines, no periodic stats).
     #[arg(long)]
     quiet: bool,
@@ -134,7 +143,10 @@ fn main() -> ExitCode {
     relay.query = QueryParams { qrv: args.qrv, qqic: encode_code(args.query_interval), ..DEFAULT_QUERY };
     relay.secret_rotation = (args.secret_rotation > 0).then(|| Duration::from_secs(args.secret_rotation));
     relay.max_gateways = usize::try_from(args.max_gateways).unwrap_or(usize::MAX);
-    relay.max_channels_per_gateway = usize::try_from(args.max_channels).unwrap_or(usize::MAX);
+    relay.max_gateways_per_source = usize::try_from(args.max_gateways_per_source).unwrap_or(usize::MAX);
+    relay.max_channels = usize::try_from(args.max_channels).unwrap_or(usize::MAX);
+    relay.max_channels_per_gateway = usize::try_from(args.max_channels_per_gateway).unwrap_or(usize::MAX);
+    relay.max_state_bytes = usize::try_from(args.max_state_mib << 20).unwrap_or(usize::MAX);
     let mut config = DriverConfig::new(relay, args.listen.clone());
     config.upstream = Some(args.interface.clone());
     config.capture_ports = args.ports.clone();
@@ -262,7 +274,8 @@ fn stats_line(s: &DriverStats) -> String {
     format!(
         "gateways {} channels {} joined {} | rx discovery {} request {} update {} teardown {} | \
          tx advertisement {} query {} data {} | data packets {} bytes {} no-subscriber {} captured {} | \
-         mac-failures {} malformed {} refused {} | send-errors {} join-errors {}",
+         mac-failures {} malformed {} refused {} (gateways {} per-address {} budget {} channels {} global {} \
+         sources {}) state {} KiB | send-errors {} join-errors {}",
         s.gateways,
         s.channels,
         s.memberships,
@@ -279,7 +292,19 @@ fn stats_line(s: &DriverStats) -> String {
         s.captured,
         r.mac_failures,
         r.malformed,
-        r.refused_gateways + r.refused_channels + r.refused_sources,
+        r.refused_gateways
+            + r.refused_gateways_per_source
+            + r.refused_budget
+            + r.refused_channels
+            + r.refused_channels_global
+            + r.refused_sources,
+        r.refused_gateways,
+        r.refused_gateways_per_source,
+        r.refused_budget,
+        r.refused_channels,
+        r.refused_channels_global,
+        r.refused_sources,
+        s.state_bytes / 1024,
         s.send_errors,
         s.join_errors,
     )
