@@ -8,6 +8,7 @@
 //!   through quinn-udp, with an allocation-free [`RecvBatch`].
 //! * [`PacketCapture`]: an `AF_PACKET` capture of an interface's multicast UDP with each frame's
 //!   virtio-net offload header (GSO segment size, pending checksum), for an AMT relay.
+//! * [`DirEvents`]: inotify on tokio (files closed after writing, entries renamed in), for `--watch`.
 //! * [`Pacer`]: a sans-IO token bucket in bits/s; [`parse_rate`] reads `"10M"`, `"1.5G"`, `"max"`.
 //! * `testns` (feature `test-support`): network-namespace and veth helpers for tests.
 #![warn(missing_docs)]
@@ -15,6 +16,7 @@
 
 mod error;
 mod iface;
+mod inotify;
 mod io;
 mod pacer;
 mod packet;
@@ -27,6 +29,7 @@ pub mod testns;
 
 pub use error::{BufferKind, NetError, Warning, buffer_clamped};
 pub use iface::Interface;
+pub use inotify::{DirEvent, DirEventKind, DirEvents, WatchId, parse_events};
 pub use io::{DEFAULT_SLOT_SIZE, MAX_UDP_PAYLOAD, RecvBatch, RecvDatagram, RecvSocket, SendSocket};
 pub use pacer::Pacer;
 pub use packet::{CaptureFamily, CapturedFrame, PacketCapture, VIRTIO_NET_HDR_LEN};

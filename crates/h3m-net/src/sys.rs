@@ -292,3 +292,41 @@ pub(crate) fn register_readable(socket: socket2::Socket) -> io::Result<tokio::io
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(socket, tokio::io::Interest::READABLE) }
         .map_err(|e| e.into_parts().1)
 }
+
+/// `inotify_init1(IN_NONBLOCK | IN_CLOEXEC)`: a new inotify instance.
+pub(crate) fn inotify_init() -> io::Result<std::fs::File> {
+    // SAFETY: inotify_init1 takes only flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by a successful inotify_init1, so it is open and owned by nobody else.
+    let owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    Ok(std::fs::File::from(owned))
+}
+
+/// `inotify_add_watch(2)`: watches `path` for the events in `mask`; the watch descriptor.
+pub(crate) fn inotify_add_watch(fd: BorrowedFd<'_>, path: &std::path::Path, mask: u32) -> io::Result<i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))?;
+    // SAFETY: `fd` is open for the duration of the borrow; `c` is a NUL-terminated string that outlives the
+    // call and that the kernel only reads.
+    let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) };
+    if wd < 0 { Err(io::Error::last_os_error()) } else { Ok(wd) }
+}
+
+/// `inotify_rm_watch(2)`.
+pub(crate) fn inotify_rm_watch(fd: BorrowedFd<'_>, wd: i32) -> io::Result<()> {
+    // SAFETY: `fd` is open for the duration of the borrow; the call takes two integers.
+    if unsafe { libc::inotify_rm_watch(fd.as_raw_fd(), wd) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Registers an owned descriptor (here an inotify instance) with the current tokio reactor for readability.
+pub(crate) fn register_readable_file(file: std::fs::File) -> io::Result<tokio::io::unix::AsyncFd<std::fs::File>> {
+    // SAFETY: a File owns its descriptor: it stays open, and `as_raw_fd` keeps returning it, until the File
+    // is dropped, which happens only when the AsyncFd that now owns it is dropped (or hands it back with
+    // into_inner). Nothing here exposes a way to replace or close it.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(file, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+}

@@ -1,7 +1,6 @@
 //! The send loop: resources from the file system (or standard input) through the
 //! `Sender` state machine, paced onto a multicast socket.
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -10,17 +9,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 use h3m_net::{Interface, MulticastConfig, Pacer, SendSocket};
 use h3m_proto::SessionId;
-use h3m_proto::aead::{AeadProtection, HP_RULE_EXTENSION};
+use h3m_proto::aead::{HP_RULE_EXTENSION, PacketKeys};
 use h3m_proto::altsvc::Advertisement;
 use h3m_proto::altsvc::Extension;
 use h3m_proto::auth::{PushSigner, SignPushError};
 use h3m_proto::encoder::{EncodeError, EncoderConfig};
-use h3m_proto::protection::{CipherSuite, NullProtection, PacketProtection};
+use h3m_proto::protection::NullProtection;
 use h3m_proto::qpack::HeaderField;
 use h3m_proto::sender::{ResourceMeta, Sender, SenderConfig, SenderStats, base64};
 
 use crate::progress::Progress;
-use crate::tree::{self, Entry};
+use crate::tree::{self, Entry, Ignore};
+use crate::watch::Watcher;
 
 /// Everything `h3m-send` was asked to do.
 #[derive(Debug, Clone)]
@@ -51,8 +51,9 @@ pub struct SendOptions {
     pub watch_interval: Duration,
     /// Publish standard input as one live resource at this path.
     pub stdin_path: Option<String>,
-    /// Packet protection: the suite, its key and IV (`None`: cleartext, as nghq).
-    pub protection: Option<SessionKeys>,
+    /// Packet protection: the suite, its key and IV, checked when built
+    /// (`None`: cleartext, as nghq).
+    pub protection: Option<PacketKeys>,
     /// Largest datagram.
     pub max_datagram_size: usize,
     /// Packet-number length in bytes.
@@ -65,54 +66,32 @@ pub struct SendOptions {
     pub duration: Option<Duration>,
     /// Sign every push with this key (`--sign`; `None`: unsigned).
     pub signer: Option<Arc<PushSigner>>,
-}
-
-/// A session's packet-protection keys, as the advertisement carries them.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SessionKeys {
-    /// The cipher suite.
-    pub suite: CipherSuite,
-    /// The AEAD key.
-    pub key: Vec<u8>,
-    /// The AEAD IV.
-    pub iv: Vec<u8>,
-}
-
-impl std::fmt::Debug for SessionKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Key material never appears in logs.
-        f.debug_struct("SessionKeys").field("suite", &self.suite).finish_non_exhaustive()
-    }
-}
-
-impl SessionKeys {
-    /// Fresh random keys for `suite` (from the operating system's generator).
-    pub fn generate(suite: CipherSuite) -> Result<Self, String> {
-        use ring::rand::SecureRandom;
-        let rng = ring::rand::SystemRandom::new();
-        let mut key = vec![0u8; suite.key_len()];
-        let mut iv = vec![0u8; suite.iv_len()];
-        rng.fill(&mut key).map_err(|_| "no random numbers for a session key".to_owned())?;
-        rng.fill(&mut iv).map_err(|_| "no random numbers for a session IV".to_owned())?;
-        Ok(SessionKeys { suite, key, iv })
-    }
-
-    /// The packet protection these keys give (the header-protection key by
-    /// h3m's rule, see `h3m_proto::aead`).
-    pub fn protection(&self) -> Result<Box<dyn PacketProtection>, String> {
-        AeadProtection::from_advertisement(self.suite, &self.key, &self.iv)
-            .map(|p| Box::new(p) as Box<dyn PacketProtection>)
-            .map_err(|e| e.to_string())
-    }
+    /// Names inside directory PATHs never published (`--ignore`, with `--watch`).
+    pub ignore: Ignore,
 }
 
 /// What a run did.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Summary {
     /// The sender's counters.
     pub stats: SenderStats,
     /// Wall time from the first to the last datagram.
     pub elapsed: Duration,
+    /// The files that did not go out intact, in order (`h3m-send` then exits 1).
+    pub skipped: Vec<Skipped>,
+}
+
+/// A file that did not go out intact.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} {}: {reason}{}", if *.reset { "reset" } else { "skipped" }, .file.display(), if *.reset { " (receivers get it incomplete)" } else { "" })]
+pub struct Skipped {
+    /// The file.
+    pub file: PathBuf,
+    /// Its push was started and then reset (a read failed or the file shrank
+    /// while being sent); else it was never started (unreadable or gone).
+    pub reset: bool,
+    /// Why.
+    pub reason: String,
 }
 
 impl Summary {
@@ -134,23 +113,15 @@ pub enum SendError {
     /// Sending failed.
     #[error("send: {0}")]
     Io(#[from] std::io::Error),
-    /// Reading a file failed.
-    #[error("{path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
+    /// A file could not be sent intact (the run goes on without it).
+    #[error(transparent)]
+    Skipped(Skipped),
     /// Encoding failed.
     #[error(transparent)]
     Encode(#[from] EncodeError),
     /// Nothing to send.
     #[error("nothing to publish: no files found")]
     NothingToSend,
-    /// The packet-protection keys are unusable.
-    #[error("packet protection: {0}")]
-    Keys(String),
     /// Signing a push failed.
     #[error("signing: {0}")]
     Sign(#[from] SignPushError),
@@ -164,9 +135,9 @@ pub fn advertisement(opts: &SendOptions) -> Advertisement {
     adv.peak_flow_rate = opts.rate;
     adv.idle_timeout_ms = Some(60_000);
     if let Some(k) = &opts.protection {
-        adv.cipher_suite = k.suite;
-        adv.key = Some(k.key.clone());
-        adv.iv = Some(k.iv.clone());
+        adv.cipher_suite = k.suite();
+        adv.key = Some(k.key().to_vec());
+        adv.iv = Some(k.iv().to_vec());
         adv.extensions.push(Extension { code: HP_RULE_EXTENSION, value: None });
     }
     adv
@@ -209,7 +180,8 @@ impl Transmitter {
 }
 
 fn sha256_file(path: &PathBuf) -> Result<([u8; 32], u64), SendError> {
-    let err = |source| SendError::Read { path: path.clone(), source };
+    let err =
+        |e: std::io::Error| SendError::Skipped(Skipped { file: path.clone(), reset: false, reason: e.to_string() });
     let mut f = std::fs::File::open(path).map_err(err)?;
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     let mut buf = vec![0u8; 1 << 18];
@@ -235,29 +207,35 @@ async fn send_file(
     signer: Option<&PushSigner>,
     entry: &Entry,
     last: bool,
+    copies: Vec<u64>,
     progress: &mut Progress,
 ) -> Result<(), SendError> {
     let (digest, len) = sha256_file(&entry.file)?;
     let mut meta = ResourceMeta::file(entry.path.clone(), len, SystemTime::now());
     meta.sha256 = Some(digest);
     meta.last = last;
+    meta.copies = copies;
     let id = start(sender, signer, &meta)?.0;
-    let err = |source| SendError::Read { path: entry.file.clone(), source };
-    let mut f = std::fs::File::open(&entry.file).map_err(err)?;
+    let mut f = std::fs::File::open(&entry.file);
     let mut buf = vec![0u8; 1 << 18];
     let mut done = 0u64;
     while done < len {
         let want = buf.len().min((len - done) as usize);
-        let n = f.read(&mut buf[..want]).map_err(err)?;
-        if n == 0 {
-            // The file shrank while being sent: receivers will see it incomplete.
-            sender.abort(id)?;
-            tx.drain(sender).await?;
-            return Err(SendError::Read {
-                path: entry.file.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shrank while being sent"),
-            });
-        }
+        let n = match f.as_mut().map(|f| f.read(&mut buf[..want])) {
+            Ok(Ok(n)) if n > 0 => n,
+            // Gone, unreadable or shrunk since it was hashed: reset the push
+            // (receivers see it incomplete) and go on without it.
+            failed => {
+                let reason = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                    Ok(Ok(_)) => format!("file shrank while being sent ({done} of {len} bytes)"),
+                };
+                sender.abort(id)?;
+                tx.drain(sender).await?;
+                return Err(SendError::Skipped(Skipped { file: entry.file.clone(), reset: true, reason }));
+            }
+        };
         sender.write(id, &buf[..n])?;
         done += n as u64;
         tx.drain(sender).await?;
@@ -340,7 +318,11 @@ async fn keepalive_due(sender: &Sender) {
 /// Runs a whole send.
 pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
     let mut warnings = Vec::new();
-    let entries = if opts.paths.is_empty() { Vec::new() } else { tree::list(&opts.paths, &mut warnings)? };
+    // Watching starts before the listing, so no file completed in between is missed.
+    let mut watcher =
+        opts.watch.then(|| Watcher::new(&opts.paths, opts.ignore.clone(), opts.watch_interval, &mut warnings));
+    let entries =
+        if opts.paths.is_empty() { Vec::new() } else { tree::list_filtered(&opts.paths, &opts.ignore, &mut warnings)? };
     for w in &warnings {
         eprintln!("h3m-send: warning: {w}");
     }
@@ -365,7 +347,7 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
     cfg.path_prefix = opts.path_prefix.clone();
     cfg.keepalive = opts.keepalive;
     let protection = match &opts.protection {
-        Some(k) => k.protection().map_err(SendError::Keys)?,
+        Some(k) => k.protection(),
         None => Box::new(NullProtection),
     };
     let mut sender = Sender::new(cfg, protection);
@@ -393,53 +375,79 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
     let mut progress = Progress::new(opts.progress);
     let deadline = opts.duration.map(|d| Instant::now() + d);
     let ends_with_files = !opts.watch && opts.stdin_path.is_none();
+    let mut skipped = Vec::new();
+    let rounds = u64::from(opts.repeat.max(1));
+    // Push IDs of each entry's copies: those sent, then those planned (one
+    // round later each, as long as no file is skipped).
+    let mut copy_ids: Vec<Vec<u64>> = vec![Vec::new(); entries.len()];
     for round in 0..opts.repeat.max(1) {
         for (i, e) in entries.iter().enumerate() {
             let last = ends_with_files && round + 1 == opts.repeat.max(1) && i + 1 == entries.len();
-            match send_file(&mut tx, &mut sender, opts.signer.as_deref(), e, last, &mut progress).await {
-                Ok(()) => {}
-                Err(SendError::Read { path, source }) => {
-                    eprintln!("h3m-send: skipped {}: {source}", path.display());
-                }
-                Err(e) => return Err(e),
+            let copies = if rounds > 1 {
+                let next = sender.next_push_id();
+                let planned = (0..rounds - u64::from(round)).map(|k| next + k * entries.len() as u64);
+                copy_ids[i].iter().copied().chain(planned).collect()
+            } else {
+                Vec::new()
+            };
+            copy_ids[i].push(sender.next_push_id());
+            let sent = send_file(&mut tx, &mut sender, opts.signer.as_deref(), e, last, copies, &mut progress).await;
+            if note_skipped(sent, &mut skipped)?
+                && let Some(w) = &mut watcher
+            {
+                w.mark_sent(e);
             }
         }
     }
     if let Some(path) = &opts.stdin_path {
         send_stdin(&mut tx, &mut sender, opts.signer.as_deref(), path, &mut progress).await?;
     }
-    if opts.watch {
-        watch(&mut tx, &mut sender, opts, entries, deadline, &mut progress).await?;
+    if let Some(watcher) = watcher {
+        watch(&mut tx, &mut sender, opts, watcher, deadline, &mut progress, &mut skipped).await?;
     }
     sender.close()?;
     tx.drain(&mut sender).await?;
     progress.finish();
     let elapsed = tx.first.map_or(Duration::ZERO, |f| tx.last - f);
-    Ok(Summary { stats: sender.stats(), elapsed })
+    Ok(Summary { stats: sender.stats(), elapsed, skipped })
 }
 
-/// `--watch`: publishes each new or changed file once its size and modification
-/// time have held still for one interval, until interrupted or the deadline.
+/// Whether a file went out intact: a skipped one is reported on stderr and
+/// noted in `skipped`; any other error ends the run.
+fn note_skipped(sent: Result<(), SendError>, skipped: &mut Vec<Skipped>) -> Result<bool, SendError> {
+    match sent {
+        Ok(()) => Ok(true),
+        Err(SendError::Skipped(s)) => {
+            eprintln!("h3m-send: {s}");
+            skipped.push(s);
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `--watch`: publishes each file as soon as the watcher finds it complete
+/// (see [`crate::watch`]), until interrupted or the deadline.
 async fn watch(
     tx: &mut Transmitter,
     sender: &mut Sender,
     opts: &SendOptions,
-    published: Vec<Entry>,
+    mut watcher: Watcher,
     deadline: Option<Instant>,
     progress: &mut Progress,
+    skipped: &mut Vec<Skipped>,
 ) -> Result<(), SendError> {
-    let key = |e: &Entry| (e.len, e.modified);
-    let mut sent: HashMap<String, (u64, Option<SystemTime>)> =
-        published.iter().map(|e| (e.path.clone(), key(e))).collect();
-    let mut candidates: HashMap<String, (u64, Option<SystemTime>)> = HashMap::new();
-    let mut tick = tokio::time::interval(opts.watch_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Ctrl-C (SIGINT) or the deadline, whichever comes first.
     let stop = async {
-        match deadline {
-            Some(d) => tokio::time::sleep_until(d.into()).await,
-            None => {
-                let _ = tokio::signal::ctrl_c().await;
+        let until = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
             }
+        };
+        tokio::select! {
+            _ = until => {}
+            _ = tokio::signal::ctrl_c() => {}
         }
     };
     tokio::pin!(stop);
@@ -447,23 +455,11 @@ async fn watch(
         tokio::select! {
             _ = &mut stop => return Ok(()),
             _ = keepalive_due(sender) => tx.drain(sender).await?,
-            _ = tick.tick() => {
-                let mut warnings = Vec::new();
-                let now_listed = tree::list(&opts.paths, &mut warnings)?;
-                for e in now_listed {
-                    let k = key(&e);
-                    if sent.get(&e.path) == Some(&k) {
-                        continue;
-                    }
-                    if candidates.get(&e.path) == Some(&k) {
-                        candidates.remove(&e.path);
-                        match send_file(tx, sender, opts.signer.as_deref(), &e, false, progress).await {
-                            Ok(()) => { sent.insert(e.path.clone(), k); }
-                            Err(SendError::Read { path, source }) => eprintln!("h3m-send: skipped {}: {source}", path.display()),
-                            Err(err) => return Err(err),
-                        }
-                    } else {
-                        candidates.insert(e.path.clone(), k);
+            ready = watcher.next() => {
+                for e in ready? {
+                    let sent = send_file(tx, sender, opts.signer.as_deref(), &e, false, Vec::new(), progress).await;
+                    if note_skipped(sent, skipped)? {
+                        watcher.mark_sent(&e);
                     }
                 }
             }

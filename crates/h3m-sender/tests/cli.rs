@@ -2,7 +2,10 @@
 //! flag, and `--print-alt-svc` prints an advertisement that parses back to the
 //! session the sender uses (fresh keys for every session when none are given).
 //!
-//! Network safety: the one test that sends does so to 239.255.0.0/16 with the
+//! A file that is gone before its turn, or shrinks while being sent, makes the
+//! run exit 1 naming it.
+//!
+//! Network safety: the tests that send do so to 239.255.0.0/16 with the
 //! outgoing interface 127.0.0.1 and TTL 1.
 
 use std::process::{Command, Output};
@@ -26,6 +29,11 @@ fn usage_errors_exit_2_and_name_the_flag() {
         (&["x", "--rate", "fast"], "--rate"),
         (&["x", "--cipher-suite", "1304"], "--cipher-suite 1304"),
         (&["x", "--max-datagram-size", "63"], "--max-datagram-size"),
+        (&["x", "--repeat", "0"], "--repeat"),
+        (&["x", "--group", "10.1.2.3"], "--group 10.1.2.3: not a multicast address"),
+        (&["x", "--group", "127.0.0.1"], "--group 127.0.0.1: not a multicast address"),
+        (&["x", "--group", "2001:db8::1"], "--group 2001:db8::1: not a multicast address"),
+        (&["x", "--ignore", "*.tmp"], "--watch"),
         (&["x", "--key", "00", "--iv", "00"], "--key/--iv need a --cipher-suite"),
         (&["x", "--cipher-suite", "1301", "--key", "0011", "--iv", "001122334455667788990011"], "--key/--iv"),
         (&["x", "--cipher-suite", "1301", "--key", "abc", "--iv", "00"], "--key: not an even number"),
@@ -103,4 +111,94 @@ fn print_alt_svc_carries_a_fresh_key_for_every_session() {
     assert!(!stderr(&out1).to_ascii_lowercase().contains(&key_hex));
     // The summary line counts the one resource.
     assert!(String::from_utf8_lossy(&out1.stdout).contains("sent 1 resources, 10 body bytes"));
+}
+
+/// The arguments of a loopback send of `files` to 239.255.77.`last_octet`:`port`.
+fn loopback_args(files: &[&std::path::Path], last_octet: u8, port: u16, rate: &str) -> Vec<String> {
+    let mut args: Vec<String> = files.iter().map(|f| f.to_str().unwrap().to_owned()).collect();
+    for a in ["--group", &format!("239.255.77.{last_octet}"), "--port", &port.to_string()] {
+        args.push(a.to_owned());
+    }
+    for a in ["--interface", "127.0.0.1", "--ttl", "1", "--session-id", "0a0d", "--rate", rate, "--quiet"] {
+        args.push(a.to_owned());
+    }
+    args
+}
+
+/// Joins 239.255.77.`last_octet` on 127.0.0.1 at `port`.
+fn join(last_octet: u8, port: u16) -> std::net::UdpSocket {
+    let s = std::net::UdpSocket::bind((std::net::Ipv4Addr::new(239, 255, 77, last_octet), port)).expect("bind");
+    s.join_multicast_v4(&std::net::Ipv4Addr::new(239, 255, 77, last_octet), &std::net::Ipv4Addr::LOCALHOST)
+        .expect("join on 127.0.0.1");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    s
+}
+
+/// A port for this test run (the process ID spreads parallel runs apart).
+fn port(offset: u16) -> u16 {
+    30_000 + (std::process::id() % 10_000) as u16 + offset * 10_000 % 30_000
+}
+
+/// Starts `h3m-send ARGS`, waits for its first datagram (so it has listed its
+/// files and started the first), runs `meanwhile`, and waits for the exit.
+fn send_and_meanwhile(args: &[String], socket: &std::net::UdpSocket, meanwhile: impl FnOnce()) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_h3m-send"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start h3m-send");
+    let mut buf = [0u8; 2048];
+    let first = socket.recv(&mut buf);
+    meanwhile();
+    let out = child.wait_with_output().expect("wait for h3m-send");
+    first.unwrap_or_else(|e| panic!("no datagram from h3m-send ({e}): {}", stderr(&out)));
+    out
+}
+
+#[test]
+fn a_file_gone_before_its_turn_exits_1_and_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.bin");
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&big, vec![7u8; 2 << 20]).unwrap();
+    std::fs::write(&victim, b"here at the listing, gone at its turn").unwrap();
+    let p = port(1);
+    let socket = join(31, p);
+    // 2 MiB at 20 Mbit/s: the first file takes about 0.8 s; the second goes meanwhile.
+    let o = send_and_meanwhile(&loopback_args(&[&big, &victim], 31, p, "20M"), &socket, || {
+        std::fs::remove_file(&victim).unwrap()
+    });
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let v = victim.display();
+    assert!(err.contains(&format!("h3m-send: skipped {v}: No such file or directory")), "{err}");
+    assert!(err.contains(&format!("h3m-send: 1 not sent intact: {v}\n")), "{err}");
+    assert!(!err.contains("big.bin"), "{err}");
+}
+
+#[test]
+fn a_file_that_shrinks_while_sent_is_reset_exits_1_and_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("shrinks.bin");
+    let after = dir.path().join("z-after.txt");
+    std::fs::write(&big, vec![7u8; 4 << 20]).unwrap();
+    std::fs::write(&after, b"still sent").unwrap();
+    let p = port(2);
+    let socket = join(32, p);
+    // 4 MiB at 20 Mbit/s: about 1.7 s; it is cut to 1000 bytes after its first datagram.
+    let o = send_and_meanwhile(&loopback_args(&[&big, &after], 32, p, "20M"), &socket, || {
+        std::fs::OpenOptions::new().write(true).open(&big).unwrap().set_len(1000).unwrap()
+    });
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let b = big.display();
+    let line =
+        err.lines().find(|l| l.starts_with(&format!("h3m-send: reset {b}: "))).unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains("file shrank while being sent (") && line.contains(" of 4194304 bytes)"), "{line}");
+    assert!(line.ends_with("(receivers get it incomplete)"), "{line}");
+    assert!(err.contains(&format!("h3m-send: 1 not sent intact: {b}\n")), "{err}");
+    // The run went on: the next file was sent whole (the reset one is not counted).
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("sent 1 resources, 10 body bytes"), "{out}");
 }

@@ -9,13 +9,17 @@ use std::time::Duration;
 use clap::Parser;
 use h3m_net::Interface;
 use h3m_proto::SessionId;
+use h3m_proto::aead::PacketKeys;
 use h3m_proto::auth::{PushSigner, SignatureForms, SigningKey};
 use h3m_proto::protection::CipherSuite;
-use h3m_sender::run::{SendOptions, SessionKeys, advertisement, run};
+use h3m_sender::run::{SendOptions, advertisement, run};
+use h3m_sender::tree::Ignore;
 
 /// Publish files, directory trees or a live stream over multicast QUIC (h3m-07).
 ///
-/// Exit status: 0 sent; 1 runtime error (socket, file); 2 bad usage.
+/// Exit status: 0 every file sent intact; 1 a file skipped (gone or
+/// unreadable) or reset (it shrank while being sent), or a runtime error
+/// (socket, file); 2 bad usage.
 #[derive(Parser, Debug)]
 #[command(name = "h3m-send", version)]
 struct Args {
@@ -57,9 +61,15 @@ struct Args {
     /// Keep running and publish each new or changed file once it is complete.
     #[arg(long)]
     watch: bool,
-    /// Seconds between looks at the tree with --watch.
+    /// Seconds between looks at the tree with --watch (where inotify is
+    /// unavailable, and for file PATHs).
     #[arg(long, default_value_t = 0.5)]
     watch_interval: f64,
+    /// With --watch, never publish files or directories inside a PATH whose
+    /// name matches this glob (`*`, `?`); repeatable; giving any replaces the
+    /// defaults (`--ignore ''` ignores nothing).
+    #[arg(long, value_name = "GLOB", default_values = h3m_sender::tree::DEFAULT_IGNORE, requires = "watch")]
+    ignore: Vec<String>,
     /// Publish standard input as one live resource at --path.
     #[arg(long, requires = "path")]
     stdin: bool,
@@ -117,7 +127,7 @@ fn main() -> ExitCode {
         eprintln!("h3m-send: {msg}");
         ExitCode::from(2)
     };
-    let session_id = match SessionId::from_hex(&args.session_id) {
+    let session_id = match SessionId::parse_strict(&args.session_id) {
         Ok(s) => s,
         Err(e) => return usage(format!("--session-id: {e}")),
     };
@@ -145,16 +155,16 @@ fn main() -> ExitCode {
         (CipherSuite::Null, None, None) => None,
         (CipherSuite::Null, _, _) => return usage("--key/--iv need a --cipher-suite other than 0000".into()),
         (suite, Some(k), Some(iv)) => {
-            let keys = match (hex("key", k), hex("iv", iv)) {
-                (Ok(key), Ok(iv)) => SessionKeys { suite, key, iv },
+            let (key, iv) = match (hex("key", k), hex("iv", iv)) {
+                (Ok(key), Ok(iv)) => (key, iv),
                 (Err(e), _) | (_, Err(e)) => return usage(e),
             };
-            if let Err(e) = keys.protection() {
-                return usage(format!("--key/--iv: {e}"));
+            match PacketKeys::new(suite, &key, &iv) {
+                Ok(keys) => Some(keys),
+                Err(e) => return usage(format!("--key/--iv: {e}")),
             }
-            Some(keys)
         }
-        (suite, _, _) => match SessionKeys::generate(suite) {
+        (suite, _, _) => match PacketKeys::generate(suite, &ring::rand::SystemRandom::new()) {
             Ok(k) => Some(k),
             Err(e) => {
                 eprintln!("h3m-send: {e}");
@@ -164,6 +174,12 @@ fn main() -> ExitCode {
     };
     if args.paths.is_empty() && !args.stdin && !args.watch {
         return usage("nothing to publish: give PATHs, --stdin --path P, or --watch PATH".into());
+    }
+    if args.repeat == 0 {
+        return usage("--repeat must be at least 1".into());
+    }
+    if !group.is_multicast() {
+        return usage(format!("--group {group}: not a multicast address"));
     }
     if !(64..=65_507).contains(&args.max_datagram_size) {
         return usage("--max-datagram-size must be 64 to 65507".into());
@@ -197,7 +213,7 @@ fn main() -> ExitCode {
         authority: args.authority,
         path_prefix: args.path_prefix,
         rate,
-        repeat: args.repeat.max(1),
+        repeat: args.repeat,
         watch: args.watch,
         watch_interval: Duration::from_secs_f64(args.watch_interval.max(0.01)),
         stdin_path: args.stdin.then(|| args.path.clone().unwrap_or_default()),
@@ -208,6 +224,7 @@ fn main() -> ExitCode {
         progress: !args.quiet,
         duration: args.duration.map(|d| Duration::from_secs_f64(d.max(0.0))),
         signer,
+        ignore: if args.watch { Ignore::new(args.ignore) } else { Ignore::none() },
     };
     if args.print_alt_svc {
         println!("Alt-Svc: {}", advertisement(&opts));
@@ -230,7 +247,12 @@ fn main() -> ExitCode {
                 s.elapsed.as_secs_f64(),
                 s.rate_bps() / 1e6
             );
-            ExitCode::SUCCESS
+            if s.skipped.is_empty() {
+                return ExitCode::SUCCESS;
+            }
+            let names: Vec<String> = s.skipped.iter().map(|k| k.file.display().to_string()).collect();
+            eprintln!("h3m-send: {} not sent intact: {}", names.len(), names.join(", "));
+            ExitCode::from(1)
         }
         Err(e) => {
             eprintln!("h3m-send: {e}");
