@@ -26,9 +26,13 @@
 //! A packet too short to yield a sample cannot be protected: the packet writer
 //! pads protected packets ([`crate::packet::write_packet`]).
 
+use std::sync::Arc;
+
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::hkdf;
+use ring::rand::SecureRandom;
 
+use crate::altsvc::Advertisement;
 use crate::protection::{CipherSuite, PacketProtection, ProtectionError};
 
 /// The Alt-Svc `extensions` code point announcing the header-protection key
@@ -55,6 +59,121 @@ pub enum KeyError {
     /// The IV is not 12 bytes.
     #[error("IV is {0} bytes; 12 are needed")]
     IvLength(usize),
+    /// An advertisement names an AEAD suite but carries no key or no IV.
+    #[error("cipher suite {:04x} needs a key and an iv; the advertisement lacks them", .0.code())]
+    Missing(CipherSuite),
+    /// The random number generator failed while generating keys.
+    #[error("no random numbers for a session key")]
+    Random,
+}
+
+/// A session's packet-protection keys as an advertisement carries them: an
+/// AEAD cipher suite with its key and IV, checked when built, so keys of the
+/// wrong length (or the null suite) cannot be represented and using them
+/// cannot fail. The one key type of senders and receivers.
+#[derive(Clone)]
+pub struct PacketKeys {
+    key: Vec<u8>,
+    iv: [u8; 12],
+    protection: Arc<AeadProtection>,
+}
+
+impl std::fmt::Debug for PacketKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Key material never appears in logs.
+        f.debug_struct("PacketKeys").field("suite", &self.suite()).finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for PacketKeys {
+    fn eq(&self, other: &Self) -> bool {
+        (self.suite(), &self.key, self.iv) == (other.suite(), &other.key, other.iv)
+    }
+}
+
+impl Eq for PacketKeys {}
+
+impl PacketKeys {
+    /// Checks `key` and `iv` against `suite` (an AEAD suite: [`KeyError::NullSuite`]
+    /// otherwise) and builds the protection they give, with the
+    /// header-protection key derived by h3m's rule (module docs).
+    pub fn new(suite: CipherSuite, key: &[u8], iv: &[u8]) -> Result<Self, KeyError> {
+        let protection = AeadProtection::from_advertisement(suite, key, iv)?;
+        let iv: [u8; 12] = iv.try_into().map_err(|_| KeyError::IvLength(iv.len()))?;
+        Ok(PacketKeys { key: key.to_vec(), iv, protection: Arc::new(protection) })
+    }
+
+    /// Fresh keys for `suite` from `rng` (a sender's per-session keys).
+    pub fn generate(suite: CipherSuite, rng: &dyn SecureRandom) -> Result<Self, KeyError> {
+        if suite == CipherSuite::Null {
+            return Err(KeyError::NullSuite);
+        }
+        let mut key = vec![0u8; suite.key_len()];
+        let mut iv = [0u8; 12];
+        rng.fill(&mut key).map_err(|_| KeyError::Random)?;
+        rng.fill(&mut iv).map_err(|_| KeyError::Random)?;
+        Self::new(suite, &key, &iv)
+    }
+
+    /// The keys an advertisement carries: `None` for the null suite (cleartext),
+    /// [`KeyError::Missing`] for an AEAD suite without `key` or `iv`.
+    pub fn from_advertisement(adv: &Advertisement) -> Result<Option<Self>, KeyError> {
+        if adv.cipher_suite == CipherSuite::Null {
+            return Ok(None);
+        }
+        match (&adv.key, &adv.iv) {
+            (Some(key), Some(iv)) => Self::new(adv.cipher_suite, key, iv).map(Some),
+            _ => Err(KeyError::Missing(adv.cipher_suite)),
+        }
+    }
+
+    /// The cipher suite (never [`CipherSuite::Null`]).
+    pub fn suite(&self) -> CipherSuite {
+        self.protection.suite
+    }
+
+    /// The AEAD key, [`CipherSuite::key_len`] bytes.
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// The AEAD IV.
+    pub fn iv(&self) -> &[u8; 12] {
+        &self.iv
+    }
+
+    /// The packet protection these keys give (shared, not rebuilt).
+    pub fn protection(&self) -> Box<dyn PacketProtection> {
+        Box::new(Arc::clone(&self.protection))
+    }
+}
+
+/// Shared protection (one key schedule for every sender or receiver built
+/// from the same [`PacketKeys`]).
+impl PacketProtection for Arc<AeadProtection> {
+    fn suite(&self) -> CipherSuite {
+        self.as_ref().suite()
+    }
+
+    fn tag_len(&self) -> usize {
+        self.as_ref().tag_len()
+    }
+
+    fn unprotect_header(&self, packet: &mut [u8], pn_offset: usize) -> Result<(), ProtectionError> {
+        self.as_ref().unprotect_header(packet, pn_offset)
+    }
+
+    fn protect_header(&self, packet: &mut [u8], pn_offset: usize, pn_len: usize) -> Result<(), ProtectionError> {
+        self.as_ref().protect_header(packet, pn_offset, pn_len)
+    }
+
+    fn open(&self, packet_number: u64, header: &[u8], payload: &mut [u8]) -> Result<usize, ProtectionError> {
+        self.as_ref().open(packet_number, header, payload)
+    }
+
+    fn seal(&self, packet_number: u64, header: &[u8], payload: &mut Vec<u8>) -> Result<(), ProtectionError> {
+        self.as_ref().seal(packet_number, header, payload)
+    }
 }
 
 struct Len(usize);
@@ -282,6 +401,76 @@ mod tests {
         assert_eq!(derive_hp_key(CipherSuite::Aes128Gcm, &[1; 16]), derive_hp_key(CipherSuite::Aes128Gcm, &[1; 16]));
         assert_ne!(derive_hp_key(CipherSuite::Aes128Gcm, &[1; 16]), derive_hp_key(CipherSuite::Aes128Gcm, &[2; 16]));
         assert_eq!(derive_hp_key(CipherSuite::Aes256Gcm, &[1; 32]).len(), 32);
+    }
+
+    /// Keys that cannot protect packets are an error when the keys are built,
+    /// so no sender or receiver can be handed them (and fall back to cleartext).
+    #[test]
+    fn packet_keys_are_checked_when_built() {
+        assert_eq!(
+            PacketKeys::new(CipherSuite::Aes128Gcm, &[0; 8], &[0; 12]),
+            Err(KeyError::KeyLength { expected: 16, got: 8 })
+        );
+        assert_eq!(
+            PacketKeys::new(CipherSuite::ChaCha20Poly1305, &[0; 16], &[0; 12]),
+            Err(KeyError::KeyLength { expected: 32, got: 16 })
+        );
+        assert_eq!(PacketKeys::new(CipherSuite::Aes256Gcm, &[0; 32], &[0; 8]), Err(KeyError::IvLength(8)));
+        assert_eq!(PacketKeys::new(CipherSuite::Null, &[], &[]), Err(KeyError::NullSuite));
+        let rng = ring::rand::SystemRandom::new();
+        assert_eq!(PacketKeys::generate(CipherSuite::Null, &rng), Err(KeyError::NullSuite));
+        for suite in [CipherSuite::Aes128Gcm, CipherSuite::Aes256Gcm, CipherSuite::ChaCha20Poly1305] {
+            let k = PacketKeys::generate(suite, &rng).unwrap();
+            assert_eq!((k.suite(), k.key().len()), (suite, suite.key_len()));
+            assert_ne!(PacketKeys::generate(suite, &rng).unwrap(), k, "fresh keys each time");
+            assert_eq!(PacketKeys::new(suite, k.key(), k.iv()).unwrap(), k);
+            assert_eq!(k.protection().suite(), suite);
+            assert_eq!(k.protection().tag_len(), 16);
+        }
+        let k = PacketKeys::new(CipherSuite::Aes128Gcm, &[0x42; 16], &[0x24; 12]).unwrap();
+        let debug = format!("{k:?}");
+        assert!(!debug.contains("42") && !debug.contains("24") && debug.contains("Aes128Gcm"), "{debug}");
+    }
+
+    #[test]
+    fn packet_keys_from_an_advertisement() {
+        use crate::altsvc::parse_one;
+        let plain = parse_one(r#"h3m-07="232.0.0.1:2000"; session-id=2a"#).unwrap();
+        assert_eq!(PacketKeys::from_advertisement(&plain), Ok(None));
+        let keyed = parse_one(
+            r#"h3m-07="232.0.0.1:2000"; cipher-suite=1301; key=00112233445566778899aabbccddeeff; iv=0123456789abcdef01234567"#,
+        )
+        .unwrap();
+        let k = PacketKeys::from_advertisement(&keyed).unwrap().unwrap();
+        assert_eq!((k.suite(), k.key()[15], k.iv()[11]), (CipherSuite::Aes128Gcm, 0xff, 0x67));
+        let mut no_iv = keyed.clone();
+        no_iv.iv = None;
+        assert_eq!(PacketKeys::from_advertisement(&no_iv), Err(KeyError::Missing(CipherSuite::Aes128Gcm)));
+        assert_eq!(
+            KeyError::Missing(CipherSuite::Aes128Gcm).to_string(),
+            "cipher suite 1301 needs a key and an iv; the advertisement lacks them"
+        );
+        // Built by hand past the parser's checks: still refused, never cleartext.
+        let mut short = keyed;
+        short.key = Some(vec![0; 8]);
+        assert_eq!(PacketKeys::from_advertisement(&short), Err(KeyError::KeyLength { expected: 16, got: 8 }));
+    }
+
+    /// The shared protection of [`PacketKeys`] is the same AEAD as building
+    /// it from the advertisement's values: each opens what the other seals.
+    #[test]
+    fn packet_keys_protection_interoperates() {
+        let sid = SessionId::from_hex("2a").unwrap();
+        let k = PacketKeys::new(CipherSuite::Aes256Gcm, &[5; 32], &[6; 12]).unwrap();
+        let direct = AeadProtection::from_advertisement(CipherSuite::Aes256Gcm, &[5; 32], &[6; 12]).unwrap();
+        let mut out = Vec::new();
+        write_packet(&mut out, &sid, 9, 4, &[0x01; 40], k.protection().as_ref()).unwrap();
+        let opened = open_packet(&mut out, &sid, Some(8), &direct).unwrap();
+        assert_eq!((opened.packet_number, &opened.payload[..40]), (9, &[0x01; 40][..]));
+        let mut out = Vec::new();
+        write_packet(&mut out, &sid, 10, 4, &[0x02; 40], &direct).unwrap();
+        let opened = open_packet(&mut out, &sid, Some(9), k.protection().as_ref()).unwrap();
+        assert_eq!((opened.packet_number, &opened.payload[..40]), (10, &[0x02; 40][..]));
     }
 
     #[test]

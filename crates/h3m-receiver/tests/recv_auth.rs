@@ -508,3 +508,132 @@ fn disagreeing_digest_fields_are_refused() {
     let out = tmp.path().join("out");
     assert_refused(&recv(&input, &out, &[]), &out, "refused: the digest fields disagree");
 }
+
+/// A classic pcap (raw IPv4, link type 228) of `datagrams` sent to
+/// 239.255.0.1:2000, every record captured at `captured` (Unix seconds).
+fn pcap_at(datagrams: &[Vec<u8>], captured: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend(0xa1b2_c3d4u32.to_le_bytes());
+    out.extend(2u16.to_le_bytes());
+    out.extend(4u16.to_le_bytes());
+    out.extend([0u8; 8]); // thiszone, sigfigs
+    out.extend(65_535u32.to_le_bytes());
+    out.extend(228u32.to_le_bytes());
+    for d in datagrams {
+        let udp_len = 8 + d.len();
+        let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 1, 17, 0, 0, 127, 0, 0, 1, 239, 255, 0, 1];
+        ip[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+        ip.extend(40_000u16.to_be_bytes());
+        ip.extend(2000u16.to_be_bytes());
+        ip.extend((udp_len as u16).to_be_bytes());
+        ip.extend([0, 0]); // no UDP checksum
+        ip.extend(d);
+        out.extend(captured.to_le_bytes());
+        out.extend(0u32.to_le_bytes());
+        out.extend((ip.len() as u32).to_le_bytes());
+        out.extend((ip.len() as u32).to_le_bytes());
+        out.extend(ip);
+    }
+    out
+}
+
+/// One resource `early.txt`, signed draft-cavage style (nghq's form) over a
+/// response whose `date` header reads exactly `date`, as written by the
+/// sender (e.g. nghq's strftime `%e` day): the datagrams.
+fn cavage_session_dated(date: &str, body: &[u8]) -> Vec<Vec<u8>> {
+    let key = SigningKey::from_pem(&std::fs::read(test_key("rsa2048.key.pem")).unwrap()).unwrap();
+    let signer = PushSigner::new(key, "sender.pem", SignatureForms::Cavage).unwrap();
+    let mut s = Sender::new(SenderConfig::new(EncoderConfig::new(SessionId::NGHQ_DEFAULT)), Box::new(NullProtection));
+    let mut meta = ResourceMeta::file("early.txt", body.len() as u64, UNIX_EPOCH);
+    (meta.sha256, meta.last) = (Some(sha256(body)), true);
+    let (mut req, mut resp) = (s.request_headers(&meta), s.response_headers(&meta));
+    resp.iter_mut().find(|f| f.name == b"date").unwrap().value = date.as_bytes().to_vec();
+    assert!(signer.sign_headers(&mut req, &mut resp, UNIX_EPOCH).unwrap());
+    let id = s.start_with_headers(&meta, &req, &resp).unwrap();
+    s.write(id, body).unwrap();
+    s.finish(id, None).unwrap();
+    let t = Instant::now();
+    std::iter::from_fn(|| s.poll_transmit(t)).collect()
+}
+
+/// nghq writes `date` with strftime `%e`, so on days 1 to 9 of every month
+/// the day is space-padded; its signed pushes verify end to end, as do the
+/// other RFC 9110 forms of the same instant, freshness measured exactly at
+/// the capture time. An impossible date (`31 Feb`, which would roll over to
+/// 3 Mar) or a wrong day name is refused, never reinterpreted.
+#[test]
+fn nghq_space_padded_dates_verify_and_impossible_dates_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let trust = test_key("rsa2048.pub.pem");
+    let body = b"signed on the 6th\n";
+    let signed_at: u32 = 1_796_531_873; // Sun,  6 Dec 2026 04:37:53 GMT
+    let run = |name: &str, date: &str, captured: u32, args: &[&str]| {
+        let input = tmp.path().join(format!("{name}.pcap"));
+        std::fs::write(&input, pcap_at(&cavage_session_dated(date, body), captured)).unwrap();
+        let out = tmp.path().join(name);
+        let mut all = vec!["--trust", trust.as_str()];
+        all.extend(args);
+        (recv(&input, &out, &all), out)
+    };
+    for (i, date) in [
+        "Sun,  6 Dec 2026 04:37:53 GMT",
+        "Sun, 06 Dec 2026 04:37:53 GMT",
+        "Sunday, 06-Dec-26 04:37:53 GMT",
+        "Sun Dec  6 04:37:53 2026",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (o, out) = run(&format!("ok{i}"), date, signed_at + 10, &[]);
+        assert_eq!(o.status.code(), Some(0), "{date}: {}{}", text(&o.stdout), text(&o.stderr));
+        assert_eq!(std::fs::read(out.join("early.txt")).unwrap(), body, "{date}");
+        assert!(text(&o.stdout).starts_with("complete   early.txt  18 bytes  sha256:"), "{}", text(&o.stdout));
+        // The signed instant is exactly 04:37:53: 301 s later it is stale.
+        let (o, out) = run(&format!("stale{i}"), date, signed_at + 301, &[]);
+        assert_refused(&o, &out, "refused: stale (date Sun, 06 Dec 2026 04:37:53 GMT older than max-age 300 s)");
+    }
+    // 31 Feb 2026 would be Tue, 3 Mar 2026 12:00:00 (1772539200): refused at that capture time.
+    for (name, date, at) in [
+        ("feb31", "Tue, 31 Feb 2026 12:00:00 GMT", 1_772_539_210),
+        ("feb29", "Mon, 29 Feb 2027 12:00:00 GMT", 1_803_902_410),
+        ("weekday", "Mon,  6 Dec 2026 04:37:53 GMT", signed_at + 10),
+    ] {
+        let (o, out) = run(name, date, at, &[]);
+        assert_refused(&o, &out, &format!("refused: unreadable signed date `{date}`"));
+    }
+    // A leap day that exists is fine.
+    let (o, _) = run("feb29-2028", "Tue, 29 Feb 2028 12:00:00 GMT", 1_835_438_410, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", text(&o.stdout), text(&o.stderr));
+}
+
+/// An advertisement whose keys cannot protect packets is a usage error that
+/// names `--alt-svc` (exit 2, before joining anything), never a receiver that
+/// accepts cleartext.
+#[test]
+fn alt_svc_with_unusable_keys_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let iv = "iv=0123456789abcdef01234567";
+    let cases = [
+        (format!("cipher-suite=1301; key=0011223344556677; {iv}"), "key is 8 bytes long; the cipher suite needs 16"),
+        (
+            format!("cipher-suite=1303; key=00112233445566778899aabbccddeeff; {iv}"),
+            "key is 16 bytes long; the cipher suite needs 32",
+        ),
+        ("cipher-suite=1302; key=00".to_owned(), "key is 1 bytes long; the cipher suite needs 32"),
+        (
+            "cipher-suite=1301; key=00112233445566778899aabbccddeeff".to_owned(),
+            "cipher suite 1301 needs a key and an iv; the advertisement lacks them",
+        ),
+        ("cipher-suite=1302".to_owned(), "cipher suite 1302 needs a key and an iv; the advertisement lacks them"),
+    ];
+    for (params, needle) in cases {
+        let adv = format!(r#"h3m-07="239.255.0.1:2000"; session-id=2a; {params}"#);
+        let o = Command::new(BIN).args(["--alt-svc", &adv, "--idle-timeout", "1", "--out"]).arg(&out).output().unwrap();
+        let stderr = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{params}: {stderr}");
+        assert!(stderr.contains(&format!("h3m-recv: --alt-svc: {needle}")), "{params}: {stderr}");
+        assert!(!stderr.contains("0011223344"), "no key material in messages: {stderr}");
+    }
+    assert!(files(&out).is_empty());
+}

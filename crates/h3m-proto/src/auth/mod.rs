@@ -158,7 +158,7 @@ pub enum AuthError {
     /// The signature covers neither `date` nor `created`.
     #[error("signature does not cover the date")]
     DateNotCovered,
-    /// The signed `date` is not an IMF-fixdate.
+    /// The signed `date` is not an HTTP date that exists ([`date::parse_http_date`]).
     #[error("unreadable signed date `{0}`")]
     BadDate(String),
     /// The signed time is older than the maximum age.
