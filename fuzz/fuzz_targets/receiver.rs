@@ -132,7 +132,7 @@ impl Checker {
                     }
                     self.finished += 1;
                 }
-                Event::UnpromisedPush { .. } => {}
+                Event::UnpromisedPush { .. } | Event::PushLost { .. } | Event::HeadlessStream { .. } => {}
                 Event::SessionEnd { .. } => {
                     self.session_ends += 1;
                     assert!(self.session_ends == 1, "a second SessionEnd");

@@ -84,6 +84,10 @@ pub struct Outcome {
     pub pushes: BTreeMap<u64, PushResult>,
     /// Push IDs reported as unpromised.
     pub unpromised: Vec<u64>,
+    /// Push IDs reported lost whole (neither promise nor stream arrived).
+    pub lost: Vec<u64>,
+    /// Streams reported headless (their start never arrived).
+    pub headless: Vec<u64>,
     /// The session-end reasons reported (at most one is expected).
     pub session_ends: Vec<SessionEndReason>,
     /// The receiver's counters at the end.
@@ -141,6 +145,8 @@ pub fn run(config: ReceiverConfig, datagrams: &[Vec<u8>]) -> Outcome {
                     p.summary = Some(s);
                 }
                 Event::UnpromisedPush { push_id, .. } => out.unpromised.push(push_id),
+                Event::PushLost { push_id } => out.lost.push(push_id),
+                Event::HeadlessStream { stream_id, .. } => out.headless.push(stream_id),
                 Event::SessionEnd { reason } => out.session_ends.push(reason),
             }
         }

@@ -99,7 +99,7 @@ fn expected_after_drop(sc: &Scenario, index: usize) -> BTreeMap<u64, Expect> {
             set.insert(r);
         }
         let body_len = from.unwrap_or(body_start);
-        let mut missing: Vec<Range<u64>> = set.iter().cloned().collect();
+        let mut missing: Vec<Range<u64>> = set.iter().collect();
         // A hole that runs into the unknown tail is reported as part of the tail.
         if let (Some(t), Some(last)) = (from, missing.last())
             && last.end >= t

@@ -63,7 +63,17 @@ pub struct ResourceMeta {
     /// A live resource of unknown length: the promise asks `range: bytes=0-*`
     /// and the response is `206` with `content-range: bytes 0-*/*`.
     pub live: bool,
+    /// The push IDs of every copy of this resource in the session (this one
+    /// included), when it is sent more than once (`--repeat`): the promise
+    /// carries them as [`COPIES_HEADER`], so a receiver that lost one copy
+    /// whole knows it was a copy of a resource it has.
+    pub copies: Vec<u64>,
 }
+
+/// The request header listing a resource's copies (see [`ResourceMeta::copies`]):
+/// push IDs, comma-separated. An h3m extension; receivers that do not know it
+/// (nghq) ignore it.
+pub const COPIES_HEADER: &str = "h3m-copies";
 
 impl ResourceMeta {
     /// A resource of known length.
@@ -76,6 +86,7 @@ impl ResourceMeta {
             date,
             last: false,
             live: false,
+            copies: Vec::new(),
         }
     }
 }
@@ -252,7 +263,16 @@ impl Sender {
         if meta.live {
             h.push(HeaderField::new("range", "bytes=0-*"));
         }
+        if meta.copies.len() > 1 {
+            let list: Vec<String> = meta.copies.iter().map(u64::to_string).collect();
+            h.push(HeaderField::new(COPIES_HEADER, list.join(", ")));
+        }
         h
+    }
+
+    /// The push ID the next resource started will get.
+    pub fn next_push_id(&self) -> u64 {
+        self.enc.next_push_id()
     }
 
     /// The response header list for a resource.

@@ -28,6 +28,12 @@ pub enum SessionIdError {
     /// A character that is not a hex digit.
     #[error("session ID has a non-hex character {0:?} at position {1}")]
     NotHex(char, usize),
+    /// An odd number of hex digits where whole bytes are required.
+    #[error("session ID `{0}` has an odd number of hex digits; nghq reads it as `0{0}`: give that")]
+    OddDigits(String),
+    /// No digits where an explicit value is required.
+    #[error("session ID is empty; give `none` for the zero-length session ID")]
+    Empty,
 }
 
 impl SessionId {
@@ -63,6 +69,25 @@ impl SessionId {
         }
         let bytes: Vec<u8> = nibbles.chunks(2).map(|p| (p[0] << 4) | p[1]).collect();
         Self::new(&bytes)
+    }
+
+    /// Parses a session ID given by a user (command line): whole bytes of hex
+    /// digits (optional `0x`), or `none` for the zero-length ID. Unlike
+    /// [`from_hex`](Self::from_hex) nothing is guessed: an odd digit count
+    /// ([`SessionIdError::OddDigits`]) and an empty string
+    /// ([`SessionIdError::Empty`]) are errors.
+    pub fn parse_strict(text: &str) -> Result<Self, SessionIdError> {
+        if text == "none" {
+            return Ok(SessionId::EMPTY);
+        }
+        let digits = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")).unwrap_or(text);
+        if digits.is_empty() {
+            return Err(SessionIdError::Empty);
+        }
+        if digits.len() % 2 == 1 {
+            return Err(SessionIdError::OddDigits(digits.to_owned()));
+        }
+        Self::from_hex(text)
     }
 
     /// The bytes of the ID.
@@ -101,6 +126,19 @@ impl fmt::Display for SessionId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strict_parsing_guesses_nothing() {
+        // Regression (hardening item 12): `abc` silently became `0abc`, and
+        // an empty string was taken as the zero-length ID.
+        assert_eq!(SessionId::parse_strict("abc"), Err(SessionIdError::OddDigits("abc".into())));
+        assert_eq!(SessionId::parse_strict("0xabc"), Err(SessionIdError::OddDigits("abc".into())));
+        assert_eq!(SessionId::parse_strict(""), Err(SessionIdError::Empty));
+        assert_eq!(SessionId::parse_strict("0x"), Err(SessionIdError::Empty));
+        assert_eq!(SessionId::parse_strict("none"), Ok(SessionId::EMPTY));
+        assert_eq!(SessionId::parse_strict("0abc").unwrap().as_bytes(), &[0x0a, 0xbc]);
+        assert_eq!(SessionId::parse_strict("zz"), Err(SessionIdError::NotHex('z', 0)));
+    }
 
     #[test]
     fn nghq_default_is_session_id_ascii() {

@@ -9,6 +9,8 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
+use serde::Serialize;
+
 use h3m_amt::driad::{DriadOptions, DriadResolver, relay_candidates};
 use h3m_amt::gateway::{GatewayConfig, GatewayEvent, GatewayStats, LossReason, RelayCandidate, SubscribeError};
 use h3m_amt::tunnel::Tunnel;
@@ -138,7 +140,9 @@ impl Input {
     pub fn log_lines(&mut self) -> Vec<String> {
         let Input::Amt { tunnel, .. } = self else { return Vec::new() };
         let mut lines: Vec<String> = tunnel.take_warnings().into_iter().map(|w| format!("warning: amt: {w}")).collect();
-        lines.extend(std::iter::from_fn(|| tunnel.poll_event()).map(|e| describe(&e)));
+        while let Some(e) = tunnel.poll_event() {
+            lines.push(describe(&e, tunnel.gateway().stats()));
+        }
         lines
     }
 
@@ -146,6 +150,16 @@ impl Input {
     pub fn amt_stats(&self) -> Option<&GatewayStats> {
         match self {
             Input::Amt { tunnel, .. } => Some(tunnel.gateway().stats()),
+            Input::Native { .. } => None,
+        }
+    }
+
+    /// The tunnel's counters as the summary reports them (`None` for native reception).
+    pub fn amt_counters(&self) -> Option<AmtCounters> {
+        match self {
+            Input::Amt { tunnel, other_ports, .. } => {
+                Some(AmtCounters::new(tunnel.gateway().stats(), *other_ports, tunnel.send_errors()))
+            }
             Input::Native { .. } => None,
         }
     }
@@ -158,7 +172,97 @@ impl Input {
     }
 }
 
-fn describe(e: &GatewayEvent) -> String {
+/// What the AMT tunnel did, for the summary: the `amt` object of the JSON
+/// summary and the `amt_*` fields of the summary line, so that a receiver that
+/// got nothing through a relay says why (no relay answered, data dropped as
+/// invalid or with bad checksums, ...).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AmtCounters {
+    /// Relay Discoveries sent.
+    pub discoveries_sent: u64,
+    /// Relay Advertisements accepted.
+    pub advertisements: u64,
+    /// Requests sent.
+    pub requests_sent: u64,
+    /// Membership Queries accepted (the tunnel was set up or refreshed).
+    pub queries: u64,
+    /// Queries with the L flag (relay overloaded).
+    pub limited_queries: u64,
+    /// Relays given up.
+    pub relays_lost: u64,
+    /// Times the no-data watchdog fired.
+    pub watchdog_fired: u64,
+    /// Datagrams of the subscribed channels delivered (any UDP port).
+    pub data_packets: u64,
+    /// Of those, datagrams to another UDP port than the session's (not passed on).
+    pub data_other_ports: u64,
+    /// Data for channels not subscribed to.
+    pub data_unsubscribed: u64,
+    /// Data whose inner packet was not a valid multicast UDP datagram.
+    pub data_invalid: u64,
+    /// Of `data_invalid`: bad IPv4 header or UDP checksums.
+    pub data_bad_checksum: u64,
+    /// Messages from an address other than the relay's.
+    pub wrong_source: u64,
+    /// Datagrams that were not AMT messages.
+    pub malformed: u64,
+    /// ICMP unreachable errors.
+    pub unreachable: u64,
+    /// Datagrams the kernel refused to send.
+    pub send_errors: u64,
+}
+
+impl AmtCounters {
+    /// From the gateway's counters and the tunnel's.
+    pub fn new(s: &GatewayStats, other_ports: u64, send_errors: u64) -> Self {
+        AmtCounters {
+            discoveries_sent: s.discoveries_sent,
+            advertisements: s.advertisements,
+            requests_sent: s.requests_sent,
+            queries: s.queries,
+            limited_queries: s.limit_queries,
+            relays_lost: s.relays_lost,
+            watchdog_fired: s.watchdog_fired,
+            data_packets: s.data_packets,
+            data_other_ports: other_ports,
+            data_unsubscribed: s.data_unsubscribed,
+            data_invalid: s.data_invalid,
+            data_bad_checksum: s.data_bad_checksum,
+            wrong_source: s.wrong_source,
+            malformed: s.malformed,
+            unreachable: s.unreachable,
+            send_errors,
+        }
+    }
+
+    /// The `amt_*` fields of the summary line, each with a leading space: the
+    /// handshake and data counters always, the rest when not zero.
+    pub fn summary_fields(&self) -> String {
+        let mut out = format!(
+            " amt_advertisements={} amt_queries={} amt_data={} amt_data_invalid={} amt_bad_checksum={}",
+            self.advertisements, self.queries, self.data_packets, self.data_invalid, self.data_bad_checksum
+        );
+        let extra = [
+            ("amt_other_ports", self.data_other_ports),
+            ("amt_unsubscribed", self.data_unsubscribed),
+            ("amt_wrong_source", self.wrong_source),
+            ("amt_malformed", self.malformed),
+            ("amt_limited_queries", self.limited_queries),
+            ("amt_relays_lost", self.relays_lost),
+            ("amt_watchdog", self.watchdog_fired),
+            ("amt_unreachable", self.unreachable),
+            ("amt_send_errors", self.send_errors),
+        ];
+        for (key, value) in extra.iter().filter(|(_, v)| *v > 0) {
+            out.push_str(&format!(" {key}={value}"));
+        }
+        out
+    }
+}
+
+/// The log line of a gateway event; `stats` (the gateway's counters now) says
+/// why data may be missing.
+fn describe(e: &GatewayEvent, stats: &GatewayStats) -> String {
     match e {
         GatewayEvent::RelayDiscovered { discovery, relay } => format!("amt: {discovery} advertised relay {relay}"),
         GatewayEvent::Connected { relay } => format!("amt: tunnel up with relay {relay}"),
@@ -173,7 +277,66 @@ fn describe(e: &GatewayEvent) -> String {
             format!("amt: our address as the relay sees it changed from {old} to {new} (NAT); old tunnel torn down")
         }
         GatewayEvent::DataAbsent { idle } => {
-            format!("amt: no data for {:.1} s; asking the relay again", idle.as_secs_f64())
+            let what = match idle {
+                Some(idle) => format!("no data for {:.1} s", idle.as_secs_f64()),
+                None => "no data received yet".to_string(),
+            };
+            let why = match (stats.data_invalid, stats.data_bad_checksum) {
+                (0, _) => String::new(),
+                (n, 0) => format!(" ({n} invalid datagrams from the relay dropped)"),
+                (n, c) => format!(" ({n} invalid datagrams from the relay dropped, {c} with bad checksums)"),
+            };
+            format!("amt: {what}{why}; asking the relay again")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_watchdog_line_says_when_nothing_ever_arrived_and_why_data_was_dropped() {
+        let mut stats = GatewayStats::default();
+        let never = GatewayEvent::DataAbsent { idle: None };
+        assert_eq!(describe(&never, &stats), "amt: no data received yet; asking the relay again");
+        let idle = GatewayEvent::DataAbsent { idle: Some(Duration::from_millis(4250)) };
+        assert_eq!(describe(&idle, &stats), "amt: no data for 4.2 s; asking the relay again");
+        stats.data_invalid = 7;
+        assert_eq!(
+            describe(&never, &stats),
+            "amt: no data received yet (7 invalid datagrams from the relay dropped); asking the relay again"
+        );
+        stats.data_bad_checksum = 5;
+        assert_eq!(
+            describe(&idle, &stats),
+            "amt: no data for 4.2 s (7 invalid datagrams from the relay dropped, 5 with bad checksums); \
+             asking the relay again"
+        );
+    }
+
+    #[test]
+    fn amt_counters_in_the_summary_line() {
+        let stats = GatewayStats {
+            advertisements: 1,
+            queries: 3,
+            data_packets: 10,
+            data_invalid: 4,
+            data_bad_checksum: 4,
+            relays_lost: 1,
+            ..GatewayStats::default()
+        };
+        let c = AmtCounters::new(&stats, 2, 0);
+        assert_eq!(
+            c.summary_fields(),
+            " amt_advertisements=1 amt_queries=3 amt_data=10 amt_data_invalid=4 amt_bad_checksum=4 \
+             amt_other_ports=2 amt_relays_lost=1"
+        );
+        assert_eq!(
+            AmtCounters::default().summary_fields(),
+            " amt_advertisements=0 amt_queries=0 amt_data=0 amt_data_invalid=0 amt_bad_checksum=0"
+        );
     }
 }

@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 
 use h3m_net::{Interface, MulticastConfig};
 use h3m_proto::SessionId;
-use h3m_proto::aead::AeadProtection;
-use h3m_proto::protection::CipherSuite;
+use h3m_proto::aead::PacketKeys;
 use h3m_proto::receiver::{Receiver, ReceiverConfig, SessionEndReason};
 
 use crate::capture::CaptureStats;
@@ -54,8 +53,10 @@ pub struct LiveOptions {
     pub progress: bool,
     /// Sync each file to disk before reporting it written.
     pub fsync: bool,
-    /// Packet protection keys (`None`: cleartext).
-    pub protection: Option<(CipherSuite, Vec<u8>, Vec<u8>)>,
+    /// Packet protection keys (`None`: cleartext). Checked when built
+    /// ([`PacketKeys::new`]), so a bad key is an error there, never a
+    /// receiver that accepts cleartext.
+    pub protection: Option<PacketKeys>,
     /// Receive through an AMT tunnel instead of joining natively.
     pub amt: Option<AmtRelay>,
     /// Digest and signature checks (see [`crate::verify`]; freshness against
@@ -89,10 +90,8 @@ impl LiveOptions {
 
     fn receiver(&self) -> Receiver {
         let mut config = ReceiverConfig::new(self.session_id);
-        if let Some((suite, key, iv)) = &self.protection
-            && let Ok(p) = AeadProtection::from_advertisement(*suite, key, iv)
-        {
-            config.protection = Box::new(p);
+        if let Some(keys) = &self.protection {
+            config.protection = keys.protection();
         }
         config.push_timeout = self.push_timeout;
         config.idle_timeout = self.idle_timeout;
@@ -158,6 +157,11 @@ async fn run_with(opts: &LiveOptions, reporter: &mut Reporter<'_>) -> Outcome {
             );
         }
     };
+    for stale in writer.remove_stale_partials() {
+        eprintln!("h3m-recv: removed {} (left by a receiver no longer running)", stale.display());
+    }
+    // The AMT tunnel's counters reach the summary through this slot.
+    let amt_slot = reporter.amt_slot();
     let mut session = Session::new(opts.receiver(), writer, reporter);
     session.set_verify(opts.verify.clone());
     session.set_clock(Clock::System);
@@ -166,8 +170,20 @@ async fn run_with(opts: &LiveOptions, reporter: &mut Reporter<'_>) -> Outcome {
     let mut got_any = false;
     let mut linger_until: Option<Instant> = None;
     let mut progress = crate::progress::Progress::new(opts.progress);
+    // SIGINT and SIGTERM both stop the run cleanly: temporary files removed,
+    // every resource reported, the summary printed.
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminate = async move {
+        match sigterm.as_mut() {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(terminate);
     loop {
         let now = Instant::now();
         // Before the first packet the receiver has no idle timer: the run has one.
@@ -200,13 +216,14 @@ async fn run_with(opts: &LiveOptions, reporter: &mut Reporter<'_>) -> Outcome {
                 r = input.recv(&mut deliver) => Wake::Data(r),
                 _ = sleep => Wake::Timer,
                 _ = &mut ctrl_c => Wake::Interrupted,
+                _ = &mut terminate => Wake::Interrupted,
             }
         };
         for line in input.log_lines() {
             eprintln!("h3m-recv: {line}");
         }
         match wake {
-            Wake::Data(Ok(_)) => progress.update(session.receiver.stats().body_bytes, session.settled().len()),
+            Wake::Data(Ok(_)) => progress.update(session.receiver.stats().body_bytes, session.settled_count() as usize),
             Wake::Data(Err(e)) => {
                 session.run_error(ErrorKind::Network, format!("receive: {e}"));
                 break;
@@ -224,15 +241,18 @@ async fn run_with(opts: &LiveOptions, reporter: &mut Reporter<'_>) -> Outcome {
                 session.receiver.handle_timeout(now);
                 session.drain();
             }
-            Wake::Interrupted => break,
+            Wake::Interrupted => {
+                if !session.receiver.is_ended() {
+                    session.receiver.end(Instant::now(), SessionEndReason::Interrupted);
+                    session.drain();
+                }
+                break;
+            }
         }
         if session.receiver.is_ended() && linger_until.is_none() {
             if opts.follow {
                 // Settle this session, start listening for the next.
-                session.receiver.finish(Instant::now());
-                session.drain();
-                session.settle_all();
-                session.receiver = opts.receiver();
+                session.next_session();
                 got_any = false;
             } else {
                 linger_until = Some(Instant::now() + opts.linger);
@@ -240,8 +260,51 @@ async fn run_with(opts: &LiveOptions, reporter: &mut Reporter<'_>) -> Outcome {
         }
     }
     progress.finish();
+    amt_slot.set(input.amt_counters());
     input.close().await;
     session.receiver.finish(Instant::now());
     session.drain();
     session.finish(counters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use h3m_proto::aead::KeyError;
+    use h3m_proto::encoder::{EncoderConfig, SessionEncoder};
+    use h3m_proto::protection::CipherSuite;
+    use h3m_proto::qpack::HeaderField;
+
+    /// A library caller with a malformed key gets the error, not a receiver;
+    /// with good keys the receiver drops (and counts) every cleartext packet.
+    #[test]
+    fn keys_are_checked_and_the_receiver_never_falls_back_to_cleartext() {
+        let (key, iv) = ([7u8; 16], [9u8; 12]);
+        assert_eq!(
+            PacketKeys::new(CipherSuite::Aes128Gcm, &key[..8], &iv).map(|_| ()),
+            Err(KeyError::KeyLength { expected: 16, got: 8 })
+        );
+        let keys = PacketKeys::new(CipherSuite::Aes128Gcm, &key, &iv).unwrap();
+        let mut opts = LiveOptions::new("239.255.0.1:2000".parse().unwrap(), "/nonexistent");
+        opts.session_id = SessionId::from_hex("2a").unwrap();
+        opts.protection = Some(keys.clone());
+        let (req, resp) = ([HeaderField::new(":path", "/f")], [HeaderField::new(":status", "200")]);
+        let mut forged = Vec::new();
+        SessionEncoder::new(EncoderConfig::new(opts.session_id)).push(&req, &resp, b"forged", &mut forged).unwrap();
+        let mut sealed = Vec::new();
+        SessionEncoder::with_protection(EncoderConfig::new(opts.session_id), keys.protection())
+            .push(&req, &resp, b"genuine", &mut sealed)
+            .unwrap();
+        let mut rx = opts.receiver();
+        let now = Instant::now();
+        for d in &forged {
+            rx.handle_datagram(now, d);
+        }
+        assert_eq!((rx.stats().protection_failures, rx.stats().packets), (forged.len() as u64, 0));
+        assert!(rx.poll_event().is_none());
+        for d in &sealed {
+            rx.handle_datagram(now, d);
+        }
+        assert_eq!(rx.stats().packets, sealed.len() as u64);
+    }
 }

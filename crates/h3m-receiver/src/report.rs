@@ -25,7 +25,7 @@
 //!   range is known.
 //! * `REASON` is a token, possibly followed by `: ` and details: `timeout`,
 //!   `session_ended`, `reset: error code N`, `cancelled`, `no_push_stream`,
-//!   `too_many_pushes`, `bad_headers: ...`, `protocol_error: ...`,
+//!   `evicted`, `bad_headers: ...`, `protocol_error: ...`,
 //!   `inconsistent: ...`, `digest mismatch: ...` (incomplete); `refused: ...`
 //!   (the `:path` is unsafe, see [`crate::paths`]; or a check of
 //!   [`crate::verify`] failed: `refused: no digest`, `refused: unsigned`,
@@ -40,7 +40,7 @@
 //!
 //! Standard output has one JSON object per line, each with an `"event"` key:
 //! `push_promised`, `response_headers`, `trailers`, `resource`,
-//! `unpromised_push`, `error`, `session_end` and, last, `summary` (see
+//! `unpromised_push`, `lost_push`, `headless_stream`, `error`, `session_end` and, last, `summary` (see
 //! [`Record`] for the fields). Body data is not reported event by event (there
 //! would be one object per packet); the `resource` object sums it up. Header
 //! names and values are converted to strings lossily. Standard error still gets
@@ -165,6 +165,8 @@ pub enum ErrorKind {
     Unauthenticated,
     /// The network (socket) failed.
     Network,
+    /// Datagrams arrived, but none of the session asked for.
+    WrongSession,
 }
 
 /// An error.
@@ -212,8 +214,10 @@ pub struct ReceiverCounters {
     pub ignored_frames: u64,
     /// PING frames.
     pub pings: u64,
-    /// Packets numbered below the largest seen.
+    /// Packets numbered below the largest seen, arriving for the first time.
     pub reordered_packets: u64,
+    /// Packets whose number had been seen already (duplicates or replays).
+    pub replayed_packets: u64,
     /// Packet numbers skipped over.
     pub packet_number_gaps: u64,
     /// STREAM bytes that had already arrived.
@@ -232,8 +236,18 @@ pub struct ReceiverCounters {
     pub skipped_h3_frames: u64,
     /// Header blocks that failed to decode.
     pub header_errors: u64,
-    /// Promises refused at the concurrency limit.
-    pub pushes_refused: u64,
+    /// Pushes that gave their slot to a newer one at the concurrency limit.
+    pub pushes_evicted: u64,
+    /// Pushes lost whole (gaps in the push IDs).
+    pub pushes_lost: u64,
+    /// Push streams whose start never arrived.
+    pub headless_streams: u64,
+    /// Request-stream fragments forgotten to stay within bounds.
+    pub request_fragments_forgotten: u64,
+    /// Streams failed for fragmentation beyond the range budget.
+    pub streams_too_fragmented: u64,
+    /// Pushes failed for body bytes beyond their announced length.
+    pub body_overruns: u64,
     /// Stream-level protocol errors.
     pub stream_errors: u64,
     /// Pushes the receiver completed.
@@ -256,6 +270,7 @@ impl From<&ReceiverStats> for ReceiverCounters {
             ignored_frames: s.ignored_frames,
             pings: s.pings,
             reordered_packets: s.reordered_packets,
+            replayed_packets: s.replayed_packets,
             packet_number_gaps: s.packet_number_gaps,
             duplicate_bytes: s.duplicate_bytes,
             late_bytes: s.late_bytes,
@@ -265,7 +280,12 @@ impl From<&ReceiverStats> for ReceiverCounters {
             orphan_streams_dropped: s.orphan_streams_dropped,
             skipped_h3_frames: s.skipped_h3_frames,
             header_errors: s.header_errors,
-            pushes_refused: s.pushes_refused,
+            pushes_evicted: s.pushes_evicted,
+            pushes_lost: s.pushes_lost,
+            headless_streams: s.headless_streams,
+            request_fragments_forgotten: s.request_fragments_forgotten,
+            streams_too_fragmented: s.streams_too_fragmented,
+            body_overruns: s.body_overruns,
             stream_errors: s.stream_errors,
             pushes_complete: s.pushes_complete,
             pushes_incomplete: s.pushes_incomplete,
@@ -292,6 +312,14 @@ pub struct SummaryRecord {
     pub resources_repeated: u64,
     /// Push streams whose promise never arrived.
     pub unpromised_pushes: u64,
+    /// Pushes lost whole: neither promise nor stream arrived (push IDs are
+    /// sequential, so the hole shows).
+    pub lost_pushes: u64,
+    /// Push streams whose start never arrived (joined during the push, or its
+    /// first packet lost).
+    pub headless_streams: u64,
+    /// Per-push output lines left out by the flood limit.
+    pub suppressed_lines: u64,
     /// Bytes written into complete resources.
     pub bytes_written: u64,
     /// How the session ended (`connection_close`, `goaway`, `idle_timeout`,
@@ -326,13 +354,20 @@ impl SummaryRecord {
             ("frame_errors", r.frame_errors),
             ("stream_errors", r.stream_errors),
             ("header_errors", r.header_errors),
-            ("pushes_refused", r.pushes_refused),
+            ("pushes_evicted", r.pushes_evicted),
+            ("replayed_packets", r.replayed_packets),
+            ("request_fragments_forgotten", r.request_fragments_forgotten),
+            ("streams_too_fragmented", r.streams_too_fragmented),
+            ("body_overruns", r.body_overruns),
             ("packet_number_gaps", r.packet_number_gaps),
             ("duplicate_bytes", r.duplicate_bytes),
             ("late_bytes", r.late_bytes),
             ("dropped_buffer_bytes", r.dropped_buffer_bytes),
             ("orphan_streams_dropped", r.orphan_streams_dropped),
             ("repeated", self.resources_repeated),
+            ("lost_pushes", self.lost_pushes),
+            ("headless_streams", self.headless_streams),
+            ("suppressed_lines", self.suppressed_lines),
             ("capture_malformed", self.capture.malformed),
             ("capture_truncated_records", self.capture.truncated_records),
             ("capture_fragments_dropped", self.capture.fragments_dropped),
@@ -384,15 +419,28 @@ pub enum Record {
         /// The stream.
         stream_id: u64,
     },
+    /// A push lost whole: neither its promise nor its stream arrived.
+    LostPush {
+        /// The push ID (push IDs are sequential: a later one arrived).
+        push_id: u64,
+    },
+    /// A push stream whose start never arrived: its push is unknown.
+    HeadlessStream {
+        /// The stream.
+        stream_id: u64,
+        /// Bytes of it that arrived (and were dropped).
+        bytes: u64,
+    },
     /// An error.
     Error(ErrorRecord),
     /// The session ended.
     SessionEnd {
-        /// `connection_close`, `goaway`, `idle_timeout` or `end_of_input`.
+        /// `connection_close`, `goaway`, `idle_timeout`, `end_of_input` or
+        /// `interrupted`.
         reason: &'static str,
     },
     /// The final counters.
-    Summary(SummaryRecord),
+    Summary(Box<SummaryRecord>),
 }
 
 /// Writes records to standard output and standard error (see the module documentation).
@@ -400,6 +448,61 @@ pub struct Reporter<'a> {
     json: bool,
     out: &'a mut dyn Write,
     err: &'a mut dyn Write,
+    limit: LineLimit,
+    /// The limit on progress events (promises, headers: JSON mode only).
+    progress_limit: LineLimit,
+    /// The AMT tunnel's counters, filled in by live mode before the summary
+    /// ([`Reporter::amt_slot`]).
+    amt: AmtSlot,
+}
+
+/// Where live mode leaves the AMT tunnel's counters for the summary: the
+/// summary line gets their `amt_*` fields (before `session_end`), the JSON
+/// summary an `amt` object. Empty (no AMT) prints nothing of them.
+pub type AmtSlot = std::rc::Rc<std::cell::Cell<Option<crate::input::AmtCounters>>>;
+
+/// The flood limit on per-push lines: a token bucket of [`LINE_BURST`]
+/// lines refilled at [`LINE_RATE`] per second.
+#[derive(Debug)]
+struct LineLimit {
+    burst: f64,
+    rate: f64,
+    tokens: f64,
+    last: std::time::Instant,
+    suppressed: u64,
+    /// Suppressed lines not yet announced.
+    unannounced: u64,
+}
+
+/// Per-push lines (anything but a written resource, the session end and the
+/// summary) allowed in a burst.
+pub const LINE_BURST: f64 = 1000.0;
+/// Per-push lines allowed per second after a burst.
+pub const LINE_RATE: f64 = 100.0;
+/// Progress events (JSON `push_promised`, `response_headers`, `trailers`)
+/// allowed in a burst.
+pub const PROGRESS_BURST: f64 = 50_000.0;
+/// Progress events allowed per second after a burst.
+pub const PROGRESS_RATE: f64 = 10_000.0;
+
+impl LineLimit {
+    fn new(burst: f64, rate: f64) -> Self {
+        LineLimit { burst, rate, tokens: burst, last: std::time::Instant::now(), suppressed: 0, unannounced: 0 }
+    }
+
+    fn allow(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.suppressed += 1;
+            self.unannounced += 1;
+            false
+        }
+    }
 }
 
 impl std::fmt::Debug for Reporter<'_> {
@@ -411,13 +514,52 @@ impl std::fmt::Debug for Reporter<'_> {
 impl<'a> Reporter<'a> {
     /// A reporter in JSON or text mode.
     pub fn new(json: bool, out: &'a mut dyn Write, err: &'a mut dyn Write) -> Self {
-        Reporter { json, out, err }
+        Reporter {
+            json,
+            out,
+            err,
+            limit: LineLimit::new(LINE_BURST, LINE_RATE),
+            progress_limit: LineLimit::new(PROGRESS_BURST, PROGRESS_RATE),
+            amt: AmtSlot::default(),
+        }
+    }
+
+    /// The slot for the AMT tunnel's counters (see [`AmtSlot`]).
+    pub fn amt_slot(&self) -> AmtSlot {
+        self.amt.clone()
+    }
+
+    /// Prints a progress event (a promise, response headers, trailers; JSON
+    /// mode only) within its own, larger flood limit.
+    pub fn emit_progress(&mut self, record: &Record) {
+        if self.json && self.progress_limit.allow() {
+            self.emit(record);
+        }
+    }
+
+    /// Prints a per-push record unless the flood limit is reached (a forged
+    /// flood of promises must not become a flood of output); says on standard
+    /// error how many were left out when printing resumes.
+    pub fn emit_limited(&mut self, record: &Record) {
+        if !self.limit.allow() {
+            return;
+        }
+        if self.limit.unannounced > 0 {
+            let n = std::mem::take(&mut self.limit.unannounced);
+            let _ = writeln!(self.err, "h3m-recv: {n} per-push lines suppressed (flood limit)");
+        }
+        self.emit(record);
+    }
+
+    /// Per-push lines left out by the flood limits so far.
+    pub fn suppressed(&self) -> u64 {
+        self.limit.suppressed + self.progress_limit.suppressed
     }
 
     /// Prints one record. Write errors (a closed pipe) are ignored.
     pub fn emit(&mut self, record: &Record) {
         if self.json
-            && let Ok(line) = serde_json::to_string(record)
+            && let Ok(line) = json_line(record, self.amt.get())
         {
             let _ = writeln!(self.out, "{line}");
         }
@@ -428,11 +570,25 @@ impl<'a> Reporter<'a> {
             Record::UnpromisedPush { push_id, stream_id } if !self.json => {
                 let _ = writeln!(self.out, "unpromised push {push_id} on stream {stream_id}");
             }
+            Record::LostPush { push_id } if !self.json => {
+                let _ = writeln!(
+                    self.out,
+                    "{:<10} (push {push_id})  0 of 0+ bytes  missing 0-  (lost: neither its promise nor its stream arrived)",
+                    "incomplete"
+                );
+            }
+            Record::HeadlessStream { stream_id, bytes } if !self.json => {
+                let _ = writeln!(
+                    self.out,
+                    "{:<10} (stream {stream_id})  {bytes} of {bytes}+ bytes  missing 0-  (headless_stream: its start never arrived)",
+                    "incomplete"
+                );
+            }
             Record::Error(e) => {
                 let _ = writeln!(self.err, "{}", e.text_line());
             }
             Record::Summary(s) => {
-                let _ = writeln!(self.err, "{}", s.text_line());
+                let _ = writeln!(self.err, "{}", with_amt_fields(s.text_line(), self.amt.get()));
             }
             _ => {}
         }
@@ -443,6 +599,29 @@ impl<'a> Reporter<'a> {
         let _ = self.out.flush();
         let _ = self.err.flush();
     }
+}
+
+/// A record as one JSON line; a summary gets the AMT counters as its `amt` object.
+fn json_line(record: &Record, amt: Option<crate::input::AmtCounters>) -> serde_json::Result<String> {
+    match (record, amt) {
+        (Record::Summary(_), Some(amt)) => {
+            let mut value = serde_json::to_value(record)?;
+            if let Some(object) = value.as_object_mut() {
+                object.insert("amt".to_string(), serde_json::to_value(amt)?);
+            }
+            serde_json::to_string(&value)
+        }
+        _ => serde_json::to_string(record),
+    }
+}
+
+/// The summary line with the AMT counters' fields before `session_end`.
+fn with_amt_fields(mut line: String, amt: Option<crate::input::AmtCounters>) -> String {
+    if let Some(amt) = amt {
+        let at = line.rfind(" session_end=").unwrap_or(line.len());
+        line.insert_str(at, &amt.summary_fields());
+    }
+    line
 }
 
 /// Header fields as `[name, value]` string pairs (lossy UTF-8).
@@ -489,7 +668,7 @@ pub fn incomplete_reason(reason: &IncompleteReason) -> String {
         IncompleteReason::Reset { error_code } => format!("reset: error code {error_code:#x}"),
         IncompleteReason::Cancelled => "cancelled".to_owned(),
         IncompleteReason::NoPushStream => "no_push_stream".to_owned(),
-        IncompleteReason::TooManyPushes => "too_many_pushes".to_owned(),
+        IncompleteReason::Evicted => "evicted".to_owned(),
         IncompleteReason::BadHeaders(e) => format!("bad_headers: {e}"),
         IncompleteReason::ProtocolError(e) => format!("protocol_error: {e}"),
     }
@@ -502,6 +681,7 @@ pub fn session_end_reason(reason: SessionEndReason) -> &'static str {
         SessionEndReason::Goaway => "goaway",
         SessionEndReason::IdleTimeout => "idle_timeout",
         SessionEndReason::EndOfInput => "end_of_input",
+        SessionEndReason::Interrupted => "interrupted",
     }
 }
 
@@ -561,5 +741,41 @@ mod tests {
         assert!(json.get("name").is_none());
         let json = serde_json::to_value(Record::SessionEnd { reason: "goaway" }).unwrap();
         assert_eq!(json, serde_json::json!({"event": "session_end", "reason": "goaway"}));
+    }
+
+    #[test]
+    fn the_summary_carries_the_amt_counters_when_there_are_some() {
+        let amt = crate::input::AmtCounters { queries: 2, data_invalid: 9, data_bad_checksum: 9, ..Default::default() };
+        for json in [false, true] {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let mut reporter = Reporter::new(json, &mut out, &mut err);
+            let slot = reporter.amt_slot();
+            reporter.emit(&Record::Summary(Box::default()));
+            slot.set(Some(amt));
+            reporter.emit(&Record::Summary(Box::default()));
+            drop(reporter);
+            let err = String::from_utf8(err).unwrap();
+            let lines: Vec<&str> = err.lines().collect();
+            assert!(!lines[0].contains("amt_"), "{}", lines[0]);
+            assert!(
+                lines[1].ends_with(
+                    " amt_advertisements=0 amt_queries=2 amt_data=0 amt_data_invalid=9 amt_bad_checksum=9 \
+                     session_end=none exit=0"
+                ),
+                "{}",
+                lines[1]
+            );
+            let out = String::from_utf8(out).unwrap();
+            if json {
+                let objects: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+                assert_eq!(objects[0]["event"], "summary");
+                assert!(objects[0].get("amt").is_none());
+                assert_eq!(objects[1]["amt"]["data_bad_checksum"], 9);
+                assert_eq!(objects[1]["amt"]["queries"], 2);
+                assert_eq!(objects[1]["amt"]["data_packets"], 0);
+            } else {
+                assert!(out.is_empty());
+            }
+        }
     }
 }

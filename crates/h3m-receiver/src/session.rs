@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use h3m_proto::auth::digest::{Announced, announced_consistent};
 use h3m_proto::auth::{self, Push};
 use h3m_proto::qpack::HeaderField;
-use h3m_proto::receiver::{Event, PushStatus, PushSummary, RangeSet, Receiver};
+use h3m_proto::receiver::{Event, PushStatus, PushSummary, RangeSet, Receiver, SessionEndReason};
 
 use crate::capture::CaptureStats;
 use crate::digest::announced_sha256;
@@ -112,7 +112,20 @@ struct PushState {
     rel: Option<PathBuf>,
     /// Body bytes received.
     received: u64,
+    /// The push IDs of the resource's copies its promise listed (`h3m-copies`).
+    copies: Vec<u64>,
     fate: Fate,
+}
+
+/// At most this many copy IDs are taken from one promise.
+const MAX_COPIES: usize = 64;
+
+/// The push IDs an `h3m-copies` request header lists.
+fn copies_of(request: &[HeaderField]) -> Vec<u64> {
+    field(request, h3m_proto::sender::COPIES_HEADER.as_bytes())
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).take(MAX_COPIES).collect())
+        .unwrap_or_default()
 }
 
 /// A resource being assembled from one or more pushes.
@@ -136,6 +149,10 @@ struct Resource {
     /// The last finished push's summary.
     last: Option<PushSummary>,
     first_push: u64,
+    /// When a copy last delivered into it (see [`Session::clock_tick`]).
+    touched: u64,
+    /// Push IDs of its copies, as the promises listed them.
+    copy_ids: Vec<u64>,
     /// The header lists of its copies, by push ID (kept only when signatures
     /// are checked, at most [`MAX_COPY_HEADERS`]).
     copy_headers: Vec<CopyHeaders>,
@@ -153,6 +170,43 @@ struct CopyHeaders {
 /// At most this many copies' header lists are kept per resource.
 const MAX_COPY_HEADERS: usize = 16;
 
+/// At most this many records of each kind (resources, errors, unpromised
+/// pushes) are kept for the [`Outcome`]; the summary counts them all.
+pub const MAX_RETAINED_RECORDS: usize = 10_000;
+
+/// At most this many resources are assembled at once (each holds an open
+/// partial file); beyond it the one untouched longest, with no push
+/// delivering into it, is reported incomplete (`evicted`) to make room.
+pub const MAX_ASSEMBLING: usize = 512;
+
+/// At most this many judgements are deferred to the end of the session
+/// (copies without response headers, unpromised streams); beyond it they are
+/// reported at once.
+const MAX_DEFERRED: usize = 4096;
+
+/// At most this many distinct names are remembered to count incomplete
+/// resources once each (and written paths to recognise repeats).
+const MAX_NAMES: usize = 65_536;
+
+/// Exact counts of what was reported, whatever was retained.
+#[derive(Debug, Default)]
+struct Tally {
+    complete: u64,
+    incomplete: u64,
+    refused: u64,
+    failed: u64,
+    bytes_written: u64,
+    settled: u64,
+    unpromised: u64,
+    lost: u64,
+    headless: u64,
+    io_errors: u64,
+    network_errors: u64,
+    errors: u64,
+    /// Names reported incomplete (counted once each).
+    incomplete_names: std::collections::HashSet<Vec<u8>>,
+}
+
 fn field<'a>(fields: &'a [HeaderField], name: &[u8]) -> Option<&'a [u8]> {
     fields.iter().find(|f| f.name == name).map(|f| f.value.as_slice())
 }
@@ -163,6 +217,12 @@ fn lossy(bytes: &[u8]) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The relative path a record's name stands for.
+fn name_path(name: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    PathBuf::from(std::ffi::OsStr::from_bytes(name))
 }
 
 /// Receiver events to files and records.
@@ -187,6 +247,17 @@ pub(crate) struct Session<'r, 'w> {
     resources: Vec<ResourceRecord>,
     errors: Vec<ErrorRecord>,
     unpromised: Vec<(u64, u64)>,
+    tally: Tally,
+    /// With `--trust`: a verified push carried `connection: close`.
+    trusted_close: bool,
+    /// Push IDs known to be copies of resources written intact (from
+    /// `h3m-copies`): a copy of them lost whole is a lost repeat, not a loss.
+    accounted: std::collections::HashSet<u64>,
+    /// Lost pushes and headless streams, judged at the end of the session:
+    /// `(push ID if known, stream ID if headless, bytes)`.
+    lost_pending: Vec<(Option<u64>, Option<u64>, u64)>,
+    /// A use counter for [`Resource::touched`].
+    clock_tick: u64,
     pub(crate) session_end: Option<&'static str>,
     verify: VerifyOptions,
     clock: Clock,
@@ -209,6 +280,11 @@ impl<'r, 'w> Session<'r, 'w> {
             resources: Vec::new(),
             errors: Vec::new(),
             unpromised: Vec::new(),
+            tally: Tally::default(),
+            trusted_close: false,
+            accounted: std::collections::HashSet::new(),
+            lost_pending: Vec::new(),
+            clock_tick: 0,
             session_end: None,
             verify: VerifyOptions::default(),
             clock: Clock::None,
@@ -217,6 +293,8 @@ impl<'r, 'w> Session<'r, 'w> {
 
     /// Sets the checks made before a resource is written.
     pub(crate) fn set_verify(&mut self, verify: VerifyOptions) {
+        // With signatures checked, only a verified push may end the session.
+        self.receiver.set_end_signals(!verify.checks_signatures());
         self.verify = verify;
     }
 
@@ -231,19 +309,81 @@ impl<'r, 'w> Session<'r, 'w> {
         while let Some(event) = self.receiver.poll_event() {
             self.on_event(event);
         }
+        if self.trusted_close && !self.receiver.is_ended() && self.receiver.active_pushes() == 0 {
+            // A verified push said `connection: close` and nothing is in flight.
+            self.receiver.end(std::time::Instant::now(), SessionEndReason::ConnectionClose);
+            while let Some(event) = self.receiver.poll_event() {
+                self.on_event(event);
+            }
+        }
     }
 
     fn error(&mut self, kind: ErrorKind, push_id: u64, raw_path: Option<&[u8]>, message: String) {
         let error = ErrorRecord { kind, push_id: Some(push_id), path: raw_path.map(lossy), message };
-        self.reporter.emit(&Record::Error(error.clone()));
-        self.errors.push(error);
+        self.push_error(error);
     }
 
     /// Reports a network or other run-level error.
     pub(crate) fn run_error(&mut self, kind: ErrorKind, message: String) {
-        let error = ErrorRecord { kind, push_id: None, path: None, message };
-        self.reporter.emit(&Record::Error(error.clone()));
-        self.errors.push(error);
+        self.push_error(ErrorRecord { kind, push_id: None, path: None, message });
+    }
+
+    fn push_error(&mut self, error: ErrorRecord) {
+        self.tally.errors += 1;
+        match error.kind {
+            ErrorKind::Io => self.tally.io_errors += 1,
+            ErrorKind::Network => self.tally.network_errors += 1,
+            _ => {}
+        }
+        self.reporter.emit_limited(&Record::Error(error.clone()));
+        if self.errors.len() < MAX_RETAINED_RECORDS {
+            self.errors.push(error);
+        }
+    }
+
+    /// Reports a resource record, counts it, and keeps it (up to a limit).
+    fn push_record(&mut self, record: ResourceRecord) {
+        self.tally.settled += 1;
+        match record.status {
+            ResourceStatus::Complete => {
+                self.tally.complete += 1;
+                self.tally.bytes_written += record.bytes;
+                self.reporter.emit(&Record::Resource(record.clone()));
+            }
+            status => {
+                match status {
+                    ResourceStatus::Refused => self.tally.refused += 1,
+                    ResourceStatus::Failed => self.tally.failed += 1,
+                    _ => {
+                        // One count per resource, however many copies failed.
+                        if self.tally.incomplete_names.len() >= MAX_NAMES
+                            || self.tally.incomplete_names.insert(record.name.clone())
+                        {
+                            self.tally.incomplete += 1;
+                        }
+                    }
+                }
+                self.reporter.emit_limited(&Record::Resource(record.clone()));
+            }
+        }
+        if self.resources.len() < MAX_RETAINED_RECORDS {
+            self.resources.push(record);
+        }
+    }
+
+    /// Settles this session and starts listening for the next one on the
+    /// same input (`--follow`); counters carry over.
+    pub(crate) fn next_session(&mut self) {
+        self.receiver.finish(std::time::Instant::now());
+        self.drain();
+        self.settle_all();
+        self.receiver.next_session();
+        self.trusted_close = false;
+    }
+
+    /// Resources reported so far.
+    pub(crate) fn settled_count(&self) -> u64 {
+        self.tally.settled
     }
 
     fn classify(e: &WriteError) -> (ResourceStatus, String, ErrorKind) {
@@ -259,18 +399,27 @@ impl<'r, 'w> Session<'r, 'w> {
         match event {
             Event::PushPromised { push_id, request } => self.on_promise(push_id, &request),
             Event::ResponseHeaders { push_id, headers } => {
-                self.reporter.emit(&Record::ResponseHeaders { push_id, headers: report::header_pairs(&headers) });
+                self.reporter
+                    .emit_progress(&Record::ResponseHeaders { push_id, headers: report::header_pairs(&headers) });
                 self.on_response(push_id, &headers);
             }
             Event::Trailers { push_id, headers } => {
-                self.reporter.emit(&Record::Trailers { push_id, headers: report::header_pairs(&headers) });
+                self.reporter.emit_progress(&Record::Trailers { push_id, headers: report::header_pairs(&headers) });
                 self.on_trailers(push_id, headers);
             }
             Event::BodyData { push_id, offset, data } => self.on_data(push_id, offset, &data),
             Event::PushFinished(summary) => self.on_finished(summary),
             Event::UnpromisedPush { push_id, stream_id, response } => {
                 let digest = response.as_deref().and_then(announced_sha256);
-                self.unpromised_pending.push((push_id, stream_id, digest));
+                if self.unpromised_pending.len() < MAX_DEFERRED {
+                    self.unpromised_pending.push((push_id, stream_id, digest));
+                } else {
+                    self.judge_unpromised(push_id, stream_id, digest);
+                }
+            }
+            Event::PushLost { push_id } => self.defer_lost(Some(push_id), None, 0),
+            Event::HeadlessStream { stream_id, bytes, likely_push_id } => {
+                self.defer_lost(likely_push_id, Some(stream_id), bytes);
             }
             Event::SessionEnd { reason } => {
                 let reason = report::session_end_reason(reason);
@@ -282,7 +431,7 @@ impl<'r, 'w> Session<'r, 'w> {
 
     fn on_promise(&mut self, push_id: u64, request: &[HeaderField]) {
         let raw_path = field(request, b":path").map(<[u8]>::to_vec);
-        self.reporter.emit(&Record::PushPromised {
+        self.reporter.emit_progress(&Record::PushPromised {
             push_id,
             path: raw_path.as_deref().map(lossy),
             request: report::header_pairs(request),
@@ -296,8 +445,9 @@ impl<'r, 'w> Session<'r, 'w> {
                 (None, Fate::Dead { status, reason })
             }
         };
+        let copies = copies_of(request);
         let request = if self.verify.checks_signatures() { request.to_vec() } else { Vec::new() };
-        self.pushes.insert(push_id, PushState { request, raw_path, rel, received: 0, fate });
+        self.pushes.insert(push_id, PushState { request, raw_path, rel, received: 0, copies, fate });
     }
 
     /// Picks the push's resource: a copy of one written intact (ignored), one
@@ -328,6 +478,9 @@ impl<'r, 'w> Session<'r, 'w> {
         if let Some(d) = sha256 {
             if self.written.get(&rel) == Some(&d) {
                 state.fate = Fate::Repeat;
+                if self.accounted.len() < MAX_NAMES * 4 {
+                    self.accounted.extend(state.copies.iter().copied());
+                }
                 return;
             }
             if let Some(&id) = self.by_identity.get(&(rel.clone(), d))
@@ -336,6 +489,11 @@ impl<'r, 'w> Session<'r, 'w> {
                 r.active += 1;
                 r.copies += 1;
                 r.length = r.length.or(length);
+                for c in &state.copies {
+                    if r.copy_ids.len() < MAX_COPIES && !r.copy_ids.contains(c) {
+                        r.copy_ids.push(*c);
+                    }
+                }
                 if let Some(c) = copy
                     && r.copy_headers.len() < MAX_COPY_HEADERS
                 {
@@ -348,6 +506,10 @@ impl<'r, 'w> Session<'r, 'w> {
         let id = self.next_resource;
         self.next_resource += 1;
         let raw_path = state.raw_path.clone();
+        if self.assembling.len() >= MAX_ASSEMBLING {
+            self.evict_assembling();
+        }
+        let Some(state) = self.pushes.get_mut(&push_id) else { return };
         match self.writer.begin(id, rel.clone()) {
             Ok(()) => {
                 state.fate = Fate::Into(id);
@@ -367,6 +529,8 @@ impl<'r, 'w> Session<'r, 'w> {
                         copies: 1,
                         last: None,
                         first_push: push_id,
+                        touched: self.clock_tick,
+                        copy_ids: state.copies.clone(),
                         copy_headers: copy.into_iter().collect(),
                     },
                 );
@@ -404,11 +568,26 @@ impl<'r, 'w> Session<'r, 'w> {
         }
     }
 
+    /// Makes room for one more resource being assembled: the one untouched
+    /// longest (preferring one no push delivers into) is reported incomplete.
+    fn evict_assembling(&mut self) {
+        let Some((&id, _)) = self.assembling.iter().min_by_key(|(_, r)| (r.active > 0, r.touched)) else { return };
+        let Some(r) = self.assembling.remove(&id) else { return };
+        self.writer.abort(id);
+        if let Some(d) = r.sha256 {
+            self.by_identity.remove(&(r.rel.clone(), d));
+        }
+        self.settle(&r, ResourceStatus::Incomplete, Some("evicted: too many resources in progress".into()), None);
+        self.done_pushes(id);
+    }
+
     fn on_data(&mut self, push_id: u64, offset: u64, data: &[u8]) {
         let Some(state) = self.pushes.get_mut(&push_id) else { return };
         state.received += data.len() as u64;
         let Fate::Into(id) = state.fate else { return };
+        self.clock_tick += 1;
         let Some(r) = self.assembling.get_mut(&id) else { return };
+        r.touched = self.clock_tick;
         let end = offset + data.len() as u64;
         for gap in r.have.gaps(offset..end) {
             let part = &data[(gap.start - offset) as usize..(gap.end - offset) as usize];
@@ -468,21 +647,22 @@ impl<'r, 'w> Session<'r, 'w> {
 
     /// The checks of [`crate::verify`] for a resource about to be written:
     /// `Err((kind, reason))` refuses it.
-    fn admit(&self, r: &Resource) -> Result<(), (ErrorKind, String)> {
+    /// `Ok(Some(i))`: copy `i` carries the verified signature.
+    fn admit(&self, r: &Resource) -> Result<Option<usize>, (ErrorKind, String)> {
         let sha256 = r.sha256.or(r.trailer_sha256);
         if self.verify.require_digest && sha256.is_none() {
             return Err((ErrorKind::MissingDigest, "refused: no digest".to_owned()));
         }
         if !self.verify.checks_signatures() {
-            return Ok(());
+            return Ok(None);
         }
         let now = self.clock.now();
         let window = self.verify.freshness();
         let mut first_error = None;
-        for c in &r.copy_headers {
+        for (i, c) in r.copy_headers.iter().enumerate() {
             let push = Push { request: &c.request, response: &c.response, trailers: &c.trailers, body_sha256: sha256 };
             match auth::verify_push(&push, &self.verify.trust, now, &window) {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(Some(i)),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -509,7 +689,7 @@ impl<'r, 'w> Session<'r, 'w> {
             complete: false,
             path: r.raw_path.as_deref().map(lossy),
             file: None,
-            bytes: r.have.iter().map(|x| x.end - x.start).sum(),
+            bytes: r.have.covered(),
             body_len,
             sha256: None,
             missing,
@@ -542,8 +722,7 @@ impl<'r, 'w> Session<'r, 'w> {
         if status == ResourceStatus::Refused {
             record.name = r.raw_path.clone().unwrap_or_default();
         }
-        self.reporter.emit(&Record::Resource(record.clone()));
-        self.resources.push(record);
+        self.push_record(record);
     }
 
     fn on_finished(&mut self, summary: PushSummary) {
@@ -572,8 +751,7 @@ impl<'r, 'w> Session<'r, 'w> {
                 {
                     record.name = rel.as_os_str().as_encoded_bytes().to_vec();
                 }
-                self.reporter.emit(&Record::Resource(record.clone()));
-                self.resources.push(record);
+                self.push_record(record);
             }
             Fate::Pending => {
                 // Finished before its response headers arrived.
@@ -597,11 +775,15 @@ impl<'r, 'w> Session<'r, 'w> {
                 if let PushStatus::Incomplete(reason) = &summary.status {
                     record.reason = Some(report::incomplete_reason(reason));
                 }
-                self.headless.push((state.rel, record));
+                if self.headless.len() < MAX_DEFERRED {
+                    self.headless.push((state.rel, record));
+                } else {
+                    self.push_record(record);
+                }
             }
             Fate::Into(id) => {
                 let Some(r) = self.assembling.get_mut(&id) else { return };
-                r.active -= 1;
+                r.active = r.active.saturating_sub(1);
                 if summary.status == PushStatus::Complete {
                     r.length = Some(summary.body_len);
                 }
@@ -634,17 +816,35 @@ impl<'r, 'w> Session<'r, 'w> {
             self.settle(&r, ResourceStatus::Incomplete, Some(reason), None);
             return;
         }
-        if let Err((kind, reason)) = self.admit(&r) {
-            self.writer.abort(id);
-            self.error(kind, r.first_push, r.raw_path.as_deref(), reason.clone());
-            self.settle(&r, ResourceStatus::Refused, Some(reason), None);
-            self.done_pushes(id);
-            return;
+        let verified_copy = match self.admit(&r) {
+            Ok(copy) => copy,
+            Err((kind, reason)) => {
+                self.writer.abort(id);
+                self.error(kind, r.first_push, r.raw_path.as_deref(), reason.clone());
+                self.settle(&r, ResourceStatus::Refused, Some(reason), None);
+                self.done_pushes(id);
+                return;
+            }
+        };
+        if let Some(c) = verified_copy.and_then(|i| r.copy_headers.get(i))
+            && c.response.iter().any(|f| f.name == b"connection" && f.value.eq_ignore_ascii_case(b"close"))
+        {
+            self.trusted_close = true;
         }
         let len = r.length.unwrap_or(0);
         match self.writer.commit(id, len, r.sha256.or(r.trailer_sha256)) {
             Some(Ok(w)) => {
+                if self.written.len() >= MAX_NAMES {
+                    // Forget an arbitrary earlier one: at worst a later copy
+                    // of it is written again, identically.
+                    if let Some(k) = self.written.keys().next().cloned() {
+                        self.written.remove(&k);
+                    }
+                }
                 self.written.insert(r.rel.clone(), w.sha256);
+                if self.accounted.len() < MAX_NAMES * 4 {
+                    self.accounted.extend(r.copy_ids.iter().copied());
+                }
                 // Pushes still delivering this resource have nothing more to give.
                 for p in self.pushes.values_mut() {
                     if matches!(p.fate, Fate::Into(x) if x == id) {
@@ -676,27 +876,66 @@ impl<'r, 'w> Session<'r, 'w> {
         for id in ids {
             self.try_commit(id, true);
         }
+        let written: std::collections::HashSet<[u8; 32]> = self.written.values().copied().collect();
         for (push_id, stream_id, digest) in std::mem::take(&mut self.unpromised_pending) {
-            if digest.is_some_and(|d| self.written.values().any(|w| *w == d)) {
+            if digest.is_some_and(|d| written.contains(&d)) {
                 self.repeats += 1;
                 continue;
             }
-            self.unpromised.push((push_id, stream_id));
-            self.reporter.emit(&Record::UnpromisedPush { push_id, stream_id });
+            self.judge_unpromised(push_id, stream_id, None);
         }
         for (rel, record) in std::mem::take(&mut self.headless) {
             if rel.as_ref().is_some_and(|r| self.written.contains_key(r)) {
                 self.repeats += 1;
                 continue;
             }
-            self.reporter.emit(&Record::Resource(record.clone()));
-            self.resources.push(record);
+            self.push_record(record);
+        }
+        for (push_id, stream_id, bytes) in std::mem::take(&mut self.lost_pending) {
+            self.judge_lost(push_id, stream_id, bytes);
         }
     }
 
-    /// Resources settled so far.
-    pub(crate) fn settled(&self) -> &[ResourceRecord] {
-        &self.resources
+    fn defer_lost(&mut self, push_id: Option<u64>, stream_id: Option<u64>, bytes: u64) {
+        if self.lost_pending.len() < MAX_DEFERRED {
+            self.lost_pending.push((push_id, stream_id, bytes));
+        } else {
+            self.judge_lost(push_id, stream_id, bytes);
+        }
+    }
+
+    /// A push lost whole, or a stream seen without its start: a repeat if a
+    /// written resource's promise listed it as a copy, else reported.
+    fn judge_lost(&mut self, push_id: Option<u64>, stream_id: Option<u64>, bytes: u64) {
+        if push_id.is_some_and(|p| self.accounted.contains(&p)) {
+            self.repeats += 1;
+            return;
+        }
+        match (stream_id, push_id) {
+            (Some(stream_id), _) => {
+                self.tally.headless += 1;
+                self.reporter.emit_limited(&Record::HeadlessStream { stream_id, bytes });
+            }
+            (None, Some(push_id)) => {
+                self.tally.lost += 1;
+                self.reporter.emit_limited(&Record::LostPush { push_id });
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// An unpromised push stream: a repeat if its digest is that of a
+    /// resource written intact, else reported.
+    fn judge_unpromised(&mut self, push_id: u64, stream_id: u64, digest: Option<[u8; 32]>) {
+        if digest.is_some_and(|d| self.written.values().any(|w| *w == d)) {
+            self.repeats += 1;
+            return;
+        }
+        self.tally.unpromised += 1;
+        if self.unpromised.len() < MAX_RETAINED_RECORDS {
+            self.unpromised.push((push_id, stream_id));
+        }
+        self.reporter.emit_limited(&Record::UnpromisedPush { push_id, stream_id });
     }
 
     /// The final summary and outcome.
@@ -714,35 +953,56 @@ impl<'r, 'w> Session<'r, 'w> {
             });
         }
         self.settle_all();
-        let count = |status| self.resources.iter().filter(|r| r.status == status).count() as u64;
+        let stats = self.receiver.stats();
+        if stats.packets == 0 && stats.foreign_session > 0 {
+            let message = format!(
+                "{} datagrams of other sessions seen and none of session {}: check --session-id",
+                stats.foreign_session,
+                self.receiver.config().session_id
+            );
+            self.run_error(ErrorKind::WrongSession, message);
+        }
+        // A resource reported incomplete by one copy and written by another
+        // (or a later session) is not incomplete.
+        let t = &self.tally;
+        let recovered = t.incomplete_names.iter().filter(|n| self.written.contains_key(&name_path(n))).count() as u64;
         let mut summary = SummaryRecord {
             exit_status: 0,
-            resources_complete: count(ResourceStatus::Complete),
-            resources_incomplete: count(ResourceStatus::Incomplete),
-            resources_refused: count(ResourceStatus::Refused),
-            resources_failed: count(ResourceStatus::Failed),
+            resources_complete: t.complete,
+            resources_incomplete: t.incomplete.saturating_sub(recovered),
+            resources_refused: t.refused,
+            resources_failed: t.failed,
             resources_repeated: self.repeats,
-            unpromised_pushes: self.unpromised.len() as u64,
-            bytes_written: self.resources.iter().filter(|r| r.complete).map(|r| r.bytes).sum(),
+            unpromised_pushes: t.unpromised,
+            lost_pushes: t.lost,
+            headless_streams: t.headless,
+            suppressed_lines: self.reporter.suppressed(),
+            bytes_written: t.bytes_written,
             session_end: self.session_end,
             capture,
             receiver: self.receiver.stats().into(),
         };
-        let io_failed = self.errors.iter().any(|e| e.kind == ErrorKind::Io) || summary.resources_failed > 0;
+        let t = &self.tally;
+        let io_failed = t.io_errors > 0 || summary.resources_failed > 0;
         let status = if io_failed {
             ExitStatus::OutputError
-        } else if self.errors.iter().any(|e| e.kind == ErrorKind::Network) {
+        } else if t.network_errors > 0 {
             ExitStatus::BadInput
-        } else if summary.resources_incomplete + summary.resources_refused + summary.unpromised_pushes > 0
-            || !self.errors.is_empty()
-            || self.resources.is_empty()
+        } else if summary.resources_incomplete
+            + summary.resources_refused
+            + summary.unpromised_pushes
+            + summary.lost_pushes
+            + summary.headless_streams
+            > 0
+            || t.errors > 0
+            || t.settled == 0
         {
             ExitStatus::Incomplete
         } else {
             ExitStatus::Success
         };
         summary.exit_status = status.code();
-        self.reporter.emit(&Record::Summary(summary.clone()));
+        self.reporter.emit(&Record::Summary(Box::new(summary.clone())));
         Outcome {
             status,
             resources: self.resources,

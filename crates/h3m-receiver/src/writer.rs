@@ -29,6 +29,14 @@ use crate::paths::{self, PathError, PlaceError};
 /// with it is refused ([`PathError::Reserved`]).
 pub const TEMP_PREFIX: &str = ".h3m-partial-";
 
+/// The process ID in a temporary file's name (`.h3m-partial-<push>-<pid>`).
+fn stale_partial_pid(name: &[u8]) -> Option<u32> {
+    let rest = name.strip_prefix(TEMP_PREFIX.as_bytes())?;
+    let (push, pid) = std::str::from_utf8(rest).ok()?.split_once('-')?;
+    push.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
 /// Read-back buffer size when hashing bytes that arrived out of order.
 const READ_BACK_CHUNK: usize = 64 * 1024;
 
@@ -357,6 +365,27 @@ impl ResourceWriter {
         Ok(ResourceWriter { root: root.to_path_buf(), pid: std::process::id(), open: HashMap::new(), fsync: false })
     }
 
+    /// Removes the temporary files that receivers no longer running left in
+    /// the output directory (killed by SIGKILL, or a crash): those whose
+    /// process ID is not a live process, or is this process's own (a reused
+    /// ID). Files of live processes (another receiver writing here) are kept.
+    /// Returns the paths removed.
+    pub fn remove_stale_partials(&self) -> Vec<PathBuf> {
+        let mut removed = Vec::new();
+        let Ok(dir) = std::fs::read_dir(&self.root) else { return removed };
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = stale_partial_pid(name.as_encoded_bytes()) else { continue };
+            let alive = pid != self.pid && Path::new(&format!("/proc/{pid}")).exists();
+            let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+            if !alive && is_file && std::fs::remove_file(entry.path()).is_ok() {
+                removed.push(entry.path());
+            }
+        }
+        removed.sort();
+        removed
+    }
+
     /// Whether each file (and its directory entry) is synced to disk before it
     /// is reported written. Off by default: a sync per file stalls a live
     /// receive loop long enough to overflow the socket buffer under bursts of
@@ -440,6 +469,27 @@ mod tests {
 
     fn body(n: usize) -> Vec<u8> {
         (0..n).map(|i| (i * 7 + 3) as u8).collect()
+    }
+
+    #[test]
+    fn stale_partial_files_of_dead_processes_are_removed() {
+        // Regression (hardening item 8): files left by a SIGKILLed receiver
+        // stayed forever.
+        let dir = tempfile::tempdir().unwrap();
+        // A process ID that is not running: the kernel's maximum is far below.
+        let dead = format!("{TEMP_PREFIX}3-4194999");
+        let own = format!("{TEMP_PREFIX}4-{}", std::process::id());
+        // PID 1 is always alive: another receiver's file is kept.
+        let live = format!("{TEMP_PREFIX}5-1");
+        for name in [&dead, &own, &live, &".h3m-partial-x-1".to_owned(), &"keep.txt".to_owned()] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let w = ResourceWriter::new(dir.path()).unwrap();
+        let removed = w.remove_stale_partials();
+        let mut want = vec![dir.path().join(&dead), dir.path().join(&own)];
+        want.sort();
+        assert_eq!(removed, want);
+        assert_eq!(entries(dir.path()), vec![".h3m-partial-5-1", ".h3m-partial-x-1", "keep.txt"]);
     }
 
     #[test]

@@ -93,7 +93,7 @@ fn tree_with_100_mib_file_arrives_byte_for_byte() {
             "--interface",
             "127.0.0.1",
             "--session-id",
-            "e2e0001",
+            "0e2e0001",
             "--idle-timeout",
             "20",
         ],
@@ -102,7 +102,7 @@ fn tree_with_100_mib_file_arrives_byte_for_byte() {
     let started = Instant::now();
     let send = Command::new(h3m_send())
         .arg(&src)
-        .args(["--group", group, "--port", &port, "--interface", "127.0.0.1", "--session-id", "e2e0001"])
+        .args(["--group", group, "--port", &port, "--interface", "127.0.0.1", "--session-id", "0e2e0001"])
         .args(["--rate", "200M", "--quiet"])
         .output()
         .unwrap();

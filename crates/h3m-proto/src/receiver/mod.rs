@@ -49,6 +49,19 @@ use request_stream::RequestStream;
 /// How many finished stream and push IDs are remembered (to drop late duplicates).
 const CLOSED_MEMORY: usize = 4096;
 
+/// What one received range of a stream costs in memory (map slot and region
+/// record), for [`ReceiverConfig::max_ranges_total`].
+pub const RANGE_COST: usize = 48;
+
+/// At most this many lost pushes are reported one by one at the end of a
+/// session ([`Event::PushLost`]); the rest are counted in
+/// [`ReceiverStats::pushes_lost`].
+pub const MAX_LOST_REPORTED: u64 = 1024;
+
+/// How many recent packet numbers are remembered to tell replays from
+/// reordered packets.
+const PN_WINDOW: u64 = 4096;
+
 /// Receiver settings. [`ReceiverConfig::new`] gives sensible defaults.
 pub struct ReceiverConfig {
     /// The session ID every packet must carry.
@@ -60,27 +73,44 @@ pub struct ReceiverConfig {
     /// Finish a push as incomplete after this long without progress on it; also
     /// how long a push stream waits for its promise.
     pub push_timeout: Duration,
-    /// Most pushes in progress at once; further promises are refused.
+    /// Most pushes in progress at once. A promise beyond it takes the slot of
+    /// the push that has gone longest without progress, which finishes as
+    /// [`IncompleteReason::Evicted`]: the limit bounds memory, it never refuses
+    /// a new copy of a resource that earlier copies left incomplete.
     pub max_concurrent_pushes: usize,
     /// Most streams whose push is unknown (waiting for a promise or for their
     /// first bytes) at once.
     pub max_orphan_streams: usize,
     /// Most bytes held out of order for one stream.
     pub max_buffered_per_stream: usize,
-    /// Most bytes held out of order across the receiver.
+    /// The memory budget for bytes held out of order across the receiver
+    /// (each held fragment is charged its bytes plus a fixed overhead).
     pub max_buffered_total: usize,
+    /// Most disjoint received ranges across every push stream (each costs
+    /// about [`RANGE_COST`] bytes). Beyond it the most fragmented stream fails
+    /// as [`IncompleteReason::ProtocolError`] (too fragmented).
+    pub max_ranges_total: usize,
+    /// Longest body accepted when the response announces no `content-length`;
+    /// bytes beyond the announced length (or this) fail the push.
+    pub max_body_len: u64,
     /// Largest HEADERS or PUSH_PROMISE frame accepted.
     pub max_header_block: usize,
     /// Most disjoint received ranges per stream (fragmentation bound).
     pub max_gaps_per_stream: usize,
     /// QPACK decoding limits.
     pub qpack_limits: DecodeLimits,
+    /// Whether `connection: close` and nghq's goaway promise end the session.
+    /// A driver that authenticates pushes turns this off and ends the session
+    /// itself ([`Receiver::end`]) on an end signal it has verified, so a
+    /// forged unsigned push cannot end it.
+    pub end_signals: bool,
 }
 
 impl ReceiverConfig {
     /// Defaults: 60 s idle timeout, 10 s push timeout, 256 concurrent pushes,
-    /// 64 orphan streams, 16 MiB per stream and 64 MiB in total held out of order,
-    /// 64 KiB header blocks, 65 536 gaps per stream.
+    /// 64 orphan streams, 16 MiB per stream and 24 MiB in total held out of
+    /// order, 64 KiB header blocks, 65 536 gaps per stream and 262 144 in all
+    /// (about 12 MiB), bodies of at most 4 TiB without a `content-length`.
     pub fn new(session_id: SessionId) -> Self {
         ReceiverConfig {
             session_id,
@@ -90,10 +120,13 @@ impl ReceiverConfig {
             max_concurrent_pushes: 256,
             max_orphan_streams: 64,
             max_buffered_per_stream: 16 << 20,
-            max_buffered_total: 64 << 20,
+            max_buffered_total: 24 << 20,
+            max_ranges_total: 262_144,
+            max_body_len: 1 << 42,
             max_header_block: 64 << 10,
             max_gaps_per_stream: 65_536,
             qpack_limits: DecodeLimits::default(),
+            end_signals: true,
         }
     }
 }
@@ -121,6 +154,8 @@ pub enum SessionEndReason {
     IdleTimeout,
     /// The driver said the input ended ([`Receiver::finish`]).
     EndOfInput,
+    /// The driver was stopped (a signal: SIGINT, SIGTERM) before the end.
+    Interrupted,
 }
 
 /// Why a push did not complete.
@@ -139,8 +174,9 @@ pub enum IncompleteReason {
     Cancelled,
     /// The push stream's first bytes (type and push ID) never arrived.
     NoPushStream,
-    /// Refused: too many pushes in progress.
-    TooManyPushes,
+    /// Its slot was given to a newer push while it made no progress (the
+    /// concurrent-push limit was reached).
+    Evicted,
     /// The response's header block could not be decoded.
     BadHeaders(qpack::QpackError),
     /// The push stream broke the protocol.
@@ -228,6 +264,26 @@ pub enum Event {
         /// intact).
         response: Option<Vec<HeaderField>>,
     },
+    /// A push was lost whole: push IDs are sequential, and neither this one's
+    /// promise nor its stream arrived although later ones did. Reported at the
+    /// end of the session (at most [`MAX_LOST_REPORTED`]).
+    PushLost {
+        /// The push ID.
+        push_id: u64,
+    },
+    /// A push stream whose start (stream type and push ID) never arrived, only
+    /// later bytes of it: a receiver that joined during the push, or lost its
+    /// first packet. Its push is unknown; its bytes were dropped.
+    HeadlessStream {
+        /// The stream.
+        stream_id: u64,
+        /// Bytes of it that arrived.
+        bytes: u64,
+        /// The push it most likely carried: when every push stream seen so far
+        /// had the ID `base + 4 × push ID` for one `base` (as h3m's and nghq's
+        /// senders number them), the push ID that fits.
+        likely_push_id: Option<u64>,
+    },
     /// The session ended. Reported once; datagrams fed afterwards are still
     /// processed (a late push after `connection: close` is not lost).
     SessionEnd {
@@ -255,8 +311,11 @@ pub struct ReceiverStats {
     pub ignored_frames: u64,
     /// PING frames.
     pub pings: u64,
-    /// Packets numbered below the largest seen (reordered or duplicated).
+    /// Packets numbered below the largest seen, arriving for the first time.
     pub reordered_packets: u64,
+    /// Packets whose number had already been seen (network duplicates or
+    /// replays); their frames are still read, and add nothing.
+    pub replayed_packets: u64,
     /// Packet numbers skipped over (lost, or still to come out of order).
     pub packet_number_gaps: u64,
     /// STREAM bytes that had already arrived.
@@ -275,8 +334,20 @@ pub struct ReceiverStats {
     pub skipped_h3_frames: u64,
     /// Header blocks (promises or responses) that failed to decode.
     pub header_errors: u64,
-    /// Promises refused because of the concurrency limit.
-    pub pushes_refused: u64,
+    /// Pushes that gave their slot to a newer one (concurrency limit).
+    pub pushes_evicted: u64,
+    /// Pushes lost whole (a gap in the push IDs), counted at the session end.
+    pub pushes_lost: u64,
+    /// Push streams whose start never arrived (see [`Event::HeadlessStream`]).
+    pub headless_streams: u64,
+    /// Fragments and frame starts of the request stream forgotten to stay
+    /// within its bounds.
+    pub request_fragments_forgotten: u64,
+    /// Streams failed for fragmentation beyond the receiver-wide range budget.
+    pub streams_too_fragmented: u64,
+    /// Pushes failed for body bytes beyond their `content-length` (or
+    /// [`ReceiverConfig::max_body_len`]).
+    pub body_overruns: u64,
     /// Stream-level protocol errors.
     pub stream_errors: u64,
     /// Pushes that completed.
@@ -292,7 +363,53 @@ pub struct ReceiverStats {
 struct Push {
     stream_id: Option<u64>,
     response: Option<Vec<HeaderField>>,
+    /// The most body bytes it may have (`content-length`, else the config's cap).
+    max_body: u64,
     last_activity: Instant,
+}
+
+/// Which of the last [`PN_WINDOW`] packet numbers (up to the largest) were
+/// seen: a bitmap indexed by packet number modulo the window.
+#[derive(Debug, Default)]
+struct PnWindow {
+    bits: Vec<u64>,
+}
+
+impl PnWindow {
+    /// Records `pn` given the largest number seen before it; `false` when it
+    /// had been seen (or is too old to tell, which counts as seen).
+    fn record(&mut self, largest: Option<u64>, pn: u64) -> bool {
+        if self.bits.is_empty() {
+            self.bits = vec![0; (PN_WINDOW / 64) as usize];
+        }
+        let bit = |n: u64| ((n % PN_WINDOW / 64) as usize, 1u64 << (n % 64));
+        match largest {
+            Some(l) if pn <= l => {
+                if pn + PN_WINDOW <= l {
+                    return false;
+                }
+                let (w, m) = bit(pn);
+                let fresh = self.bits[w] & m == 0;
+                self.bits[w] |= m;
+                fresh
+            }
+            _ => {
+                // Numbers between the old largest and `pn` were not seen.
+                let from = largest.map_or(pn, |l| l + 1);
+                if pn - from >= PN_WINDOW {
+                    self.bits.iter_mut().for_each(|w| *w = 0);
+                } else {
+                    for n in from..pn {
+                        let (w, m) = bit(n);
+                        self.bits[w] &= !m;
+                    }
+                }
+                let (w, m) = bit(pn);
+                self.bits[w] |= m;
+                true
+            }
+        }
+    }
 }
 
 /// The receiver state machine. See the module documentation.
@@ -305,7 +422,15 @@ pub struct Receiver {
     pushes: HashMap<u64, Push>,
     closed_streams: BTreeSet<u64>,
     finished_pushes: BTreeSet<u64>,
+    /// Every push ID seen (promised, cancelled or carried by a stream).
+    seen_push_ids: RangeSet,
+    /// Packet numbers seen in the window below the largest.
+    recent_pns: PnWindow,
+    /// `stream ID − 4 × push ID` of the push streams seen: `Some(Some(b))`
+    /// while every one agreed on `b`, `Some(None)` once two disagreed.
+    stream_base: Option<Option<u64>>,
     buffered_total: usize,
+    ranges_total: usize,
     closing: Option<SessionEndReason>,
     ended: bool,
     events: VecDeque<Event>,
@@ -327,6 +452,11 @@ fn has_field(fields: &[HeaderField], name: &[u8], value: &[u8]) -> bool {
 
 fn field<'a>(fields: &'a [HeaderField], name: &[u8]) -> Option<&'a [u8]> {
     fields.iter().find(|f| f.name == name).map(|f| f.value.as_slice())
+}
+
+/// The `content-length` of a header list, if present and a number.
+fn content_length(fields: &[HeaderField]) -> Option<u64> {
+    std::str::from_utf8(field(fields, b"content-length")?).ok()?.trim().parse().ok()
 }
 
 /// The SHA-256 of the empty string, base64.
@@ -360,7 +490,11 @@ impl Receiver {
             pushes: HashMap::new(),
             closed_streams: BTreeSet::new(),
             finished_pushes: BTreeSet::new(),
+            seen_push_ids: RangeSet::new(),
+            recent_pns: PnWindow::default(),
+            stream_base: None,
             buffered_total: 0,
+            ranges_total: 0,
             closing: None,
             ended: false,
             events: VecDeque::new(),
@@ -377,6 +511,21 @@ impl Receiver {
     /// The counters.
     pub fn stats(&self) -> &ReceiverStats {
         &self.stats
+    }
+
+    /// Sets [`ReceiverConfig::end_signals`].
+    pub fn set_end_signals(&mut self, honour: bool) {
+        self.config.end_signals = honour;
+    }
+
+    /// Starts over for the next session on the same input (a sender that
+    /// restarted): all protocol state is reset, the configuration and the
+    /// counters are kept. Call [`finish`](Self::finish) first.
+    pub fn next_session(&mut self) {
+        let placeholder = Receiver::new(ReceiverConfig::new(SessionId::EMPTY));
+        let Receiver { config, stats, .. } = std::mem::replace(self, placeholder);
+        *self = Receiver::new(config);
+        self.stats = stats;
     }
 
     /// Bytes currently held out of order.
@@ -434,12 +583,15 @@ impl Receiver {
             Ok(p) => {
                 self.stats.packets += 1;
                 self.last_packet = Some(now);
+                let pn = p.packet_number;
+                let first_time = self.recent_pns.record(self.largest_pn, pn);
                 match self.largest_pn {
-                    Some(l) if p.packet_number <= l => self.stats.reordered_packets += 1,
-                    Some(l) => self.stats.packet_number_gaps += p.packet_number - l - 1,
+                    Some(l) if pn <= l && !first_time => self.stats.replayed_packets += 1,
+                    Some(l) if pn <= l => self.stats.reordered_packets += 1,
+                    Some(l) => self.stats.packet_number_gaps += pn - l - 1,
                     None => {}
                 }
-                self.largest_pn = Some(self.largest_pn.map_or(p.packet_number, |l| l.max(p.packet_number)));
+                self.largest_pn = Some(self.largest_pn.map_or(pn, |l| l.max(pn)));
                 let payload = p.payload;
                 for frame in FrameReader::new(payload) {
                     match frame {
@@ -483,7 +635,8 @@ impl Receiver {
         let mut frames = Vec::new();
         self.stats.header_errors += self.request.poll_frames(self.config.max_header_block as u64, &mut frames) as u64;
         self.request.discard_unreachable();
-        self.buffered_total = self.buffered_total + self.request.buffered() - before;
+        self.stats.request_fragments_forgotten = self.request.evicted;
+        self.buffered_total = (self.buffered_total + self.request.buffered()).saturating_sub(before);
         for f in frames {
             match h3::decode_payload(f.frame_type, &f.payload) {
                 Ok(H3Frame::PushPromise { push_id, field_section }) => {
@@ -493,6 +646,7 @@ impl Receiver {
                     }
                 }
                 Ok(H3Frame::CancelPush(push_id)) => {
+                    self.seen_push_ids.insert(push_id..push_id.saturating_add(1));
                     self.finish_push(push_id, Some(IncompleteReason::Cancelled));
                 }
                 _ => self.stats.skipped_h3_frames += 1,
@@ -505,24 +659,30 @@ impl Receiver {
         if self.pushes.contains_key(&push_id) || self.finished_pushes.contains(&push_id) {
             return;
         }
+        self.seen_push_ids.insert(push_id..push_id.saturating_add(1));
         if field(&request, b":path") == Some(b"goaway") && has_field(&request, b"connection", b"close") {
-            self.closing.get_or_insert(SessionEndReason::Goaway);
+            if self.config.end_signals {
+                self.closing.get_or_insert(SessionEndReason::Goaway);
+            }
             return;
         }
         self.events.push_back(Event::PushPromised { push_id, request });
-        if self.pushes.len() >= self.config.max_concurrent_pushes {
-            self.stats.pushes_refused += 1;
-            self.emit_finished(PushSummary {
-                push_id,
-                status: PushStatus::Incomplete(IncompleteReason::TooManyPushes),
-                body_len: 0,
-                missing: Vec::new(),
-                missing_from: Some(0),
-            });
-            return;
+        while self.pushes.len() >= self.config.max_concurrent_pushes.max(1) {
+            // The slot of the push that went longest without progress (one with
+            // no stream yet first): memory stays bounded, and a new copy of a
+            // resource is never turned away by stalled earlier copies.
+            let victim = self
+                .pushes
+                .iter()
+                .min_by_key(|(id, p)| (p.stream_id.is_some(), self.push_deadline(p), **id))
+                .map(|(&id, _)| id);
+            let Some(victim) = victim else { break };
+            self.stats.pushes_evicted += 1;
+            self.finish_push(victim, Some(IncompleteReason::Evicted));
         }
         let stream_id = self.streams.iter().find(|(_, s)| s.push_id == Some(push_id)).map(|(&id, _)| id);
-        self.pushes.insert(push_id, Push { stream_id, response: None, last_activity: now });
+        let max_body = self.config.max_body_len;
+        self.pushes.insert(push_id, Push { stream_id, response: None, max_body, last_activity: now });
         if let Some(id) = stream_id {
             // The push stream came first: parse what it holds.
             self.drive_stream(now, id, None);
@@ -560,6 +720,7 @@ impl Receiver {
         let budget = self.budget();
         let Some(stream) = self.streams.get_mut(&stream_id) else { return };
         let before = stream.buffered();
+        let ranges_before = stream.range_count();
         let dropped_before = stream.dropped_bytes;
         let skipped_before = stream.skipped_frames;
         let mut items = Vec::new();
@@ -577,13 +738,27 @@ impl Receiver {
             }
         }
         let after = stream.buffered();
+        let ranges_after = stream.range_count();
+        let body_extent = stream.body_extent();
         self.stats.dropped_buffer_bytes += stream.dropped_bytes - dropped_before;
         self.stats.skipped_h3_frames += stream.skipped_frames - skipped_before;
         self.buffered_total = (self.buffered_total + after).saturating_sub(before);
+        self.ranges_total = (self.ranges_total + ranges_after).saturating_sub(ranges_before);
         let push_id = stream.push_id;
+        let max_body = push_id.and_then(|p| self.pushes.get(&p)).map_or(self.config.max_body_len, |p| p.max_body);
+        if result.is_ok() && body_extent > max_body {
+            result = Err(push_stream::StreamError::BodyBeyondLength);
+        }
         for item in items {
             match item {
                 Item::PushId(p) => {
+                    self.seen_push_ids.insert(p..p.saturating_add(1));
+                    let base = p.checked_mul(4).and_then(|x| stream_id.checked_sub(x));
+                    self.stream_base = match self.stream_base {
+                        None => Some(base),
+                        Some(b) if b == base => Some(b),
+                        Some(_) => Some(None),
+                    };
                     if self.finished_pushes.contains(&p) {
                         self.close_stream(stream_id);
                         self.stats.late_bytes += input.map_or(0, |(_, d, _)| d.len() as u64);
@@ -604,10 +779,13 @@ impl Receiver {
                     match qpack::decode_field_section(&block, &self.config.qpack_limits) {
                         Ok(headers) if trailers => self.events.push_back(Event::Trailers { push_id: p, headers }),
                         Ok(headers) => {
-                            if has_field(&headers, b"connection", b"close") {
+                            if self.config.end_signals && has_field(&headers, b"connection", b"close") {
                                 self.closing.get_or_insert(SessionEndReason::ConnectionClose);
                             }
                             if let Some(push) = self.pushes.get_mut(&p) {
+                                if let Some(cl) = content_length(&headers) {
+                                    push.max_body = push.max_body.min(cl);
+                                }
                                 push.response = Some(headers.clone());
                             }
                             self.events.push_back(Event::ResponseHeaders { push_id: p, headers });
@@ -619,8 +797,19 @@ impl Receiver {
                         }
                     }
                 }
-                Item::Body { offset, data } => {
+                Item::Body { offset, mut data } => {
                     let Some(p) = push_id else { continue };
+                    let max_body = self.pushes.get(&p).map_or(max_body, |push| push.max_body);
+                    if offset.saturating_add(data.len() as u64) > max_body {
+                        // Never hand out bytes past the announced length.
+                        data.truncate(max_body.saturating_sub(offset) as usize);
+                        if result.is_ok() {
+                            result = Err(push_stream::StreamError::BodyBeyondLength);
+                        }
+                    }
+                    if data.is_empty() {
+                        continue;
+                    }
                     self.stats.body_bytes += data.len() as u64;
                     self.events.push_back(Event::BodyData { push_id: p, offset, data });
                 }
@@ -633,6 +822,9 @@ impl Receiver {
             match result {
                 Err(e) => {
                     self.stats.stream_errors += 1;
+                    if e == push_stream::StreamError::BodyBeyondLength {
+                        self.stats.body_overruns += 1;
+                    }
                     self.finish_push(p, Some(IncompleteReason::ProtocolError(e.describe())));
                 }
                 Ok(()) => {
@@ -645,7 +837,28 @@ impl Receiver {
             self.stats.stream_errors += 1;
             self.close_stream(stream_id);
         }
+        self.enforce_range_budget();
         self.maybe_end_session();
+    }
+
+    /// Fails the most fragmented streams while the receiver holds more
+    /// received ranges than its budget allows.
+    fn enforce_range_budget(&mut self) {
+        while self.ranges_total > self.config.max_ranges_total {
+            let Some((&id, s)) = self.streams.iter().max_by_key(|(_, s)| s.range_count()) else {
+                self.ranges_total = 0;
+                return;
+            };
+            self.stats.streams_too_fragmented += 1;
+            self.stats.stream_errors += 1;
+            match s.push_id.filter(|p| self.pushes.contains_key(p)) {
+                Some(p) => self.finish_push(
+                    p,
+                    Some(IncompleteReason::ProtocolError(push_stream::StreamError::TooFragmented.describe())),
+                ),
+                None => self.close_stream(id),
+            }
+        }
     }
 
     fn on_reset(&mut self, _now: Instant, stream_id: u64, error_code: u64) {
@@ -665,6 +878,7 @@ impl Receiver {
 
     fn close_stream(&mut self, stream_id: u64) {
         if let Some(mut s) = self.streams.remove(&stream_id) {
+            self.ranges_total = self.ranges_total.saturating_sub(s.range_count());
             self.buffered_total = self.buffered_total.saturating_sub(s.release());
         }
         self.closed_streams.insert(stream_id);
@@ -691,12 +905,7 @@ impl Receiver {
     fn finish_push(&mut self, push_id: u64, reason: Option<IncompleteReason>) {
         let Some(push) = self.pushes.remove(&push_id) else { return };
         let stream = push.stream_id.and_then(|id| self.streams.get(&id));
-        let content_length = push
-            .response
-            .as_deref()
-            .and_then(|h| field(h, b"content-length"))
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+        let content_length = push.response.as_deref().and_then(content_length);
         let summary = match (stream, reason) {
             (Some(s), None) if s.is_complete() => PushSummary {
                 push_id,
@@ -761,7 +970,26 @@ impl Receiver {
     fn end_session(&mut self, reason: SessionEndReason) {
         if !self.ended {
             self.ended = true;
+            self.report_lost_pushes();
             self.events.push_back(Event::SessionEnd { reason });
+        }
+    }
+
+    /// Reports the holes in the push IDs seen (a push whose promise and
+    /// stream were both lost), up to [`MAX_LOST_REPORTED`]; counts them all.
+    fn report_lost_pushes(&mut self) {
+        let Some(first) = self.seen_push_ids.iter().next() else { return };
+        let holes = self.seen_push_ids.gaps(first.start..self.seen_push_ids.max_end());
+        let mut reported = 0;
+        for hole in holes {
+            self.stats.pushes_lost = self.stats.pushes_lost.saturating_add(hole.end - hole.start);
+            for push_id in hole {
+                if reported >= MAX_LOST_REPORTED {
+                    break;
+                }
+                reported += 1;
+                self.events.push_back(Event::PushLost { push_id });
+            }
         }
     }
 
@@ -793,12 +1021,25 @@ impl Receiver {
         for id in ids {
             self.stats.orphan_streams_dropped += 1;
             if let Some(s) = self.streams.get(&id) {
-                self.stats.dropped_buffer_bytes += s.buffered() as u64;
+                self.stats.dropped_buffer_bytes += s.pending_bytes() as u64;
                 if let Some(push_id) = s.push_id {
                     let response = s
                         .held_response_block(self.config.max_header_block)
                         .and_then(|b| qpack::decode_field_section(&b, &self.config.qpack_limits).ok());
                     self.events.push_back(Event::UnpromisedPush { push_id, stream_id: id, response });
+                } else if s.stage_is_start() && s.received_bytes() > 0 {
+                    self.stats.headless_streams += 1;
+                    let likely_push_id = self
+                        .stream_base
+                        .flatten()
+                        .and_then(|b| id.checked_sub(b))
+                        .filter(|d| d % 4 == 0)
+                        .map(|d| d / 4);
+                    self.events.push_back(Event::HeadlessStream {
+                        stream_id: id,
+                        bytes: s.received_bytes(),
+                        likely_push_id,
+                    });
                 }
             }
             self.close_stream(id);

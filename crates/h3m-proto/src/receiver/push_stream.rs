@@ -52,6 +52,7 @@ pub(crate) enum StreamError {
     MixedDataFrames,
     TooFragmented,
     FrameOverrunsFin,
+    BodyBeyondLength,
 }
 
 impl StreamError {
@@ -65,6 +66,7 @@ impl StreamError {
             Self::MixedDataFrames => "DATA and DATA_WITH_OFFSET on one stream",
             Self::TooFragmented => "too many gaps in the stream",
             Self::FrameOverrunsFin => "a frame runs past the end of the stream",
+            Self::BodyBeyondLength => "body bytes beyond the announced content-length",
         }
     }
 }
@@ -126,14 +128,37 @@ impl PushStream {
         }
     }
 
-    /// Bytes held waiting for earlier bytes.
+    /// The memory held bytes cost (see [`Segments::footprint`]).
     pub(crate) fn buffered(&self) -> usize {
+        self.pending.footprint()
+    }
+
+    /// Bytes held waiting for earlier bytes.
+    pub(crate) fn pending_bytes(&self) -> usize {
         self.pending.bytes()
     }
 
-    /// Drops every held byte; returns how many.
+    /// Disjoint ranges tracked (received bytes, open frame regions, delivered
+    /// DATA_WITH_OFFSET ranges): the stream's share of the range budget.
+    pub(crate) fn range_count(&self) -> usize {
+        self.received.range_count() + self.regions.len() + self.dwo_delivered.as_ref().map_or(0, RangeSet::range_count)
+    }
+
+    /// Stream bytes that arrived.
+    pub(crate) fn received_bytes(&self) -> u64 {
+        self.received.covered()
+    }
+
+    /// Whether the stream's type and push ID never arrived.
+    pub(crate) fn stage_is_start(&self) -> bool {
+        matches!(self.stage, Stage::StreamType | Stage::PushId)
+    }
+
+    /// Drops every held byte; returns the memory they cost (see [`buffered`](Self::buffered)).
     pub(crate) fn release(&mut self) -> usize {
-        self.pending.clear()
+        let footprint = self.pending.footprint();
+        self.pending.clear();
+        footprint
     }
 
     /// Takes a STREAM frame's bytes. `budget` is how many more bytes may be held
@@ -415,7 +440,7 @@ impl PushStream {
         }
         // Every frame header up to the FIN parsed: holes can only be inside payloads.
         let layout_done = self.stage == Stage::Frames && self.final_size == Some(self.cursor);
-        let mut ranges: Vec<Range<u64>> = merged.iter().cloned().collect();
+        let mut ranges: Vec<Range<u64>> = merged.iter().collect();
         let mut tail = (!layout_done).then_some(self.body_extent);
         // A hole running into the unknown tail is part of it.
         if let (Some(t), Some(last)) = (tail, ranges.last())

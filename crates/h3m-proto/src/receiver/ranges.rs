@@ -1,11 +1,17 @@
 //! A set of half-open `u64` ranges: which stream offsets have arrived.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 /// Disjoint, sorted, non-adjacent half-open ranges.
+///
+/// Backed by an ordered map from range start to range end, so an insert or a
+/// lookup costs O(log n) whatever the order the ranges arrive in: a stream
+/// planted with tens of thousands of one-byte fragments costs no more per
+/// fragment than an in-order one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RangeSet {
-    ranges: Vec<Range<u64>>,
+    ranges: BTreeMap<u64, u64>,
 }
 
 impl RangeSet {
@@ -19,14 +25,30 @@ impl RangeSet {
         self.ranges.len()
     }
 
-    /// The ranges, in order.
-    pub fn iter(&self) -> impl Iterator<Item = &Range<u64>> {
-        self.ranges.iter()
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
     }
 
-    /// Index of the first range whose end is at or after `at`.
-    fn first_ending_at_or_after(&self, at: u64) -> usize {
-        self.ranges.partition_point(|r| r.end < at)
+    /// The ranges, in order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = Range<u64>> + '_ {
+        self.ranges.iter().map(|(&s, &e)| s..e)
+    }
+
+    /// How many offsets are present.
+    pub fn covered(&self) -> u64 {
+        self.ranges.iter().map(|(s, e)| e - s).sum()
+    }
+
+    /// The range holding `at` or ending exactly at it, if any.
+    fn touching(&self, at: u64) -> Option<Range<u64>> {
+        let (&s, &e) = self.ranges.range(..=at).next_back()?;
+        (e >= at).then_some(s..e)
+    }
+
+    /// The range that holds offset `at`, if any.
+    pub fn range_containing(&self, at: u64) -> Option<Range<u64>> {
+        self.touching(at).filter(|r| r.end > at)
     }
 
     /// Whether every offset in `range` is present (an empty range always is).
@@ -34,23 +56,24 @@ impl RangeSet {
         if range.start >= range.end {
             return true;
         }
-        let i = self.ranges.partition_point(|r| r.end <= range.start);
-        self.ranges.get(i).is_some_and(|r| r.start <= range.start && r.end >= range.end)
+        self.range_containing(range.start).is_some_and(|r| r.end >= range.end)
     }
 
     /// The parts of `range` that are not present, in order.
     pub fn gaps(&self, range: Range<u64>) -> Vec<Range<u64>> {
         let mut out = Vec::new();
+        if range.start >= range.end {
+            return out;
+        }
         let mut at = range.start;
-        let i = self.ranges.partition_point(|r| r.end <= range.start);
-        for r in &self.ranges[i..] {
-            if r.start >= range.end {
-                break;
-            }
-            if r.start > at {
-                out.push(at..r.start);
-            }
+        if let Some(r) = self.touching(range.start) {
             at = at.max(r.end);
+        }
+        for (&s, &e) in self.ranges.range(range.start..range.end) {
+            if s > at {
+                out.push(at..s);
+            }
+            at = at.max(e);
         }
         if at < range.end {
             out.push(at..range.end);
@@ -58,36 +81,86 @@ impl RangeSet {
         out
     }
 
+    /// Whether adding `range` would leave the set with more ranges than now.
+    pub fn would_add_range(&self, range: Range<u64>) -> bool {
+        if range.start >= range.end {
+            return false;
+        }
+        self.touching(range.start).is_none() && self.ranges.range(range.start..=range.end).next().is_none()
+    }
+
     /// Adds `range`.
     pub fn insert(&mut self, range: Range<u64>) {
         if range.start >= range.end {
             return;
         }
-        let i = self.first_ending_at_or_after(range.start);
-        let mut j = i;
         let mut merged = range;
-        while let Some(r) = self.ranges.get(j) {
-            if r.start > merged.end {
-                break;
-            }
-            merged.start = merged.start.min(r.start);
+        if let Some(r) = self.touching(merged.start) {
+            merged.start = r.start;
             merged.end = merged.end.max(r.end);
-            j += 1;
+            self.ranges.remove(&r.start);
         }
-        self.ranges.splice(i..j, std::iter::once(merged));
+        while let Some((&s, &e)) = self.ranges.range(merged.start..=merged.end).next() {
+            merged.end = merged.end.max(e);
+            self.ranges.remove(&s);
+        }
+        self.ranges.insert(merged.start, merged.end);
+    }
+
+    /// Removes every offset below `at`.
+    pub fn remove_below(&mut self, at: u64) {
+        let keep = self.ranges.split_off(&at);
+        if let Some((&s, &e)) = self.ranges.iter().next_back()
+            && e > at
+        {
+            debug_assert!(s < at);
+            self.ranges = keep;
+            self.ranges.insert(at, e);
+            return;
+        }
+        self.ranges = keep;
+    }
+
+    /// Removes every offset in `range`.
+    pub fn remove(&mut self, range: Range<u64>) {
+        if range.start >= range.end {
+            return;
+        }
+        let mut above = self.ranges.split_off(&range.start);
+        // A range starting below the cut may reach into it.
+        if let Some((&s, &e)) = self.ranges.iter().next_back()
+            && e > range.start
+        {
+            self.ranges.insert(s, range.start);
+            if e > range.end {
+                self.ranges.insert(range.end, e);
+            }
+        }
+        let rest = above.split_off(&range.end);
+        if let Some((_, &e)) = above.iter().next_back()
+            && e > range.end
+        {
+            self.ranges.insert(range.end, e);
+        }
+        self.ranges.extend(rest);
+    }
+
+    /// Removes the range with the highest start and returns it.
+    pub fn pop_last(&mut self) -> Option<Range<u64>> {
+        self.ranges.pop_last().map(|(s, e)| s..e)
     }
 
     /// The end of the range that starts at 0, or 0 when 0 is absent.
     pub fn contiguous_prefix(&self) -> u64 {
-        match self.ranges.first() {
-            Some(r) if r.start == 0 => r.end,
+        match self.ranges.first_key_value() {
+            Some((0, &e)) => e,
             _ => 0,
         }
     }
 
     /// The highest offset present plus one (0 when empty).
     pub fn max_end(&self) -> u64 {
-        self.ranges.last().map_or(0, |r| r.end)
+        self.ranges.last_key_value().map_or(0, |(_, &e)| e)
     }
 }
 
@@ -126,8 +199,58 @@ mod tests {
             let got: Vec<u64> = s.gaps(qs..qs + ql).into_iter().flatten().collect();
             prop_assert_eq!(got, expect_gaps.clone());
             prop_assert_eq!(s.contains(qs..qs + ql), expect_gaps.is_empty());
-            let v: Vec<_> = s.iter().cloned().collect();
+            let v: Vec<_> = s.iter().collect();
             for w in v.windows(2) { prop_assert!(w[0].end < w[1].start); }
+            prop_assert_eq!(s.covered(), bits.iter().filter(|&&b| b).count() as u64);
+            for at in 0..260u64 {
+                prop_assert_eq!(s.range_containing(at).is_some(), bits[at as usize]);
+            }
+            // would_add_range predicts what insert does to the count.
+            let before = s.range_count();
+            let predicted = s.would_add_range(qs..qs + ql);
+            let mut t = s.clone();
+            t.insert(qs..qs + ql);
+            prop_assert_eq!(predicted, t.range_count() > before);
+            // remove takes out exactly the offsets asked for.
+            let mut r = s.clone();
+            r.remove(qs..qs + ql);
+            for at in 0..260u64 {
+                prop_assert_eq!(r.range_containing(at).is_some(), bits[at as usize] && !(qs..qs + ql).contains(&at));
+            }
+            let rv: Vec<_> = r.iter().collect();
+            for w in rv.windows(2) { prop_assert!(w[0].end < w[1].start); }
+            // remove_below keeps exactly the offsets at or above the cut.
+            let mut u = s.clone();
+            u.remove_below(qs);
+            for at in 0..260u64 {
+                prop_assert_eq!(u.range_containing(at).is_some(), bits[at as usize] && at >= qs);
+            }
         }
+    }
+
+    #[test]
+    fn fragment_floods_cost_log_time() {
+        // 65 536 one-byte fragments in shuffled order, then the holes: a
+        // Vec-backed set moved half the set per insert (quadratic).
+        let mut s = RangeSet::new();
+        let n = 65_536u64;
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut order: Vec<u64> = (0..n).collect();
+        for i in (1..order.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            order.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        for &i in &order {
+            s.insert(2 * i..2 * i + 1);
+        }
+        assert_eq!(s.range_count(), n as usize);
+        for &i in &order {
+            s.insert(2 * i + 1..2 * i + 2);
+        }
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![0..2 * n]);
+        assert_eq!(s.pop_last(), Some(0..2 * n));
+        assert!(s.is_empty());
     }
 }

@@ -3,6 +3,10 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
+/// What one held segment costs beyond its bytes (B-tree slot, `Vec` header,
+/// allocator rounding), charged against the receiver's memory budget.
+pub const SEGMENT_OVERHEAD: usize = 64;
+
 /// Non-overlapping byte segments keyed by stream offset.
 ///
 /// Callers insert only bytes they have not seen before (see
@@ -17,6 +21,39 @@ impl Segments {
     /// How many bytes are held.
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// The memory the held bytes cost: the bytes plus a fixed
+    /// [`SEGMENT_OVERHEAD`] per segment (map node and allocation), so a flood of
+    /// one-byte fragments is charged for what it really costs.
+    pub fn footprint(&self) -> usize {
+        self.bytes + self.map.len() * SEGMENT_OVERHEAD
+    }
+
+    /// Copies up to `buf.len()` contiguous bytes starting exactly at `from`
+    /// into `buf`, without allocating; returns how many.
+    pub fn peek(&self, from: u64, buf: &mut [u8]) -> usize {
+        let mut n = 0;
+        let mut at = from;
+        let start = self.map.range(..=from).next_back().map_or(from, |(&k, _)| k);
+        for (&off, seg) in self.map.range(start..) {
+            if n >= buf.len() {
+                break;
+            }
+            let end = off + seg.len() as u64;
+            if end <= at {
+                continue;
+            }
+            if off > at {
+                break;
+            }
+            let skip = (at - off) as usize;
+            let take = (seg.len() - skip).min(buf.len() - n);
+            buf[n..n + take].copy_from_slice(&seg[skip..skip + take]);
+            n += take;
+            at += take as u64;
+        }
+        n
     }
 
     /// Holds `data` at `offset`.
@@ -113,6 +150,11 @@ mod tests {
         s.insert(15, b"fgh".to_vec());
         s.insert(30, b"xyz".to_vec());
         assert_eq!(s.contiguous(12, 100), b"cdefgh");
+        let mut buf = [0u8; 4];
+        assert_eq!(s.peek(12, &mut buf), 4);
+        assert_eq!(&buf, b"cdef");
+        assert_eq!(s.peek(9, &mut buf), 0);
+        assert_eq!(s.footprint(), 11 + 3 * SEGMENT_OVERHEAD);
         assert_eq!(s.contiguous(12, 2), b"cd");
         assert_eq!(s.contiguous(9, 100), b"");
         assert_eq!(s.take(12..16), vec![(12, b"cde".to_vec()), (15, b"f".to_vec())]);

@@ -216,3 +216,211 @@ fn idle_timeout_ends_the_session_and_open_pushes() {
     assert!(evs.contains(&Event::SessionEnd { reason: SessionEndReason::IdleTimeout }));
     assert_eq!(rx.poll_timeout(), None);
 }
+
+/// A push stream whose response carries `headers`, then `frames`.
+fn push_stream_with(push_id: u64, headers: &[(&str, &str)], frames: &[H3Frame<'_>]) -> Vec<u8> {
+    let mut s = vec![0x01];
+    crate::varint::encode(push_id, &mut s).unwrap();
+    encode_frame(&H3Frame::Headers(&section(headers)), &mut s).unwrap();
+    for f in frames {
+        encode_frame(f, &mut s).unwrap();
+    }
+    s
+}
+
+fn lost(evs: &[Event]) -> Vec<u64> {
+    evs.iter()
+        .filter_map(|e| match e {
+            Event::PushLost { push_id } => Some(*push_id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_new_promise_evicts_the_stalest_push_instead_of_being_refused() {
+    // Regression (hardening item 1): at the concurrency limit new promises
+    // were refused (`too_many_pushes`), so `--repeat` copies of resources
+    // whose first copies lost a packet were never merged.
+    let mut cfg = ReceiverConfig::new(SID);
+    cfg.max_concurrent_pushes = 2;
+    let mut rx = Receiver::new(cfg);
+    let t0 = Instant::now();
+    let mut w = Wire::new();
+    // Pushes 0 and 1 start (HEADERS arrive) but their bodies stall.
+    let stalled = |id| push_stream(id, &[H3Frame::Data(b"0123456789")]);
+    let s0 = stalled(0);
+    let s1 = stalled(1);
+    w.stream(0, 0, &promise(0), false).stream(3, 0, &s0[..s0.len() - 4], false);
+    let p0 = promise(0).len() as u64;
+    w.stream(0, p0, &promise(1), false).stream(7, 0, &s1[..s1.len() - 4], false);
+    for (i, d) in w.out.iter().enumerate() {
+        rx.handle_datagram(t0 + Duration::from_millis(i as u64), d);
+    }
+    events(&mut rx);
+    // Push 2 arrives whole: push 0 (the stalest) makes room for it.
+    let mut w2 = Wire { pn: w.pn, out: Vec::new() };
+    let p1 = promise(1).len() as u64;
+    w2.stream(0, p0 + p1, &promise(2), false).stream(11, 0, &push_stream(2, &[H3Frame::Data(b"two")]), true);
+    for d in &w2.out {
+        rx.handle_datagram(t0 + Duration::from_millis(10), d);
+    }
+    let evs = events(&mut rx);
+    let f = finished(&evs);
+    assert_eq!(f.len(), 2, "{evs:?}");
+    assert_eq!((f[0].push_id, f[0].status.clone()), (0, PushStatus::Incomplete(IncompleteReason::Evicted)));
+    assert_eq!((f[0].missing.clone(), f[0].missing_from), (vec![], Some(6)));
+    assert_eq!((f[1].push_id, f[1].status.clone()), (2, PushStatus::Complete));
+    assert_eq!(rx.stats().pushes_evicted, 1);
+    assert_eq!(rx.active_pushes(), 1);
+}
+
+#[test]
+fn wholly_lost_pushes_are_named_at_the_end() {
+    // Regression (hardening item 2): a push whose promise and stream were
+    // both lost was never reported.
+    let mut w = Wire::new();
+    let mut at = 0;
+    for id in [0u64, 1, 2, 5] {
+        let p = promise(id);
+        w.stream(0, at, &p, false);
+        at += p.len() as u64;
+        w.stream(3 + 4 * id, 0, &push_stream(id, &[H3Frame::Data(b"x")]), true);
+    }
+    let (rx, evs) = feed(&w);
+    assert_eq!(lost(&evs), vec![3, 4]);
+    assert_eq!(rx.stats().pushes_lost, 2);
+    assert!(matches!(evs.last(), Some(Event::SessionEnd { .. })));
+}
+
+#[test]
+fn a_stream_seen_only_from_its_middle_is_reported() {
+    // Regression (hardening item 2): a late joiner that saw only the tail of
+    // a push got nothing on stdout.
+    let s = push_stream(0, &[H3Frame::Data(&[7; 300])]);
+    let mut w = Wire::new();
+    w.stream(3, 100, &s[100..], true);
+    // Push 1 on stream 7 shows the numbering: stream = 3 + 4 × push ID.
+    w.stream(0, 0, &promise(1), false).stream(7, 0, &push_stream(1, &[H3Frame::Data(b"x")]), true);
+    let (rx, evs) = feed(&w);
+    let headless = Event::HeadlessStream { stream_id: 3, bytes: (s.len() - 100) as u64, likely_push_id: Some(0) };
+    assert!(evs.contains(&headless), "{evs:?}");
+    assert_eq!(rx.stats().headless_streams, 1);
+}
+
+#[test]
+fn body_bytes_beyond_content_length_fail_the_push() {
+    // Regression (hardening item 6): DATA at a body offset near 2^50 reached
+    // the writer (pwrite failed with EFBIG: exit 4).
+    let s = push_stream_with(
+        0,
+        &[(":status", "200"), ("content-length", "5")],
+        &[
+            H3Frame::DataWithOffset { offset: 0, data: b"abc" },
+            H3Frame::DataWithOffset { offset: 1 << 50, data: b"zz" },
+        ],
+    );
+    let mut w = Wire::new();
+    w.stream(0, 0, &promise(0), false).stream(3, 0, &s, true);
+    let (rx, evs) = feed(&w);
+    assert_eq!(body_events(&evs), vec![(0, b"abc".to_vec())]);
+    let f = finished(&evs);
+    assert_eq!(
+        f[0].status,
+        PushStatus::Incomplete(IncompleteReason::ProtocolError("body bytes beyond the announced content-length"))
+    );
+    assert_eq!(rx.stats().body_overruns, 1);
+    // Without a content-length the configured maximum applies.
+    let s = push_stream(0, &[H3Frame::DataWithOffset { offset: 1 << 50, data: b"zz" }]);
+    let mut w = Wire::new();
+    w.stream(0, 0, &promise(0), false).stream(3, 0, &s, true);
+    let (rx, evs) = feed(&w);
+    assert!(body_events(&evs).is_empty());
+    assert_eq!(rx.stats().body_overruns, 1);
+}
+
+#[test]
+fn end_signals_can_be_left_to_the_driver() {
+    // With `end_signals` off (a driver that verifies signatures), an
+    // unverified `connection: close` does not end the session.
+    let s = push_stream_with(0, &[(":status", "200"), ("connection", "close")], &[H3Frame::Data(b"x")]);
+    let mut w = Wire::new();
+    w.stream(0, 0, &promise(0), false).stream(3, 0, &s, true);
+    for honour in [true, false] {
+        let mut cfg = ReceiverConfig::new(SID);
+        cfg.end_signals = honour;
+        let mut rx = Receiver::new(cfg);
+        let now = Instant::now();
+        for d in &w.out {
+            rx.handle_datagram(now, d);
+        }
+        assert_eq!(rx.is_ended(), honour);
+    }
+}
+
+#[test]
+fn replayed_packets_are_counted_apart_from_reordered_ones() {
+    let mut w = Wire::new();
+    for i in 0..4u64 {
+        w.stream(0, i, b"\x21", false);
+    }
+    let mut rx = Receiver::new(ReceiverConfig::new(SID));
+    let now = Instant::now();
+    for i in [0usize, 2, 1, 3, 2, 0, 3] {
+        rx.handle_datagram(now, &w.out[i]);
+    }
+    assert_eq!((rx.stats().reordered_packets, rx.stats().replayed_packets), (1, 3));
+}
+
+#[test]
+fn the_range_budget_fails_the_most_fragmented_stream() {
+    // Hardening item 5: fragmentation is bounded across all streams, and the
+    // stream that spends the budget is the one that fails.
+    let mut cfg = ReceiverConfig::new(SID);
+    cfg.max_ranges_total = 500;
+    let mut rx = Receiver::new(cfg);
+    let now = Instant::now();
+    let body = vec![9u8; 4000];
+    let s = push_stream(0, &[H3Frame::Data(&body)]);
+    let mut w = Wire::new();
+    w.stream(0, 0, &promise(0), false).stream(0, promise(0).len() as u64, &promise(1), false);
+    w.stream(3, 0, &s[..20], false);
+    for i in 0..600u64 {
+        w.stream(3, 30 + 2 * i, &s[(30 + 2 * i) as usize..(31 + 2 * i) as usize], false);
+    }
+    // A healthy push alongside.
+    w.stream(7, 0, &push_stream(1, &[H3Frame::Data(b"fine")]), true);
+    for d in &w.out {
+        rx.handle_datagram(now, d);
+    }
+    let evs = events(&mut rx);
+    let f = finished(&evs);
+    assert_eq!(f.len(), 2);
+    assert_eq!(f[0].push_id, 0);
+    assert_eq!(f[0].status, PushStatus::Incomplete(IncompleteReason::ProtocolError("too many gaps in the stream")));
+    assert_eq!((f[1].push_id, f[1].status.clone()), (1, PushStatus::Complete));
+    assert_eq!(rx.stats().streams_too_fragmented, 1);
+    assert!(rx.ranges_total <= 500);
+}
+
+#[test]
+fn planted_request_stream_fragments_do_not_block_later_promises() {
+    // Regression (hardening item 3): ~1 100 one-byte ranges planted ahead on
+    // stream 0 made the receiver drop every later stream-0 byte.
+    let mut w = Wire::new();
+    for i in 0..1100u64 {
+        w.stream(0, 50_000 + 3 * i, b"\x05", false);
+    }
+    let mut at = 0;
+    for id in 0..20u64 {
+        let p = promise(id);
+        w.stream(0, at, &p, false);
+        at += p.len() as u64;
+        w.stream(3 + 4 * id, 0, &push_stream(id, &[H3Frame::Data(b"ok")]), true);
+    }
+    let (rx, evs) = feed(&w);
+    let f = finished(&evs);
+    assert_eq!(f.len(), 20);
+    assert!(f.iter().all(PushSummary::is_complete));
+    assert!(rx.stats().request_fragments_forgotten > 0 || rx.stats().dropped_buffer_bytes > 0);
+}

@@ -73,7 +73,7 @@ struct Cli {
 
     /// Live: the group's UDP port [default: 2000]. Offline: take only UDP
     /// datagrams to this destination port (pcap input).
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", value_parser = clap::value_parser!(u16).range(1..))]
     port: Option<u16>,
 
     /// Live: join source-specifically, (S,G), with this source address.
@@ -163,7 +163,7 @@ fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
 }
 
 fn parse_session_id(text: &str) -> Result<SessionId, String> {
-    SessionId::from_hex(text).map_err(|e| e.to_string())
+    SessionId::parse_strict(text).map_err(|e| e.to_string())
 }
 
 fn parse_secs(text: &str) -> Result<Duration, String> {
@@ -224,15 +224,10 @@ fn main() -> ExitCode {
                 Ok(a) => a,
                 Err(e) => return usage(format!("--alt-svc: {e}")),
             };
-            if adv.cipher_suite != h3m_proto::protection::CipherSuite::Null {
-                let (Some(key), Some(iv)) = (adv.key.clone(), adv.iv.clone()) else {
-                    return usage("--alt-svc: the advertisement names a cipher suite but no key and iv".into());
-                };
-                if let Err(e) = h3m_proto::aead::AeadProtection::from_advertisement(adv.cipher_suite, &key, &iv) {
-                    return usage(format!("--alt-svc: {e}"));
-                }
-                protection = Some((adv.cipher_suite, key, iv));
-            }
+            protection = match h3m_proto::aead::PacketKeys::from_advertisement(&adv) {
+                Ok(keys) => keys,
+                Err(e) => return usage(format!("--alt-svc: {e}")),
+            };
             session_id = adv.session_id;
             source = source.or(adv.source);
             advertised_idle = adv.idle_timeout_compat();
