@@ -41,6 +41,9 @@ pub struct LiveOptions {
     pub json: bool,
     /// The receiver's push timeout.
     pub push_timeout: Duration,
+    /// The memory budget, in bytes, for body and request-stream bytes held
+    /// out of order (see [`ReceiverConfig::max_buffered_total`]).
+    pub buffer_budget: usize,
     /// End after this long without a packet (`None`: never).
     pub idle_timeout: Option<Duration>,
     /// Keep receiving across sessions.
@@ -76,6 +79,7 @@ impl LiveOptions {
             out_dir: out_dir.into(),
             json: false,
             push_timeout: defaults.push_timeout,
+            buffer_budget: defaults.max_buffered_total,
             idle_timeout: defaults.idle_timeout,
             follow: false,
             linger: Duration::from_millis(300),
@@ -95,6 +99,7 @@ impl LiveOptions {
         }
         config.push_timeout = self.push_timeout;
         config.idle_timeout = self.idle_timeout;
+        config.max_buffered_total = self.buffer_budget;
         Receiver::new(config)
     }
 }

@@ -51,6 +51,9 @@ pub struct Options {
     pub port: Option<u16>,
     /// The receiver's push timeout.
     pub push_timeout: Duration,
+    /// The memory budget, in bytes, for body and request-stream bytes held
+    /// out of order (see [`ReceiverConfig::max_buffered_total`]).
+    pub buffer_budget: usize,
     /// The receiver's idle timeout (`None`: never).
     pub idle_timeout: Option<Duration>,
     /// Sync each file to disk before reporting it written.
@@ -70,6 +73,7 @@ impl Options {
             json: false,
             port: None,
             push_timeout: defaults.push_timeout,
+            buffer_budget: defaults.max_buffered_total,
             idle_timeout: defaults.idle_timeout,
             fsync: false,
             verify: VerifyOptions::default(),
@@ -107,6 +111,7 @@ fn run_with(opts: &Options, reporter: &mut Reporter<'_>) -> Outcome {
     let mut config = ReceiverConfig::new(opts.session_id);
     config.push_timeout = opts.push_timeout;
     config.idle_timeout = opts.idle_timeout;
+    config.max_buffered_total = opts.buffer_budget;
     let mut session = Session::new(Receiver::new(config), writer, reporter);
     session.set_verify(opts.verify.clone());
     // Freshness: capture time for pcap; without timestamps, the system clock

@@ -201,6 +201,10 @@ fn wrong_session_id_receives_nothing_and_says_so() {
     assert!(field("datagrams") > 0, "{stderr}");
     assert_eq!((field("packets"), field("dropped_foreign_session")), (0, field("datagrams")), "{stderr}");
     assert!(stderr.contains("session_end=idle_timeout"), "{stderr}");
+    // Not just a summary: the operator is told what is wrong.
+    let hint =
+        format!("{} datagrams of other sessions seen and none of session 01: check --session-id", field("datagrams"));
+    assert!(stderr.contains(&hint), "{stderr}");
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
 }
 
@@ -305,4 +309,101 @@ fn signed_sessions_are_written_only_with_the_senders_key() {
             assert!(tree(&out).is_empty(), "{what}: nothing written");
         }
     }
+}
+
+/// Entry names in `dir`, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    v.sort();
+    v
+}
+
+/// Sends SIGTERM to a child of this test (by its PID).
+fn terminate(child: &Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn sigterm_removes_temporary_files_and_says_the_session_was_interrupted() {
+    // Regression (hardening item 8): SIGTERM (and SIGKILL) left `.h3m-partial-*`
+    // files that no later run removed; SIGINT reported `session_end=connection_close`.
+    let base = tempfile::tempdir().unwrap();
+    let src = base.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let big: Vec<u8> = (0..3u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    std::fs::write(src.join("big.bin"), &big).unwrap();
+    let out = base.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // A temporary file of a receiver that was killed (its PID is gone), and
+    // one of this (live) test process, which must be kept.
+    let mut gone = Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let stale = format!(".h3m-partial-0-{}", gone.id());
+    let alive = format!(".h3m-partial-0-{}", std::process::id());
+    for name in [&stale, &alive, &"keep.txt".to_owned()] {
+        std::fs::write(out.join(name), b"x").unwrap();
+    }
+    let port = (unique_port() + 5).to_string();
+    let group = "239.255.77.11";
+    let session = ["--group", group, "--port", &port, "--interface", "127.0.0.1", "--session-id", "0e2e0008"];
+    let mut recv = start_receiver(&[&session[..], &["--idle-timeout", "20"]].concat(), &out);
+    let recv_pid = recv.0.as_ref().unwrap().id();
+    assert_eq!(entries(&out), [alive.clone(), "keep.txt".to_owned()], "the stale temporary file is removed at start");
+    // 3 MiB at 4 Mbit/s: about 6 s, so the receiver is mid-file when it is stopped.
+    let _send = Reaper(Some(
+        Command::new(h3m_send())
+            .arg(&src)
+            .args(session)
+            .args(["--rate", "4M", "--quiet"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    let own = format!(".h3m-partial-0-{recv_pid}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !out.join(&own).exists() {
+        assert!(Instant::now() < deadline, "the receiver never started writing: {:?}", entries(&out));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    terminate(recv.0.as_ref().unwrap());
+    let output = recv.0.take().unwrap().wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(stderr.contains("session_end=interrupted"), "{stdout}{stderr}");
+    assert!(stdout.lines().any(|l| l.starts_with("incomplete big.bin  ")), "{stdout}");
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    assert_eq!(entries(&out), [alive, "keep.txt".to_owned()], "its own temporary file is removed");
+}
+
+#[test]
+fn follow_mode_summary_counts_the_datagrams_of_every_session() {
+    // Regression (hardening item 12): with --follow the summary said `datagrams=0`.
+    let base = tempfile::tempdir().unwrap();
+    let out = base.path().join("out");
+    let port = (unique_port() + 6).to_string();
+    let session = ["--group", "239.255.77.12", "--port", &port, "--interface", "127.0.0.1", "--session-id", "0e2e0012"];
+    let mut recv = start_receiver(&[&session[..], &["--follow"]].concat(), &out);
+    for name in ["one.txt", "two.txt"] {
+        let src = base.path().join(name);
+        std::fs::write(&src, name.as_bytes()).unwrap();
+        let send = Command::new(h3m_send()).arg(&src).args(session).arg("--quiet").output().unwrap();
+        assert!(send.status.success(), "h3m-send: {}", String::from_utf8_lossy(&send.stderr));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    terminate(recv.0.as_ref().unwrap());
+    let output = recv.0.take().unwrap().wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(std::fs::read(out.join("one.txt")).unwrap(), b"one.txt", "{stdout}{stderr}");
+    assert_eq!(std::fs::read(out.join("two.txt")).unwrap(), b"two.txt", "{stdout}{stderr}");
+    let field = |k: &str| -> u64 {
+        let at = stderr.find(&format!(" {k}=")).unwrap_or_else(|| panic!("no {k} in {stderr}")) + k.len() + 2;
+        stderr[at..].split_whitespace().next().unwrap().parse().unwrap()
+    };
+    assert_eq!(field("complete"), 2, "{stderr}");
+    // Each session is at least a promise-and-body datagram and its end signal.
+    assert!(field("datagrams") >= 4 && field("packets") == field("datagrams"), "{stderr}");
+    assert!(stderr.contains("session_end=interrupted"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
 }

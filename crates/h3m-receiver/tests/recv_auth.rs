@@ -637,3 +637,162 @@ fn alt_svc_with_unusable_keys_is_a_usage_error() {
     }
     assert!(files(&out).is_empty());
 }
+
+/// An unsigned push stream for push `push_id` (stream `stream_id`), whose
+/// response says `connection: close`, as an off-path forger would send it.
+fn forged_close(push_id: u64, stream_id: u64, packet_number: u64) -> Vec<u8> {
+    use h3m_proto::{frame, h3, packet, qpack, varint};
+    let mut stream = Vec::new();
+    varint::encode(h3::PUSH_STREAM_TYPE, &mut stream).unwrap();
+    varint::encode(push_id, &mut stream).unwrap();
+    let fields = [qpack::HeaderField::new(":status", "200"), qpack::HeaderField::new("connection", "close")];
+    let mut section = Vec::new();
+    qpack::encode_field_section(&fields, &mut section);
+    h3::encode_frame(&h3::H3Frame::Headers(&section), &mut stream).unwrap();
+    h3::encode_frame(&h3::H3Frame::Data(b"forged"), &mut stream).unwrap();
+    let mut payload = Vec::new();
+    frame::encode_stream(stream_id, 0, &stream, true, true, &mut payload).unwrap();
+    let mut dgram = Vec::new();
+    packet::write_packet(&mut dgram, &SessionId::NGHQ_DEFAULT, packet_number, 4, &payload, &NullProtection).unwrap();
+    dgram
+}
+
+/// The length of the stream-0 data (the promise) in a cleartext datagram.
+fn stream0_frame_len(datagram: &[u8]) -> usize {
+    use h3m_proto::frame::{Frame, FrameReader};
+    let mut d = datagram.to_vec();
+    let p = h3m_proto::packet::open_packet(&mut d, &SessionId::NGHQ_DEFAULT, None, &NullProtection).unwrap();
+    FrameReader::new(p.payload)
+        .find_map(|f| match f.unwrap() {
+            Frame::Stream { stream_id: 0, data, .. } => Some(data.len()),
+            _ => None,
+        })
+        .expect("a promise on stream 0")
+}
+
+/// A datagram with an (unsigned) promise of push `push_id` for `path` at the
+/// start of the request stream.
+fn promise_datagram(push_id: u64, path: &str, packet_number: u64) -> Vec<u8> {
+    use h3m_proto::{frame, h3, packet, qpack};
+    let fields = [
+        qpack::HeaderField::new(":method", "GET"),
+        qpack::HeaderField::new(":scheme", "https"),
+        qpack::HeaderField::new(":authority", "example.org"),
+        qpack::HeaderField::new(":path", path),
+    ];
+    let mut section = Vec::new();
+    qpack::encode_field_section(&fields, &mut section);
+    let mut stream = Vec::new();
+    h3::encode_frame(&h3::H3Frame::PushPromise { push_id, field_section: &section }, &mut stream).unwrap();
+    let mut payload = Vec::new();
+    frame::encode_stream(0, 0, &stream, false, true, &mut payload).unwrap();
+    let mut dgram = Vec::new();
+    packet::write_packet(&mut dgram, &SessionId::NGHQ_DEFAULT, packet_number, 4, &payload, &NullProtection).unwrap();
+    dgram
+}
+
+/// Sends `datagrams` to `group` over loopback multicast (outgoing interface
+/// 127.0.0.1, TTL 1), a millisecond apart.
+fn send_on_loopback(group: std::net::SocketAddr, datagrams: &[Vec<u8>]) {
+    use h3m_net::{Interface, MulticastConfig, open_sender};
+    let cfg = MulticastConfig::new(group).with_interface(Interface::Addr("127.0.0.1".parse().unwrap()));
+    let (socket, _) = open_sender(&cfg).unwrap();
+    for d in datagrams {
+        loop {
+            match socket.send_to(d, group) {
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(1)),
+                Err(e) => panic!("send to {group}: {e}"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn live_an_unsigned_connection_close_does_not_end_a_trusted_session() {
+    // Regression (hardening item 7), live, as it was found: a forged unsigned
+    // push with `connection: close` ended the receiver (after its 0.3 s linger)
+    // before the signed sender started: nothing was written.
+    let tmp = tempfile::tempdir().unwrap();
+    let files: [(&str, &[u8]); 3] = [("a.txt", b"first\n"), ("b.txt", b"second\n"), ("c.txt", b"third\n")];
+    let genuine = read_datagrams(&signed_session("ed25519.key.pem", SignatureForms::Cavage, SystemTime::now(), &files));
+    let port = 30_000 + (std::process::id() % 20_000) as u16;
+    let group: std::net::SocketAddr = format!("239.255.71.7:{port}").parse().unwrap();
+    let out = tmp.path().join("out");
+    let trust = test_key("ed25519.pub.pem");
+    let child = Command::new(BIN)
+        .args(["--group", "239.255.71.7", "--port", &port.to_string(), "--interface", "127.0.0.1"])
+        .args(["--session-id", &SessionId::NGHQ_DEFAULT.to_hex(), "--trust", &trust, "--idle-timeout", "5"])
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    // The forger sends a push 0 of its own, with `connection: close`, before
+    // the sender starts. Its promise has the length of the genuine first
+    // promise (as a forger that watched an earlier run of this sender would
+    // make it), so the request stream stays aligned and the genuine pushes
+    // after the first can still arrive.
+    let first_promise_len = stream0_frame_len(&genuine[0]);
+    let mut path = String::from("/forged");
+    let forged_promise = loop {
+        let promise = promise_datagram(0, &path, 999);
+        let len = stream0_frame_len(&promise);
+        if len == first_promise_len {
+            break promise;
+        }
+        assert!(len < first_promise_len, "the forged promise outgrew the genuine one");
+        path.push('x');
+    };
+    send_on_loopback(group, &[forged_promise, forged_close(0, 3, 1_000)]);
+    // The signed sender starts a second later (the receiver's linger is 0.3 s).
+    std::thread::sleep(Duration::from_millis(1_000));
+    send_on_loopback(group, &genuine);
+    let o = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(std::fs::read(out.join("b.txt")).ok().as_deref(), Some(&b"second\n"[..]), "{stdout}{stderr}");
+    assert_eq!(std::fs::read(out.join("c.txt")).unwrap(), b"third\n");
+    assert!(stderr.contains("session_end=connection_close"), "{stderr}");
+    assert!(stdout.lines().any(|l| l.starts_with("refused    /forgedx")), "{stdout}{stderr}");
+    assert!(!out.join("a.txt").exists(), "the genuine push 0 collided with the forged one");
+    assert_eq!(o.status.code(), Some(1), "the forged push was refused: {stdout}{stderr}");
+}
+
+#[test]
+fn an_unsigned_connection_close_does_not_end_a_trusted_session() {
+    // Regression (hardening item 7): under --trust a forged, unsigned push
+    // carrying `connection: close` ended the session: nothing after it was written.
+    let tmp = tempfile::tempdir().unwrap();
+    let date = SystemTime::now();
+    let files: [(&str, &[u8]); 3] = [("a.txt", b"first\n"), ("b.txt", b"second\n"), ("c.txt", b"third\n")];
+    let genuine = read_datagrams(&signed_session("ed25519.key.pem", SignatureForms::Cavage, date, &files));
+    let trust = test_key("ed25519.pub.pem");
+    // The forger's stream for push 0 arrives first (it knows the session ID and
+    // that push 0 travels on stream 3); the genuine session follows.
+    let mut wire = vec![forged_close(0, 3, 1_000)];
+    wire.extend(genuine.iter().cloned());
+    let input = tmp.path().join("forged.datagrams");
+    std::fs::write(&input, write_datagrams(&wire)).unwrap();
+    let out = tmp.path().join("out");
+    let o = recv(&input, &out, &["--trust", &trust]);
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    // Push 0's stream holds the forger's response: it is refused, never written.
+    assert_eq!(o.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("refused    /a.txt  ") && l.ends_with("(refused: unsigned)")),
+        "{stdout}"
+    );
+    // The session went on: the signed pushes after it were written.
+    assert_eq!(std::fs::read(out.join("b.txt")).unwrap(), b"second\n", "{stdout}{stderr}");
+    assert_eq!(std::fs::read(out.join("c.txt")).unwrap(), b"third\n");
+    assert!(!out.join("a.txt").exists());
+    // The genuine, signed `connection: close` (on the last push) still ends it.
+    assert!(stderr.contains("session_end=connection_close"), "{stderr}");
+    // Without --trust an unsigned close is honoured as before (nghq's receivers do).
+    let out = tmp.path().join("out-untrusted");
+    let o = recv(&input, &out, &[]);
+    assert!(text(&o.stderr).contains("session_end=connection_close"), "{}", text(&o.stderr));
+}

@@ -86,8 +86,8 @@ fn lossy_copies_complete_each_other_and_an_intact_repeat_is_not_rewritten() {
 #[test]
 fn copies_that_never_cover_the_body_are_reported_with_the_union_missing() {
     let body = vec![7u8; 50_000];
-    let c = copies(&body, 2, sha256(&body));
-    // Both copies lose the same datagram (index 5): that range stays missing.
+    let c = copies(&body, 3, sha256(&body));
+    // All copies lose the same datagram (index 5): that range stays missing.
     let wire: Vec<Vec<u8>> =
         c.iter().flat_map(|copy| copy.iter().enumerate().filter(|(i, _)| *i != 5)).map(|(_, d)| d.clone()).collect();
     let (outcome, dir, stdout) = run(&wire);
@@ -99,6 +99,61 @@ fn copies_that_never_cover_the_body_are_reported_with_the_union_missing() {
     let [a, b] = r.missing[0];
     assert!(a > 0 && b > a && b - a < 1200, "one datagram's worth: {a}..{b}");
     assert!(!dir.path().join("out/media/seg.bin").exists());
+    // One resource is incomplete, not one per copy.
+    assert_eq!(outcome.summary.unwrap().resources_incomplete, 1);
+}
+
+/// Copies of a tree: `copies` rounds, each sending every body in order;
+/// datagrams per round per resource.
+fn tree_copies(bodies: &[Vec<u8>], copies: usize) -> Vec<Vec<Vec<Vec<u8>>>> {
+    let mut sender =
+        Sender::new(SenderConfig::new(EncoderConfig::new(SessionId::from_hex(SID).unwrap())), Box::new(NullProtection));
+    let now = std::time::Instant::now();
+    (0..copies)
+        .map(|round| {
+            bodies
+                .iter()
+                .enumerate()
+                .map(|(i, body)| {
+                    let mut meta = ResourceMeta::file(format!("tree/{i}.bin"), body.len() as u64, UNIX_EPOCH);
+                    meta.sha256 = Some(sha256(body));
+                    meta.last = round + 1 == copies && i + 1 == bodies.len();
+                    let id = sender.start(&meta).unwrap();
+                    sender.write(id, body).unwrap();
+                    sender.finish(id, None).unwrap();
+                    std::iter::from_fn(|| sender.poll_transmit(now)).collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn copies_repair_more_incomplete_resources_than_there_are_push_slots() {
+    // Regression (hardening item 1): incomplete first copies held their
+    // concurrent-push slots (256), so the promises of the second copies were
+    // refused (`too_many_pushes`) and never merged: `--repeat` failed under loss.
+    let bodies: Vec<Vec<u8>> = (0..300u32)
+        .map(|i| (0..4_000u32).map(|j| (j.wrapping_mul(31).wrapping_add(i * 7) % 251) as u8).collect())
+        .collect();
+    let rounds = tree_copies(&bodies, 2);
+    let mut wire = Vec::new();
+    // Round 1: every resource loses one datagram in the middle of its body.
+    for group in &rounds[0] {
+        assert!(group.len() >= 4, "{} datagrams", group.len());
+        let lost = group.len() - 2;
+        wire.extend(group.iter().enumerate().filter(|(i, _)| *i != lost).map(|(_, d)| d.clone()));
+    }
+    for group in &rounds[1] {
+        wire.extend(group.iter().cloned());
+    }
+    let (outcome, dir, stdout) = run(&wire);
+    assert_eq!(outcome.status, ExitStatus::Success, "{stdout}");
+    for (i, body) in bodies.iter().enumerate() {
+        assert_eq!(&std::fs::read(dir.path().join(format!("out/tree/{i}.bin"))).unwrap(), body, "tree/{i}.bin");
+    }
+    let s = outcome.summary.unwrap();
+    assert_eq!((s.resources_complete, s.resources_incomplete), (300, 0), "{s:?}");
 }
 
 #[test]

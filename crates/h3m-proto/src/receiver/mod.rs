@@ -932,8 +932,16 @@ impl Receiver {
                         }
                         from = None;
                     }
+                    // Bytes announced beyond the content-length (or the body
+                    // maximum) were refused: they are not part of the body.
+                    let limit = push.max_body;
+                    missing.retain_mut(|r| {
+                        r.end = r.end.min(limit);
+                        r.start < r.end
+                    });
+                    let from = from.filter(|&f| f < limit);
                     let status = PushStatus::Incomplete(reason.unwrap_or(IncompleteReason::SessionEnded));
-                    PushSummary { push_id, status, body_len: s.body_extent(), missing, missing_from: from }
+                    PushSummary { push_id, status, body_len: s.body_extent().min(limit), missing, missing_from: from }
                 }
             }
             (None, reason) => {

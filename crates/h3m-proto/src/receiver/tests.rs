@@ -330,6 +330,10 @@ fn body_bytes_beyond_content_length_fail_the_push() {
         PushStatus::Incomplete(IncompleteReason::ProtocolError("body bytes beyond the announced content-length"))
     );
     assert_eq!(rx.stats().body_overruns, 1);
+    // The refused bytes are not part of the body: it is still the announced 5
+    // bytes, of which 3..5 are missing (not 3..2^50).
+    assert_eq!(f[0].body_len, 5);
+    assert_eq!(f[0].missing.iter().map(|r| (r.start, r.end)).collect::<Vec<_>>(), [(3, 5)]);
     // Without a content-length the configured maximum applies.
     let s = push_stream(0, &[H3Frame::DataWithOffset { offset: 1 << 50, data: b"zz" }]);
     let mut w = Wire::new();

@@ -117,6 +117,11 @@ struct Cli {
     #[arg(long, value_name = "SECS", value_parser = parse_positive_secs)]
     push_timeout: Option<Duration>,
 
+    /// Memory budget in MiB for bytes held out of order (body fragments, the
+    /// request stream); beyond it the most fragmented push is given up.
+    #[arg(long, value_name = "MIB", default_value = "24", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    max_buffer_mib: u32,
+
     /// End the session after this many seconds without a packet; 0 never [default: 60].
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     idle_timeout: Option<Duration>,
@@ -202,6 +207,7 @@ fn main() -> ExitCode {
         opts.port = cli.port;
         opts.fsync = cli.fsync;
         opts.verify = verify;
+        opts.buffer_budget = (cli.max_buffer_mib as usize) << 20;
         if let Some(t) = cli.push_timeout {
             opts.push_timeout = t;
         }
@@ -249,6 +255,7 @@ fn main() -> ExitCode {
     opts.progress = !cli.quiet && !cli.json;
     opts.protection = protection;
     opts.verify = verify;
+    opts.buffer_budget = (cli.max_buffer_mib as usize) << 20;
     opts.amt = match (cli.amt, cli.amt_dns) {
         (Some(h3m_receiver::input::AmtRelay::Auto { .. }), dns) => Some(h3m_receiver::input::AmtRelay::Auto { dns }),
         (Some(relay), None) => Some(relay),

@@ -24,18 +24,19 @@ pub fn h3m_amt_relay() -> PathBuf {
 }
 
 /// Binary `name` of workspace package `package`, from the target directory of
-/// this build.
+/// this build, freshly built.
 ///
-/// `cargo test --workspace` builds it (its package has integration tests, so
-/// Cargo builds that package's binaries), but `cargo test -p h3m-receiver`
-/// does not: then it is built here, once, with the same Cargo, profile and
-/// target directory, so these tests never run against a missing binary.
+/// The binary is always built (once per test process, with the same Cargo,
+/// profile and target directory): a binary that merely exists may be stale
+/// (`cargo test -p h3m-receiver` after an edit to the sender does not rebuild
+/// `h3m-send`), and these tests must never run against an old sender.
+/// When it is up to date the build is a no-op that takes a fraction of a second.
 pub fn workspace_bin(name: &str, package: &str) -> PathBuf {
-    static BUILD: Mutex<()> = Mutex::new(());
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let recv = Path::new(env!("CARGO_BIN_EXE_h3m-recv"));
     let bin = recv.with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    let _serial = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    if !bin.exists() {
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
         let profile_dir = recv.parent().expect("binary directory");
         let target_dir = profile_dir.parent().expect("target directory");
         let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
@@ -45,9 +46,35 @@ pub fn workspace_bin(name: &str, package: &str) -> PathBuf {
         }
         let status = cmd.status().expect("run cargo to build a workspace binary");
         assert!(status.success(), "building {name} failed: {status}");
+        built.push(name.to_owned());
     }
     assert!(bin.exists(), "{} is missing after building it", bin.display());
+    if let Some(newer) = newest_source_after(&bin) {
+        panic!("{} is older than {}: a stale binary would be tested", bin.display(), newer.display());
+    }
     bin
+}
+
+/// A source file of the workspace's crates modified after `bin` was built,
+/// if any (the check that [`workspace_bin`] never hands out a stale binary).
+fn newest_source_after(bin: &Path) -> Option<PathBuf> {
+    fn walk(dir: &Path, built: std::time::SystemTime) -> Option<PathBuf> {
+        for entry in fs::read_dir(dir).ok()?.flatten() {
+            let path = entry.path();
+            let meta = entry.metadata().ok()?;
+            if meta.is_dir() {
+                if let Some(p) = walk(&path, built) {
+                    return Some(p);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs") && meta.modified().ok()? > built {
+                return Some(path);
+            }
+        }
+        None
+    }
+    let built = fs::metadata(bin).ok()?.modified().ok()?;
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
+    ["h3m-proto", "h3m-net", "h3m-sender", "h3m-amt"].iter().find_map(|c| walk(&crates.join(c).join("src"), built))
 }
 
 // ---------------------------------------------------------------------------
