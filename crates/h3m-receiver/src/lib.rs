@@ -1,5 +1,31 @@
-//! h3m receiver library: reading captures, writing received resources safely,
-//! and the `h3m-recv` command.
+//! h3m receiver: receives HTTP/3-over-multicast-QUIC sessions
+//! (draft-pardue-quic-http-mcast, nghq's `h3m-07`) into files, memory or a
+//! sink of your own, and the `h3m-recv` command.
+//!
+//! * [`Session`]: one session, I/O-free: hand it datagrams and the time,
+//!   poll typed events ([`report::Record`]), find each complete, verified
+//!   resource in its [`sink::ResourceSink`] ([`sink::MemorySink`], or the
+//!   output directory's [`writer::ResourceWriter`]).
+//! * [`live::receive`]: the async driver: joins the group (ASM or SSM, IPv4
+//!   or IPv6, natively or through an AMT relay) and runs a session into a
+//!   sink until it ends. [`live::run`] is `h3m-recv`'s live mode.
+//! * [`offline::run`]: a session from a capture (pcap or `.datagrams`).
+//!
+//! Receiving a session into memory:
+//!
+//! ```no_run
+//! use h3m_receiver::{live, sink::MemorySink};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let adv = h3m_proto::altsvc::parse_one(r#"h3m-07="239.255.0.1:2000"; session-id=2a"#)?;
+//! let opts = live::LiveOptions::from_advertisement(&adv, ".")?;
+//! let (outcome, mut sink) = live::receive(&opts, MemorySink::new(256 << 20), |_event| {}).await;
+//! for resource in sink.take() {
+//!     println!("{}: {} bytes", resource.path.display(), resource.body.len());
+//! }
+//! println!("{:?}", outcome.status);
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -10,7 +36,12 @@ pub mod live;
 pub mod offline;
 pub mod paths;
 pub mod progress;
+pub mod receiver;
 pub mod report;
 mod session;
+pub mod sink;
 pub mod verify;
 pub mod writer;
+
+pub use receiver::{Session, SessionConfig};
+pub use session::{ExitStatus, Outcome};

@@ -14,17 +14,20 @@ use std::time::{Duration, Instant};
 
 use h3m_net::{Interface, MulticastConfig};
 use h3m_proto::SessionId;
-use h3m_proto::aead::PacketKeys;
-use h3m_proto::receiver::{Receiver, ReceiverConfig, SessionEndReason};
+use h3m_proto::aead::KeyError;
+use h3m_proto::altsvc::Advertisement;
+use h3m_proto::receiver::SessionEndReason;
 
 use crate::capture::CaptureStats;
 use crate::input::{AmtRelay, Input};
-use crate::report::{ErrorKind, Reporter};
-use crate::session::{ExitStatus, Outcome, Session};
-use crate::verify::{Clock, VerifyOptions};
+use crate::receiver::SessionConfig;
+use crate::report::{ErrorKind, Record, Reporter};
+use crate::session::{ExitStatus, Outcome, ReporterRef, Session};
+use crate::sink::ResourceSink;
+use crate::verify::Clock;
 use crate::writer::ResourceWriter;
 
-/// What to receive.
+/// What to receive, and how (`h3m-recv`'s live mode).
 #[derive(Debug, Clone)]
 pub struct LiveOptions {
     /// The multicast group and port.
@@ -33,19 +36,12 @@ pub struct LiveOptions {
     pub source: Option<IpAddr>,
     /// The interface to join on.
     pub interface: Option<Interface>,
-    /// The session ID.
-    pub session_id: SessionId,
-    /// The output directory.
+    /// The session: its ID, keys, checks and limits.
+    pub session: SessionConfig,
+    /// The output directory ([`run`]; [`receive`] delivers to its sink instead).
     pub out_dir: PathBuf,
-    /// JSON output.
+    /// JSON output ([`run`]).
     pub json: bool,
-    /// The receiver's push timeout.
-    pub push_timeout: Duration,
-    /// The memory budget, in bytes, for body and request-stream bytes held
-    /// out of order (see [`ReceiverConfig::max_buffered_total`]).
-    pub buffer_budget: usize,
-    /// End after this long without a packet (`None`: never).
-    pub idle_timeout: Option<Duration>,
     /// Keep receiving across sessions.
     pub follow: bool,
     /// How long to keep listening after the session's end signal.
@@ -54,65 +50,107 @@ pub struct LiveOptions {
     pub recv_buffer: usize,
     /// Show progress on a terminal.
     pub progress: bool,
-    /// Sync each file to disk before reporting it written.
+    /// Sync each file to disk before reporting it written ([`run`]).
     pub fsync: bool,
-    /// Packet protection keys (`None`: cleartext). Checked when built
-    /// ([`PacketKeys::new`]), so a bad key is an error there, never a
-    /// receiver that accepts cleartext.
-    pub protection: Option<PacketKeys>,
     /// Receive through an AMT tunnel instead of joining natively.
     pub amt: Option<AmtRelay>,
-    /// Digest and signature checks (see [`crate::verify`]; freshness against
-    /// the system clock).
-    pub verify: VerifyOptions,
 }
 
 impl LiveOptions {
     /// Defaults around a group: nghq's session ID, 60 s idle timeout.
     pub fn new(group: SocketAddr, out_dir: impl Into<PathBuf>) -> Self {
-        let defaults = ReceiverConfig::new(SessionId::NGHQ_DEFAULT);
         LiveOptions {
             group,
             source: None,
             interface: None,
-            session_id: SessionId::NGHQ_DEFAULT,
+            session: SessionConfig::new(SessionId::NGHQ_DEFAULT),
             out_dir: out_dir.into(),
             json: false,
-            push_timeout: defaults.push_timeout,
-            buffer_budget: defaults.max_buffered_total,
-            idle_timeout: defaults.idle_timeout,
             follow: false,
             linger: Duration::from_millis(300),
             recv_buffer: 16 << 20,
             progress: false,
             fsync: false,
-            protection: None,
             amt: None,
-            verify: VerifyOptions::default(),
         }
     }
 
-    fn receiver(&self) -> Receiver {
-        let mut config = ReceiverConfig::new(self.session_id);
-        if let Some(keys) = &self.protection {
-            config.protection = keys.protection();
-        }
-        config.push_timeout = self.push_timeout;
-        config.idle_timeout = self.idle_timeout;
-        config.max_buffered_total = self.buffer_budget;
-        Receiver::new(config)
+    /// The session an Alt-Svc `h3m` advertisement describes: group and port,
+    /// source (SSM), session ID, keys (an unusable key is an error, never
+    /// cleartext) and idle timeout.
+    pub fn from_advertisement(adv: &Advertisement, out_dir: impl Into<PathBuf>) -> Result<Self, KeyError> {
+        let mut opts = LiveOptions::new(adv.group, out_dir);
+        opts.source = adv.source;
+        opts.session = SessionConfig::from_advertisement(adv)?;
+        Ok(opts)
     }
 }
 
-/// Receives until the session ends (see the module documentation).
+/// Receives until the session ends (see the module documentation), writing
+/// each resource into [`LiveOptions::out_dir`] and printing what happens to
+/// `out` and `err` as `h3m-recv` does.
 pub async fn run(opts: &LiveOptions, out: &mut dyn Write, err: &mut dyn Write) -> Outcome {
     let mut reporter = Reporter::new(opts.json, out, err);
-    let outcome = run_with(opts, &mut reporter).await;
+    let outcome = match ResourceWriter::new(&opts.out_dir) {
+        Ok(w) => {
+            let writer = w.with_fsync(opts.fsync);
+            for stale in writer.remove_stale_partials() {
+                eprintln!("h3m-recv: removed {} (left by a receiver no longer running)", stale.display());
+            }
+            drive(opts, writer, ReporterRef::Borrowed(&mut reporter), &mut |_| {}).await.0
+        }
+        Err(e) => Outcome::fatal(
+            &mut reporter,
+            ErrorKind::OutputDir,
+            format!("output directory: {e}"),
+            ExitStatus::OutputError,
+        ),
+    };
     reporter.flush();
     outcome
 }
 
-async fn run_with(opts: &LiveOptions, reporter: &mut Reporter<'_>) -> Outcome {
+/// Receives until the session ends into `sink`, calling `on_event` with each
+/// event (the typed records `h3m-recv --json` prints) as it happens; returns
+/// the outcome and the sink. Nothing is printed.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use h3m_receiver::{live, report::Record, sink::MemorySink};
+///
+/// let opts = live::LiveOptions::from_advertisement(
+///     &h3m_proto::altsvc::parse_one(r#"h3m-07="239.255.0.1:2000"; session-id=2a"#)?,
+///     "unused",
+/// )?;
+/// let (outcome, mut sink) = live::receive(&opts, MemorySink::new(256 << 20), |event| {
+///     if let Record::Resource(r) = event {
+///         eprintln!("{:?} {:?}", r.status, r.path);
+///     }
+/// })
+/// .await;
+/// for resource in sink.take() {
+///     println!("{}: {} bytes", resource.path.display(), resource.body.len());
+/// }
+/// # let _ = outcome; Ok(()) }
+/// ```
+pub async fn receive<S: ResourceSink>(opts: &LiveOptions, sink: S, mut on_event: impl FnMut(Record)) -> (Outcome, S) {
+    let mut forward = |reporter: &mut Reporter<'static>| {
+        while let Some(record) = reporter.next_record() {
+            on_event(record);
+        }
+    };
+    drive(opts, sink, ReporterRef::Owned(Reporter::queue()), &mut forward).await
+}
+
+/// The live loop: opens the input, feeds the session, runs its timers, ends
+/// on its end signal (after the linger), the idle timeout or a signal;
+/// `after` runs after each batch of datagrams and timer.
+async fn drive<'r, 'w, S: ResourceSink>(
+    opts: &LiveOptions,
+    sink: S,
+    mut reporter: ReporterRef<'r, 'w>,
+    after: &mut dyn FnMut(&mut Reporter<'w>),
+) -> (Outcome, S) {
     let mut input = match &opts.amt {
         None => {
             let mut mc = MulticastConfig::new(opts.group);
@@ -127,12 +165,8 @@ async fn run_with(opts: &LiveOptions, reporter: &mut Reporter<'_>) -> Outcome {
                     input
                 }
                 Err(e) => {
-                    return Outcome::fatal(
-                        reporter,
-                        ErrorKind::Network,
-                        format!("join {}: {e}", opts.group),
-                        ExitStatus::BadInput,
-                    );
+                    let message = format!("join {}: {e}", opts.group);
+                    return (Outcome::fatal(&mut reporter, ErrorKind::Network, message, ExitStatus::BadInput), sink);
                 }
             }
         }
@@ -141,34 +175,16 @@ async fn run_with(opts: &LiveOptions, reporter: &mut Reporter<'_>) -> Outcome {
             match Input::amt(config, opts.source, opts.group) {
                 Ok(input) => input,
                 Err(e) => {
-                    return Outcome::fatal(
-                        reporter,
-                        ErrorKind::Network,
-                        format!("amt subscribe {}: {e}", opts.group),
-                        ExitStatus::BadInput,
-                    );
+                    let message = format!("amt subscribe {}: {e}", opts.group);
+                    return (Outcome::fatal(&mut reporter, ErrorKind::Network, message, ExitStatus::BadInput), sink);
                 }
             }
         }
     };
-    let writer = match ResourceWriter::new(&opts.out_dir) {
-        Ok(w) => w.with_fsync(opts.fsync),
-        Err(e) => {
-            return Outcome::fatal(
-                reporter,
-                ErrorKind::OutputDir,
-                format!("output directory: {e}"),
-                ExitStatus::OutputError,
-            );
-        }
-    };
-    for stale in writer.remove_stale_partials() {
-        eprintln!("h3m-recv: removed {} (left by a receiver no longer running)", stale.display());
-    }
     // The AMT tunnel's counters reach the summary through this slot.
     let amt_slot = reporter.amt_slot();
-    let mut session = Session::new(opts.receiver(), writer, reporter);
-    session.set_verify(opts.verify.clone());
+    let mut session = Session::with_reporter(opts.session.receiver(), sink, reporter);
+    session.set_verify(opts.session.verify.clone());
     session.set_clock(Clock::System);
     let mut counters = CaptureStats::default();
     let started = Instant::now();
@@ -192,7 +208,7 @@ async fn run_with(opts: &LiveOptions, reporter: &mut Reporter<'_>) -> Outcome {
     loop {
         let now = Instant::now();
         // Before the first packet the receiver has no idle timer: the run has one.
-        let idle_start = (!got_any).then(|| opts.idle_timeout.map(|d| started + d)).flatten();
+        let idle_start = (!got_any).then(|| opts.session.idle_timeout.map(|d| started + d)).flatten();
         let wake = [session.receiver.poll_timeout(), idle_start, linger_until].into_iter().flatten().min();
         let sleep = async {
             match wake {
@@ -254,6 +270,7 @@ async fn run_with(opts: &LiveOptions, reporter: &mut Reporter<'_>) -> Outcome {
                 break;
             }
         }
+        after(&mut session.reporter);
         if session.receiver.is_ended() && linger_until.is_none() {
             if opts.follow {
                 // Settle this session, start listening for the next.
@@ -269,13 +286,16 @@ async fn run_with(opts: &LiveOptions, reporter: &mut Reporter<'_>) -> Outcome {
     input.close().await;
     session.receiver.finish(Instant::now());
     session.drain();
-    session.finish(counters)
+    let (outcome, sink, mut reporter) = session.finish_parts(counters);
+    // The last events (the summary), for `receive`'s callback.
+    after(&mut reporter);
+    (outcome, sink)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use h3m_proto::aead::KeyError;
+    use h3m_proto::aead::{KeyError, PacketKeys};
     use h3m_proto::encoder::{EncoderConfig, SessionEncoder};
     use h3m_proto::protection::CipherSuite;
     use h3m_proto::qpack::HeaderField;
@@ -291,16 +311,18 @@ mod tests {
         );
         let keys = PacketKeys::new(CipherSuite::Aes128Gcm, &key, &iv).unwrap();
         let mut opts = LiveOptions::new("239.255.0.1:2000".parse().unwrap(), "/nonexistent");
-        opts.session_id = SessionId::from_hex("2a").unwrap();
-        opts.protection = Some(keys.clone());
+        opts.session.session_id = SessionId::from_hex("2a").unwrap();
+        opts.session.protection = Some(keys.clone());
         let (req, resp) = ([HeaderField::new(":path", "/f")], [HeaderField::new(":status", "200")]);
         let mut forged = Vec::new();
-        SessionEncoder::new(EncoderConfig::new(opts.session_id)).push(&req, &resp, b"forged", &mut forged).unwrap();
+        SessionEncoder::new(EncoderConfig::new(opts.session.session_id))
+            .push(&req, &resp, b"forged", &mut forged)
+            .unwrap();
         let mut sealed = Vec::new();
-        SessionEncoder::with_protection(EncoderConfig::new(opts.session_id), keys.protection())
+        SessionEncoder::with_protection(EncoderConfig::new(opts.session.session_id), keys.protection())
             .push(&req, &resp, b"genuine", &mut sealed)
             .unwrap();
-        let mut rx = opts.receiver();
+        let mut rx = opts.session.receiver();
         let now = Instant::now();
         for d in &forged {
             rx.handle_datagram(now, d);

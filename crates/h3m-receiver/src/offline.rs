@@ -23,15 +23,15 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use h3m_proto::SessionId;
-use h3m_proto::receiver::{Receiver, ReceiverConfig};
 
 use crate::capture::{self, ReadOptions};
+use crate::receiver::SessionConfig;
 use crate::report::{ErrorKind, Reporter};
 use crate::session::Session;
-use crate::verify::{Clock, VerifyOptions};
+use crate::verify::Clock;
 use crate::writer::ResourceWriter;
 
 pub use crate::session::{ExitStatus, Outcome};
@@ -41,42 +41,28 @@ pub use crate::session::{ExitStatus, Outcome};
 pub struct Options {
     /// The capture file (pcap or `.datagrams`).
     pub input: PathBuf,
-    /// The session ID to receive.
-    pub session_id: SessionId,
+    /// The session: its ID, keys, checks and limits.
+    pub session: SessionConfig,
     /// The output directory (created if missing).
     pub out_dir: PathBuf,
     /// JSON output instead of text.
     pub json: bool,
     /// Keep only UDP datagrams to this port (pcap only).
     pub port: Option<u16>,
-    /// The receiver's push timeout.
-    pub push_timeout: Duration,
-    /// The memory budget, in bytes, for body and request-stream bytes held
-    /// out of order (see [`ReceiverConfig::max_buffered_total`]).
-    pub buffer_budget: usize,
-    /// The receiver's idle timeout (`None`: never).
-    pub idle_timeout: Option<Duration>,
     /// Sync each file to disk before reporting it written.
     pub fsync: bool,
-    /// Digest and signature checks (see [`crate::verify`]).
-    pub verify: VerifyOptions,
 }
 
 impl Options {
     /// Options with nghq's default session ID and the receiver's default timeouts.
     pub fn new(input: impl Into<PathBuf>, out_dir: impl Into<PathBuf>) -> Self {
-        let defaults = ReceiverConfig::new(SessionId::NGHQ_DEFAULT);
         Options {
             input: input.into(),
-            session_id: SessionId::NGHQ_DEFAULT,
+            session: SessionConfig::new(SessionId::NGHQ_DEFAULT),
             out_dir: out_dir.into(),
             json: false,
             port: None,
-            push_timeout: defaults.push_timeout,
-            buffer_budget: defaults.max_buffered_total,
-            idle_timeout: defaults.idle_timeout,
             fsync: false,
-            verify: VerifyOptions::default(),
         }
     }
 }
@@ -108,16 +94,12 @@ fn run_with(opts: &Options, reporter: &mut Reporter<'_>) -> Outcome {
             return fatal(reporter, ErrorKind::OutputDir, message, ExitStatus::OutputError);
         }
     };
-    let mut config = ReceiverConfig::new(opts.session_id);
-    config.push_timeout = opts.push_timeout;
-    config.idle_timeout = opts.idle_timeout;
-    config.max_buffered_total = opts.buffer_budget;
-    let mut session = Session::new(Receiver::new(config), writer, reporter);
-    session.set_verify(opts.verify.clone());
+    let mut session = Session::new(opts.session.receiver(), writer, reporter);
+    session.set_verify(opts.session.verify.clone());
     // Freshness: capture time for pcap; without timestamps, the system clock
     // only when --max-age was given.
     let timestamped = capture.datagrams.iter().any(|d| d.timestamp.is_some());
-    if !timestamped && opts.verify.max_age.is_some() {
+    if !timestamped && opts.session.verify.max_age.is_some() {
         session.set_clock(Clock::System);
     }
 

@@ -167,6 +167,9 @@ pub enum ErrorKind {
     Network,
     /// Datagrams arrived, but none of the session asked for.
     WrongSession,
+    /// A resource did not fit the sink's memory budget (a
+    /// [`crate::sink::MemorySink`]): not delivered.
+    OverBudget,
 }
 
 /// An error.
@@ -454,7 +457,15 @@ pub struct Reporter<'a> {
     /// The AMT tunnel's counters, filled in by live mode before the summary
     /// ([`Reporter::amt_slot`]).
     amt: AmtSlot,
+    /// Queue mode ([`Reporter::queue`]): records are kept for the program
+    /// instead of printed.
+    queue: Option<std::collections::VecDeque<Record>>,
 }
+
+/// At most this many records wait in a [`Reporter::queue`]; beyond it
+/// records are counted as suppressed (a program that never polls does not
+/// grow without bound).
+pub const MAX_QUEUED: usize = 65_536;
 
 /// Where live mode leaves the AMT tunnel's counters for the summary: the
 /// summary line gets their `amt_*` fields (before `session_end`), the JSON
@@ -521,7 +532,25 @@ impl<'a> Reporter<'a> {
             limit: LineLimit::new(LINE_BURST, LINE_RATE),
             progress_limit: LineLimit::new(PROGRESS_BURST, PROGRESS_RATE),
             amt: AmtSlot::default(),
+            queue: None,
         }
+    }
+
+    /// A reporter that prints nothing and keeps every record (within the
+    /// same flood limits, at most [`MAX_QUEUED`] waiting) for
+    /// [`Reporter::next_record`]: the typed event stream of an embedded
+    /// [`Session`](crate::Session).
+    pub fn queue() -> Reporter<'static> {
+        let out: &'static mut std::io::Sink = Box::leak(Box::new(std::io::sink()));
+        let err: &'static mut std::io::Sink = Box::leak(Box::new(std::io::sink()));
+        let mut r = Reporter::new(true, out, err);
+        r.queue = Some(std::collections::VecDeque::new());
+        r
+    }
+
+    /// The next queued record (queue mode), oldest first.
+    pub fn next_record(&mut self) -> Option<Record> {
+        self.queue.as_mut()?.pop_front()
     }
 
     /// The slot for the AMT tunnel's counters (see [`AmtSlot`]).
@@ -558,6 +587,14 @@ impl<'a> Reporter<'a> {
 
     /// Prints one record. Write errors (a closed pipe) are ignored.
     pub fn emit(&mut self, record: &Record) {
+        if let Some(queue) = &mut self.queue {
+            if queue.len() < MAX_QUEUED {
+                queue.push_back(record.clone());
+            } else {
+                self.limit.suppressed += 1;
+            }
+            return;
+        }
         if self.json
             && let Ok(line) = json_line(record, self.amt.get())
         {

@@ -30,8 +30,9 @@ use crate::capture::CaptureStats;
 use crate::digest::announced_sha256;
 use crate::paths;
 use crate::report::{self, ErrorKind, ErrorRecord, Record, Reporter, ResourceRecord, ResourceStatus, SummaryRecord};
+use crate::sink::ResourceSink;
 use crate::verify::{Clock, VerifyOptions};
-use crate::writer::{ResourceWriter, WriteError};
+use crate::writer::WriteError;
 
 /// The exit status of a run (see the binary's help).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,11 +226,37 @@ fn name_path(name: &[u8]) -> PathBuf {
     PathBuf::from(std::ffi::OsStr::from_bytes(name))
 }
 
-/// Receiver events to files and records.
-pub(crate) struct Session<'r, 'w> {
+/// The reporter of a session: the caller's (the command line's, printing),
+/// or its own (an embedded session's queue).
+pub(crate) enum ReporterRef<'r, 'w> {
+    Borrowed(&'r mut Reporter<'w>),
+    Owned(Reporter<'w>),
+}
+
+impl<'w> std::ops::Deref for ReporterRef<'_, 'w> {
+    type Target = Reporter<'w>;
+    fn deref(&self) -> &Reporter<'w> {
+        match self {
+            ReporterRef::Borrowed(r) => r,
+            ReporterRef::Owned(r) => r,
+        }
+    }
+}
+
+impl<'w> std::ops::DerefMut for ReporterRef<'_, 'w> {
+    fn deref_mut(&mut self) -> &mut Reporter<'w> {
+        match self {
+            ReporterRef::Borrowed(r) => r,
+            ReporterRef::Owned(r) => r,
+        }
+    }
+}
+
+/// Receiver events to resources (in a [`ResourceSink`]) and records.
+pub(crate) struct Session<'r, 'w, S: ResourceSink = crate::writer::ResourceWriter> {
     pub(crate) receiver: Receiver,
-    writer: ResourceWriter,
-    reporter: &'r mut Reporter<'w>,
+    pub(crate) writer: S,
+    pub(crate) reporter: ReporterRef<'r, 'w>,
     pushes: HashMap<u64, PushState>,
     assembling: HashMap<u64, Resource>,
     /// `(path, sha256)` of resources being assembled, to resource IDs.
@@ -263,8 +290,12 @@ pub(crate) struct Session<'r, 'w> {
     clock: Clock,
 }
 
-impl<'r, 'w> Session<'r, 'w> {
-    pub(crate) fn new(receiver: Receiver, writer: ResourceWriter, reporter: &'r mut Reporter<'w>) -> Self {
+impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
+    pub(crate) fn new(receiver: Receiver, sink: S, reporter: &'r mut Reporter<'w>) -> Self {
+        Self::with_reporter(receiver, sink, ReporterRef::Borrowed(reporter))
+    }
+
+    pub(crate) fn with_reporter(receiver: Receiver, writer: S, reporter: ReporterRef<'r, 'w>) -> Self {
         Session {
             receiver,
             writer,
@@ -392,6 +423,7 @@ impl<'r, 'w> Session<'r, 'w> {
             WriteError::Io { .. } => (ResourceStatus::Failed, format!("io_error: {e}"), ErrorKind::Io),
             WriteError::Inconsistent(_) => (ResourceStatus::Incomplete, e.to_string(), ErrorKind::Inconsistent),
             WriteError::DigestMismatch { .. } => (ResourceStatus::Incomplete, e.to_string(), ErrorKind::DigestMismatch),
+            WriteError::OverBudget { .. } => (ResourceStatus::Incomplete, e.to_string(), ErrorKind::OverBudget),
         }
     }
 
@@ -939,7 +971,12 @@ impl<'r, 'w> Session<'r, 'w> {
     }
 
     /// The final summary and outcome.
-    pub(crate) fn finish(mut self, capture: CaptureStats) -> Outcome {
+    pub(crate) fn finish(self, capture: CaptureStats) -> Outcome {
+        self.finish_parts(capture).0
+    }
+
+    /// The final summary and outcome, with the sink and the reporter back.
+    pub(crate) fn finish_parts(mut self, capture: CaptureStats) -> (Outcome, S, ReporterRef<'r, 'w>) {
         // Pushes the receiver never finished (it finishes all on `finish`).
         let mut left: Vec<u64> = self.pushes.keys().copied().collect();
         left.sort_unstable();
@@ -1003,12 +1040,13 @@ impl<'r, 'w> Session<'r, 'w> {
         };
         summary.exit_status = status.code();
         self.reporter.emit(&Record::Summary(Box::new(summary.clone())));
-        Outcome {
+        let outcome = Outcome {
             status,
             resources: self.resources,
             errors: self.errors,
             unpromised: self.unpromised,
             summary: Some(summary),
-        }
+        };
+        (outcome, self.writer, self.reporter)
     }
 }

@@ -70,6 +70,20 @@ pub enum WriteError {
         /// The body's SHA-256, hex.
         got: String,
     },
+    /// The sink's byte budget would be exceeded (a [`crate::sink::MemorySink`]).
+    #[error("over_budget: the resource does not fit the sink's {budget}-byte budget")]
+    OverBudget {
+        /// The budget, in bytes.
+        budget: usize,
+    },
+}
+
+impl WriteError {
+    /// A [`WriteError::DigestMismatch`] between the announced and the actual SHA-256.
+    pub fn digest_mismatch(expected: [u8; 32], got: [u8; 32]) -> Self {
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        WriteError::DigestMismatch { expected: hex(&expected), got: hex(&got) }
+    }
 }
 
 impl From<PlaceError> for WriteError {
@@ -307,8 +321,7 @@ impl PartialFile {
         if let Some(expected) = expected
             && expected != sha256
         {
-            let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-            return Err(WriteError::DigestMismatch { expected: hex(&expected), got: hex(&sha256) });
+            return Err(WriteError::digest_mismatch(expected, sha256));
         }
         if fsync {
             self.file.sync_all().map_err(|e| self.io(e))?;

@@ -290,7 +290,7 @@ fn lost_datagram_makes_an_incomplete_resource() {
 
     // The same through the library.
     let mut opts = Options::new(&input, tmp.path().join("lib"));
-    opts.session_id = sid();
+    opts.session.session_id = sid();
     let outcome = offline::run(&opts, &mut Vec::new(), &mut Vec::new());
     assert_eq!(outcome.status, ExitStatus::Incomplete);
     let rec = outcome.resources.iter().find(|r| r.push_id == 0).unwrap();

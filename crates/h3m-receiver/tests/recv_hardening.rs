@@ -241,7 +241,7 @@ fn a_flood_of_promises_is_counted_exactly_with_bounded_output_and_records() {
 
     // The library keeps a bounded number of records, and says so by the counts.
     let mut opts = Options::new(&input, tmp.path().join("lib"));
-    opts.session_id = sid();
+    opts.session.session_id = sid();
     let outcome = offline::run(&opts, &mut std::io::sink(), &mut std::io::sink());
     assert_eq!(outcome.status, ExitStatus::Incomplete);
     assert!(outcome.resources.len() <= 10_000, "{} records retained", outcome.resources.len());

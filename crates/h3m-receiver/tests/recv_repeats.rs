@@ -48,7 +48,7 @@ fn run(datagrams: &[Vec<u8>]) -> (offline::Outcome, tempfile::TempDir, String) {
     }
     drop(f);
     let mut opts = Options::new(&input, dir.path().join("out"));
-    opts.session_id = SessionId::from_hex(SID).unwrap();
+    opts.session.session_id = SessionId::from_hex(SID).unwrap();
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let outcome = offline::run(&opts, &mut out, &mut err);
     (outcome, dir, String::from_utf8_lossy(&out).into_owned())

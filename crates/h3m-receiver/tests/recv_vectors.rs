@@ -229,7 +229,7 @@ fn vectors_through_the_library() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("out");
         let mut opts = Options::new(Path::new(VECTORS).join(format!("{}.pcap", scn.name)), &out);
-        opts.session_id = SessionId::from_hex(&scn.session_id).unwrap();
+        opts.session.session_id = SessionId::from_hex(&scn.session_id).unwrap();
         opts.port = Some(scn.port);
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         let outcome = offline::run(&opts, &mut stdout, &mut stderr);

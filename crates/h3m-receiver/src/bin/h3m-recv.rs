@@ -199,63 +199,60 @@ fn main() -> ExitCode {
             Err(e) => return usage(format!("--trust {e}")),
         }
     }
-    let idle_timeout = cli.idle_timeout.map(|t| (!t.is_zero()).then_some(t));
-    if let Some(input) = cli.source.input {
-        let mut opts = Options::new(input, cli.out);
-        opts.session_id = cli.session_id;
-        opts.json = cli.json;
-        opts.port = cli.port;
-        opts.fsync = cli.fsync;
-        opts.verify = verify;
-        opts.buffer_budget = (cli.max_buffer_mib as usize) << 20;
-        if let Some(t) = cli.push_timeout {
-            opts.push_timeout = t;
+    // The session: from the advertisement when given, then the flags.
+    let mut opts = match (cli.source.group, &cli.source.alt_svc, &cli.source.input) {
+        (_, _, Some(_)) => {
+            // Offline: only the session part is used.
+            let mut opts = LiveOptions::new(SocketAddr::from(([239, 0, 0, 0], 2000)), &cli.out);
+            opts.session.session_id = cli.session_id;
+            opts
         }
-        if let Some(t) = idle_timeout {
-            opts.idle_timeout = t;
-        }
-        let stdout = std::io::stdout();
-        let stderr = std::io::stderr();
-        let outcome = offline::run(&opts, &mut stdout.lock(), &mut stderr.lock());
-        return ExitCode::from(outcome.status.code());
-    }
-    let mut session_id = cli.session_id;
-    let mut source = cli.source_addr();
-    let mut advertised_idle = None;
-    let mut protection = None;
-    let group = match (cli.source.group, &cli.source.alt_svc) {
-        (Some(g), _) => SocketAddr::new(g, cli.port.unwrap_or(2000)),
-        (None, Some(text)) => {
+        (None, Some(text), None) => {
             let adv = match h3m_proto::altsvc::parse_one(text) {
                 Ok(a) => a,
                 Err(e) => return usage(format!("--alt-svc: {e}")),
             };
-            protection = match h3m_proto::aead::PacketKeys::from_advertisement(&adv) {
-                Ok(keys) => keys,
+            match LiveOptions::from_advertisement(&adv, &cli.out) {
+                Ok(opts) => opts,
                 Err(e) => return usage(format!("--alt-svc: {e}")),
-            };
-            session_id = adv.session_id;
-            source = source.or(adv.source);
-            advertised_idle = adv.idle_timeout_compat();
-            adv.group
+            }
         }
-        (None, None) => return usage("give --input, --group or --alt-svc".into()),
+        (Some(g), _, _) => {
+            let mut opts = LiveOptions::new(SocketAddr::new(g, cli.port.unwrap_or(2000)), &cli.out);
+            opts.session.session_id = cli.session_id;
+            opts
+        }
+        (None, None, None) => return usage("give --input, --group or --alt-svc".into()),
     };
-    if !group.ip().is_multicast() {
-        return usage(format!("{} is not a multicast group", group.ip()));
+    opts.session.verify = verify;
+    opts.session.buffer_budget = (cli.max_buffer_mib as usize) << 20;
+    if let Some(t) = cli.push_timeout {
+        opts.session.push_timeout = t;
     }
-    let mut opts = LiveOptions::new(group, cli.out);
-    opts.source = source;
+    if let Some(t) = cli.idle_timeout {
+        opts.session.idle_timeout = (!t.is_zero()).then_some(t);
+    }
+    if let Some(input) = cli.source.input {
+        let mut offline = Options::new(input, cli.out);
+        offline.session = opts.session;
+        offline.json = cli.json;
+        offline.port = cli.port;
+        offline.fsync = cli.fsync;
+        let stdout = std::io::stdout();
+        let stderr = std::io::stderr();
+        let outcome = offline::run(&offline, &mut stdout.lock(), &mut stderr.lock());
+        return ExitCode::from(outcome.status.code());
+    }
+    if !opts.group.ip().is_multicast() {
+        return usage(format!("{} is not a multicast group", opts.group.ip()));
+    }
+    opts.source = cli.source_addr().or(opts.source);
     opts.interface = cli.interface;
-    opts.session_id = session_id;
     opts.json = cli.json;
     opts.follow = cli.follow;
     opts.fsync = cli.fsync;
     opts.linger = cli.linger;
     opts.progress = !cli.quiet && !cli.json;
-    opts.protection = protection;
-    opts.verify = verify;
-    opts.buffer_budget = (cli.max_buffer_mib as usize) << 20;
     opts.amt = match (cli.amt, cli.amt_dns) {
         (Some(h3m_receiver::input::AmtRelay::Auto { .. }), dns) => Some(h3m_receiver::input::AmtRelay::Auto { dns }),
         (Some(relay), None) => Some(relay),
@@ -263,12 +260,6 @@ fn main() -> ExitCode {
         (None, Some(_)) => return usage("--amt-dns needs --amt auto".into()),
         (None, None) => None,
     };
-    if let Some(t) = cli.push_timeout {
-        opts.push_timeout = t;
-    }
-    if let Some(t) = idle_timeout.or(advertised_idle.map(Some)) {
-        opts.idle_timeout = t;
-    }
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
