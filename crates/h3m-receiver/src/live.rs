@@ -112,7 +112,9 @@ pub async fn run(opts: &LiveOptions, out: &mut dyn Write, err: &mut dyn Write) -
 
 /// Receives until the session ends into `sink`, calling `on_event` with each
 /// event (the typed records `h3m-recv --json` prints) as it happens; returns
-/// the outcome and the sink. Nothing is printed.
+/// the outcome and the sink. Nothing is printed. The future is not `Send`:
+/// run it on the task that awaits it (`tokio::join!` with other work) or on a
+/// `tokio::task::LocalSet`.
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {

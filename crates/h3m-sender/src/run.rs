@@ -1,48 +1,26 @@
-//! The send loop: resources from the file system (or standard input) through the
-//! `Sender` state machine, paced onto a multicast socket.
+//! `h3m-send`'s run: files and directory trees (hashed, then streamed from
+//! disk), standard input and watched directories, published through a
+//! [`Publisher`].
 
 use std::io::Read;
-use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use h3m_net::{Interface, MulticastConfig, Pacer, SendSocket};
-use h3m_proto::SessionId;
-use h3m_proto::aead::{HP_RULE_EXTENSION, PacketKeys};
 use h3m_proto::altsvc::Advertisement;
-use h3m_proto::altsvc::Extension;
-use h3m_proto::auth::{PushSigner, SignPushError};
-use h3m_proto::encoder::{EncodeError, EncoderConfig};
-use h3m_proto::protection::NullProtection;
-use h3m_proto::qpack::HeaderField;
-use h3m_proto::sender::{ResourceMeta, Sender, SenderConfig, SenderStats, base64};
+use h3m_proto::sender::{ResourceMeta, SenderStats};
 
 use crate::progress::Progress;
+use crate::publisher::{PublishError, Publisher, PublisherConfig};
 use crate::tree::{self, Entry, Ignore};
 use crate::watch::Watcher;
 
 /// Everything `h3m-send` was asked to do.
 #[derive(Debug, Clone)]
 pub struct SendOptions {
+    /// The session: group, socket, rate, protection, signing.
+    pub publisher: PublisherConfig,
     /// Files and directories to publish.
     pub paths: Vec<PathBuf>,
-    /// Multicast group and port.
-    pub group: SocketAddr,
-    /// Source address to send from (and advertise for SSM).
-    pub source: Option<IpAddr>,
-    /// Outgoing interface.
-    pub interface: Option<Interface>,
-    /// TTL / hop limit.
-    pub ttl: u32,
-    /// Session ID.
-    pub session_id: SessionId,
-    /// `:authority`.
-    pub authority: String,
-    /// `:path` prefix.
-    pub path_prefix: String,
-    /// Peak rate in bits/s of UDP payload; `None` sends unpaced.
-    pub rate: Option<u64>,
     /// How many times to send the whole set.
     pub repeat: u32,
     /// Keep running and publish new or changed files.
@@ -51,21 +29,10 @@ pub struct SendOptions {
     pub watch_interval: Duration,
     /// Publish standard input as one live resource at this path.
     pub stdin_path: Option<String>,
-    /// Packet protection: the suite, its key and IV, checked when built
-    /// (`None`: cleartext, as nghq).
-    pub protection: Option<PacketKeys>,
-    /// Largest datagram.
-    pub max_datagram_size: usize,
-    /// Packet-number length in bytes.
-    pub pn_len: usize,
-    /// Keep-alive interval.
-    pub keepalive: Duration,
     /// Show a progress bar on a terminal.
     pub progress: bool,
     /// Stop after this long (`--watch`/`--stdin` runs; `None`: until interrupted or done).
     pub duration: Option<Duration>,
-    /// Sign every push with this key (`--sign`; `None`: unsigned).
-    pub signer: Option<Arc<PushSigner>>,
     /// Names inside directory PATHs never published (`--ignore`, with `--watch`).
     pub ignore: Ignore,
 }
@@ -107,76 +74,23 @@ pub enum SendError {
     /// Listing the files failed.
     #[error(transparent)]
     Tree(#[from] tree::TreeError),
-    /// Opening the socket failed.
+    /// The session failed (socket, encoding, signing).
     #[error(transparent)]
-    Net(#[from] h3m_net::NetError),
-    /// Sending failed.
-    #[error("send: {0}")]
-    Io(#[from] std::io::Error),
+    Publish(#[from] PublishError),
+    /// Reading standard input failed.
+    #[error("stdin: {0}")]
+    Stdin(#[from] std::io::Error),
     /// A file could not be sent intact (the run goes on without it).
     #[error(transparent)]
     Skipped(Skipped),
-    /// Encoding failed.
-    #[error(transparent)]
-    Encode(#[from] EncodeError),
     /// Nothing to send.
     #[error("nothing to publish: no files found")]
     NothingToSend,
-    /// Signing a push failed.
-    #[error("signing: {0}")]
-    Sign(#[from] SignPushError),
 }
 
 /// The Alt-Svc advertisement a receiver needs for this session.
 pub fn advertisement(opts: &SendOptions) -> Advertisement {
-    let mut adv = Advertisement::new("h3m-07", opts.group);
-    adv.source = opts.source;
-    adv.session_id = opts.session_id;
-    adv.peak_flow_rate = opts.rate;
-    adv.idle_timeout_ms = Some(60_000);
-    if let Some(k) = &opts.protection {
-        adv.cipher_suite = k.suite();
-        adv.key = Some(k.key().to_vec());
-        adv.iv = Some(k.iv().to_vec());
-        adv.extensions.push(Extension { code: HP_RULE_EXTENSION, value: None });
-    }
-    adv
-}
-
-/// Sends datagrams from the state machine at the configured pace.
-struct Transmitter {
-    socket: SendSocket,
-    dest: SocketAddr,
-    pacer: Pacer,
-    batch: Vec<Vec<u8>>,
-    first: Option<Instant>,
-    last: Instant,
-    batch_bytes: usize,
-}
-
-impl Transmitter {
-    /// Sends everything the sender has queued (and any keep-alive due).
-    async fn drain(&mut self, sender: &mut Sender) -> Result<(), SendError> {
-        loop {
-            let now = Instant::now();
-            self.batch.clear();
-            let mut bytes = 0;
-            while bytes < self.batch_bytes {
-                let Some(d) = sender.poll_transmit(now) else { break };
-                bytes += d.len();
-                self.batch.push(d);
-            }
-            if self.batch.is_empty() {
-                return Ok(());
-            }
-            if let Some(at) = self.pacer.reserve(now, bytes) {
-                tokio::time::sleep_until(at.into()).await;
-            }
-            self.socket.send_batch(self.dest, &self.batch).await?;
-            self.first.get_or_insert(now);
-            self.last = Instant::now();
-        }
-    }
+    opts.publisher.advertisement()
 }
 
 fn sha256_file(path: &PathBuf) -> Result<([u8; 32], u64), SendError> {
@@ -202,9 +116,7 @@ fn sha256_file(path: &PathBuf) -> Result<([u8; 32], u64), SendError> {
 /// Publishes one file: hashed first (the digest goes in the response headers),
 /// then streamed from disk.
 async fn send_file(
-    tx: &mut Transmitter,
-    sender: &mut Sender,
-    signer: Option<&PushSigner>,
+    publisher: &mut Publisher,
     entry: &Entry,
     last: bool,
     copies: Vec<u64>,
@@ -215,7 +127,7 @@ async fn send_file(
     meta.sha256 = Some(digest);
     meta.last = last;
     meta.copies = copies;
-    let id = start(sender, signer, &meta)?.0;
+    let id = publisher.start(&meta).await?;
     let mut f = std::fs::File::open(&entry.file);
     let mut buf = vec![0u8; 1 << 18];
     let mut done = 0u64;
@@ -231,88 +143,37 @@ async fn send_file(
                     Err(e) => e.to_string(),
                     Ok(Ok(_)) => format!("file shrank while being sent ({done} of {len} bytes)"),
                 };
-                sender.abort(id)?;
-                tx.drain(sender).await?;
+                publisher.abort(id).await?;
                 return Err(SendError::Skipped(Skipped { file: entry.file.clone(), reset: true, reason }));
             }
         };
-        sender.write(id, &buf[..n])?;
+        publisher.write(id, &buf[..n]).await?;
         done += n as u64;
-        tx.drain(sender).await?;
-        progress.update(&entry.path, done, Some(len), sender.stats().bytes);
+        progress.update(&entry.path, done, Some(len), publisher.stats().bytes);
     }
-    sender.finish(id, None)?;
-    tx.drain(sender).await
-}
-
-/// Starts a resource, its headers signed when there is a signer: its push ID,
-/// and the (signed) request and response header lists.
-fn start(
-    sender: &mut Sender,
-    signer: Option<&PushSigner>,
-    meta: &ResourceMeta,
-) -> Result<(u64, Vec<HeaderField>, Vec<HeaderField>), SendError> {
-    let mut request = sender.request_headers(meta);
-    let mut response = sender.response_headers(meta);
-    if let Some(signer) = signer {
-        signer.sign_headers(&mut request, &mut response, meta.date)?;
-    }
-    let id = sender.start_with_headers(meta, &request, &response)?;
-    Ok((id, request, response))
+    Ok(publisher.finish(id).await?)
 }
 
 /// Publishes standard input as one live resource: each chunk is sent as soon as
 /// it is read; the SHA-256 goes in trailers at the end (`digest` and
 /// `repr-digest`, signed there when there is a signer).
-async fn send_stdin(
-    tx: &mut Transmitter,
-    sender: &mut Sender,
-    signer: Option<&PushSigner>,
-    path: &str,
-    progress: &mut Progress,
-) -> Result<(), SendError> {
+async fn send_stdin(publisher: &mut Publisher, path: &str, progress: &mut Progress) -> Result<(), SendError> {
     use tokio::io::AsyncReadExt;
-    let mut meta = ResourceMeta::file(path, 0, SystemTime::now());
-    meta.length = None;
-    meta.live = true;
-    meta.last = true;
-    let (id, request, response) = start(sender, signer, &meta)?;
+    let mut stream = publisher.start_stream(path).await?;
     let mut stdin = tokio::io::stdin();
     let mut buf = vec![0u8; 1 << 16];
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut done = 0u64;
     loop {
         let n = tokio::select! {
             n = stdin.read(&mut buf) => n?,
-            _ = keepalive_due(sender) => { tx.drain(sender).await?; continue; }
+            _ = publisher.keepalive_due() => { publisher.send_due().await?; continue; }
         };
         if n == 0 {
             break;
         }
-        ctx.update(&buf[..n]);
-        sender.write(id, &buf[..n])?;
-        sender.flush(id)?;
-        done += n as u64;
-        tx.drain(sender).await?;
-        progress.update(path, done, None, sender.stats().bytes);
+        publisher.write_stream(&mut stream, &buf[..n]).await?;
+        progress.update(path, stream.bytes(), None, publisher.stats().bytes);
     }
-    let b64 = base64(ctx.finish().as_ref());
-    let mut trailers = vec![
-        HeaderField::new("digest", format!("sha-256={b64}")),
-        HeaderField::new("repr-digest", format!("sha-256=:{b64}:")),
-    ];
-    if let Some(signer) = signer {
-        signer.sign_trailers(&request, &response, &mut trailers, SystemTime::now())?;
-    }
-    sender.finish(id, Some(&trailers))?;
-    tx.drain(sender).await
-}
-
-async fn keepalive_due(sender: &Sender) {
-    match sender.poll_timeout() {
-        Some(t) => tokio::time::sleep_until(t.into()).await,
-        None => std::future::pending().await,
-    }
+    Ok(publisher.finish_stream(stream).await?)
 }
 
 /// Runs a whole send.
@@ -329,49 +190,10 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
     if entries.is_empty() && opts.stdin_path.is_none() && !opts.watch {
         return Err(SendError::NothingToSend);
     }
-    let mut mc = MulticastConfig::new(opts.group);
-    mc.source = opts.source;
-    mc.interface = opts.interface.clone();
-    mc.ttl = opts.ttl;
-    mc.send_buffer = Some(4 << 20);
-    let (socket, net_warnings) = h3m_net::open_sender(&mc)?;
-    for w in net_warnings {
+    let mut publisher = Publisher::open(&opts.publisher)?;
+    for w in publisher.take_warnings() {
         eprintln!("h3m-send: warning: {w}");
     }
-    let socket = SendSocket::from_std(socket)?;
-    let mut enc = EncoderConfig::new(opts.session_id);
-    enc.max_datagram_size = opts.max_datagram_size;
-    enc.pn_len = opts.pn_len;
-    let mut cfg = SenderConfig::new(enc);
-    cfg.authority = opts.authority.clone();
-    cfg.path_prefix = opts.path_prefix.clone();
-    cfg.keepalive = opts.keepalive;
-    let protection = match &opts.protection {
-        Some(k) => k.protection(),
-        None => Box::new(NullProtection),
-    };
-    let mut sender = Sender::new(cfg, protection);
-    // Pace in batches of about 1 ms at the rate (timers are ~1 ms granular), at
-    // least one datagram, at most 64.
-    let batch_bytes = match opts.rate {
-        Some(r) => ((r / 8 / 1000) as usize).clamp(opts.max_datagram_size, 64 * opts.max_datagram_size),
-        None => 64 * opts.max_datagram_size,
-    };
-    let mut tx = Transmitter {
-        socket,
-        dest: opts.group,
-        // A burst of 2 ms at the rate: tokio timers are ~1 ms granular, so each
-        // wake-up must be allowed about a millisecond's worth of datagrams (a
-        // 1 ms burst holds only ~85% of the rate).
-        pacer: Pacer::with_burst(
-            opts.rate,
-            opts.rate.map_or(0, |r| r / 8 / 500).max(4 * opts.max_datagram_size as u64),
-        ),
-        batch: Vec::new(),
-        first: None,
-        last: Instant::now(),
-        batch_bytes,
-    };
     let mut progress = Progress::new(opts.progress);
     let deadline = opts.duration.map(|d| Instant::now() + d);
     let ends_with_files = !opts.watch && opts.stdin_path.is_none();
@@ -384,14 +206,14 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
         for (i, e) in entries.iter().enumerate() {
             let last = ends_with_files && round + 1 == opts.repeat.max(1) && i + 1 == entries.len();
             let copies = if rounds > 1 {
-                let next = sender.next_push_id();
+                let next = publisher.next_push_id();
                 let planned = (0..rounds - u64::from(round)).map(|k| next + k * entries.len() as u64);
                 copy_ids[i].iter().copied().chain(planned).collect()
             } else {
                 Vec::new()
             };
-            copy_ids[i].push(sender.next_push_id());
-            let sent = send_file(&mut tx, &mut sender, opts.signer.as_deref(), e, last, copies, &mut progress).await;
+            copy_ids[i].push(publisher.next_push_id());
+            let sent = send_file(&mut publisher, e, last, copies, &mut progress).await;
             if note_skipped(sent, &mut skipped)?
                 && let Some(w) = &mut watcher
             {
@@ -400,16 +222,14 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
         }
     }
     if let Some(path) = &opts.stdin_path {
-        send_stdin(&mut tx, &mut sender, opts.signer.as_deref(), path, &mut progress).await?;
+        send_stdin(&mut publisher, path, &mut progress).await?;
     }
     if let Some(watcher) = watcher {
-        watch(&mut tx, &mut sender, opts, watcher, deadline, &mut progress, &mut skipped).await?;
+        watch(&mut publisher, watcher, deadline, &mut progress, &mut skipped).await?;
     }
-    sender.close()?;
-    tx.drain(&mut sender).await?;
+    let closed = publisher.close().await?;
     progress.finish();
-    let elapsed = tx.first.map_or(Duration::ZERO, |f| tx.last - f);
-    Ok(Summary { stats: sender.stats(), elapsed, skipped })
+    Ok(Summary { stats: closed.stats, elapsed: closed.elapsed, skipped })
 }
 
 /// Whether a file went out intact: a skipped one is reported on stderr and
@@ -429,9 +249,7 @@ fn note_skipped(sent: Result<(), SendError>, skipped: &mut Vec<Skipped>) -> Resu
 /// `--watch`: publishes each file as soon as the watcher finds it complete
 /// (see [`crate::watch`]), until interrupted or the deadline.
 async fn watch(
-    tx: &mut Transmitter,
-    sender: &mut Sender,
-    opts: &SendOptions,
+    publisher: &mut Publisher,
     mut watcher: Watcher,
     deadline: Option<Instant>,
     progress: &mut Progress,
@@ -454,10 +272,10 @@ async fn watch(
     loop {
         tokio::select! {
             _ = &mut stop => return Ok(()),
-            _ = keepalive_due(sender) => tx.drain(sender).await?,
+            _ = publisher.keepalive_due() => publisher.send_due().await?,
             ready = watcher.next() => {
                 for e in ready? {
-                    let sent = send_file(tx, sender, opts.signer.as_deref(), &e, false, Vec::new(), progress).await;
+                    let sent = send_file(publisher, &e, false, Vec::new(), progress).await;
                     if note_skipped(sent, skipped)? {
                         watcher.mark_sent(&e);
                     }

@@ -12,6 +12,7 @@ use h3m_proto::SessionId;
 use h3m_proto::aead::PacketKeys;
 use h3m_proto::auth::{PushSigner, SignatureForms, SigningKey};
 use h3m_proto::protection::CipherSuite;
+use h3m_sender::publisher::PublisherConfig;
 use h3m_sender::run::{SendOptions, advertisement, run};
 use h3m_sender::tree::Ignore;
 
@@ -203,27 +204,28 @@ fn main() -> ExitCode {
             }
         }
     };
+    let mut publisher = PublisherConfig::new(SocketAddr::new(group, args.port));
+    publisher.source = args.source;
+    publisher.interface = args.interface;
+    publisher.ttl = args.ttl;
+    publisher.session_id = session_id;
+    publisher.authority = args.authority;
+    publisher.path_prefix = args.path_prefix;
+    publisher.rate = rate;
+    publisher.protection = protection;
+    publisher.max_datagram_size = args.max_datagram_size;
+    publisher.pn_len = usize::from(args.pn_len);
+    publisher.keepalive = Duration::from_secs_f64(args.keepalive.max(0.05));
+    publisher.signer = signer;
     let opts = SendOptions {
+        publisher,
         paths: args.paths,
-        group: SocketAddr::new(group, args.port),
-        source: args.source,
-        interface: args.interface,
-        ttl: args.ttl,
-        session_id,
-        authority: args.authority,
-        path_prefix: args.path_prefix,
-        rate,
         repeat: args.repeat,
         watch: args.watch,
         watch_interval: Duration::from_secs_f64(args.watch_interval.max(0.01)),
         stdin_path: args.stdin.then(|| args.path.clone().unwrap_or_default()),
-        protection,
-        max_datagram_size: args.max_datagram_size,
-        pn_len: usize::from(args.pn_len),
-        keepalive: Duration::from_secs_f64(args.keepalive.max(0.05)),
         progress: !args.quiet,
         duration: args.duration.map(|d| Duration::from_secs_f64(d.max(0.0))),
-        signer,
         ignore: if args.watch { Ignore::new(args.ignore) } else { Ignore::none() },
     };
     if args.print_alt_svc {

@@ -1,0 +1,405 @@
+//! The embeddable sender: an h3m session on a multicast socket, to which a
+//! program publishes resources from memory, streams of unknown length, and
+//! finally the end of the session. Independent of files on disk: `h3m-send`
+//! ([`crate::run`]) is one user of it.
+//!
+//! The sans-IO work (headers, packetization, keep-alives, the end signal) is
+//! [`h3m_proto::sender::Sender`]; a [`Publisher`] adds the socket, the pacer
+//! (the peak rate the session advertises) and, when configured, packet
+//! protection and push signatures.
+//!
+//! ```no_run
+//! use h3m_sender::publisher::{Publisher, PublisherConfig};
+//!
+//! # async fn example() -> Result<(), h3m_sender::publisher::PublishError> {
+//! let mut config = PublisherConfig::new("239.255.0.1:2000".parse().unwrap());
+//! config.rate = Some(50_000_000);
+//! println!("Alt-Svc: {}", config.advertisement());
+//! let mut publisher = Publisher::open(&config)?;
+//! publisher.publish("index.m3u8", b"#EXTM3U\n").await?;
+//! let mut live = publisher.start_stream("live/feed.ts").await?;
+//! publisher.write_stream(&mut live, b"first bytes").await?;
+//! publisher.finish_stream(live).await?;
+//! let closed = publisher.close().await?;
+//! println!("{} datagrams in {:?}", closed.stats.datagrams, closed.elapsed);
+//! # Ok(()) }
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use h3m_net::{Interface, MulticastConfig, Pacer, SendSocket, Warning};
+use h3m_proto::SessionId;
+use h3m_proto::aead::{HP_RULE_EXTENSION, PacketKeys};
+use h3m_proto::altsvc::{Advertisement, Extension};
+use h3m_proto::auth::{PushSigner, SignPushError};
+use h3m_proto::encoder::{EncodeError, EncoderConfig};
+use h3m_proto::protection::NullProtection;
+use h3m_proto::qpack::HeaderField;
+use h3m_proto::sender::{ResourceMeta, Sender, SenderConfig, SenderStats, base64};
+
+/// How a [`Publisher`] sends.
+#[derive(Debug, Clone)]
+pub struct PublisherConfig {
+    /// Multicast group and port.
+    pub group: SocketAddr,
+    /// Source address to send from (and advertise for SSM).
+    pub source: Option<IpAddr>,
+    /// Outgoing interface.
+    pub interface: Option<Interface>,
+    /// TTL / hop limit (default 1: the datagrams stay on the link).
+    pub ttl: u32,
+    /// Session ID.
+    pub session_id: SessionId,
+    /// `:authority` of every push.
+    pub authority: String,
+    /// Prefix of every `:path`.
+    pub path_prefix: String,
+    /// Peak rate in bits/s of UDP payload; `None` sends unpaced.
+    pub rate: Option<u64>,
+    /// Packet protection keys (`None`: cleartext, as nghq).
+    pub protection: Option<PacketKeys>,
+    /// Largest datagram.
+    pub max_datagram_size: usize,
+    /// Packet-number length in bytes.
+    pub pn_len: usize,
+    /// Keep-alive interval (a PING after this much silence).
+    pub keepalive: Duration,
+    /// Sign every push with this key (`None`: unsigned).
+    pub signer: Option<Arc<PushSigner>>,
+}
+
+impl PublisherConfig {
+    /// Defaults for `group`: nghq's session ID, TTL 1, unpaced, cleartext,
+    /// unsigned, the encoder's datagram size and packet-number length.
+    pub fn new(group: SocketAddr) -> Self {
+        let enc = EncoderConfig::new(SessionId::NGHQ_DEFAULT);
+        let sender = SenderConfig::new(enc.clone());
+        PublisherConfig {
+            group,
+            source: None,
+            interface: None,
+            ttl: 1,
+            session_id: SessionId::NGHQ_DEFAULT,
+            authority: sender.authority,
+            path_prefix: sender.path_prefix,
+            rate: None,
+            protection: None,
+            max_datagram_size: enc.max_datagram_size,
+            pn_len: enc.pn_len,
+            keepalive: sender.keepalive,
+            signer: None,
+        }
+    }
+
+    /// The Alt-Svc advertisement a receiver needs for this session.
+    pub fn advertisement(&self) -> Advertisement {
+        let mut adv = Advertisement::new("h3m-07", self.group);
+        adv.source = self.source;
+        adv.session_id = self.session_id;
+        adv.peak_flow_rate = self.rate;
+        adv.idle_timeout_ms = Some(60_000);
+        if let Some(k) = &self.protection {
+            adv.cipher_suite = k.suite();
+            adv.key = Some(k.key().to_vec());
+            adv.iv = Some(k.iv().to_vec());
+            adv.extensions.push(Extension { code: HP_RULE_EXTENSION, value: None });
+        }
+        adv
+    }
+}
+
+/// Why publishing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// Opening the socket failed.
+    #[error(transparent)]
+    Net(#[from] h3m_net::NetError),
+    /// Sending failed.
+    #[error("send: {0}")]
+    Io(#[from] std::io::Error),
+    /// Encoding failed (e.g. more body than announced, an unknown push).
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// Signing a push failed.
+    #[error("signing: {0}")]
+    Sign(#[from] SignPushError),
+}
+
+/// What a closed session sent.
+#[derive(Debug, Clone, Default)]
+pub struct Closed {
+    /// The sender's counters.
+    pub stats: SenderStats,
+    /// Wall time from the first datagram to the last.
+    pub elapsed: Duration,
+}
+
+/// A resource of unknown length being published ([`Publisher::start_stream`]):
+/// its digest goes in trailers when it ends.
+pub struct LiveStream {
+    push_id: u64,
+    request: Vec<HeaderField>,
+    response: Vec<HeaderField>,
+    hasher: ring::digest::Context,
+    bytes: u64,
+}
+
+impl std::fmt::Debug for LiveStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveStream").field("push_id", &self.push_id).field("bytes", &self.bytes).finish_non_exhaustive()
+    }
+}
+
+impl LiveStream {
+    /// Its push ID.
+    pub fn push_id(&self) -> u64 {
+        self.push_id
+    }
+
+    /// Body bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+/// An h3m session being published on a multicast socket (see the
+/// [module docs](self)). Each `async` method returns once what it queued
+/// has been handed to the socket at the configured pace.
+pub struct Publisher {
+    sender: Sender,
+    signer: Option<Arc<PushSigner>>,
+    socket: SendSocket,
+    dest: SocketAddr,
+    pacer: Pacer,
+    batch: Vec<Vec<u8>>,
+    batch_bytes: usize,
+    first: Option<Instant>,
+    last: Instant,
+    warnings: Vec<Warning>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("dest", &self.dest)
+            .field("stats", &self.sender.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    /// Opens the socket (joined to nothing: sending only) and starts the
+    /// session. Must be called within a tokio runtime.
+    pub fn open(config: &PublisherConfig) -> Result<Self, PublishError> {
+        let mut mc = MulticastConfig::new(config.group);
+        mc.source = config.source;
+        mc.interface = config.interface.clone();
+        mc.ttl = config.ttl;
+        mc.send_buffer = Some(4 << 20);
+        let (socket, warnings) = h3m_net::open_sender(&mc)?;
+        let socket = SendSocket::from_std(socket)?;
+        let mut enc = EncoderConfig::new(config.session_id);
+        enc.max_datagram_size = config.max_datagram_size;
+        enc.pn_len = config.pn_len;
+        let mut cfg = SenderConfig::new(enc);
+        cfg.authority = config.authority.clone();
+        cfg.path_prefix = config.path_prefix.clone();
+        cfg.keepalive = config.keepalive;
+        let protection = match &config.protection {
+            Some(k) => k.protection(),
+            None => Box::new(NullProtection),
+        };
+        let size = config.max_datagram_size;
+        // Pace in batches of about 1 ms at the rate (timers are ~1 ms
+        // granular), at least one datagram, at most 64; allow a burst of 2 ms
+        // at the rate (a 1 ms burst holds only ~85% of the rate).
+        let batch_bytes = match config.rate {
+            Some(r) => ((r / 8 / 1000) as usize).clamp(size, 64 * size),
+            None => 64 * size,
+        };
+        let burst = config.rate.map_or(0, |r| r / 8 / 500).max(4 * size as u64);
+        Ok(Publisher {
+            sender: Sender::new(cfg, protection),
+            signer: config.signer.clone(),
+            socket,
+            dest: config.group,
+            pacer: Pacer::with_burst(config.rate, burst),
+            batch: Vec::new(),
+            batch_bytes,
+            first: None,
+            last: Instant::now(),
+            warnings,
+        })
+    }
+
+    /// What opening the socket warned about (e.g. a clamped send buffer).
+    pub fn take_warnings(&mut self) -> Vec<Warning> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// The session's counters.
+    pub fn stats(&self) -> SenderStats {
+        self.sender.stats()
+    }
+
+    /// Wall time from the first datagram sent to the last.
+    pub fn elapsed(&self) -> Duration {
+        self.first.map_or(Duration::ZERO, |f| self.last - f)
+    }
+
+    /// The push ID the next resource gets.
+    pub fn next_push_id(&self) -> u64 {
+        self.sender.next_push_id()
+    }
+
+    /// Publishes `body` as one resource at `path` (under the configured
+    /// prefix), its SHA-256 announced and, with a signer, signed. Returns its
+    /// push ID.
+    pub async fn publish(&mut self, path: &str, body: &[u8]) -> Result<u64, PublishError> {
+        let mut meta = ResourceMeta::file(path, body.len() as u64, SystemTime::now());
+        meta.sha256 = Some(sha256(body));
+        let id = self.start(&meta).await?;
+        self.write(id, body).await?;
+        self.finish(id).await?;
+        Ok(id)
+    }
+
+    /// Starts a resource described by `meta` (path, length, digest, content
+    /// type, copies, whether it is the session's last); its headers are
+    /// signed when there is a signer. Returns its push ID.
+    pub async fn start(&mut self, meta: &ResourceMeta) -> Result<u64, PublishError> {
+        Ok(self.start_signed(meta)?.0)
+    }
+
+    fn start_signed(&mut self, meta: &ResourceMeta) -> Result<(u64, Vec<HeaderField>, Vec<HeaderField>), PublishError> {
+        let mut request = self.sender.request_headers(meta);
+        let mut response = self.sender.response_headers(meta);
+        if let Some(signer) = &self.signer {
+            signer.sign_headers(&mut request, &mut response, meta.date)?;
+        }
+        let id = self.sender.start_with_headers(meta, &request, &response)?;
+        Ok((id, request, response))
+    }
+
+    /// Appends body bytes to push `id`, sending every full datagram.
+    pub async fn write(&mut self, id: u64, data: &[u8]) -> Result<(), PublishError> {
+        self.sender.write(id, data)?;
+        self.drain().await
+    }
+
+    /// Sends what push `id` has buffered now, in a short datagram if need be
+    /// (live data that must not wait).
+    pub async fn flush(&mut self, id: u64) -> Result<(), PublishError> {
+        self.sender.flush(id)?;
+        self.drain().await
+    }
+
+    /// Ends push `id` (its FIN).
+    pub async fn finish(&mut self, id: u64) -> Result<(), PublishError> {
+        self.sender.finish(id, None)?;
+        self.drain().await
+    }
+
+    /// Resets push `id`: receivers see it incomplete.
+    pub async fn abort(&mut self, id: u64) -> Result<(), PublishError> {
+        self.sender.abort(id)?;
+        self.drain().await
+    }
+
+    /// Starts a live resource of unknown length at `path` (`range:
+    /// bytes=0-*`, a `206` response); its digest (and signature) go in
+    /// trailers at [`finish_stream`](Self::finish_stream).
+    pub async fn start_stream(&mut self, path: &str) -> Result<LiveStream, PublishError> {
+        let mut meta = ResourceMeta::file(path, 0, SystemTime::now());
+        meta.length = None;
+        meta.live = true;
+        let (push_id, request, response) = self.start_signed(&meta)?;
+        self.drain().await?;
+        Ok(LiveStream {
+            push_id,
+            request,
+            response,
+            hasher: ring::digest::Context::new(&ring::digest::SHA256),
+            bytes: 0,
+        })
+    }
+
+    /// Sends `data` on a live resource at once.
+    pub async fn write_stream(&mut self, stream: &mut LiveStream, data: &[u8]) -> Result<(), PublishError> {
+        stream.hasher.update(data);
+        stream.bytes += data.len() as u64;
+        self.sender.write(stream.push_id, data)?;
+        self.flush(stream.push_id).await
+    }
+
+    /// Ends a live resource: `digest` and `repr-digest` trailers (signed when
+    /// there is a signer), then its FIN.
+    pub async fn finish_stream(&mut self, stream: LiveStream) -> Result<(), PublishError> {
+        let b64 = base64(stream.hasher.finish().as_ref());
+        let mut trailers = vec![
+            HeaderField::new("digest", format!("sha-256={b64}")),
+            HeaderField::new("repr-digest", format!("sha-256=:{b64}:")),
+        ];
+        if let Some(signer) = &self.signer {
+            signer.sign_trailers(&stream.request, &stream.response, &mut trailers, SystemTime::now())?;
+        }
+        self.sender.finish(stream.push_id, Some(&trailers))?;
+        self.drain().await
+    }
+
+    /// Waits until a keep-alive is due (cancel-safe: nothing is sent). A
+    /// program with nothing to publish for a while selects on it alongside
+    /// its work and then calls [`send_due`](Self::send_due), so receivers do
+    /// not time the session out.
+    pub async fn keepalive_due(&self) {
+        match self.sender.poll_timeout() {
+            Some(t) => tokio::time::sleep_until(t.into()).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Sends whatever is due now (a keep-alive, after
+    /// [`keepalive_due`](Self::keepalive_due)).
+    pub async fn send_due(&mut self) -> Result<(), PublishError> {
+        self.drain().await
+    }
+
+    /// Ends the session (nghq's end signal) and returns its counters.
+    pub async fn close(mut self) -> Result<Closed, PublishError> {
+        self.sender.close()?;
+        self.drain().await?;
+        Ok(Closed { stats: self.sender.stats(), elapsed: self.elapsed() })
+    }
+
+    /// Sends everything the sender has queued (and any keep-alive due).
+    async fn drain(&mut self) -> Result<(), PublishError> {
+        loop {
+            let now = Instant::now();
+            self.batch.clear();
+            let mut bytes = 0;
+            while bytes < self.batch_bytes {
+                let Some(d) = self.sender.poll_transmit(now) else { break };
+                bytes += d.len();
+                self.batch.push(d);
+            }
+            if self.batch.is_empty() {
+                return Ok(());
+            }
+            if let Some(at) = self.pacer.reserve(now, bytes) {
+                tokio::time::sleep_until(at.into()).await;
+            }
+            self.socket.send_batch(self.dest, &self.batch).await?;
+            self.first.get_or_insert(now);
+            self.last = Instant::now();
+        }
+    }
+}
+
+/// The SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
+    out
+}
