@@ -2,9 +2,9 @@
 //! the output directory.
 //!
 //! [`run`] reads the capture ([`crate::capture`]), feeds every datagram to a
-//! [`Receiver`] (times: for pcap, now plus the capture timestamp minus the
+//! [`Session`](crate::Session)'s engine (times: for pcap, now plus the capture timestamp minus the
 //! first; for `.datagrams`, all at one instant), writes each complete push
-//! with [`ResourceWriter`] under the name [`paths::sanitize`] gives its
+//! with [`ResourceWriter`] under the name [`crate::paths::sanitize`] gives its
 //! `:path`, and reports each event ([`crate::report`]). Before a resource is
 //! written the checks of [`crate::verify`] run; their freshness clock is the
 //! capture timestamp of the datagram that completed the resource (pcap), or,
