@@ -46,7 +46,7 @@ fn established(relay: SocketAddr, source: IpAddr, group: IpAddr) -> Gateway {
     let now = Instant::now();
     let mut config = GatewayConfig::new(vec![RelayCandidate { address: relay.ip(), discovery: false }]);
     config.data_timeout = None;
-    let mut gw = Gateway::new(config, Box::new(Counter(7)));
+    let mut gw = Gateway::new(Instant::now(), config, Box::new(Counter(7)));
     gw.subscribe(now, Some(source), group).unwrap();
     let req = gw.poll_transmit().unwrap();
     let Ok(Message::Request { nonce, .. }) = Message::decode(&req.payload) else { panic!("no Request") };

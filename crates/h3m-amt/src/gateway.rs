@@ -373,7 +373,27 @@ struct PendingChange {
     due: Instant,
 }
 
-/// The AMT gateway state machine. See the [module docs](self).
+/// The AMT gateway state machine. See the [module docs](self), and
+/// `examples/gateway_and_relay.rs` for a gateway and a relay wired together.
+///
+/// ```
+/// use std::time::Instant;
+/// use h3m_amt::gateway::{Gateway, GatewayConfig, RelayCandidate, SystemRng};
+/// use h3m_amt::message::Message;
+///
+/// let now = Instant::now();
+/// let relay = "203.0.113.1".parse().unwrap();
+/// let config = GatewayConfig::new(vec![RelayCandidate { address: relay, discovery: true }]);
+/// let mut gateway = Gateway::new(now, config, Box::new(SystemRng::default()));
+/// gateway.subscribe(now, Some("192.0.2.10".parse().unwrap()), "232.1.1.1".parse().unwrap()).unwrap();
+/// // The first thing to send: a Relay Discovery to the candidate, port 2268.
+/// let t = gateway.poll_transmit().unwrap();
+/// assert_eq!(t.destination, "203.0.113.1:2268".parse().unwrap());
+/// assert!(matches!(Message::decode(&t.payload), Ok(Message::RelayDiscovery { .. })));
+/// // Nothing more until the relay answers or the retry timer fires.
+/// assert!(gateway.poll_transmit().is_none());
+/// assert!(gateway.poll_timeout().is_some());
+/// ```
 pub struct Gateway {
     config: GatewayConfig,
     rng: Box<dyn Rng + Send>,
@@ -406,8 +426,9 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// A gateway with no subscriptions (it sends nothing until the first one).
-    pub fn new(config: GatewayConfig, rng: Box<dyn Rng + Send>) -> Self {
+    /// A gateway with no subscriptions (it sends nothing until the first
+    /// one), created at `now`.
+    pub fn new(now: Instant, config: GatewayConfig, rng: Box<dyn Rng + Send>) -> Self {
         Gateway {
             config,
             rng,
@@ -420,7 +441,7 @@ impl Gateway {
             last_data: None,
             watchdog_exp: 0,
             watchdog_at: None,
-            watchdog_armed_at: Instant::now(),
+            watchdog_armed_at: now,
             discovery_round: 0,
             stats: GatewayStats::default(),
         }

@@ -56,7 +56,7 @@ impl Tunnel {
     /// A tunnel with a given random source (tests).
     pub fn with_rng(config: GatewayConfig, rng: Box<dyn Rng + Send>) -> Self {
         Tunnel {
-            gateway: Gateway::new(config, rng),
+            gateway: Gateway::new(std::time::Instant::now(), config, rng),
             bind_v4: Ipv4Addr::UNSPECIFIED,
             bind_v6: Ipv6Addr::UNSPECIFIED,
             v4: None,

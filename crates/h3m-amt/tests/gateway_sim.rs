@@ -42,7 +42,7 @@ impl Rng for TestRng {
 }
 
 fn gateway(config: GatewayConfig) -> Gateway {
-    Gateway::new(config, Box::new(TestRng { state: XorShiftRng(0x1234_5678), zero_first: false }))
+    Gateway::new(Instant::now(), config, Box::new(TestRng { state: XorShiftRng(0x1234_5678), zero_first: false }))
 }
 
 fn anycast() -> GatewayConfig {
@@ -194,7 +194,7 @@ fn nothing_is_sent_without_a_subscription_and_bad_channels_are_refused() {
 #[test]
 fn nonces_are_never_zero() {
     let t0 = Instant::now();
-    let mut gw = Gateway::new(anycast(), Box::new(TestRng { state: XorShiftRng(99), zero_first: true }));
+    let mut gw = Gateway::new(t0, anycast(), Box::new(TestRng { state: XorShiftRng(99), zero_first: true }));
     gw.subscribe(t0, Some(ip(S)), ip(G1)).unwrap();
     let (_, disc) = only(&mut gw);
     assert_ne!(discovery_nonce(&disc), 0);

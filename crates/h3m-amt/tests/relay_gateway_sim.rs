@@ -88,7 +88,7 @@ impl Sim {
             .collect();
         Sim {
             now,
-            gw: Gateway::new(gw_config, Box::new(TestRng(0x1234_5678))),
+            gw: Gateway::new(now, gw_config, Box::new(TestRng(0x1234_5678))),
             gw_addr: at(GW, 40001),
             relays,
             feeds: Vec::new(),

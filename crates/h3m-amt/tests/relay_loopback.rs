@@ -64,7 +64,7 @@ struct GwPump {
 impl GwPump {
     fn new(config: GatewayConfig, socket: UdpSocket) -> GwPump {
         GwPump {
-            gw: Gateway::new(config, Box::new(SystemRng::default())),
+            gw: Gateway::new(Instant::now(), config, Box::new(SystemRng::default())),
             socket,
             buf: vec![0; 65_536],
             got: Vec::new(),
