@@ -19,6 +19,25 @@ pub enum CipherSuite {
     ChaCha20Poly1305,
 }
 
+/// A cipher suite name h3m does not know (see [`CipherSuite`]'s `FromStr`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown cipher suite {0:?}: use 0000, 1301, 1302 or 1303")]
+pub struct UnknownCipherSuite(pub String);
+
+impl std::str::FromStr for CipherSuite {
+    type Err = UnknownCipherSuite;
+
+    /// Parses a TLS code point as four hex digits (`1301`, optionally `0x1301`).
+    fn from_str(text: &str) -> Result<Self, UnknownCipherSuite> {
+        let digits = text.strip_prefix("0x").unwrap_or(text);
+        (digits.len() == 4)
+            .then(|| u16::from_str_radix(digits, 16).ok())
+            .flatten()
+            .and_then(CipherSuite::from_code)
+            .ok_or_else(|| UnknownCipherSuite(text.to_owned()))
+    }
+}
+
 impl CipherSuite {
     /// The suite for a code point, or `None` when h3m does not support it.
     pub fn from_code(code: u16) -> Option<Self> {

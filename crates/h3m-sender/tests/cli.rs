@@ -27,7 +27,7 @@ fn usage_errors_exit_2_and_name_the_flag() {
         (&[], "nothing to publish"),
         (&["x", "--session-id", "zz"], "--session-id"),
         (&["x", "--rate", "fast"], "--rate"),
-        (&["x", "--cipher-suite", "1304"], "--cipher-suite 1304"),
+        (&["x", "--cipher-suite", "1304"], "'1304' for '--cipher-suite"),
         (&["x", "--max-datagram-size", "63"], "--max-datagram-size"),
         (&["x", "--repeat", "0"], "--repeat"),
         (&["x", "--group", "10.1.2.3"], "--group 10.1.2.3: not a multicast address"),
@@ -36,7 +36,7 @@ fn usage_errors_exit_2_and_name_the_flag() {
         (&["x", "--ignore", "*.tmp"], "--watch"),
         (&["x", "--key", "00", "--iv", "00"], "--key/--iv need a --cipher-suite"),
         (&["x", "--cipher-suite", "1301", "--key", "0011", "--iv", "001122334455667788990011"], "--key/--iv"),
-        (&["x", "--cipher-suite", "1301", "--key", "abc", "--iv", "00"], "--key: not an even number"),
+        (&["x", "--cipher-suite", "1301", "--key", "abc", "--iv", "00"], "'abc' for '--key <KEY>': not an even number"),
         (&["x", "--sign", "/nonexistent/key.pem"], "--sign /nonexistent/key.pem"),
         (&["x", "--signature", "rfc9421"], "--sign <KEY.pem>"),
         (

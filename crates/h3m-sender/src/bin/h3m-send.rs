@@ -44,9 +44,9 @@ struct Args {
     /// TTL / hop limit.
     #[arg(long, default_value_t = 1)]
     ttl: u32,
-    /// Session ID in hex [default: nghq's, "Session ID"].
-    #[arg(long, default_value = "53657373696f6e204944")]
-    session_id: String,
+    /// Session ID in hex, or `none` [default: nghq's, "Session ID"].
+    #[arg(long, default_value = "53657373696f6e204944", value_parser = parse_session_id)]
+    session_id: SessionId,
     /// :authority of every request.
     #[arg(long, default_value = "localhost")]
     authority: String,
@@ -54,18 +54,18 @@ struct Args {
     #[arg(long, default_value = "/")]
     path_prefix: String,
     /// Peak rate in bits/s of UDP payload (10M, 1.5G, 800k) or `max` for unpaced.
-    #[arg(long, default_value = "10M")]
-    rate: String,
+    #[arg(long, default_value = "10M", value_parser = parse_rate)]
+    rate: Rate,
     /// Send the whole set N times (new push IDs each time), for late joiners and loss.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
     /// Keep running and publish each new or changed file once it is complete.
     #[arg(long)]
     watch: bool,
     /// Seconds between looks at the tree with --watch (where inotify is
     /// unavailable, and for file PATHs).
-    #[arg(long, default_value_t = 0.5)]
-    watch_interval: f64,
+    #[arg(long, default_value = "0.5", value_parser = parse_secs)]
+    watch_interval: Duration,
     /// With --watch, never publish files or directories inside a PATH whose
     /// name matches this glob (`*`, `?`); repeatable; giving any replaces the
     /// defaults (`--ignore ''` ignores nothing).
@@ -78,17 +78,17 @@ struct Args {
     #[arg(long)]
     path: Option<String>,
     /// Largest UDP payload in bytes.
-    #[arg(long, default_value_t = 1200)]
-    max_datagram_size: usize,
+    #[arg(long, default_value_t = 1200, value_parser = clap::value_parser!(u16).range(64..=65_507))]
+    max_datagram_size: u16,
     /// Packet-number length in bytes (1-4).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=4))]
     pn_len: u8,
     /// Seconds between keep-alive PINGs when idle.
-    #[arg(long, default_value_t = 5.0)]
-    keepalive: f64,
+    #[arg(long, default_value = "5", value_parser = parse_secs)]
+    keepalive: Duration,
     /// Stop --watch or --stdin after this many seconds.
-    #[arg(long)]
-    duration: Option<f64>,
+    #[arg(long, value_parser = parse_secs)]
+    duration: Option<Duration>,
     /// Print the Alt-Svc line a receiver needs, then send. With a cipher suite
     /// it carries the session's key and IV: hand it to receivers privately.
     #[arg(long)]
@@ -96,13 +96,13 @@ struct Args {
     /// Protect packets with this TLS cipher suite: 1301 (AES-128-GCM), 1302
     /// (AES-256-GCM) or 1303 (ChaCha20-Poly1305); 0000 sends cleartext, as nghq.
     #[arg(long, default_value = "0000")]
-    cipher_suite: String,
+    cipher_suite: CipherSuite,
     /// The session key in hex [default: fresh random bytes for each session].
-    #[arg(long, requires = "iv")]
-    key: Option<String>,
+    #[arg(long, requires = "iv", value_parser = parse_hex)]
+    key: Option<Hex>,
     /// The session IV in hex (12 bytes) [default: fresh random bytes].
-    #[arg(long, requires = "key")]
-    iv: Option<String>,
+    #[arg(long, requires = "key", value_parser = parse_hex)]
+    iv: Option<Hex>,
     /// Sign every push with this private key (PEM: PKCS#8 RSA, ECDSA P-256
     /// or Ed25519; or PKCS#1 `RSA PRIVATE KEY`; or SEC 1 `EC PRIVATE KEY`).
     #[arg(long, value_name = "KEY.pem")]
@@ -122,49 +122,54 @@ struct Args {
     quiet: bool,
 }
 
+/// `--rate`: bits/s, `None` for `max` (unpaced).
+type Rate = Option<u64>;
+
+/// Bytes given in hex on the command line.
+type Hex = Vec<u8>;
+
+fn parse_session_id(text: &str) -> Result<SessionId, String> {
+    SessionId::parse_strict(text).map_err(|e| e.to_string())
+}
+
+fn parse_rate(text: &str) -> Result<Rate, String> {
+    h3m_net::parse_rate(text).map_err(|e| e.to_string())
+}
+
+fn parse_secs(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 0.0 => Ok(Duration::from_secs_f64(s)),
+        _ => Err("not a number of seconds".to_owned()),
+    }
+}
+
+fn parse_hex(text: &str) -> Result<Hex, String> {
+    let t = text.strip_prefix("0x").unwrap_or(text);
+    if !t.len().is_multiple_of(2) || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("not an even number of hex digits".to_owned());
+    }
+    Ok((0..t.len()).step_by(2).filter_map(|i| u8::from_str_radix(&t[i..i + 2], 16).ok()).collect())
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let usage = |msg: String| {
         eprintln!("h3m-send: {msg}");
         ExitCode::from(2)
     };
-    let session_id = match SessionId::parse_strict(&args.session_id) {
-        Ok(s) => s,
-        Err(e) => return usage(format!("--session-id: {e}")),
-    };
-    let rate = match h3m_net::parse_rate(&args.rate) {
-        Ok(r) => r,
-        Err(e) => return usage(format!("--rate: {e}")),
-    };
     let group = args.group.unwrap_or(if args.ipv6 || args.source.is_some_and(|s| s.is_ipv6()) {
         "ff3e::8000:1".parse().expect("constant")
     } else {
         "232.0.0.1".parse().expect("constant")
     });
-    let suite = match u16::from_str_radix(&args.cipher_suite, 16).ok().and_then(CipherSuite::from_code) {
-        Some(s) if args.cipher_suite.len() == 4 => s,
-        _ => return usage(format!("--cipher-suite {}: use 0000, 1301, 1302 or 1303", args.cipher_suite)),
-    };
-    let hex = |name: &str, text: &str| -> Result<Vec<u8>, String> {
-        let t = text.strip_prefix("0x").unwrap_or(text);
-        if !t.len().is_multiple_of(2) || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("--{name}: not an even number of hex digits"));
-        }
-        Ok((0..t.len()).step_by(2).filter_map(|i| u8::from_str_radix(&t[i..i + 2], 16).ok()).collect())
-    };
+    let suite = args.cipher_suite;
     let protection = match (suite, &args.key, &args.iv) {
         (CipherSuite::Null, None, None) => None,
         (CipherSuite::Null, _, _) => return usage("--key/--iv need a --cipher-suite other than 0000".into()),
-        (suite, Some(k), Some(iv)) => {
-            let (key, iv) = match (hex("key", k), hex("iv", iv)) {
-                (Ok(key), Ok(iv)) => (key, iv),
-                (Err(e), _) | (_, Err(e)) => return usage(e),
-            };
-            match PacketKeys::new(suite, &key, &iv) {
-                Ok(keys) => Some(keys),
-                Err(e) => return usage(format!("--key/--iv: {e}")),
-            }
-        }
+        (suite, Some(key), Some(iv)) => match PacketKeys::new(suite, key, iv) {
+            Ok(keys) => Some(keys),
+            Err(e) => return usage(format!("--key/--iv: {e}")),
+        },
         (suite, _, _) => match PacketKeys::generate(suite, &ring::rand::SystemRandom::new()) {
             Ok(k) => Some(k),
             Err(e) => {
@@ -176,14 +181,8 @@ fn main() -> ExitCode {
     if args.paths.is_empty() && !args.stdin && !args.watch {
         return usage("nothing to publish: give PATHs, --stdin --path P, or --watch PATH".into());
     }
-    if args.repeat == 0 {
-        return usage("--repeat must be at least 1".into());
-    }
     if !group.is_multicast() {
         return usage(format!("--group {group}: not a multicast address"));
-    }
-    if !(64..=65_507).contains(&args.max_datagram_size) {
-        return usage("--max-datagram-size must be 64 to 65507".into());
     }
     let signer = match &args.sign {
         None => None,
@@ -208,24 +207,24 @@ fn main() -> ExitCode {
     publisher.source = args.source;
     publisher.interface = args.interface;
     publisher.ttl = args.ttl;
-    publisher.session_id = session_id;
+    publisher.session_id = args.session_id;
     publisher.authority = args.authority;
     publisher.path_prefix = args.path_prefix;
-    publisher.rate = rate;
+    publisher.rate = args.rate;
     publisher.protection = protection;
-    publisher.max_datagram_size = args.max_datagram_size;
+    publisher.max_datagram_size = usize::from(args.max_datagram_size);
     publisher.pn_len = usize::from(args.pn_len);
-    publisher.keepalive = Duration::from_secs_f64(args.keepalive.max(0.05));
+    publisher.keepalive = args.keepalive.max(Duration::from_millis(50));
     publisher.signer = signer;
     let opts = SendOptions {
         publisher,
         paths: args.paths,
         repeat: args.repeat,
         watch: args.watch,
-        watch_interval: Duration::from_secs_f64(args.watch_interval.max(0.01)),
+        watch_interval: args.watch_interval.max(Duration::from_millis(10)),
         stdin_path: args.stdin.then(|| args.path.clone().unwrap_or_default()),
         progress: !args.quiet,
-        duration: args.duration.map(|d| Duration::from_secs_f64(d.max(0.0))),
+        duration: args.duration,
         ignore: if args.watch { Ignore::new(args.ignore) } else { Ignore::none() },
     };
     if args.print_alt_svc {
