@@ -90,103 +90,181 @@ impl<'a> FrameReader<'a> {
     }
 
     fn read(&mut self) -> Result<Frame<'a>, FrameError> {
+        use frame_type::*;
         let r = &mut self.r;
         let ty = r.varint()?;
+        let ignored = Frame::Ignored { frame_type: ty };
         let frame = match ty {
-            0x00 => {
+            PADDING => {
                 let zeros = r.remaining().iter().take_while(|&&b| b == 0).count();
                 r.bytes(zeros)?;
                 Frame::Padding { len: zeros + 1 }
             }
-            0x01 => Frame::Ping,
-            0x02 | 0x03 => {
-                r.varint()?; // largest acknowledged
-                r.varint()?; // ack delay
-                let ranges = r.varint()?;
-                r.varint()?; // first range
-                for _ in 0..ranges {
-                    r.varint()?; // gap
-                    r.varint()?; // range length
-                }
-                if ty == 0x03 {
-                    r.varint()?;
-                    r.varint()?;
-                    r.varint()?;
-                }
-                Frame::Ignored { frame_type: ty }
+            PING => Frame::Ping,
+            ACK | ACK_ECN => {
+                skip_ack(r, ty == ACK_ECN)?;
+                ignored
             }
-            0x04 => Frame::ResetStream { stream_id: r.varint()?, error_code: r.varint()?, final_size: r.varint()? },
-            0x05 | 0x11 | 0x15 => {
-                r.varint()?;
-                r.varint()?;
-                Frame::Ignored { frame_type: ty }
+            RESET_STREAM => {
+                Frame::ResetStream { stream_id: r.varint()?, error_code: r.varint()?, final_size: r.varint()? }
             }
-            0x06 => {
-                r.varint()?;
-                let len = r.varint()?;
-                r.bytes_u64(len)?;
-                Frame::Ignored { frame_type: ty }
+            STOP_SENDING | MAX_STREAM_DATA | STREAM_DATA_BLOCKED => {
+                r.varint()?; // stream ID
+                r.varint()?; // error code / limit
+                ignored
             }
-            0x07 => {
-                let len = r.varint()?;
-                r.bytes_u64(len)?;
-                Frame::Ignored { frame_type: ty }
+            CRYPTO => {
+                r.varint()?; // offset
+                skip_length_prefixed(r)?;
+                ignored
             }
-            0x08..=0x0f => {
-                let stream_id = r.varint()?;
-                let offset = if ty & 0x04 != 0 { r.varint()? } else { 0 };
-                let data = if ty & 0x02 != 0 {
-                    let len = r.varint()?;
-                    r.bytes_u64(len)?
-                } else {
-                    r.rest()
-                };
-                if offset.checked_add(data.len() as u64).is_none_or(|end| end > MAX_STREAM_END) {
-                    return Err(FrameError::StreamTooLong);
-                }
-                Frame::Stream { stream_id, offset, data, fin: ty & 0x01 != 0 }
+            NEW_TOKEN | DATAGRAM_WITH_LENGTH => {
+                skip_length_prefixed(r)?;
+                ignored
             }
-            0x10 | 0x12 | 0x13 | 0x14 | 0x16 | 0x17 | 0x19 => {
+            STREAM_FIRST..=STREAM_LAST => read_stream(r, ty)?,
+            MAX_DATA | MAX_STREAMS_BIDI | MAX_STREAMS_UNI | DATA_BLOCKED | STREAMS_BLOCKED_BIDI
+            | STREAMS_BLOCKED_UNI | RETIRE_CONNECTION_ID => {
                 r.varint()?;
-                Frame::Ignored { frame_type: ty }
+                ignored
             }
-            0x18 => {
-                r.varint()?;
-                r.varint()?;
+            NEW_CONNECTION_ID => {
+                r.varint()?; // sequence number
+                r.varint()?; // retire prior to
                 let len = r.u8()?;
                 if len > 20 {
                     return Err(FrameError::Malformed(ty));
                 }
-                r.bytes(usize::from(len) + 16)?;
-                Frame::Ignored { frame_type: ty }
+                r.bytes(usize::from(len) + 16)?; // connection ID, reset token
+                ignored
             }
-            0x1a | 0x1b => {
+            PATH_CHALLENGE | PATH_RESPONSE => {
                 r.bytes(8)?;
-                Frame::Ignored { frame_type: ty }
+                ignored
             }
-            0x1c | 0x1d => {
-                r.varint()?;
-                if ty == 0x1c {
-                    r.varint()?;
+            CONNECTION_CLOSE | CONNECTION_CLOSE_APP => {
+                r.varint()?; // error code
+                if ty == CONNECTION_CLOSE {
+                    r.varint()?; // frame type
                 }
-                let len = r.varint()?;
-                r.bytes_u64(len)?;
-                Frame::Ignored { frame_type: ty }
+                skip_length_prefixed(r)?; // reason phrase
+                ignored
             }
-            0x1e => Frame::Ignored { frame_type: ty },
-            0x30 => {
+            HANDSHAKE_DONE => ignored,
+            DATAGRAM => {
                 r.rest();
-                Frame::Ignored { frame_type: ty }
-            }
-            0x31 => {
-                let len = r.varint()?;
-                r.bytes_u64(len)?;
-                Frame::Ignored { frame_type: ty }
+                ignored
             }
             other => return Err(FrameError::UnknownType(other)),
         };
         Ok(frame)
     }
+}
+
+/// QUIC frame types (RFC 9000 §19, RFC 9221) as they appear on the wire.
+pub mod frame_type {
+    /// PADDING.
+    pub const PADDING: u64 = 0x00;
+    /// PING.
+    pub const PING: u64 = 0x01;
+    /// ACK.
+    pub const ACK: u64 = 0x02;
+    /// ACK with ECN counts.
+    pub const ACK_ECN: u64 = 0x03;
+    /// RESET_STREAM.
+    pub const RESET_STREAM: u64 = 0x04;
+    /// STOP_SENDING.
+    pub const STOP_SENDING: u64 = 0x05;
+    /// CRYPTO.
+    pub const CRYPTO: u64 = 0x06;
+    /// NEW_TOKEN.
+    pub const NEW_TOKEN: u64 = 0x07;
+    /// The first STREAM type (no offset, no length, no FIN).
+    pub const STREAM_FIRST: u64 = 0x08;
+    /// The last STREAM type (offset, length and FIN).
+    pub const STREAM_LAST: u64 = 0x0f;
+    /// STREAM type bit: an offset field is present.
+    pub const STREAM_OFF_BIT: u64 = 0x04;
+    /// STREAM type bit: a length field is present.
+    pub const STREAM_LEN_BIT: u64 = 0x02;
+    /// STREAM type bit: the stream ends with this frame.
+    pub const STREAM_FIN_BIT: u64 = 0x01;
+    /// MAX_DATA.
+    pub const MAX_DATA: u64 = 0x10;
+    /// MAX_STREAM_DATA.
+    pub const MAX_STREAM_DATA: u64 = 0x11;
+    /// MAX_STREAMS (bidirectional).
+    pub const MAX_STREAMS_BIDI: u64 = 0x12;
+    /// MAX_STREAMS (unidirectional).
+    pub const MAX_STREAMS_UNI: u64 = 0x13;
+    /// DATA_BLOCKED.
+    pub const DATA_BLOCKED: u64 = 0x14;
+    /// STREAM_DATA_BLOCKED.
+    pub const STREAM_DATA_BLOCKED: u64 = 0x15;
+    /// STREAMS_BLOCKED (bidirectional).
+    pub const STREAMS_BLOCKED_BIDI: u64 = 0x16;
+    /// STREAMS_BLOCKED (unidirectional).
+    pub const STREAMS_BLOCKED_UNI: u64 = 0x17;
+    /// NEW_CONNECTION_ID.
+    pub const NEW_CONNECTION_ID: u64 = 0x18;
+    /// RETIRE_CONNECTION_ID.
+    pub const RETIRE_CONNECTION_ID: u64 = 0x19;
+    /// PATH_CHALLENGE.
+    pub const PATH_CHALLENGE: u64 = 0x1a;
+    /// PATH_RESPONSE.
+    pub const PATH_RESPONSE: u64 = 0x1b;
+    /// CONNECTION_CLOSE (transport).
+    pub const CONNECTION_CLOSE: u64 = 0x1c;
+    /// CONNECTION_CLOSE (application).
+    pub const CONNECTION_CLOSE_APP: u64 = 0x1d;
+    /// HANDSHAKE_DONE.
+    pub const HANDSHAKE_DONE: u64 = 0x1e;
+    /// DATAGRAM without a length (to the end of the packet).
+    pub const DATAGRAM: u64 = 0x30;
+    /// DATAGRAM with a length.
+    pub const DATAGRAM_WITH_LENGTH: u64 = 0x31;
+}
+
+/// Skips an ACK frame's fields (after its type).
+fn skip_ack(r: &mut Reader<'_>, ecn: bool) -> Result<(), FrameError> {
+    r.varint()?; // largest acknowledged
+    r.varint()?; // ack delay
+    let ranges = r.varint()?;
+    r.varint()?; // first range
+    for _ in 0..ranges {
+        r.varint()?; // gap
+        r.varint()?; // range length
+    }
+    if ecn {
+        for _ in 0..3 {
+            r.varint()?; // ECT(0), ECT(1), ECN-CE counts
+        }
+    }
+    Ok(())
+}
+
+/// Skips a length-prefixed field.
+fn skip_length_prefixed(r: &mut Reader<'_>) -> Result<(), FrameError> {
+    let len = r.varint()?;
+    r.bytes_u64(len)?;
+    Ok(())
+}
+
+/// Reads a STREAM frame of type `ty` (after its type).
+fn read_stream<'a>(r: &mut Reader<'a>, ty: u64) -> Result<Frame<'a>, FrameError> {
+    use frame_type::{STREAM_FIN_BIT, STREAM_LEN_BIT, STREAM_OFF_BIT};
+    let stream_id = r.varint()?;
+    let offset = if ty & STREAM_OFF_BIT != 0 { r.varint()? } else { 0 };
+    let data = if ty & STREAM_LEN_BIT != 0 {
+        let len = r.varint()?;
+        r.bytes_u64(len)?
+    } else {
+        r.rest()
+    };
+    if offset.checked_add(data.len() as u64).is_none_or(|end| end > MAX_STREAM_END) {
+        return Err(FrameError::StreamTooLong);
+    }
+    Ok(Frame::Stream { stream_id, offset, data, fin: ty & STREAM_FIN_BIT != 0 })
 }
 
 impl<'a> Iterator for FrameReader<'a> {
