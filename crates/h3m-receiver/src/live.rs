@@ -144,6 +144,45 @@ pub async fn receive<S: ResourceSink>(opts: &LiveOptions, sink: S, mut on_event:
     drive(opts, sink, ReporterRef::Owned(Reporter::queue()), &mut forward).await
 }
 
+/// Joins the group natively, or subscribes through an AMT relay.
+async fn open_input(opts: &LiveOptions) -> Result<Input, String> {
+    match &opts.amt {
+        None => {
+            let mut mc = MulticastConfig::new(opts.group);
+            mc.source = opts.source;
+            mc.interface = opts.interface.clone();
+            mc.recv_buffer = Some(opts.recv_buffer);
+            let (input, warnings) = Input::native(&mc).map_err(|e| format!("join {}: {e}", opts.group))?;
+            for w in warnings {
+                eprintln!("h3m-recv: warning: {w}");
+            }
+            Ok(input)
+        }
+        Some(relay) => {
+            let config = relay.gateway_config(opts.source, opts.group.ip()).await;
+            Input::amt(config, opts.source, opts.group).map_err(|e| format!("amt subscribe {}: {e}", opts.group))
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM (both stop a run cleanly: temporary files
+/// removed, every resource reported, the summary printed).
+async fn interrupted() {
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminate = async {
+        match sigterm.as_mut() {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
+
 /// The live loop: opens the input, feeds the session, runs its timers, ends
 /// on its end signal (after the linger), the idle timeout or a signal;
 /// `after` runs after each batch of datagrams and timer.
@@ -153,34 +192,10 @@ async fn drive<'r, 'w, S: ResourceSink>(
     mut reporter: ReporterRef<'r, 'w>,
     after: &mut dyn FnMut(&mut Reporter<'w>),
 ) -> (Outcome, S) {
-    let mut input = match &opts.amt {
-        None => {
-            let mut mc = MulticastConfig::new(opts.group);
-            mc.source = opts.source;
-            mc.interface = opts.interface.clone();
-            mc.recv_buffer = Some(opts.recv_buffer);
-            match Input::native(&mc) {
-                Ok((input, warnings)) => {
-                    for w in warnings {
-                        eprintln!("h3m-recv: warning: {w}");
-                    }
-                    input
-                }
-                Err(e) => {
-                    let message = format!("join {}: {e}", opts.group);
-                    return (Outcome::fatal(&mut reporter, ErrorKind::Network, message, ExitStatus::BadInput), sink);
-                }
-            }
-        }
-        Some(relay) => {
-            let config = relay.gateway_config(opts.source, opts.group.ip()).await;
-            match Input::amt(config, opts.source, opts.group) {
-                Ok(input) => input,
-                Err(e) => {
-                    let message = format!("amt subscribe {}: {e}", opts.group);
-                    return (Outcome::fatal(&mut reporter, ErrorKind::Network, message, ExitStatus::BadInput), sink);
-                }
-            }
+    let mut input = match open_input(opts).await {
+        Ok(input) => input,
+        Err(message) => {
+            return (Outcome::fatal(&mut reporter, ErrorKind::Network, message, ExitStatus::BadInput), sink);
         }
     };
     // The AMT tunnel's counters reach the summary through this slot.
@@ -193,20 +208,8 @@ async fn drive<'r, 'w, S: ResourceSink>(
     let mut got_any = false;
     let mut linger_until: Option<Instant> = None;
     let mut progress = crate::progress::Progress::new(opts.progress);
-    // SIGINT and SIGTERM both stop the run cleanly: temporary files removed,
-    // every resource reported, the summary printed.
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let terminate = async move {
-        match sigterm.as_mut() {
-            Some(s) => {
-                s.recv().await;
-            }
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(terminate);
+    let interrupted = interrupted();
+    tokio::pin!(interrupted);
     loop {
         let now = Instant::now();
         // Before the first packet the receiver has no idle timer: the run has one.
@@ -238,8 +241,7 @@ async fn drive<'r, 'w, S: ResourceSink>(
             tokio::select! {
                 r = input.recv(&mut deliver) => Wake::Data(r),
                 _ = sleep => Wake::Timer,
-                _ = &mut ctrl_c => Wake::Interrupted,
-                _ = &mut terminate => Wake::Interrupted,
+                _ = &mut interrupted => Wake::Interrupted,
             }
         };
         for line in input.log_lines() {
