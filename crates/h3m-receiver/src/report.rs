@@ -198,104 +198,6 @@ impl ErrorRecord {
     }
 }
 
-/// Receiver counters (see [`ReceiverStats`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct ReceiverCounters {
-    /// Datagrams given to the receiver.
-    pub datagrams: u64,
-    /// Datagrams accepted as packets of the session.
-    pub packets: u64,
-    /// Dropped: another session ID.
-    pub foreign_session: u64,
-    /// Dropped: not a valid short-header packet.
-    pub malformed_packets: u64,
-    /// Dropped: packet protection failed.
-    pub protection_failures: u64,
-    /// Packets whose frames could not all be read.
-    pub frame_errors: u64,
-    /// Prohibited QUIC frames skipped.
-    pub ignored_frames: u64,
-    /// PING frames.
-    pub pings: u64,
-    /// Packets numbered below the largest seen, arriving for the first time.
-    pub reordered_packets: u64,
-    /// Packets whose number had been seen already (duplicates or replays).
-    pub replayed_packets: u64,
-    /// Packet numbers skipped over.
-    pub packet_number_gaps: u64,
-    /// STREAM bytes that had already arrived.
-    pub duplicate_bytes: u64,
-    /// STREAM bytes for finished streams.
-    pub late_bytes: u64,
-    /// Bytes dropped at a buffer limit.
-    pub dropped_buffer_bytes: u64,
-    /// Unidirectional streams that are not push streams.
-    pub non_push_streams: u64,
-    /// Streams of types h3m does not use.
-    pub ignored_streams: u64,
-    /// Streams given up without a promise or a start.
-    pub orphan_streams_dropped: u64,
-    /// Unknown or prohibited HTTP/3 frames skipped.
-    pub skipped_h3_frames: u64,
-    /// Header blocks that failed to decode.
-    pub header_errors: u64,
-    /// Pushes that gave their slot to a newer one at the concurrency limit.
-    pub pushes_evicted: u64,
-    /// Pushes lost whole (gaps in the push IDs).
-    pub pushes_lost: u64,
-    /// Push streams whose start never arrived.
-    pub headless_streams: u64,
-    /// Request-stream fragments forgotten to stay within bounds.
-    pub request_fragments_forgotten: u64,
-    /// Streams failed for fragmentation beyond the range budget.
-    pub streams_too_fragmented: u64,
-    /// Pushes failed for body bytes beyond their announced length.
-    pub body_overruns: u64,
-    /// Stream-level protocol errors.
-    pub stream_errors: u64,
-    /// Pushes the receiver completed.
-    pub pushes_complete: u64,
-    /// Pushes the receiver finished incomplete.
-    pub pushes_incomplete: u64,
-    /// Body bytes the receiver reported.
-    pub body_bytes: u64,
-}
-
-impl From<&ReceiverStats> for ReceiverCounters {
-    fn from(s: &ReceiverStats) -> Self {
-        ReceiverCounters {
-            datagrams: s.datagrams,
-            packets: s.packets,
-            foreign_session: s.foreign_session,
-            malformed_packets: s.malformed_packets,
-            protection_failures: s.protection_failures,
-            frame_errors: s.frame_errors,
-            ignored_frames: s.ignored_frames,
-            pings: s.pings,
-            reordered_packets: s.reordered_packets,
-            replayed_packets: s.replayed_packets,
-            packet_number_gaps: s.packet_number_gaps,
-            duplicate_bytes: s.duplicate_bytes,
-            late_bytes: s.late_bytes,
-            dropped_buffer_bytes: s.dropped_buffer_bytes,
-            non_push_streams: s.non_push_streams,
-            ignored_streams: s.ignored_streams,
-            orphan_streams_dropped: s.orphan_streams_dropped,
-            skipped_h3_frames: s.skipped_h3_frames,
-            header_errors: s.header_errors,
-            pushes_evicted: s.pushes_evicted,
-            pushes_lost: s.pushes_lost,
-            headless_streams: s.headless_streams,
-            request_fragments_forgotten: s.request_fragments_forgotten,
-            streams_too_fragmented: s.streams_too_fragmented,
-            body_overruns: s.body_overruns,
-            stream_errors: s.stream_errors,
-            pushes_complete: s.pushes_complete,
-            pushes_incomplete: s.pushes_incomplete,
-            body_bytes: s.body_bytes,
-        }
-    }
-}
 
 /// The counters of a whole run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -331,7 +233,7 @@ pub struct SummaryRecord {
     /// What the capture held.
     pub capture: CaptureStats,
     /// What the receiver saw and dropped.
-    pub receiver: ReceiverCounters,
+    pub receiver: ReceiverStats,
 }
 
 impl SummaryRecord {

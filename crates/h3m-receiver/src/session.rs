@@ -1017,7 +1017,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             bytes_written: t.bytes_written,
             session_end: self.session_end,
             capture,
-            receiver: self.receiver.stats().into(),
+            receiver: self.receiver.stats().clone(),
         };
         let t = &self.tally;
         let io_failed = t.io_errors > 0 || summary.resources_failed > 0;

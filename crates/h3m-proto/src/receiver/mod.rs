@@ -294,6 +294,7 @@ pub enum Event {
 
 /// Counters: what arrived and what was dropped, and why.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct ReceiverStats {
     /// Datagrams given to the receiver.
     pub datagrams: u64,
