@@ -2,7 +2,8 @@
 //! session's resources as they complete.
 //!
 //! The run ends on the session's end signal (`connection: close` on the last
-//! response, or the goaway promise), after a short linger for stragglers; on
+//! response, or the goaway promise): at once when everything arrived intact,
+//! else after a short linger for stragglers; on
 //! the idle timeout (also when nothing at all arrives); or on Ctrl-C. With
 //! `follow` it keeps going across sessions. Output and exit status are those of
 //! the offline mode ([`crate::offline`]), with status 3 for a network failure.
@@ -44,7 +45,8 @@ pub struct LiveOptions {
     pub json: bool,
     /// Keep receiving across sessions.
     pub follow: bool,
-    /// How long to keep listening after the session's end signal.
+    /// How long to keep listening after the session's end signal while
+    /// something is incomplete (an intact session ends at once).
     pub linger: Duration,
     /// Socket receive buffer to ask for.
     pub recv_buffer: usize,
@@ -280,6 +282,9 @@ async fn drive<'r, 'w, S: ResourceSink>(
                 // Settle this session, start listening for the next.
                 session.next_session();
                 got_any = false;
+            } else if session.all_intact() && session.receiver.stats().packet_number_gaps == 0 {
+                // Everything promised arrived intact: no straggler to wait for.
+                break;
             } else {
                 linger_until = Some(Instant::now() + opts.linger);
             }

@@ -417,6 +417,22 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
         self.tally.settled
     }
 
+    /// Whether everything seen so far is settled intact: nothing being
+    /// assembled, nothing reported incomplete (or it was written since),
+    /// refused or failed, no push known lost, no stream without its start,
+    /// no unpromised stream. A live run whose session has ended then has
+    /// nothing to wait for.
+    pub(crate) fn all_intact(&self) -> bool {
+        let t = &self.tally;
+        self.assembling.is_empty()
+            && self.pushes.is_empty()
+            && self.lost_pending.is_empty()
+            && self.headless.is_empty()
+            && self.unpromised_pending.is_empty()
+            && t.refused + t.failed + t.lost + t.headless + t.unpromised == 0
+            && t.incomplete_names.iter().all(|n| self.written.contains_key(&name_path(n)))
+    }
+
     fn classify(e: &WriteError) -> (ResourceStatus, String, ErrorKind) {
         match e {
             WriteError::Refused(_) => (ResourceStatus::Refused, e.to_string(), ErrorKind::RefusedPath),

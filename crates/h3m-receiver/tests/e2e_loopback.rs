@@ -407,3 +407,30 @@ fn follow_mode_summary_counts_the_datagrams_of_every_session() {
     assert!(stderr.contains("session_end=interrupted"), "{stderr}");
     assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
 }
+
+#[test]
+fn an_intact_session_ends_at_its_end_signal_without_lingering() {
+    // Issue 13, item 1: the linger after the end signal applies only while
+    // something is incomplete. With --linger 60 an intact session must still
+    // end as soon as its end signal arrives (not 60 s later).
+    let base = tempfile::tempdir().unwrap();
+    let src = base.path().join("a.txt");
+    std::fs::write(&src, b"intact\n").unwrap();
+    let out = base.path().join("out");
+    let port = (unique_port() + 7).to_string();
+    let session = ["--group", "239.255.77.13", "--port", &port, "--interface", "127.0.0.1", "--session-id", "0e2e0013"];
+    let mut recv = start_receiver(&[&session[..], &["--linger", "60", "--idle-timeout", "60"]].concat(), &out);
+    let send = Command::new(h3m_send()).arg(&src).args(session).arg("--quiet").output().unwrap();
+    assert!(send.status.success(), "h3m-send: {}", String::from_utf8_lossy(&send.stderr));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let child = recv.0.as_mut().unwrap();
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "h3m-recv lingered after an intact session ended");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = recv.0.take().unwrap().wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("session_end=connection_close"), "{stderr}");
+    assert_eq!(std::fs::read(out.join("a.txt")).unwrap(), b"intact\n");
+}

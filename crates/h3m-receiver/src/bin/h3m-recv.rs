@@ -101,7 +101,8 @@ struct Cli {
     #[arg(long)]
     follow: bool,
 
-    /// Live: seconds to keep listening after the session's end signal.
+    /// Live: seconds to keep listening after the session's end signal while
+    /// something is incomplete or lost (a session that arrived intact ends at once).
     #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "0.3")]
     linger: Duration,
 
