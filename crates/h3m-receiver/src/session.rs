@@ -386,11 +386,21 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
                     ResourceStatus::Refused => self.tally.refused += 1,
                     ResourceStatus::Failed => self.tally.failed += 1,
                     _ => {
-                        // One count per resource, however many copies failed.
+                        // This push is reported: its stream, if it turns up
+                        // headless, is not another loss.
+                        if self.accounted.len() < MAX_NAMES * 4 {
+                            self.accounted.insert(record.push_id);
+                        }
+                        // One count and one line per resource, however many
+                        // copies failed (a copy that never got its response
+                        // headers is judged after its resource).
                         if self.tally.incomplete_names.len() >= MAX_NAMES
                             || self.tally.incomplete_names.insert(record.name.clone())
                         {
                             self.tally.incomplete += 1;
+                        } else if !record.name.is_empty() {
+                            self.repeats += 1;
+                            return;
                         }
                     }
                 }

@@ -88,8 +88,14 @@ fn copies_that_never_cover_the_body_are_reported_with_the_union_missing() {
     let body = vec![7u8; 50_000];
     let c = copies(&body, 3, sha256(&body));
     // All copies lose the same datagram (index 5): that range stays missing.
-    let wire: Vec<Vec<u8>> =
-        c.iter().flat_map(|copy| copy.iter().enumerate().filter(|(i, _)| *i != 5)).map(|(_, d)| d.clone()).collect();
+    // The third also loses the start of its stream (index 1): it never learns
+    // which resource it carries, and is judged at the end.
+    let wire: Vec<Vec<u8>> = c
+        .iter()
+        .enumerate()
+        .flat_map(|(k, copy)| copy.iter().enumerate().filter(move |(i, _)| *i != 5 && !(k == 2 && *i == 1)))
+        .map(|(_, d)| d.clone())
+        .collect();
     let (outcome, dir, stdout) = run(&wire);
     assert_eq!(outcome.status, ExitStatus::Incomplete, "{stdout}");
     assert_eq!(outcome.resources.len(), 1, "{stdout}");
@@ -99,8 +105,9 @@ fn copies_that_never_cover_the_body_are_reported_with_the_union_missing() {
     let [a, b] = r.missing[0];
     assert!(a > 0 && b > a && b - a < 1200, "one datagram's worth: {a}..{b}");
     assert!(!dir.path().join("out/media/seg.bin").exists());
-    // One resource is incomplete, not one per copy.
+    // One resource is incomplete, not one per copy: one count, one line.
     assert_eq!(outcome.summary.unwrap().resources_incomplete, 1);
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("incomplete ")).count(), 1, "{stdout}");
 }
 
 /// Copies of a tree: `copies` rounds, each sending every body in order;
