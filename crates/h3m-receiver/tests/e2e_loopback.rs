@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::h3m_send;
+use common::{h3m_send, sha256_hex};
 
 /// Kills the child on drop (a failing test leaves nothing running).
 struct Reaper(Option<Child>);
@@ -29,6 +29,8 @@ impl Drop for Reaper {
 /// Starts `h3m-recv ARGS --out OUT` (stdout and stderr captured) and gives it a
 /// moment to join before anything is sent.
 fn start_receiver(args: &[&str], out: &Path) -> Reaper {
+    // Built before the receiver starts, so the build does not eat its idle timeout.
+    h3m_send();
     let child = Command::new(env!("CARGO_BIN_EXE_h3m-recv"))
         .args(args)
         .arg("--out")
@@ -39,10 +41,6 @@ fn start_receiver(args: &[&str], out: &Path) -> Reaper {
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     Reaper(Some(child))
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, data).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Relative path -> SHA-256 of every file under `root`.

@@ -12,16 +12,26 @@
 //! with the sender, and parallel transfers would make that a matter of luck.
 
 mod common;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Write;
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use h3m_net::testns::{NetNs, VethLink, is_root, skip_unless_root};
 
 use common::*;
+
+/// One test at a time ([`serial`]), with `h3m-send` built first: [`send_bin`] runs `cargo build` once per
+/// test process (seconds, even when there is nothing to build), and a receiver started before that
+/// would run out its idle timeout (counted from its start while nothing arrives) before the sender ever
+/// ran.
+fn serial_and_built() -> std::sync::MutexGuard<'static, ()> {
+    let guard = serial();
+    send_bin();
+    guard
+}
 
 // ---------------------------------------------------------------------------
 // 1. IPv6 ASM
@@ -32,7 +42,7 @@ fn ipv6_asm_over_veth() {
     if skip_unless_root("ipv6_asm_over_veth") {
         return;
     }
-    let _serial = serial();
+    let _serial = serial_and_built();
     let t0 = Instant::now();
     let seed = random_u64();
     let mut rng = Rng(seed);
@@ -203,7 +213,7 @@ fn ipv4_ssm_and_wrong_source() {
     if skip_unless_root("ipv4_ssm_and_wrong_source") {
         return;
     }
-    let _serial = serial();
+    let _serial = serial_and_built();
     ssm_and_wrong_source("ipv4_ssm_and_wrong_source", false);
 }
 
@@ -212,7 +222,7 @@ fn ipv6_ssm_and_wrong_source() {
     if skip_unless_root("ipv6_ssm_and_wrong_source") {
         return;
     }
-    let _serial = serial();
+    let _serial = serial_and_built();
     ssm_and_wrong_source("ipv6_ssm_and_wrong_source", true);
 }
 
@@ -228,19 +238,47 @@ fn loss_ruleset(port: u16, percent: u32) -> String {
     )
 }
 
+/// Prints `SKIP: test: ...` and returns true when `nft` (or, with `ethtool`, also ethtool) is missing.
+fn skip_without_tools(test: &str, ethtool: bool) -> bool {
+    let missing = if !nft_available() {
+        "`nft` not found (apt-get install nftables)"
+    } else if ethtool && !ethtool_available() {
+        "`ethtool` not found (apt-get install ethtool)"
+    } else {
+        return false;
+    };
+    let _ = writeln!(std::io::stderr(), "SKIP: {test}: {missing}");
+    true
+}
+
+/// Whether `ethtool` can be run.
+fn ethtool_available() -> bool {
+    Command::new("ethtool")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Turns segmentation offload off on `dev` inside `ns`: the sender's UDP GSO sends then leave as single
+/// datagrams, so the drop rule on the far side loses single datagrams rather than GSO bursts of up to 64.
+fn gso_off(ns: &NetNs, dev: &str) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns.name(), "ethtool", "-K", dev, "tx-udp-segmentation", "off", "gso", "off"])
+        .output()
+        .expect("run ethtool");
+    assert!(out.status.success(), "ethtool -K {dev} gso off failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
-fn loss_is_reported_then_repaired_by_repeat() {
-    if skip_unless_root("loss_is_reported_then_repaired_by_repeat") {
+fn loss_without_repeat_is_reported() {
+    if skip_unless_root("loss_without_repeat_is_reported")
+        || skip_without_tools("loss_without_repeat_is_reported", false)
+    {
         return;
     }
-    if !nft_available() {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP: loss_is_reported_then_repaired_by_repeat: `nft` not found (apt-get install nftables)"
-        );
-        return;
-    }
-    let _serial = serial();
+    let _serial = serial_and_built();
     let t0 = Instant::now();
     let seed = random_u64();
     let mut rng = Rng(seed);
@@ -256,145 +294,616 @@ fn loss_is_reported_then_repaired_by_repeat() {
     let r = random_u64();
     let group = format!("232.{}.{}.{}", 1 + r % 250, (r >> 8) % 256, 1 + (r >> 16) % 250);
     let source = VethLink::A_V4.to_string();
-    let a_side = Side { ns: Some(&link.a), interface: VethLink::A_IF };
-    let b_side = Side { ns: Some(&link.b), interface: VethLink::B_IF };
 
-    // (a) One copy of ~20 files of 20-200 KiB (about 1,900 datagrams): with 2% loss P(no loss at all) is
+    // One copy of ~20 files of 20-200 KiB (about 1,900 datagrams): with 2% loss P(no loss at all) is
     // 0.98^1900 < 1e-16, so some file is incomplete.
-    let src_a = tmp.path().join("src-a");
+    let src = tmp.path().join("src");
     for i in 0..20 {
         let len = rng.range(20 << 10, 200 << 10) as usize;
-        write_file(&src_a, &format!("set/part-{i:02}.bin"), &rng.bytes(len));
+        write_file(&src, &format!("set/part-{i:02}.bin"), &rng.bytes(len));
     }
-    let expected_a = tree_digests(&src_a);
-    let out_a = tmp.path().join("out-a");
-    let sid_a = random_session_id();
+    let expected = tree_digests(&src);
+    let out = tmp.path().join("out");
+    let sid = random_session_id();
     let rx = start_receiver(
         &RecvSpec {
-            name: "h3m-recv-a",
-            side: b_side,
+            name: "h3m-recv",
+            side: Side { ns: Some(&link.b), interface: VethLink::B_IF },
             group: &group,
             port,
             source: Some(&source),
-            session_id: &sid_a,
-            out: &out_a,
+            session_id: &sid,
+            out: &out,
             idle_timeout: "3",
         },
         tmp.path(),
     );
-    let sent_a = run_sender(
+    let sent = run_sender(
         &SendSpec {
-            side: a_side,
+            side: Side { ns: Some(&link.a), interface: VethLink::A_IF },
             group: &group,
             port,
             source: Some(&source),
-            session_id: &sid_a,
+            session_id: &sid,
             rate: "50M",
-            extra: vec![src_a.to_string_lossy().into_owned(), "--repeat".into(), "1".into()],
+            extra: vec![src.to_string_lossy().into_owned(), "--repeat".into(), "1".into()],
         },
         tmp.path(),
         Duration::from_secs(60),
     );
-    let fa = rx.wait(Duration::from_secs(60));
-    let ra = Report::parse(&fa);
-    assert_eq!(fa.code, Some(1), "with loss and one copy the receiver should exit 1: {}", show(&fa));
-    assert!(!ra.incomplete.is_empty(), "no `incomplete` line although packets were dropped: {}", show(&fa));
-    let got = tree_digests(&out_a);
+    let f = rx.wait(Duration::from_secs(60));
+    let rep = Report::parse(&f);
+    assert_eq!(f.code, Some(1), "with loss and one copy the receiver should exit 1: {}", show(&f));
+    assert!(!rep.incomplete.is_empty(), "no `incomplete` line although packets were dropped: {}", show(&f));
+    let got = tree_digests(&out);
     // What is there is intact, and nothing else is there (no temporary files).
     for (name, v) in &got {
-        assert_eq!(expected_a.get(name), Some(v), "{name} in the output is not an intact copy: {}", show(&fa));
+        assert_eq!(expected.get(name), Some(v), "{name} in the output is not an intact copy: {}", show(&f));
     }
-    let mut complete: Vec<String> = ra.complete.iter().map(|c| c.0.clone()).collect();
+    let mut complete: Vec<String> = rep.complete.iter().map(|c| c.0.clone()).collect();
     complete.sort();
     let present: Vec<String> = got.keys().map(|k| escape_name(k)).collect();
-    assert_eq!(complete, present, "`complete` lines should name exactly the files written: {}", show(&fa));
-    let missing: Vec<String> = expected_a.keys().filter(|k| !got.contains_key(*k)).map(|k| escape_name(k)).collect();
-    let mut incomplete = ra.incomplete.clone();
+    assert_eq!(complete, present, "`complete` lines should name exactly the files written: {}", show(&f));
+    let missing: Vec<String> = expected.keys().filter(|k| !got.contains_key(*k)).map(|k| escape_name(k)).collect();
+    let mut incomplete: Vec<String> = rep.incomplete.iter().filter(|n| !n.starts_with('(')).cloned().collect();
     incomplete.sort();
+    let named = incomplete.len();
     incomplete.dedup();
-    assert_eq!(incomplete.len(), ra.incomplete.len(), "a resource reported twice: {}", show(&fa));
+    assert_eq!(incomplete.len(), named, "a resource reported twice: {}", show(&f));
     for name in &incomplete {
-        assert!(missing.contains(name), "`incomplete {name}` but it is not missing (or not sent): {}", show(&fa));
+        assert!(missing.contains(name), "`incomplete {name}` but it is not missing (or not sent): {}", show(&f));
     }
     // The sender puts each PUSH_PROMISE alone in the datagram before its push stream. A missing file
     // whose promise (the only place its :path is) arrived is named by an `incomplete` line; one whose
-    // promise was lost is counted by an `unpromised push` line (its stream says which push it was).
-    // Only when both the promise and the stream's first datagram are lost (p = 0.0004 per file) is a
-    // stream unattributable, counted in `orphan_streams_dropped` (which also counts the unpromised ones).
+    // promise was lost is counted by an `unpromised push` line (its stream says which push it was), or,
+    // when its stream's first datagram was lost too (p = 0.0004 per file), by an `incomplete (push N)`
+    // or `incomplete (stream S)` line.
     let unnamed = missing.len() - incomplete.len();
-    let orphans = ra.count("orphan_streams_dropped");
+    let by_push_id = rep.unpromised.len() + rep.incomplete.iter().filter(|n| n.starts_with('(')).count();
     assert!(
-        ra.unpromised.len() <= unnamed && unnamed as u64 <= orphans,
-        "{unnamed} missing file(s) named by no line: expected between {} (unpromised lines) and {orphans} \
-         (orphan streams): {}",
-        ra.unpromised.len(),
-        show(&fa)
+        unnamed <= by_push_id,
+        "{unnamed} missing file(s) named by no line ({by_push_id} unpromised, lost or headless pushes): {}",
+        show(&f)
     );
-    assert!(ra.other.is_empty(), "unexpected lines: {}", show(&fa));
+    assert!(rep.other.is_empty(), "unexpected lines: {}", show(&f));
     eprintln!(
-        "loss (a) --repeat 1, 2% loss: {} of {} files complete, {} reported incomplete, {unnamed} unnamed \
-         (orphan/unpromised streams {orphans}), packet_number_gaps={}; send {}, receive {}",
+        "loss_without_repeat_is_reported: 2% loss, one copy: {} of {} files complete, {} reported incomplete, \
+         {unnamed} unnamed, {by_push_id} unpromised/lost/headless line(s), packet_number_gaps={}; send {}, receive {}; \
+         seed {seed:#x}, total {}",
         got.len(),
-        expected_a.len(),
+        expected.len(),
         incomplete.len(),
-        ra.count("packet_number_gaps"),
-        ms(sent_a.elapsed),
-        ms(fa.elapsed)
-    );
-
-    // (b) Three copies under 1% loss. A resource is lost if one datagram slot is lost in all three copies,
-    // and also if it is lost in two copies while the third lost its first datagram (that copy's promise and
-    // stream start: nothing of it can be used). Per file of n datagrams at loss p that is about
-    // n*p^3 + 3p*n*p^2. For 12 files of 4-24 KiB (n ~ 12): ~0.5% per run at 2% loss, too flaky for CI;
-    // ~0.06% at 1%, while ~430 datagrams still make some loss near-certain (98.7%).
-    nft_in(&link.b, &format!("delete table inet h3mloss\n{}", loss_ruleset(port, 1)));
-    let src_b = tmp.path().join("src-b");
-    for i in 0..12 {
-        let len = rng.range(4 << 10, 24 << 10) as usize;
-        write_file(&src_b, &format!("copies/part-{i:02}.bin"), &rng.bytes(len));
-    }
-    let expected_b = tree_digests(&src_b);
-    let out_b = tmp.path().join("out-b");
-    let sid_b = random_session_id();
-    let rx = start_receiver(
-        &RecvSpec {
-            name: "h3m-recv-b",
-            side: b_side,
-            group: &group,
-            port,
-            source: Some(&source),
-            session_id: &sid_b,
-            out: &out_b,
-            idle_timeout: "3",
-        },
-        tmp.path(),
-    );
-    let sent_b = run_sender(
-        &SendSpec {
-            side: a_side,
-            group: &group,
-            port,
-            source: Some(&source),
-            session_id: &sid_b,
-            rate: "50M",
-            extra: vec![src_b.to_string_lossy().into_owned(), "--repeat".into(), "3".into()],
-        },
-        tmp.path(),
-        Duration::from_secs(60),
-    );
-    let fb = rx.wait(Duration::from_secs(60));
-    let rb = assert_all_intact(&fb, &expected_b, &out_b);
-    eprintln!(
-        "loss (b) --repeat 3, 1% loss: all {} files intact (repeated={}, packet_number_gaps={}, orphan streams {}); \
-         send {}, receive {}; seed {seed:#x}, total {}",
-        expected_b.len(),
-        rb.count("repeated"),
-        rb.count("packet_number_gaps"),
-        rb.count("orphan_streams_dropped"),
-        ms(sent_b.elapsed),
-        ms(fb.elapsed),
+        rep.count("packet_number_gaps"),
+        ms(sent.elapsed),
+        ms(f.elapsed),
         ms(t0.elapsed())
     );
+}
+
+// ---------------------------------------------------------------------------
+// 4b. --repeat 3 under 1%, 2% and 5% loss, against independent per-datagram loss
+// ---------------------------------------------------------------------------
+//
+// How the receiver merges copies (crates/h3m-proto/src/receiver, crates/h3m-receiver/src/session.rs):
+//
+// - A push's bytes are used only once its PUSH_PROMISE has arrived on stream 0 (the only place its
+//   `:path` is; a stream without one is an `unpromised push`, its bytes dropped) and its stream's start
+//   has arrived: stream type and push ID (else it is a headless stream, dropped), the response HEADERS
+//   (their `:path` + digest pick the resource the copy merges into) and the DATA frame header (the body
+//   is one DATA frame: without its header no byte maps to a body offset). The sender puts the promise
+//   alone in the datagram just before the stream's, and the stream's start in its first datagram.
+// - From such a copy every datagram that arrives is written at its body offsets into the one partial file
+//   of the resource, whichever copy brought the bytes first; the resource is written when the copies
+//   together cover every byte (`have.contains(0..len)`), and its SHA-256 is checked then.
+// - Copies of one file are laid out almost but not exactly alike (push ID and stream ID varints, the
+//   `date` header's length), so the datagram boundaries of different copies fall at slightly different
+//   body offsets. The model works on the real layout, read from every datagram the sender sent.
+//
+// So under independent loss with probability p per datagram, with the layout of a file's copies known,
+// P(file complete) = P(for every body byte, some copy whose promise and start datagrams arrived also got
+// the datagram carrying that byte) (for an empty body: P(some copy's promise and start arrived)).
+// [`p_complete`] computes it exactly, walking the body's elementary intervals (between the datagram
+// boundaries of all copies) with each copy's state (unusable / usable, current datagram lost / arrived).
+
+/// One copy (push) of a file, as the sender laid it out.
+#[derive(Debug)]
+struct CopyLayout {
+    push_id: u64,
+    /// How many datagrams must all arrive for the copy to be usable: its promise and those carrying its
+    /// stream up to the end of the DATA frame header.
+    required: u32,
+    /// The body ranges of its datagrams, in order and covering the body: `(start, end, required)`.
+    body: Vec<(u64, u64, bool)>,
+}
+
+/// What the sender sent, parsed from every datagram of the session.
+#[derive(Debug, Default)]
+struct Layout {
+    /// Per file (relative path): its copies.
+    files: BTreeMap<String, Vec<CopyLayout>>,
+    /// Push stream ID to push ID.
+    stream_push: HashMap<u64, u64>,
+    /// Push ID to file.
+    push_file: HashMap<u64, String>,
+}
+
+/// A socket in the sender's namespace that receives the sender's datagrams through multicast loopback,
+/// where no rule drops anything: the layout the model is built from. Its buffer (forced as root) holds a
+/// whole run even if its thread were slow.
+struct Tap {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<Vec<u8>>>,
+}
+
+impl Tap {
+    fn start(ns: &NetNs, group: &str, port: u16) -> Tap {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let group = std::net::SocketAddr::new(group.parse().expect("group"), port);
+        let (socket, warnings) = ns
+            .run(|| {
+                let mut cfg = h3m_net::MulticastConfig::new(group)
+                    .with_source(VethLink::A_V4.into())
+                    .with_interface(VethLink::A_IF.parse().expect("interface"));
+                cfg.recv_buffer = Some(64 << 20);
+                h3m_net::open_receiver(&cfg)
+            })
+            .expect("open the reference socket in the sender's namespace");
+        for w in warnings {
+            eprintln!("note: reference socket: {w}");
+        }
+        socket.set_nonblocking(false).expect("blocking");
+        socket.set_read_timeout(Some(Duration::from_millis(100))).expect("read timeout");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let mut buf = vec![0u8; 65_536];
+            loop {
+                match socket.recv(&mut buf) {
+                    Ok(n) => all.push(buf[..n].to_vec()),
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                        if stopped.load(Ordering::Relaxed) {
+                            return all;
+                        }
+                    }
+                    Err(e) => panic!("reference socket: {e}"),
+                }
+            }
+        });
+        Tap { stop, thread }
+    }
+
+    /// Everything received, once the sender has exited (loopback delivery is synchronous with the send).
+    fn finish(self) -> Vec<Vec<u8>> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("reference thread")
+    }
+}
+
+/// Parses the datagrams of session `sid` into each file's copies; checks they are all there (packet
+/// numbers 0 to `count` − 1) and that each file of `expected` was sent `copies` times.
+fn parse_layout(
+    datagrams: &[Vec<u8>],
+    sid: &str,
+    count: u64,
+    expected: &BTreeMap<String, (u64, String)>,
+    copies: usize,
+) -> Layout {
+    use h3m_proto::frame::{Frame, FrameReader};
+    use h3m_proto::h3::{self, FrameHeader, H3Frame};
+    use h3m_proto::{packet, protection::NullProtection, qpack, varint};
+
+    let session = h3m_proto::SessionId::from_hex(sid).expect("session ID");
+    let mut pns = std::collections::BTreeSet::new();
+    let mut largest = None;
+    // Push ID -> (path, packet number of its promise).
+    let mut promises: HashMap<u64, (String, u64)> = HashMap::new();
+    // Stream ID -> (offset, length, bytes when near the start).
+    type Segment = (u64, u64, Option<Vec<u8>>);
+    let mut streams: HashMap<u64, Vec<Segment>> = HashMap::new();
+    for d in datagrams {
+        let mut d = d.clone();
+        let opened = packet::open_packet(&mut d, &session, largest, &NullProtection).expect("a packet of the session");
+        let pn = opened.packet_number;
+        largest = largest.max(Some(pn));
+        assert!(pns.insert(pn), "packet number {pn} twice in the reference");
+        for frame in FrameReader::new(opened.payload) {
+            match frame.expect("a readable frame") {
+                Frame::Stream { stream_id: 0, data, .. } => {
+                    // Each PUSH_PROMISE rides whole in a STREAM frame of its own.
+                    let Ok(Some((H3Frame::PushPromise { push_id, field_section }, used))) = h3::decode_frame(data)
+                    else {
+                        panic!("stream 0 data in packet {pn} is not one whole PUSH_PROMISE");
+                    };
+                    assert_eq!(used, data.len(), "more than one frame in packet {pn}");
+                    let request =
+                        qpack::decode_field_section(field_section, &qpack::DecodeLimits::default()).expect("request");
+                    let path = request
+                        .iter()
+                        .find(|f| f.name == b":path")
+                        .map(|f| String::from_utf8_lossy(&f.value).into_owned())
+                        .expect(":path");
+                    if path != "goaway" {
+                        promises.insert(push_id, (path, pn));
+                    }
+                }
+                Frame::Stream { stream_id, offset, data, .. } if stream_id % 4 == 3 => {
+                    let bytes = (offset < 4096).then(|| data.to_vec());
+                    streams.entry(stream_id).or_default().push((offset, data.len() as u64, bytes));
+                }
+                Frame::Padding { .. } | Frame::Ping => {}
+                other => panic!("unexpected frame in packet {pn}: {other:?}"),
+            }
+        }
+    }
+    assert!(
+        pns.len() as u64 == count && pns.last().is_none_or(|&l| l + 1 == count),
+        "the reference holds {} of the {count} datagrams sent: the model needs all",
+        pns.len()
+    );
+
+    let mut layout = Layout::default();
+    for (stream_id, mut segments) in streams {
+        segments.sort_by_key(|s| s.0);
+        let mut prefix = Vec::new();
+        let mut end = 0;
+        for (offset, len, bytes) in &segments {
+            assert_eq!(*offset, end, "stream {stream_id} is not contiguous in the reference");
+            end += len;
+            if let Some(b) = bytes.as_ref().filter(|_| *offset == prefix.len() as u64) {
+                prefix.extend_from_slice(b);
+            }
+        }
+        // Stream type, push ID, HEADERS, then one DATA frame to the end of the stream.
+        let (ty, n) = varint::decode(&prefix).expect("stream type");
+        assert_eq!(ty, h3::PUSH_STREAM_TYPE, "stream {stream_id} is not a push stream");
+        let (push_id, m) = varint::decode(&prefix[n..]).expect("push ID");
+        let mut at = n + m;
+        let headers = FrameHeader::parse(&prefix[at..]).expect("HEADERS frame header");
+        assert_eq!(headers.frame_type, h3::HEADERS, "stream {stream_id}: HEADERS first");
+        at += headers.total_len() as usize;
+        let data = FrameHeader::parse(prefix.get(at..).unwrap_or_default()).expect("DATA frame header");
+        assert_eq!(data.frame_type, h3::DATA, "stream {stream_id}: one DATA frame after HEADERS");
+        let body_start = (at + data.header_len) as u64;
+        assert_eq!(end, body_start + data.length, "stream {stream_id}: the body is not one DATA frame to the end");
+        let (path, _) = promises.remove(&push_id).expect("every push has a promise");
+        let file = path.strip_prefix('/').expect("absolute :path").to_owned();
+        let size = expected.get(&file).unwrap_or_else(|| panic!("{path} was not in the tree")).0;
+        assert_eq!(size, data.length, "{file}: body length");
+        let mut required = 1; // the promise
+        let mut body = Vec::new();
+        for &(offset, len, _) in &segments {
+            let head = offset < body_start;
+            required += u32::from(head);
+            if offset + len > body_start {
+                body.push((offset.max(body_start) - body_start, offset + len - body_start, head));
+            }
+        }
+        layout.stream_push.insert(stream_id, push_id);
+        layout.push_file.insert(push_id, file.clone());
+        layout.files.entry(file).or_default().push(CopyLayout { push_id, required, body });
+    }
+    assert!(promises.is_empty(), "promises without a stream: {promises:?}");
+    for file in expected.keys() {
+        let n = layout.files.get(file).map_or(0, Vec::len);
+        assert_eq!(n, copies, "{file} was sent {n} times");
+    }
+    layout
+}
+
+/// P(a file of `len` body bytes completes) from its copies' layout, each datagram lost independently
+/// with probability `p` (see the comment above [`CopyLayout`]).
+///
+/// The body is cut at every datagram boundary of every copy; on each piece each copy is in one of three
+/// states: 0 unusable (a required datagram lost), 1 usable but the datagram carrying this piece lost,
+/// 2 usable and that datagram arrived. A copy's state is drawn afresh where its datagram changes (a
+/// required datagram arrived if the copy is usable at all); a piece is covered iff some copy is in
+/// state 2, and the probability of the states that cover every piece is the answer.
+fn p_complete(len: u64, copies: &[CopyLayout], p: f64) -> f64 {
+    let usable: Vec<f64> = copies.iter().map(|c| (1.0 - p).powi(c.required as i32)).collect();
+    if len == 0 {
+        return 1.0 - usable.iter().map(|u| 1.0 - u).product::<f64>();
+    }
+    let digit = |s: usize, c: usize| s / 3usize.pow(c as u32) % 3;
+    let states = 3usize.pow(copies.len() as u32);
+    let mut mass: Vec<f64> = (0..states)
+        .map(|s| {
+            (0..copies.len())
+                .map(|c| match digit(s, c) {
+                    0 => 1.0 - usable[c],
+                    1 => usable[c],
+                    _ => 0.0,
+                })
+                .product()
+        })
+        .collect();
+    let mut cuts: Vec<u64> = copies.iter().flat_map(|c| c.body.iter().map(|d| d.0)).chain([len]).collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut current = vec![usize::MAX; copies.len()];
+    for piece in cuts.windows(2) {
+        for (c, copy) in copies.iter().enumerate() {
+            let i = copy.body.partition_point(|d| d.1 <= piece[0]);
+            assert!(copy.body.get(i).is_some_and(|d| d.0 <= piece[0] && piece[1] <= d.1), "copy does not cover");
+            if current[c] == i {
+                continue;
+            }
+            current[c] = i;
+            let arrived = if copy.body[i].2 { 1.0 } else { 1.0 - p };
+            let unit = 3usize.pow(c as u32);
+            let mut next = vec![0.0; states];
+            for (s, m) in mass.iter().enumerate() {
+                match digit(s, c) {
+                    0 => next[s] += m,
+                    d => {
+                        let base = s - d * unit;
+                        next[base + 2 * unit] += m * arrived;
+                        next[base + unit] += m * (1.0 - arrived);
+                    }
+                }
+            }
+            mass = next;
+        }
+        for (s, m) in mass.iter_mut().enumerate() {
+            if !(0..copies.len()).any(|c| digit(s, c) == 2) {
+                *m = 0.0;
+            }
+        }
+    }
+    mass.iter().sum()
+}
+
+/// [`p_complete`] against the closed form for identically laid-out copies, and against enumerating every
+/// loss pattern for misaligned ones. (No network: runs everywhere.)
+#[test]
+fn loss_model_is_exact_on_small_layouts() {
+    // n body datagrams per copy, the first also carrying the stream's start (required), plus the promise:
+    // a copy is usable with u = (1 − p)², and then datagrams 2..n of the usable copies must cover each
+    // slot, so P = Σ_m C(3, m) u^m (1 − u)^(3 − m) (1 − p^m)^(n − 1).
+    let aligned = |n: u64| -> Vec<CopyLayout> {
+        (0..3)
+            .map(|k| CopyLayout {
+                push_id: k,
+                required: 2,
+                body: (0..n).map(|i| (i * 1000, (i + 1) * 1000, i == 0)).collect(),
+            })
+            .collect()
+    };
+    for (n, p) in [(1, 0.05), (7, 0.01), (40, 0.02), (170, 0.05)] {
+        let u = (1.0f64 - p) * (1.0 - p);
+        let binom = [1.0, 3.0, 3.0, 1.0];
+        let want: f64 = (1..=3)
+            .map(|m| {
+                binom[m] * u.powi(m as i32) * (1.0 - u).powi(3 - m as i32) * (1.0 - p.powi(m as i32)).powi(n as i32 - 1)
+            })
+            .sum();
+        let got = p_complete(n * 1000, &aligned(n), p);
+        assert!((got - want).abs() < 1e-12, "n={n} p={p}: {got} != {want}");
+    }
+    // Two copies of 3 datagrams, the second shifted by 10 bytes, and a third copy of 2: enumerate all
+    // 2^11 loss patterns (promise + 3, promise + 3, promise + 2 datagrams).
+    let copies = vec![
+        CopyLayout { push_id: 0, required: 2, body: vec![(0, 100, true), (100, 200, false), (200, 250, false)] },
+        CopyLayout { push_id: 1, required: 2, body: vec![(0, 90, true), (90, 190, false), (190, 250, false)] },
+        CopyLayout { push_id: 2, required: 2, body: vec![(0, 150, true), (150, 250, false)] },
+    ];
+    let p = 0.3;
+    let mut want = 0.0;
+    for pattern in 0u32..1 << 11 {
+        let mut bit = 0;
+        let mut prob = 1.0;
+        // Per copy: usable, and which body datagrams arrived.
+        let mut arrived: Vec<(bool, Vec<bool>)> = Vec::new();
+        for c in &copies {
+            let mut take = || {
+                let ok = pattern >> bit & 1 == 1;
+                bit += 1;
+                prob *= if ok { 1.0 - p } else { p };
+                ok
+            };
+            let promise = take();
+            let body: Vec<bool> = c.body.iter().map(|_| take()).collect();
+            arrived.push((promise && body[0], body));
+        }
+        let covered = (0..250).all(|x| {
+            copies
+                .iter()
+                .zip(&arrived)
+                .any(|(c, (usable, body))| *usable && c.body.iter().zip(body).any(|(d, ok)| *ok && d.0 <= x && x < d.1))
+        });
+        if covered {
+            want += prob;
+        }
+    }
+    let got = p_complete(250, &copies, p);
+    assert!((got - want).abs() < 1e-12, "misaligned: {got} != {want}");
+}
+
+/// "sent N resources, B body bytes in D datagrams (...)": D.
+fn sent_datagrams(stdout: &str) -> u64 {
+    let words: Vec<&str> = stdout.split_whitespace().collect();
+    words
+        .windows(3)
+        .find_map(|w| (w[0] == "in" && w[2] == "datagrams").then(|| w[1].parse().ok()).flatten())
+        .unwrap_or_else(|| panic!("no datagram count in h3m-send's output: {stdout}"))
+}
+
+#[test]
+fn repeat_3_under_loss_matches_independent_loss() {
+    const TEST: &str = "repeat_3_under_loss_matches_independent_loss";
+    if skip_unless_root(TEST) || skip_without_tools(TEST, true) {
+        return;
+    }
+    let _serial = serial_and_built();
+    let t0 = Instant::now();
+    let seed = random_u64();
+    let mut rng = Rng(seed);
+    let tmp = logs_dir();
+    // 160 files, 4.7 MB: empty, single-datagram, and 1-190 KiB (up to ~170 datagrams), so that at 5% a
+    // few files are expected to stay incomplete even with three copies.
+    let src = tmp.path().join("src");
+    for i in 0..160u64 {
+        let len = match i {
+            0..4 => 0,
+            4..10 => rng.range(1, 200),
+            10..40 => rng.range(200, 1000),
+            40..100 => rng.range(1000, 16_000),
+            100..140 => rng.range(16_000, 64_000),
+            _ => rng.range(64_000, 192_000),
+        };
+        write_file(&src, &format!("tree/d{}/f{i:03}.bin", i % 7), &rng.bytes(len as usize));
+    }
+    let expected = tree_digests(&src);
+    let link = VethLink::new().expect("veth link");
+    gso_off(&link.a, VethLink::A_IF);
+    let port = random_port();
+    let r = random_u64();
+    let group = format!("232.{}.{}.{}", 1 + r % 250, (r >> 8) % 256, 1 + (r >> 16) % 250);
+    let source = VethLink::A_V4.to_string();
+    for (i, percent) in [1u32, 2, 5].into_iter().enumerate() {
+        let t = Instant::now();
+        let p = f64::from(percent) / 100.0;
+        let ruleset = loss_ruleset(port, percent);
+        nft_in(&link.b, &if i == 0 { ruleset } else { format!("delete table inet h3mloss\n{ruleset}") });
+        let out = tmp.path().join(format!("out-{percent}"));
+        let sid = random_session_id();
+        let tap = Tap::start(&link.a, &group, port);
+        let rx = start_receiver(
+            &RecvSpec {
+                name: &format!("h3m-recv-{percent}"),
+                side: Side { ns: Some(&link.b), interface: VethLink::B_IF },
+                group: &group,
+                port,
+                source: Some(&source),
+                session_id: &sid,
+                out: &out,
+                idle_timeout: "3",
+            },
+            tmp.path(),
+        );
+        let sent = run_sender(
+            &SendSpec {
+                side: Side { ns: Some(&link.a), interface: VethLink::A_IF },
+                group: &group,
+                port,
+                source: Some(&source),
+                session_id: &sid,
+                rate: "50M",
+                extra: vec![src.to_string_lossy().into_owned(), "--repeat".into(), "3".into()],
+            },
+            tmp.path(),
+            Duration::from_secs(60),
+        );
+        let count = sent_datagrams(&sent.stdout);
+        let layout = parse_layout(&tap.finish(), &sid, count, &expected, 3);
+        let f = rx.wait(Duration::from_secs(60));
+        let rep = Report::parse(&f);
+        let label = format!("--repeat 3 at {percent}% loss (seed {seed:#x})");
+
+        // The loss is the drop rule's alone: the receiver got Binomial(count, p) fewer datagrams than
+        // were sent (more would mean it was overrun, and the model would not apply).
+        let lost = count - rep.count("datagrams");
+        let (loss_mean, loss_sd) = (count as f64 * p, (count as f64 * p * (1.0 - p)).sqrt());
+        assert!(
+            (lost as f64 - loss_mean).abs() <= 4.0 * loss_sd + 1.0,
+            "{label}: {lost} of {count} datagrams lost, expected {loss_mean:.0} ± {loss_sd:.1}: {}",
+            show(&f)
+        );
+
+        // Every file is written byte-exact or missing, and nothing else is written.
+        let got = tree_digests(&out);
+        for (name, v) in &got {
+            assert_eq!(expected.get(name), Some(v), "{label}: {name} is not an intact copy: {}", show(&f));
+        }
+        let mut complete: Vec<(String, u64, String)> = rep.complete.clone();
+        complete.sort();
+        let written: Vec<(String, u64, String)> =
+            got.iter().map(|(k, (len, sha))| (escape_name(k), *len, sha.clone())).collect();
+        assert_eq!(complete, written, "{label}: `complete` lines should list exactly the files written: {}", show(&f));
+        let missing: Vec<&String> = expected.keys().filter(|k| !got.contains_key(*k)).collect();
+
+        // Every missing file is named: by path in an `incomplete` line (any copy's promise arrived), or,
+        // when no copy's promise arrived, every copy by its push ID (an `unpromised push` line, or an
+        // `incomplete (push N)` / `incomplete (stream S)` line for a push lost whole or headless).
+        let mut by_path = std::collections::BTreeSet::new();
+        let mut push_ids = std::collections::BTreeSet::new();
+        let mut repeated_lines = 0;
+        for line in f.stdout.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let id = |w: &str| w.trim_end_matches(')').parse::<u64>().expect("an ID");
+            match words.as_slice() {
+                ["complete", ..] => {}
+                ["incomplete", "(push", n, ..] => {
+                    push_ids.insert(id(n));
+                }
+                ["incomplete", "(stream", s, ..] => {
+                    push_ids.extend(layout.stream_push.get(&id(s)));
+                }
+                ["incomplete", name, ..] => {
+                    // One line per resource, and one more per copy of it that never got its response
+                    // headers (`no_push_stream`): a file may be named more than once.
+                    if !by_path.insert((*name).to_owned()) {
+                        repeated_lines += 1;
+                    }
+                }
+                ["unpromised", "push", n, "on", "stream", _] => {
+                    push_ids.insert(id(n));
+                }
+                _ => panic!("{label}: unexpected line {line:?}: {}", show(&f)),
+            }
+        }
+        for name in &by_path {
+            assert!(
+                missing.iter().any(|m| escape_name(m) == *name),
+                "{label}: `incomplete {name}` but it was written (or never sent): {}",
+                show(&f)
+            );
+        }
+        let only_by_push_id: Vec<&String> =
+            missing.iter().copied().filter(|m| !by_path.contains(&escape_name(m))).collect();
+        let unnamed: Vec<&String> = only_by_push_id
+            .iter()
+            .copied()
+            .filter(|m| !layout.files[*m].iter().all(|c| push_ids.contains(&c.push_id)))
+            .collect();
+        assert!(unnamed.is_empty(), "{label}: missing and named by no line: {unnamed:?}: {}", show(&f));
+        let want_code = if missing.is_empty() { 0 } else { 1 };
+        assert_eq!(f.code, Some(want_code), "{label}: exit 1 iff a file is incomplete: {}", show(&f));
+
+        // The number of complete files against the model. Files share no datagram, so their fates are
+        // independent and the count is a sum of independent Bernoulli variables (Poisson binomial) with
+        // mean E = Σ P and variance V = Σ P(1 − P). Near-normal, it is within 4 standard deviations of E
+        // with probability > 0.9999; where V is small (1% loss: nearly every file completes) the shortfall
+        // is about Poisson(V), and the +1 covers the discreteness: P(Poisson(λ) > λ + 4√λ + 1) < 1.3e-3
+        // for every λ. Copies not merged datagram by datagram, or a lost promise costing more than its own
+        // copy, would shift E by far more than that at 2% and 5%.
+        let probs: Vec<f64> =
+            expected.iter().map(|(name, (len, _))| p_complete(*len, &layout.files[name], p)).collect();
+        let mean: f64 = probs.iter().sum();
+        let var: f64 = probs.iter().map(|q| q * (1.0 - q)).sum();
+        let observed = got.len() as f64;
+        let bound = 4.0 * var.sqrt() + 1.0;
+        let detail = format!(
+            "{label}: {} files, {} complete (predicted {mean:.1} ± {:.1}, allowed ±{bound:.1}), {} incomplete \
+             named ({} by path, {} by push ID only; {repeated_lines} repeated lines), {} unnamed; {count} datagrams, {lost} lost (expected \
+             {loss_mean:.0} ± {loss_sd:.1}), packet_number_gaps={}; send {}, receive {}, total {}",
+            expected.len(),
+            got.len(),
+            var.sqrt(),
+            missing.len(),
+            by_path.len(),
+            only_by_push_id.len(),
+            unnamed.len(),
+            rep.count("packet_number_gaps"),
+            ms(sent.elapsed),
+            ms(f.elapsed),
+            ms(t.elapsed())
+        );
+        eprintln!("{detail}");
+        assert!((observed - mean).abs() <= bound, "{detail}: the complete count is off the model: {}", show(&f));
+    }
+    eprintln!("{TEST}: seed {seed:#x}, total {}", ms(t0.elapsed()));
 }
 
 // ---------------------------------------------------------------------------
@@ -411,7 +920,7 @@ fn big_file_and_many_small_files() {
     if skip_unless_root("big_file_and_many_small_files") {
         return;
     }
-    let _serial = serial();
+    let _serial = serial_and_built();
     let t0 = Instant::now();
     let seed = random_u64();
     let mut rng = Rng(seed);
@@ -509,7 +1018,7 @@ fn loopback_send_spec<'a>(side: Side<'a>, group: &'a str, port: u16, sid: &'a st
 
 #[test]
 fn watch_publishes_new_files() {
-    let _serial = serial();
+    let _serial = serial_and_built();
     let t0 = Instant::now();
     let seed = random_u64();
     let mut rng = Rng(seed);
@@ -572,7 +1081,7 @@ fn watch_publishes_new_files() {
 
 #[test]
 fn stdin_pipe_arrives_whole() {
-    let _serial = serial();
+    let _serial = serial_and_built();
     let t0 = Instant::now();
     let seed = random_u64();
     let mut rng = Rng(seed);

@@ -15,12 +15,12 @@ use h3m_net::testns::NetNs;
 
 /// The `h3m-send` binary of this build, next to `h3m-recv`.
 pub fn h3m_send() -> PathBuf {
-    workspace_bin("h3m-send", "h3m-sender")
+    workspace_bin("h3m-send", "h3m-sender", &["h3m-proto", "h3m-net", "h3m-sender"])
 }
 
 /// The `h3m-amt-relay` binary of this build, next to `h3m-recv`.
 pub fn h3m_amt_relay() -> PathBuf {
-    workspace_bin("h3m-amt-relay", "h3m-amt")
+    workspace_bin("h3m-amt-relay", "h3m-amt", &["h3m-net", "h3m-amt"])
 }
 
 /// Binary `name` of workspace package `package`, from the target directory of
@@ -31,7 +31,9 @@ pub fn h3m_amt_relay() -> PathBuf {
 /// (`cargo test -p h3m-receiver` after an edit to the sender does not rebuild
 /// `h3m-send`), and these tests must never run against an old sender.
 /// When it is up to date the build is a no-op that takes a fraction of a second.
-pub fn workspace_bin(name: &str, package: &str) -> PathBuf {
+/// `sources` are the workspace crates the binary is built from: none of their
+/// sources may be newer than it.
+pub fn workspace_bin(name: &str, package: &str, sources: &[&str]) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let recv = Path::new(env!("CARGO_BIN_EXE_h3m-recv"));
     let bin = recv.with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
@@ -49,7 +51,7 @@ pub fn workspace_bin(name: &str, package: &str) -> PathBuf {
         built.push(name.to_owned());
     }
     assert!(bin.exists(), "{} is missing after building it", bin.display());
-    if let Some(newer) = newest_source_after(&bin) {
+    if let Some(newer) = newest_source_after(&bin, sources) {
         panic!("{} is older than {}: a stale binary would be tested", bin.display(), newer.display());
     }
     bin
@@ -57,7 +59,7 @@ pub fn workspace_bin(name: &str, package: &str) -> PathBuf {
 
 /// A source file of the workspace's crates modified after `bin` was built,
 /// if any (the check that [`workspace_bin`] never hands out a stale binary).
-fn newest_source_after(bin: &Path) -> Option<PathBuf> {
+fn newest_source_after(bin: &Path, sources: &[&str]) -> Option<PathBuf> {
     fn walk(dir: &Path, built: std::time::SystemTime) -> Option<PathBuf> {
         for entry in fs::read_dir(dir).ok()?.flatten() {
             let path = entry.path();
@@ -74,7 +76,7 @@ fn newest_source_after(bin: &Path) -> Option<PathBuf> {
     }
     let built = fs::metadata(bin).ok()?.modified().ok()?;
     let crates = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
-    ["h3m-proto", "h3m-net", "h3m-sender", "h3m-amt"].iter().find_map(|c| walk(&crates.join(c).join("src"), built))
+    sources.iter().find_map(|c| walk(&crates.join(c).join("src"), built))
 }
 
 // ---------------------------------------------------------------------------
@@ -83,9 +85,14 @@ fn newest_source_after(bin: &Path) -> Option<PathBuf> {
 
 pub static SERIAL: Mutex<()> = Mutex::new(());
 
-/// One test at a time (a panicking test must not block the others).
+/// One test at a time (a panicking test must not block the others), with
+/// `h3m-send` built first: building it takes seconds even when it is up to
+/// date, and a receiver started before that could reach its idle timeout
+/// before the sender runs.
 pub fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    h3m_send();
+    guard
 }
 
 pub fn recv_bin() -> PathBuf {
@@ -355,7 +362,7 @@ pub fn write_file(root: &Path, rel: &str, data: &[u8]) {
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, data).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, data))
 }
 
 /// Every entry under `root` (hidden ones too): relative `/` path -> (length, SHA-256). Anything that is not
