@@ -198,7 +198,6 @@ impl ErrorRecord {
     }
 }
 
-
 /// The counters of a whole run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SummaryRecord {
