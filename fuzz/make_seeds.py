@@ -177,6 +177,50 @@ def capture():
             break
         pos += 16 + incl
     write("capture", "s17-first-records.pcap", raw[:pos])
+    for name in ["s01-hello-v4", "s08-dir3-v6"]:
+        write("capture", f"{name}.pcapng", pcap_to_pcapng((VECTORS / f"{name}.pcap").read_bytes()))
+
+
+def pcap_records(raw):
+    """(seconds, microseconds, captured bytes, original length) of each record of a classic pcap."""
+    endian = "<" if raw[:4] == b"\xd4\xc3\xb2\xa1" else ">"
+    pos = 24
+    while pos + 16 <= len(raw):
+        sec, usec, incl, orig = struct.unpack_from(endian + "IIII", raw, pos)
+        yield sec, usec, raw[pos + 16 : pos + 16 + incl], orig
+        pos += 16 + incl
+
+
+def pcapng_block(block_type, body):
+    body += b"\0" * (-len(body) % 4)
+    return struct.pack("<II", block_type, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+
+
+def pcap_to_pcapng(raw):
+    """A classic microsecond pcap as pcapng, as `editcap -F pcapng` writes it:
+    one little-endian section, one interface (default microsecond units), an
+    Enhanced Packet Block per record."""
+    endian = "<" if raw[:4] == b"\xd4\xc3\xb2\xa1" else ">"
+    (linktype,) = struct.unpack_from(endian + "I", raw, 20)
+    out = pcapng_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    out += pcapng_block(1, struct.pack("<HHI", linktype & 0xFFFF, 0, 0))
+    for sec, usec, data, orig in pcap_records(raw):
+        ts = sec * 1_000_000 + usec
+        out += pcapng_block(6, struct.pack("<IIIII", 0, ts >> 32, ts & 0xFFFFFFFF, len(data), orig) + data)
+    return out
+
+
+def ip():
+    # Whole IP packets (the Ethernet header of the vectors taken off): the
+    # first IPv4 and IPv6 datagrams, and IPv6 fragments back to back.
+    for name in ["s01-hello-v4", "s08-dir3-v6"]:
+        _, _, frame, _ = next(pcap_records((VECTORS / f"{name}.pcap").read_bytes()))
+        write("ip", f"{name}-first-packet", frame[14:])
+    # The fragment sequence format of the target: [id] [offset / 8] [more] [len] [bytes].
+    seq = bytearray()
+    for offset, more, piece in [(0, 1, bytes(range(16))), (2, 1, bytes(16)), (4, 0, b"tail")]:
+        seq += bytes([7, offset, more, len(piece)]) + piece
+    write("ip", "fragments", seq)
 
 
 def main():
@@ -190,6 +234,7 @@ def main():
     qpack_decode()
     altsvc_parse()
     capture()
+    ip()
     total = sum(p.stat().st_size for p in SEEDS.rglob("*") if p.is_file())
     print(f"{sum(1 for p in SEEDS.rglob('*') if p.is_file())} seed files, {total} bytes")
 

@@ -3,7 +3,9 @@
 //! A relay forwards each native multicast packet whole: IPv4 or IPv6 header,
 //! UDP header, payload. [`parse_udp`] validates it and borrows the payload
 //! without copying or allocating (it runs once per data packet);
-//! [`build_udp`] synthesises one (a relay, or a test injecting data).
+//! [`build_udp`] synthesises one (a relay, or a test injecting data). Both are
+//! the IP layer's ([`h3m_net::ip`]: [`UdpPacket::parse`], [`build_udp`]) with
+//! the rules of Multicast Data on top.
 //!
 //! ```text
 //! IPv4:  | 0x4 IHL | TOS | Total Length | ID | flags+offset | TTL | 17 | Hdr Cksum | Src (4) | Dst (4) | options |
@@ -11,31 +13,28 @@
 //! UDP:   | Source Port | Destination Port | Length (8 + payload) | Checksum | payload ... |
 //! ```
 //!
-//! The UDP checksum covers a pseudo-header: IPv4 source, destination, zero,
-//! protocol 17 and the UDP length; IPv6 source, destination, the UDP length as
-//! 32 bits, three zero octets and next header 17. A zero UDP checksum means
-//! "none" in IPv4 and is invalid in IPv6; a computed 0 is sent as 0xffff.
-//!
 //! Rules applied by [`parse_udp`]:
 //!
 //! - IPv4: any IHL from 5, header checksum verified, Total Length between the
 //!   header length and the buffer length (octets beyond it are ignored).
-//! - IPv6: Hop-by-Hop, Routing and Destination Options headers are skipped (at
-//!   most [`MAX_EXTENSION_HEADERS`]); octets beyond the Payload Length are
-//!   ignored; a jumbogram (Payload Length 0) is not supported.
+//! - IPv6: extension headers (Hop-by-Hop, Routing, Destination Options, AH,
+//!   ...) are skipped (at most [`MAX_EXTENSION_HEADERS`]); octets beyond the
+//!   Payload Length are ignored; a jumbogram (Payload Length 0) is not
+//!   supported.
 //! - Fragments (IPv4 MF or a non-zero offset, an IPv6 Fragment header) are
 //!   refused: the gateway does not reassemble.
 //! - The destination must be a multicast address; the UDP length must fit the
-//!   IP payload; octets after the UDP length are ignored.
+//!   IP payload; octets after the UDP length are ignored; the UDP checksum is
+//!   verified (a zero checksum means "none" in IPv4 and is invalid in IPv6).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
-use crate::checksum::{self, Checksum};
+use h3m_net::ip::UdpPacket;
 
-/// IPv6 extension headers skipped before giving up.
-pub const MAX_EXTENSION_HEADERS: usize = 8;
-
-const UDP: u8 = 17;
+/// Why an inner packet is not an acceptable multicast UDP datagram: the IP
+/// layer's error ([`h3m_net::ip::IpError`]).
+pub use h3m_net::ip::IpError as InnerError;
+pub use h3m_net::ip::{MAX_EXTENSION_HEADERS, build_udp};
 
 /// A multicast UDP datagram decapsulated from Multicast Data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,287 +49,25 @@ pub struct InnerDatagram<'a> {
     pub payload: &'a [u8],
 }
 
-/// Why an inner packet is not an acceptable multicast UDP datagram.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InnerError {
-    /// No octets at all.
-    #[error("empty inner packet")]
-    Empty,
-    /// The IP version nibble is neither 4 nor 6.
-    #[error("inner IP version {0} (4 or 6 expected)")]
-    UnknownVersion(u8),
-    /// A header runs past the end of the data.
-    #[error("truncated {what}: {have} octets, {need} needed")]
-    Truncated {
-        /// What was being read.
-        what: &'static str,
-        /// Octets needed.
-        need: usize,
-        /// Octets available.
-        have: usize,
-    },
-    /// IPv4 Internet Header Length below 5 words.
-    #[error("IPv4 header length of {0} words (at least 5 expected)")]
-    BadHeaderLength(u8),
-    /// IPv4 Total Length (or 40 + IPv6 Payload Length) is shorter than the
-    /// header or longer than the buffer, or an IPv6 jumbogram.
-    #[error("IP length field gives {total} octets but the packet has {len}")]
-    BadLength {
-        /// Length according to the IP header.
-        total: usize,
-        /// Octets in the buffer.
-        len: usize,
-    },
-    /// The IPv4 header checksum does not verify.
-    #[error("bad inner IPv4 header checksum")]
-    HeaderChecksum,
-    /// The packet is a fragment (not reassembled here).
-    #[error("inner packet is a fragment")]
-    Fragment,
-    /// The upper-layer protocol is not UDP.
-    #[error("inner packet carries protocol {0}, not UDP")]
-    NotUdp(u8),
-    /// The destination is not a multicast address.
-    #[error("inner destination {0} is not multicast")]
-    NotMulticast(IpAddr),
-    /// Too many IPv6 extension headers before UDP.
-    #[error("more than {MAX_EXTENSION_HEADERS} IPv6 extension headers")]
-    TooManyExtensionHeaders,
-    /// The UDP length is below 8 or beyond the IP payload.
-    #[error("UDP length {udp} does not fit the {available} octets of IP payload")]
-    BadUdpLength {
-        /// The UDP header's length field.
-        udp: usize,
-        /// Octets of IP payload.
-        available: usize,
-    },
-    /// The UDP checksum does not verify.
-    #[error("bad inner UDP checksum")]
-    UdpChecksum,
-    /// An IPv6 UDP datagram with a zero checksum.
-    #[error("zero UDP checksum in an IPv6 datagram")]
-    ZeroUdpChecksum,
-    /// Source and destination of different families ([`build_udp`]).
-    #[error("source {from} and destination {to} are of different families")]
-    FamilyMismatch {
-        /// The source given.
-        from: SocketAddr,
-        /// The destination given.
-        to: SocketAddr,
-    },
-    /// The payload does not fit one IP datagram ([`build_udp`]).
-    #[error("UDP payload of {0} octets does not fit one IP datagram")]
-    PayloadTooLarge(usize),
-}
-
-fn truncated(what: &'static str, need: usize, have: usize) -> InnerError {
-    InnerError::Truncated { what, need, have }
-}
-
 /// Parses and validates the IPv4 or IPv6 multicast UDP datagram of a
 /// Multicast Data message; the payload is borrowed from `packet`.
 ///
-/// See the module documentation for the rules. The UDP checksum is verified
-/// when non-zero (IPv4) and always (IPv6).
+/// See the module documentation for the rules.
 pub fn parse_udp(packet: &[u8]) -> Result<InnerDatagram<'_>, InnerError> {
-    let &first = packet.first().ok_or(InnerError::Empty)?;
-    match first >> 4 {
-        4 => parse_v4(packet),
-        6 => parse_v6(packet),
-        v => Err(InnerError::UnknownVersion(v)),
+    let p = UdpPacket::parse(packet)?;
+    let group = p.destination.ip();
+    if !group.is_multicast() {
+        return Err(InnerError::NotMulticast(group));
     }
-}
-
-fn parse_v4(packet: &[u8]) -> Result<InnerDatagram<'_>, InnerError> {
-    let len = packet.len();
-    let h: &[u8; 20] = packet.first_chunk().ok_or(truncated("IPv4 header", 20, len))?;
-    let ihl = h[0] & 0x0f;
-    if ihl < 5 {
-        return Err(InnerError::BadHeaderLength(ihl));
-    }
-    let hlen = usize::from(ihl) * 4;
-    let header = packet.get(..hlen).ok_or(truncated("IPv4 header with options", hlen, len))?;
-    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-    if total < hlen || total > len {
-        return Err(InnerError::BadLength { total, len });
-    }
-    if !checksum::verify(&[header]) {
-        return Err(InnerError::HeaderChecksum);
-    }
-    if u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0 {
-        return Err(InnerError::Fragment);
-    }
-    if h[9] != UDP {
-        return Err(InnerError::NotUdp(h[9]));
-    }
-    let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
-    let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
-    if !dst.is_multicast() {
-        return Err(InnerError::NotMulticast(IpAddr::V4(dst)));
-    }
-    let segment = packet.get(hlen..total).unwrap_or_default();
-    let (sport, dport, payload) = parse_udp_header(segment, &h[12..20], false)?;
-    Ok(InnerDatagram {
-        source: SocketAddr::new(IpAddr::V4(src), sport),
-        destination: SocketAddr::new(IpAddr::V4(dst), dport),
-        ttl: h[8],
-        payload,
-    })
-}
-
-fn parse_v6(packet: &[u8]) -> Result<InnerDatagram<'_>, InnerError> {
-    let len = packet.len();
-    let h: &[u8; 40] = packet.first_chunk().ok_or(truncated("IPv6 header", 40, len))?;
-    let plen = usize::from(u16::from_be_bytes([h[4], h[5]]));
-    let total = 40 + plen;
-    if plen == 0 || total > len {
-        return Err(InnerError::BadLength { total, len });
-    }
-    let mut next = h[6];
-    let mut rest = packet.get(40..total).unwrap_or_default();
-    let mut headers = 0;
-    while next != UDP {
-        match next {
-            0 | 43 | 60 => {
-                headers += 1;
-                if headers > MAX_EXTENSION_HEADERS {
-                    return Err(InnerError::TooManyExtensionHeaders);
-                }
-                let have = rest.len();
-                let &[nh, l] = rest.first_chunk().ok_or(truncated("IPv6 extension header", 2, have))?;
-                let n = (usize::from(l) + 1) * 8;
-                rest = rest.get(n..).ok_or(truncated("IPv6 extension header", n, have))?;
-                next = nh;
-            }
-            44 => return Err(InnerError::Fragment),
-            other => return Err(InnerError::NotUdp(other)),
-        }
-    }
-    let mut d = [0u8; 16];
-    d.copy_from_slice(&h[24..40]);
-    let dst = Ipv6Addr::from(d);
-    if !dst.is_multicast() {
-        return Err(InnerError::NotMulticast(IpAddr::V6(dst)));
-    }
-    let mut s = [0u8; 16];
-    s.copy_from_slice(&h[8..24]);
-    let (sport, dport, payload) = parse_udp_header(rest, &h[8..40], true)?;
-    Ok(InnerDatagram {
-        source: SocketAddr::new(IpAddr::V6(Ipv6Addr::from(s)), sport),
-        destination: SocketAddr::new(IpAddr::V6(dst), dport),
-        ttl: h[7],
-        payload,
-    })
-}
-
-/// Validates the UDP header of `segment`; `addrs` is source || destination
-/// as they appear in the IP header (for the pseudo-header).
-fn parse_udp_header<'a>(segment: &'a [u8], addrs: &[u8], v6: bool) -> Result<(u16, u16, &'a [u8]), InnerError> {
-    let available = segment.len();
-    let u: &[u8; 8] = segment.first_chunk().ok_or(truncated("UDP header", 8, available))?;
-    let ulen = u16::from_be_bytes([u[4], u[5]]);
-    let udp = usize::from(ulen);
-    if udp < 8 || udp > available {
-        return Err(InnerError::BadUdpLength { udp, available });
-    }
-    let datagram = segment.get(..udp).unwrap_or_default();
-    let sum = u16::from_be_bytes([u[6], u[7]]);
-    if sum == 0 {
-        if v6 {
-            return Err(InnerError::ZeroUdpChecksum);
-        }
-    } else {
-        let mut c = Checksum::new();
-        c.add(addrs);
-        let [l0, l1] = ulen.to_be_bytes();
-        if v6 {
-            c.add(&[0, 0, l0, l1, 0, 0, 0, UDP]);
-        } else {
-            c.add(&[0, UDP, l0, l1]);
-        }
-        c.add(datagram);
-        if c.finish() != 0 {
-            return Err(InnerError::UdpChecksum);
-        }
-    }
-    Ok((u16::from_be_bytes([u[0], u[1]]), u16::from_be_bytes([u[2], u[3]]), datagram.get(8..).unwrap_or_default()))
-}
-
-/// Appends an IPv4 (IHL 5, ID 0, DF clear) or IPv6 (no extension headers)
-/// UDP datagram from `source` to `destination` with hop limit `ttl`, with
-/// valid header and UDP checksums.
-///
-/// The destination need not be multicast here (but [`parse_udp`] only accepts
-/// multicast). Errors when the families differ or the payload does not fit the
-/// 16-bit length fields; `out` is unchanged then.
-pub fn build_udp(
-    source: SocketAddr,
-    destination: SocketAddr,
-    ttl: u8,
-    payload: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<(), InnerError> {
-    let udp_len = 8 + payload.len();
-    match (source.ip(), destination.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let total = u16::try_from(20 + udp_len).map_err(|_| InnerError::PayloadTooLarge(payload.len()))?;
-            out.reserve(usize::from(total));
-            let at = out.len();
-            out.extend_from_slice(&[0x45, 0]);
-            out.extend_from_slice(&total.to_be_bytes());
-            out.extend_from_slice(&[0, 0, 0, 0, ttl, UDP, 0, 0]);
-            out.extend_from_slice(&s.octets());
-            out.extend_from_slice(&d.octets());
-            let hsum = checksum::internet_checksum(&[out.get(at..).unwrap_or_default()]);
-            if let Some(f) = out.get_mut(at + 10..at + 12) {
-                f.copy_from_slice(&hsum.to_be_bytes());
-            }
-            let mut pseudo = [0u8; 12];
-            pseudo[..4].copy_from_slice(&s.octets());
-            pseudo[4..8].copy_from_slice(&d.octets());
-            pseudo[9] = UDP;
-            pseudo[10..].copy_from_slice(&(udp_len as u16).to_be_bytes());
-            push_udp(out, &pseudo, source.port(), destination.port(), payload);
-            Ok(())
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            let plen = u16::try_from(udp_len).map_err(|_| InnerError::PayloadTooLarge(payload.len()))?;
-            out.reserve(40 + udp_len);
-            out.extend_from_slice(&[0x60, 0, 0, 0]);
-            out.extend_from_slice(&plen.to_be_bytes());
-            out.extend_from_slice(&[UDP, ttl]);
-            out.extend_from_slice(&s.octets());
-            out.extend_from_slice(&d.octets());
-            let mut pseudo = [0u8; 40];
-            pseudo[..16].copy_from_slice(&s.octets());
-            pseudo[16..32].copy_from_slice(&d.octets());
-            pseudo[32..36].copy_from_slice(&(udp_len as u32).to_be_bytes());
-            pseudo[39] = UDP;
-            push_udp(out, &pseudo, source.port(), destination.port(), payload);
-            Ok(())
-        }
-        _ => Err(InnerError::FamilyMismatch { from: source, to: destination }),
-    }
-}
-
-fn push_udp(out: &mut Vec<u8>, pseudo: &[u8], sport: u16, dport: u16, payload: &[u8]) {
-    let len = (8 + payload.len()) as u16;
-    let mut h = [0u8; 8];
-    h[..2].copy_from_slice(&sport.to_be_bytes());
-    h[2..4].copy_from_slice(&dport.to_be_bytes());
-    h[4..6].copy_from_slice(&len.to_be_bytes());
-    let sum = match checksum::internet_checksum(&[pseudo, &h, payload]) {
-        0 => 0xffff,
-        s => s,
-    };
-    h[6..].copy_from_slice(&sum.to_be_bytes());
-    out.extend_from_slice(&h);
-    out.extend_from_slice(payload);
+    p.verify_checksum()?;
+    Ok(InnerDatagram { source: p.source, destination: p.destination, ttl: p.fields.ttl, payload: p.payload() })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checksum;
+    use h3m_net::ip::proto::UDP;
     use proptest::prelude::*;
 
     fn sa(s: &str) -> SocketAddr {

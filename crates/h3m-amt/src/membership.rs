@@ -53,7 +53,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use crate::checksum::{self, internet_checksum};
+use h3m_net::ip::checksum::Checksum;
+use h3m_net::ip::{self, IpError, IpFields, IpPacket, proto};
+
+pub use h3m_net::ip::MAX_EXTENSION_HEADERS;
 
 /// 224.0.0.1, all systems: destination of IGMP general queries.
 pub const ALL_SYSTEMS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 1);
@@ -73,13 +76,6 @@ pub const MLD_QUERY: u8 = 130;
 pub const MLDV2_REPORT: u8 = 143;
 /// The IGMP/MLD default Query Interval, used when a query's QQIC is 0.
 pub const DEFAULT_QQI: Duration = Duration::from_secs(125);
-/// IPv6 extension headers skipped before giving up.
-pub const MAX_EXTENSION_HEADERS: usize = 8;
-
-const IPV4_RA: [u8; 4] = [0x94, 0x04, 0x00, 0x00];
-/// Hop-by-Hop header after the next-header octet: length 0, Router Alert
-/// (type 5, length 2, value 0 = MLD), PadN (type 1, length 0).
-const HBH_RA_MLD: [u8; 7] = [0, 5, 2, 0, 0, 1, 0];
 const IPV4_REPORT_OVERHEAD: usize = 24 + 8;
 const IPV6_REPORT_OVERHEAD: usize = 40 + 8 + 8;
 
@@ -256,6 +252,26 @@ pub enum MembershipError {
         /// The smallest report that would carry the record.
         need: usize,
     },
+    /// Another complaint of the IP layer (not raised by the checks above).
+    #[error("{0}")]
+    Ip(IpError),
+}
+
+impl From<IpError> for MembershipError {
+    fn from(e: IpError) -> Self {
+        match e {
+            IpError::Empty => MembershipError::Empty,
+            IpError::UnknownVersion(v) => MembershipError::UnknownIpVersion(v),
+            IpError::Truncated { what, need, have } => MembershipError::Truncated { what, need, have },
+            IpError::BadHeaderLength(words) => MembershipError::BadHeaderLength(words),
+            IpError::BadLength { total, len } => MembershipError::BadLength { total, len },
+            IpError::HeaderChecksum => MembershipError::IpChecksum,
+            IpError::BadOption => MembershipError::BadOption,
+            IpError::TooManyExtensionHeaders => MembershipError::TooManyExtensionHeaders,
+            IpError::Fragment => MembershipError::Fragment,
+            other => MembershipError::Ip(other),
+        }
+    }
 }
 
 // ---- codes ------------------------------------------------------------------
@@ -317,154 +333,47 @@ fn truncated(what: &'static str, need: usize, have: usize) -> MembershipError {
     MembershipError::Truncated { what, need, have }
 }
 
-/// Parses the IP header(s); `exact`: the IP length must equal the packet length.
+/// Parses the IP header(s) with the IP layer ([`h3m_net::ip`]); `exact`: the
+/// IP length must equal the packet length.
 fn parse_ip(packet: &[u8], exact: bool) -> Result<IpLayer<'_>, MembershipError> {
-    let &first = packet.first().ok_or(MembershipError::Empty)?;
-    match first >> 4 {
-        4 => parse_ipv4(packet, exact),
-        6 => parse_ipv6(packet, exact),
-        v => Err(MembershipError::UnknownIpVersion(v)),
-    }
-}
-
-fn parse_ipv4(packet: &[u8], exact: bool) -> Result<IpLayer<'_>, MembershipError> {
-    let len = packet.len();
-    let h: &[u8; 20] = packet.first_chunk().ok_or(truncated("IPv4 header", 20, len))?;
-    let ihl = h[0] & 0x0f;
-    if ihl < 5 {
-        return Err(MembershipError::BadHeaderLength(ihl));
-    }
-    let hlen = usize::from(ihl) * 4;
-    let header = packet.get(..hlen).ok_or(truncated("IPv4 header with options", hlen, len))?;
-    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-    if total < hlen || total > len || (exact && total != len) {
+    let ip = IpPacket::parse(packet)?;
+    let (total, len) = (ip.total_len(), packet.len());
+    if exact && total != len {
         return Err(MembershipError::BadLength { total, len });
     }
-    if !checksum::verify(&[header]) {
-        return Err(MembershipError::IpChecksum);
-    }
-    if u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0 {
-        return Err(MembershipError::Fragment);
-    }
-    if h[9] != 2 {
-        return Err(MembershipError::UnexpectedProtocol(h[9]));
-    }
-    let router_alert = ipv4_router_alert(header.get(20..).unwrap_or_default())?;
-    Ok(IpLayer {
-        source: IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15])),
-        destination: IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19])),
-        router_alert,
-        body: packet.get(hlen..total).unwrap_or_default(),
-    })
-}
-
-/// Scans IPv4 options for Router Alert (type 148, length 4).
-fn ipv4_router_alert(mut options: &[u8]) -> Result<bool, MembershipError> {
-    let mut ra = false;
-    while let Some(&kind) = options.first() {
-        match kind {
-            0 => break,
-            1 => options = options.get(1..).unwrap_or_default(),
-            _ => {
-                let l = usize::from(*options.get(1).ok_or(MembershipError::BadOption)?);
-                if l < 2 || l > options.len() {
-                    return Err(MembershipError::BadOption);
-                }
-                ra |= kind == 0x94 && l == 4;
-                options = options.get(l..).unwrap_or_default();
+    let (router_alert, body) = match ip {
+        IpPacket::V4(p) => {
+            p.verify_header_checksum()?;
+            if p.header.is_fragment() {
+                return Err(MembershipError::Fragment);
+            }
+            if p.header.protocol != proto::IGMP {
+                return Err(MembershipError::UnexpectedProtocol(p.header.protocol));
+            }
+            (p.router_alert()?, p.payload)
+        }
+        IpPacket::V6(p) => {
+            let walk = p.walk()?;
+            let router_alert = walk.router_alert()?;
+            match walk.next_header {
+                proto::ICMPV6 => (router_alert, walk.rest),
+                proto::FRAGMENT => return Err(MembershipError::Fragment),
+                other => return Err(MembershipError::UnexpectedProtocol(other)),
             }
         }
-    }
-    Ok(ra)
-}
-
-fn parse_ipv6(packet: &[u8], exact: bool) -> Result<IpLayer<'_>, MembershipError> {
-    let len = packet.len();
-    let h: &[u8; 40] = packet.first_chunk().ok_or(truncated("IPv6 header", 40, len))?;
-    let total = 40 + usize::from(u16::from_be_bytes([h[4], h[5]]));
-    if total > len || (exact && total != len) {
-        return Err(MembershipError::BadLength { total, len });
-    }
-    let source = ipv6_at(h, 8);
-    let destination = ipv6_at(h, 24);
-    let mut next = h[6];
-    let mut rest = packet.get(40..total).unwrap_or_default();
-    let mut router_alert = false;
-    for _ in 0..=MAX_EXTENSION_HEADERS {
-        match next {
-            58 => {
-                return Ok(IpLayer {
-                    source: IpAddr::V6(source),
-                    destination: IpAddr::V6(destination),
-                    router_alert,
-                    body: rest,
-                });
-            }
-            0 | 43 | 60 => {
-                let (ext, after) = split_extension(rest)?;
-                if next == 0 {
-                    router_alert |= hbh_router_alert(ext.get(2..).unwrap_or_default())?;
-                }
-                next = ext.first().copied().unwrap_or_default();
-                rest = after;
-            }
-            44 => return Err(MembershipError::Fragment),
-            other => return Err(MembershipError::UnexpectedProtocol(other)),
-        }
-    }
-    Err(MembershipError::TooManyExtensionHeaders)
-}
-
-fn ipv6_at(h: &[u8; 40], at: usize) -> Ipv6Addr {
-    let mut a = [0u8; 16];
-    if let Some(s) = h.get(at..at + 16) {
-        a.copy_from_slice(s);
-    }
-    Ipv6Addr::from(a)
-}
-
-/// Splits a generic IPv6 extension header (next header, length in 8-octet
-/// units not counting the first 8) off `rest`.
-fn split_extension(rest: &[u8]) -> Result<(&[u8], &[u8]), MembershipError> {
-    let &l = rest.get(1).ok_or(truncated("IPv6 extension header", 2, rest.len()))?;
-    let n = (usize::from(l) + 1) * 8;
-    if n > rest.len() {
-        return Err(truncated("IPv6 extension header", n, rest.len()));
-    }
-    Ok(rest.split_at(n))
-}
-
-/// Scans Hop-by-Hop options for Router Alert (type 5, length 2).
-fn hbh_router_alert(mut options: &[u8]) -> Result<bool, MembershipError> {
-    let mut ra = false;
-    while let Some(&kind) = options.first() {
-        if kind == 0 {
-            options = options.get(1..).unwrap_or_default();
-            continue;
-        }
-        let l = usize::from(*options.get(1).ok_or(MembershipError::BadOption)?);
-        let end = 2 + l;
-        if end > options.len() {
-            return Err(MembershipError::BadOption);
-        }
-        ra |= kind == 5 && l == 2;
-        options = options.get(end..).unwrap_or_default();
-    }
-    Ok(ra)
+    };
+    Ok(IpLayer { source: ip.source(), destination: ip.destination(), router_alert, body })
 }
 
 /// Checks the IGMP checksum (IPv4) or the ICMPv6 checksum with pseudo-header.
 fn verify_upper(ip: &IpLayer<'_>) -> bool {
-    match (ip.source, ip.destination) {
-        (IpAddr::V6(s), IpAddr::V6(d)) => checksum::verify(&[
-            &s.octets(),
-            &d.octets(),
-            &(ip.body.len() as u32).to_be_bytes(),
-            &[0, 0, 0, 58],
-            ip.body,
-        ]),
-        _ => checksum::verify(&[ip.body]),
-    }
+    let mut c = if ip.source.is_ipv6() {
+        ip::pseudo_header(ip.source, ip.destination, proto::ICMPV6, ip.body.len())
+    } else {
+        Checksum::new()
+    };
+    c.add(ip.body);
+    c.finish() == 0
 }
 
 // ---- queries ------------------------------------------------------------------
@@ -570,10 +479,10 @@ pub fn build_query(source: IpAddr, params: &QueryParams) -> Vec<u8> {
     match source {
         IpAddr::V4(src) => {
             let mut out = Vec::with_capacity(36);
-            push_ipv4_header(&mut out, 12, 0, src, ALL_SYSTEMS);
+            push_ipv4_header(&mut out, 12, false, src, ALL_SYSTEMS);
             let at = out.len();
             out.extend_from_slice(&[IGMP_QUERY, params.max_resp_code, 0, 0, 0, 0, 0, 0, qrv, params.qqic, 0, 0]);
-            fill_checksum(&mut out, at, 2, &[]);
+            fill_checksum(&mut out, at, 2, Checksum::new());
             out
         }
         IpAddr::V6(src) => {
@@ -583,7 +492,7 @@ pub fn build_query(source: IpAddr, params: &QueryParams) -> Vec<u8> {
             out.extend_from_slice(&[MLD_QUERY, 0, 0, 0, 0, params.max_resp_code, 0, 0]);
             out.extend_from_slice(&[0; 16]);
             out.extend_from_slice(&[qrv, params.qqic, 0, 0]);
-            fill_checksum(&mut out, at, 2, &pseudo_header(src, ALL_NODES, 28));
+            fill_checksum(&mut out, at, 2, mld_pseudo_header(src, ALL_NODES, 28));
             out
         }
     }
@@ -686,7 +595,7 @@ fn write_report(source: IpAddr, records: &[GroupRecord], len: usize) -> Vec<u8> 
     let mut out = Vec::with_capacity(len);
     let (src6, upper) = match source {
         IpAddr::V4(s) => {
-            push_ipv4_header(&mut out, len - 24, 0x4000, s, ALL_IGMPV3_ROUTERS);
+            push_ipv4_header(&mut out, len - 24, true, s, ALL_IGMPV3_ROUTERS);
             (None, len - 24)
         }
         IpAddr::V6(s) => {
@@ -708,8 +617,8 @@ fn write_report(source: IpAddr, records: &[GroupRecord], len: usize) -> Vec<u8> 
             }
         }
     }
-    let pseudo = src6.map(|s| pseudo_header(s, ALL_MLDV2_ROUTERS, upper)).unwrap_or_default();
-    fill_checksum(&mut out, at, 2, &pseudo);
+    let sum = src6.map_or_else(Checksum::new, |s| mld_pseudo_header(s, ALL_MLDV2_ROUTERS, upper));
+    fill_checksum(&mut out, at, 2, sum);
     out
 }
 
@@ -786,48 +695,29 @@ pub fn build_reports(
 // ---- writing helpers ----------------------------------------------------------
 
 /// IPv4 header with Router Alert (IHL 6), TOS 0xc0, ID 0, TTL 1, protocol 2,
-/// for `payload` octets after it; `flags` is the flags/fragment word.
-fn push_ipv4_header(out: &mut Vec<u8>, payload: usize, flags: u16, src: Ipv4Addr, dst: Ipv4Addr) {
-    let at = out.len();
-    let total = (24 + payload).min(usize::from(u16::MAX)) as u16;
-    out.extend_from_slice(&[0x46, 0xc0]);
-    out.extend_from_slice(&total.to_be_bytes());
-    out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&flags.to_be_bytes());
-    out.extend_from_slice(&[1, 2, 0, 0]);
-    out.extend_from_slice(&src.octets());
-    out.extend_from_slice(&dst.octets());
-    out.extend_from_slice(&IPV4_RA);
-    fill_checksum(out, at, 10, &[]);
+/// for `payload` octets after it; DF set for reports.
+fn push_ipv4_header(out: &mut Vec<u8>, payload: usize, dont_fragment: bool, src: Ipv4Addr, dst: Ipv4Addr) {
+    let fields = IpFields { ttl: 1, tos: 0xc0, dont_fragment, router_alert: true, ..IpFields::default() };
+    ip::write_ipv4_header(out, src, dst, proto::IGMP, &fields, payload);
 }
 
 /// IPv6 header (hop limit 1, next header Hop-by-Hop) plus the 8-octet
 /// Hop-by-Hop header with Router Alert (MLD); `upper` ICMPv6 octets follow.
 fn push_ipv6_header(out: &mut Vec<u8>, upper: usize, src: Ipv6Addr, dst: Ipv6Addr) {
-    let plen = (8 + upper).min(usize::from(u16::MAX)) as u16;
-    out.extend_from_slice(&[0x60, 0, 0, 0]);
-    out.extend_from_slice(&plen.to_be_bytes());
-    out.extend_from_slice(&[0, 1]);
-    out.extend_from_slice(&src.octets());
-    out.extend_from_slice(&dst.octets());
-    out.push(58);
-    out.extend_from_slice(&HBH_RA_MLD);
+    let fields = IpFields { ttl: 1, router_alert: true, ..IpFields::default() };
+    ip::write_ipv6_header(out, src, dst, proto::ICMPV6, &fields, upper);
 }
 
-fn pseudo_header(src: Ipv6Addr, dst: Ipv6Addr, upper: usize) -> Vec<u8> {
-    let mut p = Vec::with_capacity(40);
-    p.extend_from_slice(&src.octets());
-    p.extend_from_slice(&dst.octets());
-    p.extend_from_slice(&(upper as u32).to_be_bytes());
-    p.extend_from_slice(&[0, 0, 0, 58]);
-    p
+/// The checksum state after the ICMPv6 pseudo-header.
+fn mld_pseudo_header(src: Ipv6Addr, dst: Ipv6Addr, upper: usize) -> Checksum {
+    ip::pseudo_header(IpAddr::V6(src), IpAddr::V6(dst), proto::ICMPV6, upper)
 }
 
-/// Computes the checksum of `pseudo` + `out[at..]` and stores it at
-/// `out[at + field..]`.
-fn fill_checksum(out: &mut [u8], at: usize, field: usize, pseudo: &[u8]) {
+/// Adds `out[at..]` to `sum` (the pseudo-header, if any) and stores the
+/// checksum at `out[at + field..]`.
+fn fill_checksum(out: &mut [u8], at: usize, field: usize, mut sum: Checksum) {
     let Some(region) = out.get_mut(at..) else { return };
-    let sum = internet_checksum(&[pseudo, region]);
+    let sum = sum.add(region).finish();
     if let Some(f) = region.get_mut(field..field + 2) {
         f.copy_from_slice(&sum.to_be_bytes());
     }
@@ -836,6 +726,7 @@ fn fill_checksum(out: &mut [u8], at: usize, field: usize, pseudo: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checksum::{self, internet_checksum};
     use proptest::prelude::*;
 
     fn hex(s: &str) -> Vec<u8> {

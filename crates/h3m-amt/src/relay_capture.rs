@@ -26,12 +26,13 @@
 //! # What [`split`] does
 //!
 //! Only UDP to a multicast destination is considered (anything else is
-//! [`Outcome::Ignored`]); IPv6 Hop-by-Hop, Routing and Destination Options
-//! headers are walked as [`inner::parse_udp`] does.
+//! [`Outcome::Ignored`]); IPv6 extension headers are walked as
+//! [`crate::inner::parse_udp`] does (both read the packet with
+//! [`h3m_net::ip::UdpPacket::parse`]).
 //!
 //! - `gso_type` UDP_L4: the UDP payload is cut into `gso_size` chunks (the
 //!   last one may be shorter) and each becomes a packet of its own, built by
-//!   [`inner::build_udp`] with the original S, G, ports and TTL / hop limit,
+//!   [`h3m_net::ip::build_udp_with`] with the original S, G, ports and TTL / hop limit,
 //!   and valid checksums; the IPv4 TOS, DF bit and identification (+1 per
 //!   segment) and the IPv6 traffic class and flow label are kept too, as the
 //!   kernel's own segmentation does (IPv4 options and IPv6 extension headers
@@ -48,10 +49,7 @@
 //! errors: the caller counts and drops them. Nothing here panics or allocates
 //! once the [`Segments`] buffer has grown.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-
-use crate::checksum::{self, Checksum};
-use crate::inner::{self, MAX_EXTENSION_HEADERS};
+use h3m_net::ip::{self, IpError, Ipv4Header, Ipv6Header, UdpPacket, proto};
 
 /// Octets of a `struct virtio_net_hdr`.
 pub const VNET_HDR_LEN: usize = 10;
@@ -74,8 +72,6 @@ pub const GSO_ECN: u8 = 0x80;
 /// Most datagrams taken from one super-packet (the kernel sends at most 128 per `UDP_SEGMENT` call and
 /// coalesces at most 64 by GRO).
 pub const MAX_SEGMENTS: usize = 256;
-
-const UDP: u8 = 17;
 
 /// A `struct virtio_net_hdr` (see the module documentation).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -205,148 +201,53 @@ impl Segments {
     }
 }
 
-/// The UDP datagram of a multicast packet.
-struct Located<'a> {
-    v6: bool,
-    source: IpAddr,
-    destination: IpAddr,
-    /// Where the UDP header starts.
-    udp_at: usize,
-    /// The UDP header and payload (the UDP length's worth).
-    udp: &'a [u8],
-    /// Where the IP packet ends (its length field).
-    end: usize,
-}
-
-fn be16(b: &[u8], at: usize) -> u16 {
-    match b.get(at..at + 2) {
-        Some(&[x, y]) => u16::from_be_bytes([x, y]),
-        _ => 0,
-    }
+/// The IP layer's complaint as a [`CaptureError::Malformed`].
+fn malformed(e: IpError) -> CaptureError {
+    CaptureError::Malformed(match e {
+        IpError::Empty => "empty packet",
+        IpError::UnknownVersion(_) => "neither IPv4 nor IPv6",
+        IpError::Truncated { what, .. } => what,
+        IpError::BadHeaderLength(_) => "bad IPv4 header length",
+        IpError::BadLength { .. } => "IP length field beyond the packet",
+        IpError::HeaderChecksum => "bad IPv4 header checksum",
+        IpError::TooManyExtensionHeaders => "too many IPv6 extension headers",
+        IpError::BadUdpLength { .. } => "bad UDP length",
+        _ => "malformed IP packet",
+    })
 }
 
 /// Finds the UDP datagram of an IPv4 or IPv6 multicast packet; `Ok(None)` when it is not one.
-fn locate(packet: &[u8]) -> Result<Option<Located<'_>>, CaptureError> {
+///
+/// The protocol (IPv4) and destination are looked at first, in the fixed header, so that what is not
+/// ours is ignored whatever the rest of it looks like.
+fn locate(packet: &[u8]) -> Result<Option<UdpPacket<'_>>, CaptureError> {
     let &first = packet.first().ok_or(CaptureError::Malformed("empty packet"))?;
-    let (v6, source, destination, udp_at, end) = match first >> 4 {
+    let v6 = match first >> 4 {
         4 => {
-            let h: &[u8; 20] = packet.first_chunk().ok_or(CaptureError::Malformed("truncated IPv4 header"))?;
-            let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
-            if h[9] != UDP || !dst.is_multicast() {
+            let h = Ipv4Header::parse(packet).map_err(malformed)?;
+            if h.protocol != proto::UDP || !h.destination.is_multicast() {
                 return Ok(None);
             }
-            let hlen = usize::from(h[0] & 0x0f) * 4;
-            let total = usize::from(be16(h, 2));
-            if hlen < 20 || packet.len() < hlen {
-                return Err(CaptureError::Malformed("bad IPv4 header length"));
-            }
-            if total < hlen || total > packet.len() {
-                return Err(CaptureError::Malformed("IPv4 total length beyond the packet"));
-            }
-            if !checksum::verify(&[packet.get(..hlen).unwrap_or_default()]) {
-                return Err(CaptureError::Malformed("bad IPv4 header checksum"));
-            }
-            if be16(h, 6) & 0x3fff != 0 {
-                return Err(CaptureError::Unsupported("IPv4 fragment"));
-            }
-            let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
-            (false, IpAddr::V4(src), IpAddr::V4(dst), hlen, total)
+            false
         }
         6 => {
-            let h: &[u8; 40] = packet.first_chunk().ok_or(CaptureError::Malformed("truncated IPv6 header"))?;
-            let mut d = [0u8; 16];
-            d.copy_from_slice(&h[24..40]);
-            let dst = Ipv6Addr::from(d);
-            if !dst.is_multicast() {
+            let h = Ipv6Header::parse(packet).map_err(malformed)?;
+            if !h.destination.is_multicast() {
                 return Ok(None);
             }
-            let plen = usize::from(be16(h, 4));
-            if plen == 0 {
+            if h.payload_len == 0 {
                 return Err(CaptureError::Unsupported("IPv6 jumbogram"));
             }
-            let end = 40 + plen;
-            if end > packet.len() {
-                return Err(CaptureError::Malformed("IPv6 payload length beyond the packet"));
-            }
-            let mut next = h[6];
-            let mut at = 40;
-            let mut headers = 0;
-            while next != UDP {
-                match next {
-                    0 | 43 | 60 => {
-                        headers += 1;
-                        if headers > MAX_EXTENSION_HEADERS {
-                            return Err(CaptureError::Malformed("too many IPv6 extension headers"));
-                        }
-                        let (Some(&nh), Some(&len)) = (packet.get(at), packet.get(at + 1)) else {
-                            return Err(CaptureError::Malformed("truncated IPv6 extension header"));
-                        };
-                        next = nh;
-                        at += (usize::from(len) + 1) * 8;
-                        if at > end {
-                            return Err(CaptureError::Malformed("truncated IPv6 extension header"));
-                        }
-                    }
-                    44 => return Err(CaptureError::Unsupported("IPv6 fragment")),
-                    _ => return Ok(None),
-                }
-            }
-            let mut s = [0u8; 16];
-            s.copy_from_slice(&h[8..24]);
-            (true, IpAddr::V6(Ipv6Addr::from(s)), IpAddr::V6(dst), at, end)
+            true
         }
         _ => return Err(CaptureError::Malformed("neither IPv4 nor IPv6")),
     };
-    let available = packet.get(udp_at..end).unwrap_or_default();
-    if available.len() < 8 {
-        return Err(CaptureError::Malformed("truncated UDP header"));
+    match UdpPacket::parse(packet) {
+        Ok(p) => Ok(Some(p)),
+        Err(IpError::NotUdp(_)) => Ok(None),
+        Err(IpError::Fragment) => Err(CaptureError::Unsupported(if v6 { "IPv6 fragment" } else { "IPv4 fragment" })),
+        Err(e) => Err(malformed(e)),
     }
-    let ulen = usize::from(be16(available, 4));
-    let udp = available.get(..ulen).filter(|_| ulen >= 8).ok_or(CaptureError::Malformed("bad UDP length"))?;
-    Ok(Some(Located { v6, source, destination, udp_at, udp, end }))
-}
-
-/// The UDP checksum of `udp` (its checksum field taken as zero) from `source` to `destination`; a computed
-/// 0 is given as 0xffff.
-fn udp_checksum(source: IpAddr, destination: IpAddr, udp: &[u8]) -> u16 {
-    let mut c = Checksum::new();
-    match (source, destination) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            c.add(&s.octets()).add(&d.octets()).add(&[0, UDP]).add(&(udp.len() as u16).to_be_bytes());
-        }
-        (s, d) => {
-            let octets = |a: IpAddr| match a {
-                IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
-                IpAddr::V6(a) => a.octets(),
-            };
-            c.add(&octets(s)).add(&octets(d)).add(&(udp.len() as u32).to_be_bytes()).add(&[0, 0, 0, UDP]);
-        }
-    }
-    c.add(udp.get(..6).unwrap_or_default()).add(&[0, 0]).add(udp.get(8..).unwrap_or_default());
-    match c.finish() {
-        0 => 0xffff,
-        s => s,
-    }
-}
-
-/// Gives the packet `build_udp` just wrote at `seg` (segment number `index`) the original's IPv4 TOS, DF
-/// bit and identification (+ `index`), or IPv6 traffic class and flow label.
-fn copy_ip_fields(original: &[u8], index: usize, seg: &mut [u8]) {
-    if original.first().is_some_and(|b| b >> 4 == 6) {
-        if let (Some(o), Some(s)) = (original.get(..4), seg.get_mut(..4)) {
-            s.copy_from_slice(o);
-        }
-        return;
-    }
-    let (Some(o), Some(s)) = (original.get(..20), seg.get_mut(..20)) else { return };
-    s[1] = o[1];
-    let id = be16(o, 4).wrapping_add(index as u16);
-    s[4..6].copy_from_slice(&id.to_be_bytes());
-    s[6] = o[6] & 0x40;
-    s[7] = 0;
-    s[10..12].fill(0);
-    let sum = checksum::internet_checksum(&[s]);
-    s[10..12].copy_from_slice(&sum.to_be_bytes());
 }
 
 /// Turns one captured IP packet and its virtio-net header (offsets counted from the IP header: see
@@ -363,7 +264,7 @@ pub fn split(vnet: &VnetHeader, packet: &[u8], out: &mut Segments) -> Result<Out
     }
     let Some(p) = locate(packet)? else { return Ok(Outcome::Ignored) };
     let needs_csum = vnet.flags & F_NEEDS_CSUM != 0;
-    if needs_csum && (usize::from(vnet.csum_start) != p.udp_at || vnet.csum_offset != 6) {
+    if needs_csum && (usize::from(vnet.csum_start) != p.udp_offset || vnet.csum_offset != 6) {
         return Err(CaptureError::VnetHeader("checksum offsets do not point at the UDP checksum"));
     }
     match gso {
@@ -372,11 +273,11 @@ pub fn split(vnet: &VnetHeader, packet: &[u8], out: &mut Segments) -> Result<Out
                 return Err(CaptureError::VnetHeader("segment size without GSO"));
             }
             if !needs_csum {
-                return Ok(Outcome::Whole(p.end));
+                return Ok(Outcome::Whole(p.ip_len));
             }
-            let sum = udp_checksum(p.source, p.destination, p.udp);
-            out.buf.extend_from_slice(packet.get(..p.end).unwrap_or_default());
-            if let Some(field) = out.buf.get_mut(p.udp_at + 6..p.udp_at + 8) {
+            let sum = ip::udp_checksum(p.source.ip(), p.destination.ip(), p.udp.bytes);
+            out.buf.extend_from_slice(packet.get(..p.ip_len).unwrap_or_default());
+            if let Some(field) = out.buf.get_mut(p.udp_offset + 6..p.udp_offset + 8) {
                 field.copy_from_slice(&sum.to_be_bytes());
             }
             out.seal();
@@ -387,7 +288,7 @@ pub fn split(vnet: &VnetHeader, packet: &[u8], out: &mut Segments) -> Result<Out
             if size == 0 {
                 return Err(CaptureError::VnetHeader("GSO with a zero segment size"));
             }
-            let payload = p.udp.get(8..).unwrap_or_default();
+            let payload = p.payload();
             if payload.is_empty() {
                 return Err(CaptureError::Malformed("GSO packet without payload"));
             }
@@ -395,16 +296,14 @@ pub fn split(vnet: &VnetHeader, packet: &[u8], out: &mut Segments) -> Result<Out
             if n > MAX_SEGMENTS {
                 return Err(CaptureError::TooManySegments(n));
             }
-            let from = SocketAddr::new(p.source, be16(p.udp, 0));
-            let to = SocketAddr::new(p.destination, be16(p.udp, 2));
-            let ttl = packet.get(if p.v6 { 7 } else { 8 }).copied().unwrap_or(1);
             for (i, chunk) in payload.chunks(size).enumerate() {
-                let at = out.buf.len();
-                if inner::build_udp(from, to, ttl, chunk, &mut out.buf).is_err() {
+                // The kernel's own segmentation: IPv4 identification + 1 per segment.
+                let fields =
+                    ip::IpFields { identification: p.fields.identification.wrapping_add(i as u16), ..p.fields };
+                if ip::build_udp_with(p.source, p.destination, &fields, chunk, &mut out.buf).is_err() {
                     out.clear();
                     return Err(CaptureError::Malformed("segment does not fit a datagram"));
                 }
-                copy_ip_fields(packet, i, out.buf.get_mut(at..).unwrap_or_default());
                 out.seal();
             }
             Ok(Outcome::Split(n))
@@ -417,8 +316,15 @@ pub fn split(vnet: &VnetHeader, packet: &[u8], out: &mut Segments) -> Result<Out
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inner::parse_udp;
+    use crate::checksum::{self, Checksum};
+    use crate::inner::{self, parse_udp};
+    use h3m_net::ip::proto::UDP;
     use proptest::prelude::*;
+    use std::net::SocketAddr;
+
+    fn be16(b: &[u8], at: usize) -> u16 {
+        u16::from_be_bytes([b[at], b[at + 1]])
+    }
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()

@@ -9,6 +9,8 @@
 //! * [`PacketCapture`]: an `AF_PACKET` capture of an interface's multicast UDP with each frame's
 //!   virtio-net offload header (GSO segment size, pending checksum), for an AMT relay.
 //! * [`DirEvents`]: inotify on tokio (files closed after writing, entries renamed in), for `--watch`.
+//! * [`ip`]: the sans-IO IPv4 / IPv6 / UDP layer: parsing (extension headers, Router Alerts, checksums),
+//!   fragment reassembly with bounded memory, and writing packets with valid checksums.
 //! * [`Pacer`]: a sans-IO token bucket in bits/s; [`parse_rate`] reads `"10M"`, `"1.5G"`, `"max"`.
 //! * `testns` (feature `test-support`): network-namespace and veth helpers for tests.
 #![warn(missing_docs)]
@@ -18,6 +20,7 @@ mod error;
 mod iface;
 mod inotify;
 mod io;
+pub mod ip;
 mod pacer;
 mod packet;
 mod rate;
