@@ -1,13 +1,17 @@
-//! The parsers of `h3m_proto::auth` on untrusted input: PEM and base64, the DER
-//! walker and key loading (public keys, certificates, PKCS#8, PKCS#1, SEC 1),
-//! cavage `signature` headers and their signing strings, RFC 9421
-//! `signature-input` / `signature` and their signature bases, structured-field
-//! dictionaries, digest fields, HTTP dates, and the whole push check.
+//! The parsers of `h3m_proto::auth` and `h3m_proto::http` on untrusted input:
+//! PEM and base64, the DER walker and key loading (public keys, certificates,
+//! PKCS#8 including RSA-PSS, PKCS#1, SEC 1, HMAC secrets and their
+//! `KEYID=HEX|@FILE` arguments), cavage `signature` headers and their signing
+//! strings, RFC 9421 `signature-input` / `signature` and their signature
+//! bases (`@query-param` included), structured-field items, lists and
+//! dictionaries, digest fields, HTTP dates, the strict percent-decoder, and
+//! the whole push check.
 //!
 //! The whole input is tried as each format (a PEM text, DER bytes, a header
 //! value); for RFC 9421 it is split at the first newline into the
 //! `signature-input` and `signature` values. Nothing may panic, and:
-//! base64 decodes what it encodes; a DER SubjectPublicKeyInfo that loads
+//! base64 decodes what it encodes; a structured field that parses serializes
+//! and parses back to itself; a DER SubjectPublicKeyInfo that loads
 //! loads to the same key again; a cavage header that parses has a non-empty
 //! name list; no signature over fuzz input verifies against the fixed key (it
 //! was not made with it), so the push check never accepts.
@@ -15,7 +19,9 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use h3m_proto::auth::{self, Freshness, Push, VerifyingKey, cavage, der, digest, pem, rfc9421, sf};
+use h3m_proto::auth::{self, Freshness, Push, VerifyingKey, cavage, der, keys, pem, rfc9421};
+use h3m_proto::encoding::base64;
+use h3m_proto::http::{digest, path, sf};
 use h3m_proto::qpack::HeaderField;
 use libfuzzer_sys::fuzz_target;
 
@@ -25,9 +31,12 @@ const ED_PUB: &[u8] =
 
 fuzz_target!(|data: &[u8]| {
     // base64 both ways.
-    let encoded = pem::encode_base64(data);
-    assert_eq!(pem::decode_base64(encoded.as_bytes()).as_deref(), Ok(data), "base64 round trip");
-    let _ = pem::decode_base64(data);
+    let encoded = base64::encode(data);
+    assert_eq!(base64::decode(encoded.as_bytes()).as_deref(), Ok(data), "base64 round trip");
+    let _ = base64::decode(data);
+    if let Err(e) = path::percent_decode(data) {
+        assert_eq!(data[e.at], b'%', "percent error at a %");
+    }
 
     // PEM, and DER inside each block.
     if let Ok(blocks) = pem::parse(data) {
@@ -53,13 +62,18 @@ fuzz_target!(|data: &[u8]| {
     let _ = auth::SigningKey::from_pkcs8_der(data);
     let _ = auth::SigningKey::from_pkcs1_der(data);
     let _ = auth::SigningKey::from_sec1_der(data);
+    let _ = VerifyingKey::hmac_sha256(data);
+    let _ = auth::SigningKey::hmac_sha256(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = keys::parse_hmac_arg(text);
+    }
 
     // Header values.
     let request = vec![
         HeaderField::new(":method", "GET"),
         HeaderField::new(":scheme", "https"),
         HeaderField::new(":authority", "localhost"),
-        HeaderField::new(":path", "/a?b"),
+        HeaderField::new(":path", "/a?b=1&c=%zz&b"),
         HeaderField::new("signature", data.to_vec()),
     ];
     let response = vec![
@@ -78,10 +92,22 @@ fuzz_target!(|data: &[u8]| {
         }
         assert!(cavage::verify(&sig, &request, &[&response], std::slice::from_ref(&key)).is_err());
     }
-    let _ = sf::parse_dictionary(data);
+    if let Ok(d) = sf::parse_dictionary(data) {
+        let text = sf::serialize_dictionary(&d).expect("a parsed dictionary serializes");
+        assert_eq!(sf::parse_dictionary(text.as_bytes()), Ok(d), "dictionary round trip");
+    }
+    if let Ok(l) = sf::parse_list(data) {
+        let text = sf::serialize_list(&l).expect("a parsed list serializes");
+        assert_eq!(sf::parse_list(text.as_bytes()), Ok(l), "list round trip");
+    }
+    if let Ok(item) = sf::parse_item(data) {
+        let mut text = String::new();
+        sf::serialize_item(&item, &mut text).expect("a parsed item serializes");
+        assert_eq!(sf::parse_item(text.as_bytes()), Ok(item), "item round trip");
+    }
     let _ = digest::announced(&response);
     let _ = digest::announced_consistent(&response);
-    let _ = auth::date::parse_http_date(data);
+    let _ = h3m_proto::http::date::parse_http_date(data);
 
     let (input, signature) = match data.iter().position(|&b| b == b'\n') {
         Some(at) => (&data[..at], &data[at + 1..]),

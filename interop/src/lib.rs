@@ -169,7 +169,7 @@ pub fn run(config: ReceiverConfig, datagrams: &[Vec<u8>]) -> Outcome {
 
 /// Lowercase hex SHA-256 of `data`.
 pub fn sha256_hex(data: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, data).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, data))
 }
 
 /// A header list from `expected.json` (`[[name, value], ...]`).

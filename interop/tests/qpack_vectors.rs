@@ -17,12 +17,7 @@ use serde_json::Value;
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/vectors/nghq");
 
 fn unhex(s: &str) -> Vec<u8> {
-    assert!(s.len().is_multiple_of(2), "odd-length hex string {s:?}");
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit in wire_hex")).collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::decode(s).unwrap_or_else(|e| panic!("wire_hex {s:?}: {e}"))
 }
 
 /// The `*.expected.json` files, sorted by name.
@@ -101,7 +96,7 @@ fn nghq_vectors_qpack_sections() {
                         let mut out = Vec::new();
                         encode_field_section(std::slice::from_ref(&field), &mut out);
                         assert_eq!(
-                            hex(&out[2..]),
+                            hex::encode(&out[2..]),
                             line_hex,
                             "{ctx}: encoding `{}` (repr {}, index {})",
                             str_field(line, "name", &ctx),
@@ -122,7 +117,7 @@ fn nghq_vectors_qpack_sections() {
                 if by_nghq {
                     let mut out = Vec::new();
                     encode_field_section(&expected, &mut out);
-                    assert_eq!(hex(&out), hex(&wire), "{ctx}: encoded section differs");
+                    assert_eq!(hex::encode(&out), hex::encode(&wire), "{ctx}: encoded section differs");
                     sections_reencoded += 1;
                 }
             }

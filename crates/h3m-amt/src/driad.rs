@@ -48,6 +48,8 @@
 //!   keeps its first (best) position.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use hickory_proto::rr::Name;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
@@ -152,29 +154,21 @@ pub enum DriadError {
     },
 }
 
-/// The reverse-mapping name DRIAD queries for a source address: IPv4
-/// `198.51.100.10` is `10.100.51.198.in-addr.arpa.`; IPv6 is 32 nibbles in
-/// reverse order under `ip6.arpa.`. An IPv4-mapped IPv6 address
-/// (`::ffff:a.b.c.d`) maps to the IPv4 name.
-pub fn reverse_name(source: IpAddr) -> String {
-    let source = match source {
-        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(source, IpAddr::V4),
-        v4 => v4,
-    };
-    let mut out = String::with_capacity(73);
+/// The reverse-mapping name DRIAD queries for a source address (hickory's
+/// `Name` from the address): IPv4 `198.51.100.10` is
+/// `10.100.51.198.in-addr.arpa.`; IPv6 is 32 nibbles in reverse order under
+/// `ip6.arpa.`. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) maps to the
+/// IPv4 name.
+pub fn reverse_dns_name(source: IpAddr) -> Name {
     match source {
-        IpAddr::V4(a) => {
-            let o = a.octets();
-            let _ = write!(out, "{}.{}.{}.{}.in-addr.arpa.", o[3], o[2], o[1], o[0]);
-        }
-        IpAddr::V6(a) => {
-            for b in a.octets().iter().rev() {
-                let _ = write!(out, "{:x}.{:x}.", b & 0x0f, b >> 4);
-            }
-            out.push_str("ip6.arpa.");
-        }
+        IpAddr::V6(a) => a.to_ipv4_mapped().map_or_else(|| Name::from(a), Name::from),
+        IpAddr::V4(a) => Name::from(a),
     }
-    out
+}
+
+/// [`reverse_dns_name`] in presentation form, with the trailing dot.
+pub fn reverse_name(source: IpAddr) -> String {
+    reverse_dns_name(source).to_ascii()
 }
 
 /// The relay field of an AMTRELAY record.
@@ -600,6 +594,10 @@ mod tests {
         );
         assert_eq!(reverse_name("::ffff:192.0.2.1".parse().unwrap()), "1.2.0.192.in-addr.arpa.");
         assert_eq!(reverse_name("0.0.0.0".parse().unwrap()), "0.0.0.0.in-addr.arpa.");
+        let name = reverse_dns_name("::ffff:198.51.100.10".parse().unwrap());
+        assert!(name.is_fqdn());
+        assert_eq!(name, reverse_dns_name("198.51.100.10".parse().unwrap()));
+        assert_eq!(name.num_labels(), 6);
     }
 
     #[test]

@@ -319,7 +319,7 @@ mod tests {
     use crate::protection::NullProtection;
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        hex::decode(s).expect("hex digits")
     }
 
     /// RFC 9001 Appendix A.5: a ChaCha20-Poly1305 short-header packet (empty

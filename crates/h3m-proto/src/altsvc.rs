@@ -864,23 +864,8 @@ fn parse_alt(sc: &mut Scanner<'_>) -> Result<RawAlt, AltSvcError> {
 
 /// Decodes `%XX` escapes in a protocol-id token starting at byte `at`.
 fn percent_decode(token: &str, at: usize) -> Result<String, AltSvcError> {
-    let bytes = token.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hi = bytes.get(i + 1).copied().and_then(hex_digit);
-            let lo = bytes.get(i + 2).copied().and_then(hex_digit);
-            let (Some(hi), Some(lo)) = (hi, lo) else {
-                return Err(AltSvcError::Syntax { at: at + i, reason: "bad percent-encoding in the protocol-id" });
-            };
-            out.push((hi << 4) | lo);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
+    let out = crate::http::path::percent_decode(token.as_bytes())
+        .map_err(|e| AltSvcError::Syntax { at: at + e.at, reason: "bad percent-encoding in the protocol-id" })?;
     Ok(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
@@ -1027,25 +1012,12 @@ fn parse_cipher_suite(value: &str) -> Result<CipherSuite, AltSvcError> {
 
 /// `key` / `iv`: an even number of hex digits, optional `0x`; errors never echo it.
 fn parse_secret(param: &'static str, value: &str) -> Result<Vec<u8>, AltSvcError> {
-    decode_hex(strip_0x(value))
-        .ok_or_else(|| AltSvcError::BadHex { param, value: format!("<redacted: {} chars>", value.chars().count()) })
+    hex::decode(strip_0x(value))
+        .map_err(|_| AltSvcError::BadHex { param, value: format!("<redacted: {} chars>", value.chars().count()) })
 }
 
 fn strip_0x(s: &str) -> &str {
     s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s)
-}
-
-fn hex_digit(b: u8) -> Option<u8> {
-    char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
-}
-
-/// An even number of hex digits (possibly none) as bytes.
-fn decode_hex(digits: &str) -> Option<Vec<u8>> {
-    let bytes = digits.as_bytes();
-    if !bytes.len().is_multiple_of(2) {
-        return None;
-    }
-    bytes.chunks(2).map(|pair| Some((hex_digit(*pair.first()?)? << 4) | hex_digit(*pair.get(1)?)?)).collect()
 }
 
 /// Adds a `digest-algorithm` / `signature-algorithm` token to its set.
@@ -1078,7 +1050,7 @@ fn parse_extensions(value: &str, out: &mut Vec<Extension>) -> Result<(), AltSvcE
         }
         let code = u16::from_str_radix(code, 16).map_err(|_| bad())?;
         let value = match ext_value {
-            Some(v) => Some(decode_hex(strip_0x(v)).ok_or_else(bad)?),
+            Some(v) => Some(hex::decode(strip_0x(v)).map_err(|_| bad())?),
             None => None,
         };
         out.push(Extension { code, value });

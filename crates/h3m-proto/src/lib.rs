@@ -18,6 +18,10 @@
 //! - [`receiver`]: the receiver state machine, datagrams in, events out.
 //! - [`encoder`]: resources into datagrams, the packetizing core of a sender.
 //! - [`sender`]: the sender state machine: header conventions, keep-alives, session end.
+//!
+//! Beside them: [`encoding`] (base64), [`http`] (dates, digest fields,
+//! content types, percent-encoding, structured fields) and [`auth`] (content
+//! signatures), which the layers above share.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -25,8 +29,10 @@ pub mod aead;
 pub mod altsvc;
 pub mod auth;
 pub mod encoder;
+pub mod encoding;
 pub mod frame;
 pub mod h3;
+pub mod http;
 pub mod packet;
 pub mod protection;
 pub mod qpack;

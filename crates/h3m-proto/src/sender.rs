@@ -11,9 +11,10 @@
 //! `date` are arguments.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::encoder::{EncodeError, EncoderConfig, SessionEncoder};
+use crate::http::{date, digest, mime, path};
 use crate::protection::PacketProtection;
 use crate::qpack::HeaderField;
 
@@ -119,100 +120,9 @@ pub struct Sender {
     written: std::collections::HashMap<u64, u64>,
 }
 
-/// The content type for a file name, by extension (nghq's list plus media types).
-pub fn content_type_for(path: &str) -> &'static str {
-    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
-    match ext.as_str() {
-        "txt" => "text/plain; charset=UTF-8",
-        "htm" | "html" => "text/html; charset=UTF-8",
-        "css" => "text/css; charset=UTF-8",
-        "js" | "mjs" => "text/javascript; charset=UTF-8",
-        "json" => "application/json",
-        "xml" => "application/xml",
-        "svg" => "image/svg+xml",
-        "png" => "image/png",
-        "gif" => "image/gif",
-        "jpg" | "jpeg" => "image/jpeg",
-        "webp" => "image/webp",
-        "tif" | "tiff" => "image/tiff",
-        "pdf" => "application/pdf",
-        "ps" | "eps" => "application/postscript",
-        "rtf" => "application/rtf",
-        "rdf" => "application/rdf+xml",
-        "doc" => "application/msword",
-        "mpd" => "application/dash+xml",
-        "m3u8" => "application/vnd.apple.mpegurl",
-        "mpg" | "mpeg" => "video/mpeg",
-        "mp4" | "m4s" | "m4v" => "video/mp4",
-        "m4a" => "audio/mp4",
-        "ts" => "video/mp2t",
-        "webm" => "video/webm",
-        "wasm" => "application/wasm",
-        "zip" => "application/zip",
-        "gz" => "application/gzip",
-        _ => "application/octet-stream",
-    }
-}
-
-/// Percent-encodes a path for `:path`: unreserved characters and `/` stay.
-pub fn percent_encode_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for &b in path.as_bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Standard base64 with padding.
-pub fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// An IMF-fixdate (RFC 9110 §5.6.7): `Fri, 27 Nov 2026 15:41:59 GMT`.
-pub fn http_date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
-        WEEKDAYS[days.rem_euclid(7) as usize],
-        day,
-        MONTHS[(month - 1) as usize],
-        year,
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
+/// Standard base64 with padding: [`crate::encoding::base64::encode`], kept
+/// at this path for callers from before the move.
+pub use crate::encoding::base64::encode as base64;
 
 impl Sender {
     /// A sender with the given packet protection.
@@ -253,7 +163,7 @@ impl Sender {
     /// The request header list for a resource.
     pub fn request_headers(&self, meta: &ResourceMeta) -> Vec<HeaderField> {
         let prefix = self.cfg.path_prefix.trim_end_matches('/');
-        let path = format!("{prefix}/{}", percent_encode_path(meta.path.trim_start_matches('/')));
+        let path = format!("{prefix}/{}", path::percent_encode_path(meta.path.trim_start_matches('/')));
         let mut h = vec![
             HeaderField::new(":method", "GET"),
             HeaderField::new(":scheme", "https"),
@@ -278,7 +188,7 @@ impl Sender {
     /// The response header list for a resource.
     pub fn response_headers(&self, meta: &ResourceMeta) -> Vec<HeaderField> {
         let mut h = vec![HeaderField::new(":status", if meta.live { "206" } else { "200" })];
-        let ct = meta.content_type.clone().unwrap_or_else(|| content_type_for(&meta.path).to_owned());
+        let ct = meta.content_type.clone().unwrap_or_else(|| mime::content_type_for(&meta.path).to_owned());
         h.push(HeaderField::new("content-type", ct));
         if let Some(len) = meta.length {
             h.push(HeaderField::new("content-length", len.to_string()));
@@ -286,11 +196,10 @@ impl Sender {
         if meta.live {
             h.push(HeaderField::new("content-range", "bytes 0-*/*"));
         }
-        h.push(HeaderField::new("date", http_date(meta.date)));
-        if let Some(d) = meta.sha256 {
+        h.push(HeaderField::new("date", date::format_http_date(meta.date)));
+        if let Some(d) = &meta.sha256 {
             // RFC 3230 for nghq-era receivers, RFC 9530 for current ones.
-            h.push(HeaderField::new("digest", format!("sha-256={}", base64(&d))));
-            h.push(HeaderField::new("repr-digest", format!("sha-256=:{}:", base64(&d))));
+            h.extend(digest::sha256_fields(d));
         }
         if meta.last {
             h.push(HeaderField::new("connection", "close"));
@@ -408,24 +317,10 @@ mod tests {
     use crate::SessionId;
     use crate::protection::NullProtection;
     use crate::receiver::{Event, Receiver, ReceiverConfig, SessionEndReason};
+    use std::time::UNIX_EPOCH;
 
     fn sender() -> Sender {
         Sender::new(SenderConfig::new(EncoderConfig::new(SessionId::NGHQ_DEFAULT)), Box::new(NullProtection))
-    }
-
-    #[test]
-    fn dates_base64_and_paths() {
-        let t = UNIX_EPOCH + Duration::from_secs(1_795_794_119); // 2026-11-27 15:41:59 UTC
-        assert_eq!(http_date(t), "Fri, 27 Nov 2026 15:41:59 GMT");
-        assert_eq!(http_date(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(http_date(UNIX_EPOCH + Duration::from_secs(951_782_400)), "Tue, 29 Feb 2000 00:00:00 GMT");
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
-        assert_eq!(percent_encode_path("a b/é?.txt"), "a%20b/%C3%A9%3F.txt");
-        assert_eq!(content_type_for("seg/1.M4S"), "video/mp4");
-        assert_eq!(content_type_for("noext"), "application/octet-stream");
     }
 
     #[test]

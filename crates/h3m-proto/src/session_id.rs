@@ -59,15 +59,12 @@ impl SessionId {
     pub fn from_hex(text: &str) -> Result<Self, SessionIdError> {
         let digits = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")).unwrap_or(text);
         let offset = text.len() - digits.len();
-        let mut nibbles = Vec::with_capacity(digits.len() + 1);
-        if digits.len() % 2 == 1 {
-            nibbles.push(0u8);
+        if let Some((i, c)) = digits.chars().enumerate().find(|(_, c)| !c.is_ascii_hexdigit()) {
+            return Err(SessionIdError::NotHex(c, i + offset));
         }
-        for (i, c) in digits.chars().enumerate() {
-            let v = c.to_digit(16).ok_or(SessionIdError::NotHex(c, i + offset))?;
-            nibbles.push(v as u8);
-        }
-        let bytes: Vec<u8> = nibbles.chunks(2).map(|p| (p[0] << 4) | p[1]).collect();
+        // nghq's rule: an odd count has an implied leading zero.
+        let padded = if digits.len() % 2 == 1 { format!("0{digits}") } else { digits.to_owned() };
+        let bytes = hex::decode(&padded).map_err(|_| SessionIdError::NotHex('?', offset))?;
         Self::new(&bytes)
     }
 
@@ -107,7 +104,7 @@ impl SessionId {
 
     /// The ID as lowercase hex digits, two per byte.
     pub fn to_hex(&self) -> String {
-        self.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.as_bytes())
     }
 }
 

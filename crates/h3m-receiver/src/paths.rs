@@ -117,32 +117,10 @@ pub enum PlaceError {
     },
 }
 
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Decodes `%XX` escapes; `base` is the offset of `bytes` in the `:path` (for errors).
+/// Decodes `%XX` escapes ([`h3m_proto::http::path::percent_decode`]); `base`
+/// is the offset of `bytes` in the `:path` (for errors).
 fn percent_decode(bytes: &[u8], base: usize) -> Result<Vec<u8>, PathError> {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hi = bytes.get(i + 1).copied().and_then(hex_value);
-            let lo = bytes.get(i + 2).copied().and_then(hex_value);
-            let (Some(hi), Some(lo)) = (hi, lo) else { return Err(PathError::BadEscape { at: base + i }) };
-            out.push((hi << 4) | lo);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    Ok(out)
+    h3m_proto::http::path::percent_decode(bytes).map_err(|e| PathError::BadEscape { at: base + e.at })
 }
 
 /// Whether a component looks like a Windows drive: an ASCII letter and a colon.

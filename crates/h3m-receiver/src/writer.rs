@@ -81,8 +81,7 @@ pub enum WriteError {
 impl WriteError {
     /// A [`WriteError::DigestMismatch`] between the announced and the actual SHA-256.
     pub fn digest_mismatch(expected: [u8; 32], got: [u8; 32]) -> Self {
-        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-        WriteError::DigestMismatch { expected: hex(&expected), got: hex(&got) }
+        WriteError::DigestMismatch { expected: hex::encode(expected), got: hex::encode(got) }
     }
 }
 

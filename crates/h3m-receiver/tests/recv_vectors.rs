@@ -35,7 +35,7 @@ struct Scenario {
 }
 
 fn sha256_hex(data: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, data).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, data))
 }
 
 fn scenarios() -> Vec<Scenario> {

@@ -33,11 +33,13 @@ use h3m_net::{Interface, MulticastConfig, Pacer, SendSocket, Warning};
 use h3m_proto::SessionId;
 use h3m_proto::aead::{HP_RULE_EXTENSION, PacketKeys};
 use h3m_proto::altsvc::{Advertisement, Extension};
-use h3m_proto::auth::{PushSigner, SignPushError};
+use h3m_proto::auth::keys::{HmacArgError, load_hmac_arg};
+use h3m_proto::auth::{KeyError, PushSigner, SignPushError, SignatureForms, SigningKey};
 use h3m_proto::encoder::{EncodeError, EncoderConfig};
+use h3m_proto::http::digest;
 use h3m_proto::protection::NullProtection;
 use h3m_proto::qpack::HeaderField;
-use h3m_proto::sender::{ResourceMeta, Sender, SenderConfig, SenderStats, base64};
+use h3m_proto::sender::{ResourceMeta, Sender, SenderConfig, SenderStats};
 
 /// How a [`Publisher`] sends.
 #[derive(Debug, Clone)]
@@ -125,6 +127,30 @@ pub enum PublishError {
     /// Signing a push failed.
     #[error("signing: {0}")]
     Sign(#[from] SignPushError),
+}
+
+/// Why `--sign-hmac KEYID=HEX|@FILE` gave no signer. Messages name the key
+/// ID or the file, never the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum HmacSignerError {
+    /// The argument gave no secret.
+    #[error(transparent)]
+    Secret(#[from] HmacArgError),
+    /// The key could not be made (or its ID cannot be written into a signature).
+    #[error(transparent)]
+    Signer(#[from] SignPushError),
+    /// The secret is not a usable key.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+/// A signer of RFC 9421 `hmac-sha256` signatures for `KEYID=HEX` or
+/// `KEYID=@FILE` (the file holds the secret in hex; at least 32 bytes):
+/// `h3m-send --sign-hmac`. The key ID is written as `keyid`. Cavage has no
+/// HMAC algorithm here, so only RFC 9421 signatures are made.
+pub fn hmac_signer(arg: &str) -> Result<PushSigner, HmacSignerError> {
+    let (id, secret) = load_hmac_arg(arg, |path| std::fs::read(path))?;
+    Ok(PushSigner::new(SigningKey::hmac_sha256(&secret)?, id, SignatureForms::Rfc9421)?)
 }
 
 /// What a closed session sent.
@@ -337,11 +363,9 @@ impl Publisher {
     /// Ends a live resource: `digest` and `repr-digest` trailers (signed when
     /// there is a signer), then its FIN.
     pub async fn finish_stream(&mut self, stream: LiveStream) -> Result<(), PublishError> {
-        let b64 = base64(stream.hasher.finish().as_ref());
-        let mut trailers = vec![
-            HeaderField::new("digest", format!("sha-256={b64}")),
-            HeaderField::new("repr-digest", format!("sha-256=:{b64}:")),
-        ];
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(stream.hasher.finish().as_ref());
+        let mut trailers: Vec<HeaderField> = digest::sha256_fields(&sha256).into();
         if let Some(signer) = &self.signer {
             signer.sign_trailers(&stream.request, &stream.response, &mut trailers, SystemTime::now())?;
         }
@@ -402,4 +426,33 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use h3m_proto::auth::KeyType;
+
+    #[test]
+    fn hmac_signers() {
+        let hex32 = "5a".repeat(32);
+        let s = hmac_signer(&format!("shared-1={hex32}")).unwrap();
+        assert_eq!(
+            (s.key_id(), s.key().key_type(), s.forms()),
+            ("shared-1", KeyType::HmacSha256, SignatureForms::Rfc9421)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret.hex");
+        std::fs::write(&file, format!("{hex32}\n")).unwrap();
+        let from_file = hmac_signer(&format!("k={}", format_args!("@{}", file.display()))).unwrap();
+        assert_eq!(from_file.key().verifying_key(), s.key().verifying_key());
+        let short = hmac_signer("k=00").unwrap_err().to_string();
+        assert_eq!(short, "k: HMAC-SHA256 secret of 1 bytes (at least 32 are needed)");
+        assert!(matches!(
+            hmac_signer(&format!("k=@{}", dir.path().join("none").display())),
+            Err(HmacSignerError::Secret(HmacArgError::Io { .. }))
+        ));
+        assert!(matches!(hmac_signer(&format!("a\"b={hex32}")), Err(HmacSignerError::Signer(SignPushError::BadKeyId))));
+        assert!(!format!("{:?}", hmac_signer("k=zz").unwrap_err()).contains("zz"));
+    }
 }

@@ -30,7 +30,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 
 use super::{
     AMTRELAY, AmtRelayRecord, DriadAnswer, DriadError, QueryRateLimiter, RelayTarget, ResolvedNames, order_candidates,
-    parse_rdata, retry_delay, reverse_name, text_to_labels,
+    parse_rdata, retry_delay, reverse_dns_name, text_to_labels,
 };
 use crate::gateway::{RelayCandidate, Rng, SystemRng};
 
@@ -243,7 +243,7 @@ fn dns_name(text: &str) -> Result<Name, DriadError> {
 /// unless every record is malformed, which is reported as the first one's
 /// error. No records at all is an empty list.
 pub async fn lookup_records(source: IpAddr, resolver: &DriadResolver) -> Result<Vec<AmtRelayRecord>, DriadError> {
-    let name = dns_name(&reverse_name(source))?;
+    let name = reverse_dns_name(source);
     let Some(answer) = resolver.query(&name, RecordType::from(AMTRELAY)).await? else {
         return Ok(Vec::new());
     };

@@ -19,14 +19,15 @@
 //! which is accepted with Ed25519 keys only (cavage-12 derives hs2019's
 //! scheme from the key; for RSA and ECDSA keys it would mean other hashes).
 //! Without an `algorithm` parameter the key's type decides. `dsa-sha256` and
-//! `hmac-sha256` are not supported. The signing string may also list
+//! `hmac-sha256` are not supported, so HMAC and RSA-PSS-only keys neither
+//! make nor check cavage signatures (RFC 9421 signatures do both). The signing string may also list
 //! `(created)` and `(expires)`, whose values are the parameters of the same
 //! names.
 
 use crate::qpack::HeaderField;
 
 use super::keys::{KeyType, SignError, SignatureAlgorithm, SigningKey, VerifyingKey};
-use super::pem::{Base64Error, decode_base64, encode_base64};
+use crate::encoding::base64::{self, Base64Error};
 
 /// A parsed `signature` header value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +119,9 @@ pub enum CavageSignError {
     /// The key ID is empty or has a `"`, `\` or a control character.
     #[error("the key ID must be printable ASCII without `\"` or `\\`")]
     BadKeyId,
+    /// A key no cavage algorithm uses here (HMAC, RSA-PSS only).
+    #[error("{0} keys make no cavage signatures (use RFC 9421)")]
+    UnsupportedKey(KeyType),
     /// The signing string could not be built.
     #[error(transparent)]
     SigningString(#[from] SigningStringError),
@@ -190,7 +194,7 @@ pub fn parse(value: &[u8]) -> Result<CavageSignature, CavageParseError> {
                 .ok_or_else(|| CavageParseError::BadNumber(n.to_owned())),
         }
     };
-    let signature = decode_base64(get("signature").ok_or(CavageParseError::MissingSignature)?)
+    let signature = base64::decode(get("signature").ok_or(CavageParseError::MissingSignature)?)
         .map_err(CavageParseError::BadBase64)?;
     let headers = match get("headers") {
         Some(v) => {
@@ -296,26 +300,29 @@ pub fn signing_string(
 pub fn algorithm_for(name: Option<&str>, key: KeyType) -> Result<Option<SignatureAlgorithm>, CavageVerifyError> {
     let fixed = match name.map(str::to_ascii_lowercase).as_deref() {
         None => {
-            return Ok(Some(match key {
-                KeyType::Rsa => SignatureAlgorithm::RsaPkcs1Sha256,
-                KeyType::EcdsaP256 => SignatureAlgorithm::EcdsaP256Sha256Asn1,
-                KeyType::Ed25519 => SignatureAlgorithm::Ed25519,
-            }));
+            return Ok(match key {
+                KeyType::Rsa => Some(SignatureAlgorithm::RsaPkcs1Sha256),
+                KeyType::EcdsaP256 => Some(SignatureAlgorithm::EcdsaP256Sha256Asn1),
+                KeyType::Ed25519 => Some(SignatureAlgorithm::Ed25519),
+                KeyType::RsaPss | KeyType::HmacSha256 => None,
+            });
         }
         Some("rsa-sha256") => SignatureAlgorithm::RsaPkcs1Sha256,
         Some("ec-sha256" | "ecdsa-sha256") => SignatureAlgorithm::EcdsaP256Sha256Asn1,
         Some("ed25519" | "hs2019") => SignatureAlgorithm::Ed25519,
         Some(_) => return Err(CavageVerifyError::UnsupportedAlgorithm(name.unwrap_or_default().to_owned())),
     };
-    Ok((fixed.key_type() == key).then_some(fixed))
+    Ok(fixed.accepts(key).then_some(fixed))
 }
 
-/// The `algorithm` name [`sign`] writes for a key type.
-pub fn algorithm_name(key: KeyType) -> &'static str {
+/// The `algorithm` name [`sign`] writes for a key type (`None`: such keys
+/// make no cavage signatures).
+pub fn algorithm_name(key: KeyType) -> Option<&'static str> {
     match key {
-        KeyType::Rsa => "rsa-sha256",
-        KeyType::EcdsaP256 => "ec-sha256",
-        KeyType::Ed25519 => "ed25519",
+        KeyType::Rsa => Some("rsa-sha256"),
+        KeyType::EcdsaP256 => Some("ec-sha256"),
+        KeyType::Ed25519 => Some("ed25519"),
+        KeyType::RsaPss | KeyType::HmacSha256 => None,
     }
 }
 
@@ -372,14 +379,15 @@ pub fn sign(
     }
     let names: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
     let string = signing_string(&names, created, None, request, message, Style::Nghq)?;
-    let alg = algorithm_for(None, key.key_type()).ok().flatten().ok_or(CavageSignError::Sign(SignError::Failed))?;
+    let unsupported = CavageSignError::UnsupportedKey(key.key_type());
+    let alg = algorithm_for(None, key.key_type()).ok().flatten().ok_or(unsupported.clone())?;
+    let name = algorithm_name(key.key_type()).ok_or(unsupported)?;
     let sig = key.sign(alg, &string)?;
     let created = created.map(|c| format!("created={c},")).unwrap_or_default();
     let value = format!(
-        "keyId=\"{key_id}\",algorithm={},{created}headers=\"{}\",signature=\"{}\"",
-        algorithm_name(key.key_type()),
+        "keyId=\"{key_id}\",algorithm={name},{created}headers=\"{}\",signature=\"{}\"",
         names.join(" "),
-        encode_base64(&sig)
+        base64::encode(&sig)
     );
     Ok(HeaderField::new("signature", value))
 }

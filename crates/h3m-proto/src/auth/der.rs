@@ -5,8 +5,8 @@
 //!   algorithm and the key bytes ([`parse_spki`]).
 //! * X.509 `Certificate` (`BEGIN CERTIFICATE`): its `SubjectPublicKeyInfo`
 //!   ([`certificate_spki`]); nothing else of the certificate is read or checked.
-//! * PKCS#8 `PrivateKeyInfo` (RFC 5958, `BEGIN PRIVATE KEY`): the key algorithm
-//!   ([`parse_pkcs8`]); ring parses the rest.
+//! * PKCS#8 `PrivateKeyInfo` (RFC 5958, `BEGIN PRIVATE KEY`): the key
+//!   algorithm and the private key's bytes ([`parse_pkcs8`]); ring parses the rest.
 //! * SEC 1 `ECPrivateKey` (RFC 5915, `BEGIN EC PRIVATE KEY`): the private
 //!   scalar, curve and public point ([`parse_sec1`]).
 //! * PKCS#1 `RSAPublicKey`: the modulus size ([`rsa_modulus_bits`]).
@@ -72,6 +72,8 @@ pub mod tag {
 pub mod oid {
     /// rsaEncryption, 1.2.840.113549.1.1.1.
     pub const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+    /// id-RSASSA-PSS, 1.2.840.113549.1.1.10 (RFC 4055).
+    pub const RSASSA_PSS: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a];
     /// id-ecPublicKey, 1.2.840.10045.2.1.
     pub const EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
     /// prime256v1 / secp256r1, 1.2.840.10045.3.1.7.
@@ -272,16 +274,28 @@ pub fn certificate_spki(der: &[u8]) -> Result<&[u8], DerError> {
 }
 
 /// A PKCS#8 PrivateKeyInfo, taken apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Pkcs8<'a> {
     /// The version: 0 (RFC 5208) or 1 (RFC 5958, with the public key).
     pub version: u64,
     /// The key's algorithm.
     pub algorithm: AlgorithmId<'a>,
+    /// The privateKey OCTET STRING's contents (an RSAPrivateKey for RSA).
+    pub private_key: &'a [u8],
 }
 
-/// Parses the header of a DER PKCS#8 PrivateKeyInfo (the key itself is left
-/// to ring).
+impl std::fmt::Debug for Pkcs8<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the private key.
+        f.debug_struct("Pkcs8")
+            .field("version", &self.version)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses a DER PKCS#8 PrivateKeyInfo down to its private key's bytes (the
+/// key itself is left to ring).
 pub fn parse_pkcs8(der: &[u8]) -> Result<Pkcs8<'_>, DerError> {
     let mut seq = outer_sequence(der)?;
     let version = seq.small_uint()?;
@@ -289,8 +303,8 @@ pub fn parse_pkcs8(der: &[u8]) -> Result<Pkcs8<'_>, DerError> {
         return Err(DerError::Version(version));
     }
     let algorithm = algorithm_id(&mut seq)?;
-    seq.expect(tag::OCTET_STRING)?;
-    Ok(Pkcs8 { version, algorithm })
+    let private_key = seq.expect(tag::OCTET_STRING)?;
+    Ok(Pkcs8 { version, algorithm, private_key })
 }
 
 /// A SEC 1 ECPrivateKey, taken apart.

@@ -1,13 +1,21 @@
 //! Keys: [`VerifyingKey`] from a PEM public key or certificate, [`SigningKey`]
 //! from a PEM private key, and the signature algorithms both speak.
 //!
-//! Supported key types: RSA (2048 to 8192 bits), ECDSA on P-256, and Ed25519.
-//! A certificate is only a container for its public key here: its validity
-//! dates, issuer and extensions are not read (trust is configured per key).
+//! Supported key types: RSA (2048 to 8192 bits; `rsaEncryption` keys, and
+//! `id-RSASSA-PSS` keys restricted to RSASSA-PSS), ECDSA on P-256, Ed25519,
+//! and HMAC-SHA256 shared secrets (RFC 9421 `hmac-sha256`; at least 32 bytes,
+//! as RFC 2104 advises). A certificate is only a container for its public
+//! key here: its validity dates, issuer and extensions are not read (trust is
+//! configured per key).
 //!
 //! Neither type prints key material in its `Debug` output: a verifying key
-//! shows its type and a short fingerprint, a signing key only its type.
+//! shows its type and a short fingerprint (none for a shared secret: any
+//! digest of it would let a weak secret be guessed offline), a signing key
+//! only its type.
 
+use std::path::{Path, PathBuf};
+
+use ring::hmac;
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, UnparsedPublicKey};
 
@@ -17,20 +25,26 @@ use super::pem::{self, PemError};
 /// The type of a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyType {
-    /// RSA.
+    /// RSA (`rsaEncryption`): PKCS#1 v1.5 and PSS signatures.
     Rsa,
+    /// RSA restricted to RSASSA-PSS (`id-RSASSA-PSS` keys, RFC 4055).
+    RsaPss,
     /// ECDSA on NIST P-256 (secp256r1).
     EcdsaP256,
     /// Ed25519.
     Ed25519,
+    /// An HMAC-SHA256 shared secret.
+    HmacSha256,
 }
 
 impl std::fmt::Display for KeyType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             KeyType::Rsa => "RSA",
+            KeyType::RsaPss => "RSA-PSS",
             KeyType::EcdsaP256 => "ECDSA P-256",
             KeyType::Ed25519 => "Ed25519",
+            KeyType::HmacSha256 => "HMAC-SHA256",
         })
     }
 }
@@ -48,16 +62,25 @@ pub enum SignatureAlgorithm {
     EcdsaP256Sha256Fixed,
     /// Ed25519 (cavage `ed25519`/`hs2019`, RFC 9421 `ed25519`).
     Ed25519,
+    /// HMAC with SHA-256, 32 bytes (RFC 9421 `hmac-sha256`).
+    HmacSha256,
 }
 
 impl SignatureAlgorithm {
-    /// The key type the algorithm needs.
+    /// The key type the algorithm needs (an RSA-PSS key also makes and
+    /// checks [`RsaPssSha512`](Self::RsaPssSha512): see [`accepts`](Self::accepts)).
     pub fn key_type(self) -> KeyType {
         match self {
             SignatureAlgorithm::RsaPkcs1Sha256 | SignatureAlgorithm::RsaPssSha512 => KeyType::Rsa,
             SignatureAlgorithm::EcdsaP256Sha256Asn1 | SignatureAlgorithm::EcdsaP256Sha256Fixed => KeyType::EcdsaP256,
             SignatureAlgorithm::Ed25519 => KeyType::Ed25519,
+            SignatureAlgorithm::HmacSha256 => KeyType::HmacSha256,
         }
+    }
+
+    /// Whether a key of type `key` makes and checks this algorithm's signatures.
+    pub fn accepts(self, key: KeyType) -> bool {
+        key == self.key_type() || (self == SignatureAlgorithm::RsaPssSha512 && key == KeyType::RsaPss)
     }
 }
 
@@ -97,6 +120,111 @@ pub enum KeyError {
     /// ring rejected the key (inconsistent or unsupported private key).
     #[error("key rejected: {0}")]
     Rejected(String),
+    /// An `id-RSASSA-PSS` key with parameters (only parameterless keys,
+    /// usable with any PSS hash, are read; h3m signs with SHA-512).
+    #[error("RSASSA-PSS key with parameters (give one without: openssl genpkey -algorithm RSA-PSS)")]
+    PssParameters,
+    /// An HMAC secret shorter than 32 bytes (RFC 2104: shorter than the
+    /// hash output is strongly discouraged).
+    #[error("HMAC-SHA256 secret of {0} bytes (at least 32 are needed)")]
+    HmacSecretTooShort(usize),
+    /// A `KEYID=HEX` or `KEYID=@FILE` argument that is not one.
+    #[error("expected KEYID=HEX or KEYID=@FILE (the file holding the secret in hex)")]
+    HmacArgument,
+    /// An HMAC secret that is not an even number of hex digits.
+    #[error("the HMAC secret is not an even number of hex digits")]
+    HmacHex,
+}
+
+/// The shortest HMAC-SHA256 secret accepted, in bytes.
+pub const MIN_HMAC_SECRET_LEN: usize = 32;
+
+/// Where the secret of a `KEYID=HEX|@FILE` argument is (see [`parse_hmac_arg`]).
+#[derive(Clone, PartialEq, Eq)]
+pub enum HmacSecretArg {
+    /// The secret itself, given in hex.
+    Secret(Vec<u8>),
+    /// A file holding it in hex ([`hmac_secret_from_hex`] reads its text).
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for HmacSecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HmacSecretArg::Secret(s) => write!(f, "Secret({} bytes)", s.len()),
+            HmacSecretArg::File(p) => f.debug_tuple("File").field(p).finish(),
+        }
+    }
+}
+
+/// Splits a command-line `KEYID=HEX` or `KEYID=@FILE`: the key ID (a label,
+/// and the `keyid` a signer writes) and where the secret is. Nothing is read.
+pub fn parse_hmac_arg(arg: &str) -> Result<(String, HmacSecretArg), KeyError> {
+    let (id, secret) =
+        arg.split_once('=').filter(|(id, s)| !id.is_empty() && !s.is_empty()).ok_or(KeyError::HmacArgument)?;
+    let source = match secret.strip_prefix('@') {
+        Some(path) => HmacSecretArg::File(PathBuf::from(path)),
+        None => HmacSecretArg::Secret(hmac_secret_from_hex(secret.as_bytes())?),
+    };
+    Ok((id.to_owned(), source))
+}
+
+/// Why a `KEYID=HEX|@FILE` argument gave no secret ([`load_hmac_arg`]).
+/// Messages name the key ID or the file, never the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum HmacArgError {
+    /// The argument, or the secret it gives, is unusable.
+    #[error("{id}: {source}")]
+    Key {
+        /// The key ID, or the file the secret was read from.
+        id: String,
+        /// Why.
+        source: KeyError,
+    },
+    /// The secret's file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// The key ID and the secret (checked: at least [`MIN_HMAC_SECRET_LEN`]
+/// bytes) of a `KEYID=HEX` or `KEYID=@FILE` argument; `read` reads FILE
+/// (this crate does no I/O: pass `std::fs::read`).
+pub fn load_hmac_arg(
+    arg: &str,
+    read: impl FnOnce(&Path) -> std::io::Result<Vec<u8>>,
+) -> Result<(String, Vec<u8>), HmacArgError> {
+    fn named(id: &str) -> impl FnOnce(KeyError) -> HmacArgError + '_ {
+        move |source| HmacArgError::Key { id: id.to_owned(), source }
+    }
+    let (id, source) = parse_hmac_arg(arg).map_err(named(arg.split_once('=').map_or(arg, |(id, _)| id)))?;
+    let secret = match source {
+        HmacSecretArg::Secret(s) => s,
+        HmacSecretArg::File(path) => {
+            let shown = path.display().to_string();
+            let text = read(&path).map_err(|source| HmacArgError::Io { path: shown.clone(), source })?;
+            hmac_secret_from_hex(&text).map_err(named(&shown))?
+        }
+    };
+    check_hmac_secret(&secret).map_err(named(&id))?;
+    Ok((id, secret))
+}
+
+/// An HMAC secret written in hex (surrounding ASCII whitespace ignored, so a
+/// file ending in a newline reads).
+pub fn hmac_secret_from_hex(text: &[u8]) -> Result<Vec<u8>, KeyError> {
+    hex::decode(text.trim_ascii()).map_err(|_| KeyError::HmacHex)
+}
+
+fn check_hmac_secret(secret: &[u8]) -> Result<(), KeyError> {
+    if secret.len() < MIN_HMAC_SECRET_LEN {
+        return Err(KeyError::HmacSecretTooShort(secret.len()));
+    }
+    Ok(())
 }
 
 /// Why a signature did not verify.
@@ -158,10 +286,6 @@ fn labels(blocks: &[pem::PemBlock]) -> String {
     blocks.iter().map(|b| b.label.as_str()).collect::<Vec<_>>().join(", ")
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A public key that signatures are checked against.
 #[derive(Clone, PartialEq, Eq)]
 pub struct VerifyingKey {
@@ -189,6 +313,11 @@ impl VerifyingKey {
         let alg = spki.algorithm;
         if alg.oid == oid::RSA_ENCRYPTION {
             Self::from_pkcs1_der(spki.key)
+        } else if alg.oid == oid::RSASSA_PSS {
+            if alg.params.is_some() {
+                return Err(KeyError::PssParameters);
+            }
+            Ok(VerifyingKey { key_type: KeyType::RsaPss, ..Self::from_pkcs1_der(spki.key)? })
         } else if alg.oid == oid::EC_PUBLIC_KEY {
             match alg.params {
                 Some(p) if p.tag == der::tag::OID && p.value == oid::P256 => {}
@@ -216,6 +345,12 @@ impl VerifyingKey {
             return Err(KeyError::RsaModulusSize(bits));
         }
         Ok(VerifyingKey { key_type: KeyType::Rsa, bytes: der.to_vec(), rsa_bits: bits, label: None })
+    }
+
+    /// An HMAC-SHA256 shared secret (at least [`MIN_HMAC_SECRET_LEN`] bytes).
+    pub fn hmac_sha256(secret: &[u8]) -> Result<Self, KeyError> {
+        check_hmac_secret(secret)?;
+        Ok(VerifyingKey { key_type: KeyType::HmacSha256, bytes: secret.to_vec(), rsa_bits: 0, label: None })
     }
 
     /// The subject public key of a DER X.509 certificate.
@@ -270,18 +405,27 @@ impl VerifyingKey {
         self.rsa_bits
     }
 
-    /// `sha256:` and the first 8 bytes, in hex, of the SHA-256 of the public key bytes.
+    /// `sha256:` and the first 8 bytes, in hex, of the SHA-256 of the public
+    /// key bytes; `(shared secret)` for an HMAC key, whose digest is not shown.
     pub fn fingerprint(&self) -> String {
+        if self.key_type == KeyType::HmacSha256 {
+            return "(shared secret)".to_owned();
+        }
         let d = ring::digest::digest(&ring::digest::SHA256, &self.bytes);
-        format!("sha256:{}", hex(&d.as_ref()[..8]))
+        format!("sha256:{}", hex::encode(&d.as_ref()[..8]))
     }
 
     /// Checks `sig` over `msg` with `alg`.
     pub fn verify(&self, alg: SignatureAlgorithm, msg: &[u8], sig: &[u8]) -> Result<(), VerifyError> {
-        if alg.key_type() != self.key_type {
+        if !alg.accepts(self.key_type) {
             return Err(VerifyError::WrongKeyType { key: self.key_type, algorithm: alg });
         }
         let ring_alg: &'static dyn signature::VerificationAlgorithm = match alg {
+            SignatureAlgorithm::HmacSha256 => {
+                // Constant-time comparison.
+                let key = hmac::Key::new(hmac::HMAC_SHA256, &self.bytes);
+                return hmac::verify(&key, msg, sig).map_err(|_| VerifyError::BadSignature);
+            }
             SignatureAlgorithm::RsaPkcs1Sha256 => &signature::RSA_PKCS1_2048_8192_SHA256,
             SignatureAlgorithm::RsaPssSha512 => &signature::RSA_PSS_2048_8192_SHA512,
             SignatureAlgorithm::EcdsaP256Sha256Asn1 => &signature::ECDSA_P256_SHA256_ASN1,
@@ -294,8 +438,11 @@ impl VerifyingKey {
 
 enum SigningInner {
     Rsa(RsaKeyPair),
+    RsaPss(RsaKeyPair),
     EcdsaP256(Box<EcdsaPair>),
     Ed25519(Ed25519KeyPair),
+    /// The ring key and the secret (for [`SigningKey::verifying_key`]).
+    Hmac(hmac::Key, Vec<u8>),
 }
 
 /// One P-256 key, as ring wants it for each signature encoding.
@@ -323,7 +470,7 @@ fn rejected(e: ring::error::KeyRejected) -> KeyError {
 
 impl SigningKey {
     /// The first private key of a PEM text: `PRIVATE KEY` (PKCS#8: RSA,
-    /// ECDSA P-256 or Ed25519), `RSA PRIVATE KEY` (PKCS#1) or `EC PRIVATE KEY`
+    /// RSA-PSS, ECDSA P-256 or Ed25519), `RSA PRIVATE KEY` (PKCS#1) or `EC PRIVATE KEY`
     /// (SEC 1, P-256, with its public key). Other blocks (`EC PARAMETERS`) are
     /// skipped.
     pub fn from_pem(text: &[u8]) -> Result<Self, KeyError> {
@@ -340,7 +487,10 @@ impl SigningKey {
         Err(KeyError::NoPrivateKey(labels(&blocks)))
     }
 
-    /// A DER PKCS#8 PrivateKeyInfo.
+    /// A DER PKCS#8 PrivateKeyInfo. An `id-RSASSA-PSS` key (RFC 4055, as
+    /// `openssl genpkey -algorithm RSA-PSS` writes it and as RFC 9421's
+    /// `test-key-rsa-pss` is) signs RSASSA-PSS only; ring reads the
+    /// RSAPrivateKey inside it.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
         let info = der::parse_pkcs8(der)?;
         let alg = info.algorithm;
@@ -349,6 +499,13 @@ impl SigningKey {
             let pair = RsaKeyPair::from_pkcs8(der).map_err(rejected)?;
             Self::check_rsa(&pair)?;
             SigningInner::Rsa(pair)
+        } else if alg.oid == oid::RSASSA_PSS {
+            if alg.params.is_some() {
+                return Err(KeyError::PssParameters);
+            }
+            let pair = RsaKeyPair::from_der(info.private_key).map_err(rejected)?;
+            Self::check_rsa(&pair)?;
+            SigningInner::RsaPss(pair)
         } else if alg.oid == oid::EC_PUBLIC_KEY {
             match alg.params {
                 Some(p) if p.tag == der::tag::OID && p.value == oid::P256 => {}
@@ -366,6 +523,13 @@ impl SigningKey {
             return Err(KeyError::UnsupportedAlgorithm(dotted(alg.oid)));
         };
         Ok(SigningKey { inner, rng })
+    }
+
+    /// An HMAC-SHA256 shared secret (at least [`MIN_HMAC_SECRET_LEN`] bytes).
+    pub fn hmac_sha256(secret: &[u8]) -> Result<Self, KeyError> {
+        check_hmac_secret(secret)?;
+        let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+        Ok(SigningKey { inner: SigningInner::Hmac(key, secret.to_vec()), rng: SystemRandom::new() })
     }
 
     /// A DER PKCS#1 RSAPrivateKey (`BEGIN RSA PRIVATE KEY`).
@@ -408,30 +572,36 @@ impl SigningKey {
     pub fn key_type(&self) -> KeyType {
         match self.inner {
             SigningInner::Rsa(_) => KeyType::Rsa,
+            SigningInner::RsaPss(_) => KeyType::RsaPss,
             SigningInner::EcdsaP256(_) => KeyType::EcdsaP256,
             SigningInner::Ed25519(_) => KeyType::Ed25519,
+            SigningInner::Hmac(..) => KeyType::HmacSha256,
         }
     }
 
-    /// The matching public key.
+    /// The matching public key (for an HMAC key, the same secret).
     pub fn verifying_key(&self) -> VerifyingKey {
-        let (key_type, bytes) = match &self.inner {
-            SigningInner::Rsa(p) => (KeyType::Rsa, p.public().as_ref().to_vec()),
-            SigningInner::EcdsaP256(pair) => (KeyType::EcdsaP256, pair.asn1.public_key().as_ref().to_vec()),
-            SigningInner::Ed25519(p) => (KeyType::Ed25519, p.public_key().as_ref().to_vec()),
+        let bytes = match &self.inner {
+            SigningInner::Rsa(p) | SigningInner::RsaPss(p) => p.public().as_ref().to_vec(),
+            SigningInner::EcdsaP256(pair) => pair.asn1.public_key().as_ref().to_vec(),
+            SigningInner::Ed25519(p) => p.public_key().as_ref().to_vec(),
+            SigningInner::Hmac(_, secret) => secret.clone(),
         };
         let rsa_bits = match &self.inner {
-            SigningInner::Rsa(p) => der::rsa_modulus_bits(&bytes).unwrap_or(p.public().modulus_len() * 8),
+            SigningInner::Rsa(p) | SigningInner::RsaPss(p) => {
+                der::rsa_modulus_bits(&bytes).unwrap_or(p.public().modulus_len() * 8)
+            }
             _ => 0,
         };
-        VerifyingKey { key_type, bytes, rsa_bits, label: None }
+        VerifyingKey { key_type: self.key_type(), bytes, rsa_bits, label: None }
     }
 
     /// Signs `msg` with `alg`.
     pub fn sign(&self, alg: SignatureAlgorithm, msg: &[u8]) -> Result<Vec<u8>, SignError> {
         let wrong = || SignError::WrongKeyType { key: self.key_type(), algorithm: alg };
         match (&self.inner, alg) {
-            (SigningInner::Rsa(pair), SignatureAlgorithm::RsaPkcs1Sha256 | SignatureAlgorithm::RsaPssSha512) => {
+            (SigningInner::Rsa(pair), SignatureAlgorithm::RsaPkcs1Sha256 | SignatureAlgorithm::RsaPssSha512)
+            | (SigningInner::RsaPss(pair), SignatureAlgorithm::RsaPssSha512) => {
                 let padding: &'static dyn signature::RsaEncoding = match alg {
                     SignatureAlgorithm::RsaPkcs1Sha256 => &signature::RSA_PKCS1_SHA256,
                     _ => &signature::RSA_PSS_SHA512,
@@ -447,6 +617,7 @@ impl SigningKey {
                 pair.fixed.sign(&self.rng, msg).map(|s| s.as_ref().to_vec()).map_err(|_| SignError::Failed)
             }
             (SigningInner::Ed25519(pair), SignatureAlgorithm::Ed25519) => Ok(pair.sign(msg).as_ref().to_vec()),
+            (SigningInner::Hmac(key, _), SignatureAlgorithm::HmacSha256) => Ok(hmac::sign(key, msg).as_ref().to_vec()),
             _ => Err(wrong()),
         }
     }

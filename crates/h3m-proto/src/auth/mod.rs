@@ -12,6 +12,10 @@
 //!   (`;req`) and the response's `@status`, `content-type`,
 //!   `content-length`, `date` and `repr-digest`.
 //!
+//! Keys ([`keys`]): RSA (PKCS#1 v1.5 and PSS; `id-RSASSA-PSS` keys sign PSS
+//! only, RFC 9421 `rsa-pss-sha512`), ECDSA P-256, Ed25519, and HMAC-SHA256
+//! shared secrets (RFC 9421 `hmac-sha256` only: cavage's HMAC is not spoken).
+//!
 //! [`verify_push`] is the whole receiver-side decision for one resource: it
 //! takes the promise's and response's header lists (and trailers), the SHA-256
 //! the body will be checked against, the trusted keys and the current time,
@@ -33,24 +37,29 @@
 //! and, when the promise carries a cavage `signature`, that one verifies too.
 //! [`PushSigner`] makes signatures that pass these checks.
 //!
-//! Module map: [`pem`] (PEM, base64), [`der`] (DER walker), [`keys`] (key
-//! loading, sign and verify primitives), [`sf`] (structured fields),
-//! [`digest`] (digest fields), [`date`] (HTTP dates), [`cavage`], [`rfc9421`].
+//! Module map: [`pem`] (PEM), [`der`] (DER walker), [`keys`] (key
+//! loading, sign and verify primitives), [`cavage`], [`rfc9421`]. What they
+//! share with the rest of the crate lives in [`crate::http`] (structured
+//! fields, digest fields, HTTP dates; [`date`] and [`digest`] are re-exported
+//! here for callers from before the move) and [`crate::encoding`] (base64).
 //! Key material never appears in `Debug` output or error messages.
 
 pub mod cavage;
-pub mod date;
 pub mod der;
-pub mod digest;
 pub mod keys;
 pub mod pem;
 pub mod rfc9421;
-pub mod sf;
+
+/// HTTP dates: [`crate::http::date`], re-exported at its old path.
+pub use crate::http::date;
+/// Digest fields: [`crate::http::digest`], re-exported at its old path.
+pub use crate::http::digest;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use keys::{KeyError, KeyType, SignError, SignatureAlgorithm, SigningKey, VerifyError, VerifyingKey};
 
+use crate::http::sf;
 use crate::qpack::HeaderField;
 use cavage::{CavageParseError, CavageSignError, CavageVerifyError, SigningStringError};
 use digest::DigestField;
@@ -210,7 +219,12 @@ impl From<Rfc9421VerifyError> for AuthError {
             Rfc9421VerifyError::UnsupportedAlgorithm(a) => AuthError::UnsupportedAlgorithm(a),
             Rfc9421VerifyError::NoKeyForAlgorithm(a) => AuthError::NoKeyForAlgorithm(a),
             Rfc9421VerifyError::Component(ComponentError::Missing(c)) => AuthError::MissingHeader(c),
-            Rfc9421VerifyError::Component(ComponentError::InvalidValue(c)) => AuthError::InvalidHeaderValue(c),
+            Rfc9421VerifyError::Component(ComponentError::InvalidValue(c) | ComponentError::Ambiguous(c)) => {
+                AuthError::InvalidHeaderValue(c)
+            }
+            Rfc9421VerifyError::Component(ComponentError::Serialize(e)) => {
+                AuthError::UnsupportedComponent(e.to_string())
+            }
             Rfc9421VerifyError::Component(ComponentError::Unsupported(c) | ComponentError::Duplicate(c)) => {
                 AuthError::UnsupportedComponent(c)
             }
@@ -462,6 +476,10 @@ pub enum SignPushError {
     /// The key ID cannot be written into the headers.
     #[error("the key ID must be printable ASCII without `\"` or `\\`")]
     BadKeyId,
+    /// Cavage signatures asked for with a key that makes none (HMAC,
+    /// RSA-PSS only): sign with [`SignatureForms::Rfc9421`].
+    #[error("{0} keys make no cavage signatures: sign with RFC 9421 only")]
+    CavageKey(KeyType),
     /// A cavage signature failed.
     #[error("cavage signature: {0}")]
     Cavage(#[from] CavageSignError),
@@ -503,11 +521,16 @@ fn insert_before_connection(headers: &mut Vec<HeaderField>, fields: impl IntoIte
 }
 
 impl PushSigner {
-    /// A signer; the key ID must be printable ASCII without `"` or `\`.
+    /// A signer; the key ID must be printable ASCII without `"` or `\`, and
+    /// cavage forms need a key cavage has an algorithm for (not HMAC or
+    /// RSA-PSS only).
     pub fn new(key: SigningKey, key_id: impl Into<String>, forms: SignatureForms) -> Result<Self, SignPushError> {
         let key_id = key_id.into();
         if !cavage::valid_key_id(&key_id) {
             return Err(SignPushError::BadKeyId);
+        }
+        if forms.cavage() && cavage::algorithm_name(key.key_type()).is_none() {
+            return Err(SignPushError::CavageKey(key.key_type()));
         }
         Ok(PushSigner { key, key_id, forms })
     }

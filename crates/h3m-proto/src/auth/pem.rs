@@ -1,4 +1,13 @@
-//! PEM (RFC 7468) and base64 (RFC 4648 §4) decoding.
+//! PEM (RFC 7468) decoding (the base64 inside is [`crate::encoding::base64`]).
+//!
+//! Why not `rustls-pki-types`' `PemObject` (tried, 1.16): it skips blocks
+//! whose label it does not know (`RSA PUBLIC KEY`, `ENCRYPTED PRIVATE KEY`,
+//! `TRUSTED CERTIFICATE`...) without a word, so a key file of the wrong kind
+//! could not be named in the error ([`super::KeyError::NoPublicKey`] lists the
+//! labels found) and an encrypted PKCS#8 key could not be told apart; it
+//! feeds RFC 1421 header lines to base64, so `Proc-Type: 4,ENCRYPTED` becomes
+//! a base64 error instead of [`PemError::Encrypted`]; and its base64 errors
+//! are strings without an offset.
 //!
 //! [`parse`] finds every `-----BEGIN LABEL-----` ... `-----END LABEL-----`
 //! block of a text and decodes its base64 body. Text outside the blocks is
@@ -6,63 +15,7 @@
 //! RFC 1421 header lines inside a block, except that an encrypted legacy key
 //! (`Proc-Type: 4,ENCRYPTED`) is an error: keys must be unencrypted.
 
-/// Why base64 text did not decode.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Base64Error {
-    /// A character outside the standard alphabet (`A-Z a-z 0-9 + /`).
-    #[error("invalid base64 character at offset {0}")]
-    InvalidCharacter(usize),
-    /// `=` padding somewhere other than at the end, or too much of it.
-    #[error("misplaced base64 padding at offset {0}")]
-    BadPadding(usize),
-    /// A length no base64 encoding has (one character left over).
-    #[error("truncated base64")]
-    Truncated,
-}
-
-/// Decodes standard base64. Padding is optional; whitespace is not allowed
-/// (use [`decode_base64_lines`] for wrapped text).
-pub fn decode_base64(text: &[u8]) -> Result<Vec<u8>, Base64Error> {
-    let body_len = text.iter().rposition(|&c| c != b'=').map_or(0, |p| p + 1);
-    let padding = text.len() - body_len;
-    if padding > 2 || (padding > 0 && !text.len().is_multiple_of(4)) {
-        return Err(Base64Error::BadPadding(body_len));
-    }
-    if body_len % 4 == 1 {
-        return Err(Base64Error::Truncated);
-    }
-    let mut out = Vec::with_capacity(body_len / 4 * 3 + 2);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for (i, &c) in text[..body_len].iter().enumerate() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => return Err(Base64Error::BadPadding(i)),
-            _ => return Err(Base64Error::InvalidCharacter(i)),
-        };
-        acc = ((acc << 6) | u32::from(v)) & 0xff_ffff;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Ok(out)
-}
-
-/// Decodes base64 that may be wrapped over lines (ASCII whitespace is skipped).
-pub fn decode_base64_lines(text: &[u8]) -> Result<Vec<u8>, Base64Error> {
-    let compact: Vec<u8> = text.iter().copied().filter(|c| !c.is_ascii_whitespace()).collect();
-    decode_base64(&compact)
-}
-
-/// Standard base64 with padding (the encoder the sender already uses).
-pub fn encode_base64(data: &[u8]) -> String {
-    crate::sender::base64(data)
-}
+use crate::encoding::base64::{self, Base64Error};
 
 /// Why a PEM text did not decode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -147,7 +100,7 @@ pub fn parse(text: &[u8]) -> Result<Vec<PemBlock>, PemError> {
         if !ended {
             return Err(PemError::Unterminated(label));
         }
-        let der = decode_base64_lines(&body).map_err(|error| PemError::Base64 { label: label.clone(), error })?;
+        let der = base64::decode_lines(&body).map_err(|error| PemError::Base64 { label: label.clone(), error })?;
         blocks.push(PemBlock { label, der });
     }
     if blocks.is_empty() {
@@ -159,24 +112,6 @@ pub fn parse(text: &[u8]) -> Result<Vec<PemBlock>, PemError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_round_trips_and_rejects() {
-        for n in 0..40usize {
-            let data: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
-            let text = encode_base64(&data);
-            assert_eq!(decode_base64(text.as_bytes()), Ok(data.clone()), "{text}");
-            let unpadded = text.trim_end_matches('=');
-            assert_eq!(decode_base64(unpadded.as_bytes()), Ok(data), "{unpadded}");
-        }
-        assert_eq!(decode_base64(b"Zm9v!mFy"), Err(Base64Error::InvalidCharacter(4)));
-        assert_eq!(decode_base64(b"Zm=9"), Err(Base64Error::BadPadding(2)));
-        assert_eq!(decode_base64(b"Zg==="), Err(Base64Error::BadPadding(2)));
-        assert_eq!(decode_base64(b"Zg="), Err(Base64Error::BadPadding(2)));
-        assert_eq!(decode_base64(b"Z"), Err(Base64Error::Truncated));
-        assert_eq!(decode_base64(b"Zm9v YmF"), Err(Base64Error::InvalidCharacter(4)));
-        assert_eq!(decode_base64_lines(b"Zm9v\r\nYmFy\n"), Ok(b"foobar".to_vec()));
-    }
 
     #[test]
     fn blocks_and_errors() {

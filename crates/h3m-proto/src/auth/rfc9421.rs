@@ -10,19 +10,26 @@
 //! Request-derived components of a response carry the `req` parameter, as
 //! RFC 9421 §2.4 says; a signature that names them without `req` is still
 //! understood (they can only come from the promised request). Fields with
-//! `tr` come from the trailers. Other component parameters (`sf`, `bs`,
-//! `key`, `name`) and `@query-param` are not supported: a signature using
-//! them does not verify.
+//! `tr` come from the trailers. `@query-param` (§2.2.8) takes its `name`
+//! parameter: the query is parsed as `application/x-www-form-urlencoded`
+//! (the `form_urlencoded` crate, the URL Standard's algorithm) and names and
+//! values are re-encoded with the URL Standard's form-urlencoded
+//! percent-encode set, a space as `%20`; a name given twice in the query
+//! cannot be signed ([`ComponentError::Ambiguous`]). Other component
+//! parameters (`sf`, `bs`, `key`) are not supported: a signature using them
+//! does not verify.
 //!
-//! Algorithms: `ed25519`, `ecdsa-p256-sha256` (`r || s`), `rsa-v1_5-sha256`
-//! and `rsa-pss-sha512`; without `alg` the key's type decides. The signature
-//! base is built as in RFC 9421 §2.5, with `@signature-params` re-serialized
-//! canonically (RFC 8941).
+//! Algorithms: `ed25519`, `ecdsa-p256-sha256` (`r || s`), `rsa-v1_5-sha256`,
+//! `rsa-pss-sha512` and `hmac-sha256`; without `alg` the key's type decides
+//! (an RSA key tries both RSA algorithms, an RSA-PSS key only PSS). The
+//! signature base is built as in RFC 9421 §2.5, with `@signature-params`
+//! re-serialized canonically (RFC 9651).
 
 use crate::qpack::HeaderField;
 
 use super::keys::{KeyType, SignError, SignatureAlgorithm, SigningKey, VerifyingKey};
-use super::sf::{self, BareItem, Item, Member, Params, SfError};
+use crate::http::path::form_encode;
+use crate::http::sf::{self, BareItem, Item, Member, Params, SerializeError, SfError};
 
 /// The components [`sign`] covers by default; absent fields (e.g.
 /// `content-length` of a live resource) are left out.
@@ -138,6 +145,14 @@ pub enum ComponentError {
     /// A value holding CR, LF or NUL.
     #[error("component `{0}` has a value that cannot be signed")]
     InvalidValue(String),
+    /// An `@query-param` whose name occurs more than once in the query
+    /// (RFC 9421 §2.2.8: it must not be signed; sign `@query` instead).
+    #[error("component `{0}`: the query parameter occurs more than once")]
+    Ambiguous(String),
+    /// A component identifier or signature parameter with no valid
+    /// structured-field serialization.
+    #[error(transparent)]
+    Serialize(#[from] SerializeError),
 }
 
 /// Why a signature did not verify.
@@ -169,6 +184,14 @@ pub enum Rfc9421SignError {
     /// The key failed to sign.
     #[error(transparent)]
     Sign(#[from] SignError),
+    /// The key cannot make the algorithm asked for.
+    #[error("a {key} key cannot make `{alg}` signatures")]
+    Algorithm {
+        /// The key's type.
+        key: KeyType,
+        /// The algorithm's name.
+        alg: String,
+    },
 }
 
 /// The message a signature covers: a pushed response (with its promised
@@ -232,17 +255,42 @@ fn first<'a>(section: &'a [HeaderField], name: &str) -> Option<&'a [u8]> {
     section.iter().find(|f| f.name == name.as_bytes()).map(|f| f.value.as_slice())
 }
 
+/// A component identifier, serialized (RFC 9421 §2: the form the signature
+/// base names it by).
+fn identifier(c: &Item) -> Result<String, ComponentError> {
+    let mut id = String::new();
+    sf::serialize_item(c, &mut id)?;
+    Ok(id)
+}
+
+/// The value of `@query-param;name=<want>` (RFC 9421 §2.2.8) in a query
+/// (without its `?`): `None` if the parameter is absent, an error if it
+/// occurs more than once.
+fn query_param(query: &[u8], want: &str, id: &str) -> Result<Option<String>, ComponentError> {
+    let mut found = None;
+    for (name, value) in form_urlencoded::parse(query) {
+        if form_encode(&name) == want {
+            if found.is_some() {
+                return Err(ComponentError::Ambiguous(id.to_owned()));
+            }
+            found = Some(form_encode(&value));
+        }
+    }
+    Ok(found)
+}
+
 /// The value of one component (RFC 9421 §2.1, §2.2).
 fn component_value(c: &Item, msg: &Message<'_>) -> Result<Vec<u8>, ComponentError> {
-    let mut id = String::new();
-    sf::serialize_item(c, &mut id);
+    let id = identifier(c)?;
     let BareItem::String(name) = &c.bare else { return Err(ComponentError::Unsupported(id)) };
     let mut req = false;
     let mut tr = false;
+    let mut param_name = None;
     for (k, v) in &c.params {
         match (k.as_str(), v) {
             ("req", BareItem::Boolean(true)) => req = true,
             ("tr", BareItem::Boolean(true)) => tr = true,
+            ("name", BareItem::String(n)) if name == "@query-param" => param_name = Some(n.as_str()),
             _ => return Err(ComponentError::Unsupported(id)),
         }
     }
@@ -265,6 +313,12 @@ fn component_value(c: &Item, msg: &Message<'_>) -> Result<Vec<u8>, ComponentErro
                 Some(q) => pq[q..].to_vec(),
                 None => b"?".to_vec(),
             }
+        }
+        "@query-param" => {
+            let Some(want) = param_name else { return Err(ComponentError::Unsupported(id)) };
+            let pq = path_query()?;
+            let query = pq.iter().position(|&b| b == b'?').map_or(&[][..], |q| &pq[q + 1..]);
+            query_param(query, want, &id)?.ok_or_else(missing)?.into_bytes()
         }
         "@target-uri" => {
             let scheme = first(request, ":scheme").ok_or_else(missing)?.to_ascii_lowercase();
@@ -313,8 +367,7 @@ pub fn signature_base(components: &[Item], params: &Params, msg: &Message<'_>) -
     let mut out = Vec::new();
     let mut seen: Vec<String> = Vec::new();
     for c in components {
-        let mut id = String::new();
-        sf::serialize_item(c, &mut id);
+        let id = identifier(c)?;
         if seen.contains(&id) {
             return Err(ComponentError::Duplicate(id));
         }
@@ -329,7 +382,7 @@ pub fn signature_base(components: &[Item], params: &Params, msg: &Message<'_>) -
         seen.push(id);
     }
     out.extend_from_slice(b"\"@signature-params\": ");
-    out.extend_from_slice(sf::serialize_inner_list(components, params).as_bytes());
+    out.extend_from_slice(sf::serialize_inner_list(components, params)?.as_bytes());
     Ok(out)
 }
 
@@ -340,25 +393,51 @@ pub fn algorithms_for(alg: Option<&str>, key: KeyType) -> Result<Vec<SignatureAl
         None => {
             return Ok(match key {
                 KeyType::Rsa => vec![SignatureAlgorithm::RsaPkcs1Sha256, SignatureAlgorithm::RsaPssSha512],
+                KeyType::RsaPss => vec![SignatureAlgorithm::RsaPssSha512],
                 KeyType::EcdsaP256 => vec![SignatureAlgorithm::EcdsaP256Sha256Fixed],
                 KeyType::Ed25519 => vec![SignatureAlgorithm::Ed25519],
+                KeyType::HmacSha256 => vec![SignatureAlgorithm::HmacSha256],
             });
         }
-        Some("ed25519") => SignatureAlgorithm::Ed25519,
-        Some("ecdsa-p256-sha256") => SignatureAlgorithm::EcdsaP256Sha256Fixed,
-        Some("rsa-v1_5-sha256") => SignatureAlgorithm::RsaPkcs1Sha256,
-        Some("rsa-pss-sha512") => SignatureAlgorithm::RsaPssSha512,
-        Some(other) => return Err(Rfc9421VerifyError::UnsupportedAlgorithm(other.to_owned())),
+        Some(name) => algorithm(name).ok_or_else(|| Rfc9421VerifyError::UnsupportedAlgorithm(name.to_owned()))?,
     };
-    Ok(if fixed.key_type() == key { vec![fixed] } else { Vec::new() })
+    Ok(if fixed.accepts(key) { vec![fixed] } else { Vec::new() })
+}
+
+/// The algorithm an `alg` name stands for (RFC 9421 §6.2.2), if it is one
+/// this implementation speaks.
+pub fn algorithm(name: &str) -> Option<SignatureAlgorithm> {
+    Some(match name {
+        "ed25519" => SignatureAlgorithm::Ed25519,
+        "ecdsa-p256-sha256" => SignatureAlgorithm::EcdsaP256Sha256Fixed,
+        "rsa-v1_5-sha256" => SignatureAlgorithm::RsaPkcs1Sha256,
+        "rsa-pss-sha512" => SignatureAlgorithm::RsaPssSha512,
+        "hmac-sha256" => SignatureAlgorithm::HmacSha256,
+        _ => return None,
+    })
+}
+
+/// The `alg` name of an algorithm (`None` for cavage's DER-encoded ECDSA,
+/// which RFC 9421 does not define).
+pub fn rfc9421_name(alg: SignatureAlgorithm) -> Option<&'static str> {
+    Some(match alg {
+        SignatureAlgorithm::Ed25519 => "ed25519",
+        SignatureAlgorithm::EcdsaP256Sha256Fixed => "ecdsa-p256-sha256",
+        SignatureAlgorithm::RsaPkcs1Sha256 => "rsa-v1_5-sha256",
+        SignatureAlgorithm::RsaPssSha512 => "rsa-pss-sha512",
+        SignatureAlgorithm::HmacSha256 => "hmac-sha256",
+        SignatureAlgorithm::EcdsaP256Sha256Asn1 => return None,
+    })
 }
 
 /// The `alg` name [`sign`] writes for a key type.
 pub fn algorithm_name(key: KeyType) -> &'static str {
     match key {
         KeyType::Rsa => "rsa-v1_5-sha256",
+        KeyType::RsaPss => "rsa-pss-sha512",
         KeyType::EcdsaP256 => "ecdsa-p256-sha256",
         KeyType::Ed25519 => "ed25519",
+        KeyType::HmacSha256 => "hmac-sha256",
     }
 }
 
@@ -395,8 +474,9 @@ pub fn component(name: &str, flags: &[&str]) -> Item {
 }
 
 /// Signs `components` over `msg` and returns the `signature-input` and
-/// `signature` fields, labelled `label`, with parameters
-/// `created`, `keyid` and `alg` (in that order).
+/// `signature` fields, labelled `label`, with parameters `created`, `keyid`
+/// and `alg` (in that order); the algorithm is the key type's
+/// ([`algorithm_name`]). See [`sign_with`] to choose it.
 pub fn sign(
     key: &SigningKey,
     key_id: &str,
@@ -405,23 +485,39 @@ pub fn sign(
     created: u64,
     msg: &Message<'_>,
 ) -> Result<[HeaderField; 2], Rfc9421SignError> {
-    let label_ok = label.bytes().next().is_some_and(|c| c.is_ascii_lowercase() || c == b'*')
-        && label.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-.*".contains(&c));
-    if !sf::is_sf_string(key_id) || key_id.is_empty() || !label_ok {
+    let alg = algorithm(algorithm_name(key.key_type())).ok_or(SignError::Failed)?;
+    sign_with(key, alg, key_id, label, components, created, msg)
+}
+
+/// [`sign`] with the algorithm `alg` (e.g. `rsa-pss-sha512` with an
+/// `rsaEncryption` key).
+pub fn sign_with(
+    key: &SigningKey,
+    alg: SignatureAlgorithm,
+    key_id: &str,
+    label: &str,
+    components: &[Item],
+    created: u64,
+    msg: &Message<'_>,
+) -> Result<[HeaderField; 2], Rfc9421SignError> {
+    if !sf::is_sf_string(key_id) || key_id.is_empty() || !sf::is_key(label) {
         return Err(Rfc9421SignError::BadKeyId);
     }
-    let alg_name = algorithm_name(key.key_type());
+    let alg_name =
+        rfc9421_name(alg).filter(|_| alg.accepts(key.key_type())).ok_or_else(|| Rfc9421SignError::Algorithm {
+            key: key.key_type(),
+            alg: rfc9421_name(alg).unwrap_or("(cavage ecdsa)").to_owned(),
+        })?;
     let params: Params = vec![
         ("created".into(), BareItem::Integer(i64::try_from(created).unwrap_or(i64::MAX))),
         ("keyid".into(), BareItem::String(key_id.to_owned())),
         ("alg".into(), BareItem::String(alg_name.to_owned())),
     ];
     let base = signature_base(components, &params, msg)?;
-    let alg = algorithms_for(Some(alg_name), key.key_type()).ok().and_then(|a| a.first().copied());
-    let sig = key.sign(alg.ok_or(SignError::Failed)?, &base)?;
-    let input = format!("{label}={}", sf::serialize_inner_list(components, &params));
+    let sig = key.sign(alg, &base)?;
+    let input = format!("{label}={}", sf::serialize_inner_list(components, &params).map_err(ComponentError::from)?);
     let mut value = format!("{label}=");
-    sf::serialize_bare(&BareItem::Bytes(sig), &mut value);
+    sf::serialize_bare(&BareItem::Bytes(sig), &mut value).map_err(ComponentError::from)?;
     Ok([HeaderField::new("signature-input", input), HeaderField::new("signature", value)])
 }
 
@@ -446,22 +542,15 @@ mod tests {
     use super::*;
 
     // RFC 9421 Appendix B.1.4 and B.2.6.
-    const ED_PUB: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAJrQLj5P/89iXES9+vFgrIy29clF9CC/oPPsw3c5D0bs=\n-----END PUBLIC KEY-----\n";
+    pub(super) const ED_PUB: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAJrQLj5P/89iXES9+vFgrIy29clF9CC/oPPsw3c5D0bs=\n-----END PUBLIC KEY-----\n";
     const ED_PRIV: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF\n-----END PRIVATE KEY-----\n";
     const B26_INPUT: &str = "sig-b26=(\"date\" \"@method\" \"@path\" \"@authority\" \"content-type\" \"content-length\");created=1618884473;keyid=\"test-key-ed25519\"";
     const B26_SIG: &str =
         "sig-b26=:wqcAqbmYJ2ji2glfAMaRy4gruYYnx2nEFN2HN6jrnDnQCK1u02Gb04v9EDgwUPiu4A0w6vuQv5lIp5WPpBKRCw==:";
 
+    /// B.2's test-request (B.2.6 does not cover its `content-digest`).
     fn b26_request() -> Vec<HeaderField> {
-        vec![
-            HeaderField::new(":method", "POST"),
-            HeaderField::new(":scheme", "https"),
-            HeaderField::new(":authority", "example.com"),
-            HeaderField::new(":path", "/foo?param=Value&Pet=dog"),
-            HeaderField::new("date", "Tue, 20 Apr 2021 02:07:55 GMT"),
-            HeaderField::new("content-type", "application/json"),
-            HeaderField::new("content-length", "18"),
-        ]
+        super::vectors::test_request()
     }
 
     #[test]
@@ -485,7 +574,7 @@ mod tests {
         assert_eq!(signer.sign(SignatureAlgorithm::Ed25519, &base).unwrap(), sigs[0].signature);
         // One changed covered value breaks it.
         let mut changed = b26_request();
-        changed[6] = HeaderField::new("content-length", "19");
+        *changed.iter_mut().find(|f| f.name == b"content-length").unwrap() = HeaderField::new("content-length", "19");
         let msg = Message { request: &changed, response: None, trailers: &[] };
         assert_eq!(verify(&sigs[0], &msg, &[key]), Err(Rfc9421VerifyError::BadSignature));
     }
@@ -535,8 +624,17 @@ mod tests {
         let two = parse(&[b"a=()", b"b=()"], &[b"b=:AA==:, a=:AA==:"]).unwrap();
         assert_eq!(two.iter().map(|s| s.label.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(
-            algorithms_for(Some("hmac-sha256"), KeyType::Rsa),
-            Err(Rfc9421VerifyError::UnsupportedAlgorithm("hmac-sha256".into()))
+            algorithms_for(Some("hmac-sha512"), KeyType::Rsa),
+            Err(Rfc9421VerifyError::UnsupportedAlgorithm("hmac-sha512".into()))
         );
+        // A known algorithm for another key type: no algorithm to try with this key.
+        assert_eq!(algorithms_for(Some("hmac-sha256"), KeyType::Rsa), Ok(vec![]));
+        assert_eq!(algorithms_for(Some("rsa-pss-sha512"), KeyType::RsaPss), Ok(vec![SignatureAlgorithm::RsaPssSha512]));
+        assert_eq!(algorithms_for(Some("rsa-v1_5-sha256"), KeyType::RsaPss), Ok(vec![]));
+        assert_eq!(algorithms_for(None, KeyType::HmacSha256), Ok(vec![SignatureAlgorithm::HmacSha256]));
     }
 }
+
+#[cfg(test)]
+#[path = "rfc9421_vectors.rs"]
+mod vectors;

@@ -49,7 +49,7 @@ fn request() -> Vec<HeaderField> {
 }
 
 fn response(date: SystemTime, body: &[u8]) -> Vec<HeaderField> {
-    let d = crate::sender::base64(&sha256(body));
+    let d = crate::encoding::base64::encode(&sha256(body));
     vec![
         HeaderField::new(":status", "200"),
         HeaderField::new("content-type", "text/plain; charset=UTF-8"),
@@ -291,7 +291,7 @@ fn coverage_rules() {
         "keyId=\"k\",algorithm=ed25519,expires={},headers=\"{}\",signature=\"{}\"",
         NOW - 1,
         names.join(" "),
-        crate::sender::base64(&s)
+        crate::encoding::base64::encode(&s)
     )
     .into_bytes();
     exp.push(sig);
@@ -312,7 +312,7 @@ fn live_resources_sign_their_trailers() {
         ];
         assert!(!signer.sign_headers(&mut req, &mut resp, now() - Duration::from_secs(3600)).unwrap());
         assert!(!resp.iter().any(|f| f.name == b"signature"), "{forms:?}");
-        let d = crate::sender::base64(&sha256(BODY));
+        let d = crate::encoding::base64::encode(&sha256(BODY));
         let mut trailers = vec![
             HeaderField::new("digest", format!("sha-256={d}")),
             HeaderField::new("repr-digest", format!("sha-256=:{d}:")),
@@ -411,7 +411,7 @@ proptest! {
     #[test]
     fn parsers_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600)) {
         let _ = pem::parse(&data);
-        let _ = pem::decode_base64(&data);
+        let _ = crate::encoding::base64::decode(&data);
         let _ = der::parse_spki(&data);
         let _ = der::certificate_spki(&data);
         let _ = der::parse_pkcs8(&data);
@@ -425,6 +425,8 @@ proptest! {
         let _ = SigningKey::from_pem(&data);
         let _ = cavage::parse(&data);
         let _ = sf::parse_dictionary(&data);
+        let _ = sf::parse_list(&data);
+        let _ = sf::parse_item(&data);
         let _ = rfc9421::parse(&[&data], &[&data]);
         let _ = digest::announced(&[HeaderField::new("repr-digest", data.clone()), HeaderField::new("digest", data.clone())]);
         let _ = date::parse_http_date(&data);
@@ -433,7 +435,7 @@ proptest! {
     #[test]
     fn pem_framed_der_never_panics(data in proptest::collection::vec(any::<u8>(), 0..400), label in 0usize..5) {
         let labels = ["PUBLIC KEY", "CERTIFICATE", "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"];
-        let text = format!("-----BEGIN {0}-----\n{1}\n-----END {0}-----\n", labels[label], crate::sender::base64(&data));
+        let text = format!("-----BEGIN {0}-----\n{1}\n-----END {0}-----\n", labels[label], crate::encoding::base64::encode(&data));
         let _ = VerifyingKey::all_from_pem(text.as_bytes());
         let _ = SigningKey::from_pem(text.as_bytes());
     }

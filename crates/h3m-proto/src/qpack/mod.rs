@@ -393,18 +393,13 @@ mod tests {
     use proptest::prelude::*;
 
     fn unhex(s: &str) -> Vec<u8> {
-        assert!(s.len().is_multiple_of(2), "odd hex length");
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit")).collect()
-    }
-
-    fn hex(b: &[u8]) -> String {
-        b.iter().map(|x| format!("{x:02x}")).collect()
+        hex::decode(s).expect("hex digits")
     }
 
     fn enc(fields: &[HeaderField], opts: &EncodeOptions) -> String {
         let mut out = Vec::new();
         encode_field_section_with(fields, opts, &mut out);
-        hex(&out)
+        hex::encode(&out)
     }
 
     fn dec(wire_hex: &str) -> Result<Vec<HeaderField>, QpackError> {
@@ -490,7 +485,7 @@ mod tests {
         assert_eq!(enc(&fields, &EncodeOptions::default()), wire);
         let mut out = Vec::new();
         encode_field_section(&fields, &mut out);
-        assert_eq!(hex(&out), wire);
+        assert_eq!(hex::encode(&out), wire);
     }
 
     #[test]
@@ -534,7 +529,7 @@ mod tests {
         for &(text, coded) in cases {
             let mut out = Vec::new();
             huffman::encode(text.as_bytes(), &mut out);
-            assert_eq!(hex(&out), coded, "{text}");
+            assert_eq!(hex::encode(&out), coded, "{text}");
             assert_eq!(huffman::encoded_len(text.as_bytes()), out.len());
             let mut back = Vec::new();
             huffman::decode(&unhex(coded), &mut back).unwrap();
@@ -587,7 +582,7 @@ mod tests {
         write_int(&mut out, 0, 5, 10);
         write_int(&mut out, 0, 5, 1337);
         write_int(&mut out, 0, 8, 42);
-        assert_eq!(hex(&out), "0a1f9a0a2a");
+        assert_eq!(hex::encode(&out), "0a1f9a0a2a");
         let mut rest: &[u8] = &out;
         assert_eq!(read_int(&mut rest, 5), Ok(10));
         assert_eq!(read_int(&mut rest, 5), Ok(1337));

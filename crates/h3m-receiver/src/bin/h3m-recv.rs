@@ -31,14 +31,15 @@ not reported packet by packet.
 Integrity and authenticity:
   A resource whose digest (digest, repr-digest or content-digest, SHA-256) does
   not match its body is not written. --require-digest refuses resources without
-  one. With --trust, a resource is written only if a response signature (cavage
-  `signature` as nghq writes it, or RFC 9421 `signature-input`/`signature`)
-  verifies against a trusted key and covers its path, digest and date (and the
-  promise's cavage signature, if any, verifies too), and the signed time is at
-  most --max-age seconds old and at most 60 s in the future (clock skew). The
-  clock: live, the system clock; pcap input, the capture time of the datagram
-  that completed the resource; .datagrams input, none (no freshness check)
-  unless --max-age is given, then the system clock. Refusals read
+  one. With --trust (or --trust-hmac), a resource is written only if a response
+  signature (cavage `signature` as nghq writes it, or RFC 9421
+  `signature-input`/`signature`) verifies against a trusted key (or shared
+  secret) and covers its path, digest and date (and the promise's cavage
+  signature, if any, verifies too), and the signed time is at most --max-age
+  seconds old and at most 60 s in the future (clock skew). The clock: live,
+  the system clock; pcap input, the capture time of the datagram that
+  completed the resource; .datagrams input, none (no freshness check) unless
+  --max-age is given, then the system clock. Refusals read
   `refused: unsigned`, `refused: signature does not verify`,
   `refused: stale (date ... older than max-age N s)`, `refused: no digest`, ...
 
@@ -54,6 +55,7 @@ Exit status:
 /// draft-pardue-quic-http-mcast-07, as sent by nghq) into a directory.
 #[derive(Debug, Parser)]
 #[command(name = "h3m-recv", version, after_help = AFTER_HELP)]
+#[command(group(clap::ArgGroup::new("trusted").args(["trust", "trust_hmac"]).multiple(true)))]
 struct Cli {
     #[command(flatten)]
     source: Source,
@@ -132,10 +134,16 @@ struct Cli {
     #[arg(long, value_name = "KEY.pem")]
     trust: Vec<PathBuf>,
 
-    /// With --trust: the oldest accepted signature, in seconds before the
-    /// clock [default: 300]. For .datagrams input it also turns on the
-    /// freshness check, against the system clock.
-    #[arg(long, value_name = "SECS", value_parser = parse_max_age, requires = "trust")]
+    /// Also trust RFC 9421 `hmac-sha256` signatures made with this shared
+    /// secret: KEYID=HEX, or KEYID=@FILE with the secret in hex in FILE (at
+    /// least 32 bytes; the key ID labels it). Repeatable; works like --trust.
+    #[arg(long, value_name = "KEYID=HEX|@FILE")]
+    trust_hmac: Vec<String>,
+
+    /// With --trust or --trust-hmac: the oldest accepted signature, in
+    /// seconds before the clock [default: 300]. For .datagrams input it also
+    /// turns on the freshness check, against the system clock.
+    #[arg(long, value_name = "SECS", value_parser = parse_max_age, requires = "trusted")]
     max_age: Option<Duration>,
 
     /// Refuse (do not write) a resource that announces no SHA-256 digest.
@@ -198,6 +206,12 @@ fn main() -> ExitCode {
         match verify::load_trust_file(path) {
             Ok(keys) => verify.trust.extend(keys),
             Err(e) => return usage(format!("--trust {e}")),
+        }
+    }
+    for arg in &cli.trust_hmac {
+        match verify::load_trust_hmac(arg) {
+            Ok(key) => verify.trust.push(key),
+            Err(e) => return usage(format!("--trust-hmac {e}")),
         }
     }
     // The session: from the advertisement when given, then the flags.

@@ -117,6 +117,12 @@ struct Args {
     /// ed25519.
     #[arg(long, value_name = "FORM", default_value = "cavage", requires = "sign")]
     signature: SignatureForms,
+    /// Sign every push with an HMAC-SHA256 shared secret instead: KEYID=HEX,
+    /// or KEYID=@FILE with the secret in hex in FILE (at least 32 bytes).
+    /// RFC 9421 signatures only (`alg="hmac-sha256"`, `keyid` KEYID); the
+    /// receiver needs `--trust-hmac` with the same secret.
+    #[arg(long, value_name = "KEYID=HEX|@FILE", conflicts_with = "sign")]
+    sign_hmac: Option<String>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -202,6 +208,13 @@ fn main() -> ExitCode {
                 Err(e) => return usage(format!("--key-id: {e}")),
             }
         }
+    };
+    let signer = match &args.sign_hmac {
+        Some(arg) => match h3m_sender::publisher::hmac_signer(arg) {
+            Ok(s) => Some(std::sync::Arc::new(s)),
+            Err(e) => return usage(format!("--sign-hmac {e}")),
+        },
+        None => signer,
     };
     let mut publisher = PublisherConfig::new(SocketAddr::new(group, args.port));
     publisher.source = args.source;

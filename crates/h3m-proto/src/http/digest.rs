@@ -12,8 +12,8 @@
 
 use crate::qpack::HeaderField;
 
-use super::pem::decode_base64;
 use super::sf::{self, BareItem, Member};
+use crate::encoding::base64;
 
 /// A header field that carries a body digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,22 +47,29 @@ impl DigestField {
     }
 }
 
+/// The `alg=value` members of a comma-separated field value, trimmed;
+/// members without `=` are skipped.
+fn members(value: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    value.split(|&b| b == b',').filter_map(|member| {
+        let member = member.trim_ascii();
+        let eq = member.iter().position(|&b| b == b'=')?;
+        Some((&member[..eq], &member[eq + 1..]))
+    })
+}
+
 /// The SHA-256 values in one field value of a digest field.
 pub fn field_sha256(field: DigestField, value: &[u8]) -> Vec<[u8; 32]> {
     let mut out = Vec::new();
-    let mut push = |bytes: Option<Vec<u8>>| {
-        if let Some(d) = bytes.and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()) {
+    let mut push = |b64: &[u8]| {
+        if let Some(d) = base64::decode(b64).ok().and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()) {
             out.push(d);
         }
     };
     match field {
         DigestField::Digest => {
-            for member in value.split(|&b| b == b',') {
-                let member = member.trim_ascii();
-                let Some(eq) = member.iter().position(|&b| b == b'=') else { continue };
-                let (alg, b64) = (&member[..eq], &member[eq + 1..]);
+            for (alg, b64) in members(value) {
                 if alg.eq_ignore_ascii_case(b"sha-256") || alg.eq_ignore_ascii_case(b"sha256") {
-                    push(decode_base64(b64).ok());
+                    push(b64);
                 }
             }
         }
@@ -72,24 +79,35 @@ pub fn field_sha256(field: DigestField, value: &[u8]) -> Vec<[u8; 32]> {
                     if key == "sha-256"
                         && let Member::Item(item) = member
                         && let BareItem::Bytes(b) = item.bare
+                        && let Ok(d) = <[u8; 32]>::try_from(b.as_slice())
                     {
-                        push(Some(b));
+                        out.push(d);
                     }
                 }
             }
             // Not a valid dictionary: read `sha-256=:b64:` (or without colons) leniently.
             Err(_) => {
-                for member in value.split(|&b| b == b',') {
-                    let member = member.trim_ascii();
-                    let Some(rest) = member.strip_prefix(b"sha-256=") else { continue };
-                    let rest = rest.split(|&b| b == b';').next().unwrap_or(rest);
-                    let b64 = rest.strip_prefix(b":").and_then(|v| v.strip_suffix(b":")).unwrap_or(rest);
-                    push(decode_base64(b64).ok());
+                for (alg, rest) in members(value) {
+                    if alg == b"sha-256" {
+                        let rest = rest.split(|&b| b == b';').next().unwrap_or(rest);
+                        push(rest.strip_prefix(b":").and_then(|v| v.strip_suffix(b":")).unwrap_or(rest));
+                    }
                 }
             }
         },
     }
     out
+}
+
+/// The digest fields a sender writes for a body's SHA-256: `digest:
+/// sha-256=<base64>` (RFC 3230, for nghq-era receivers) and `repr-digest:
+/// sha-256=:<base64>:` (RFC 9530).
+pub fn sha256_fields(sha256: &[u8; 32]) -> [HeaderField; 2] {
+    let b64 = base64::encode(sha256);
+    [
+        HeaderField::new(DigestField::Digest.name(), format!("sha-256={b64}")),
+        HeaderField::new(DigestField::ReprDigest.name(), format!("sha-256=:{b64}:")),
+    ]
 }
 
 /// Every SHA-256 a header list announces, with the field it came from, in order.
@@ -136,7 +154,7 @@ mod tests {
     #[test]
     fn forms() {
         let hello = "7PcB9yfZ4td8SqSaxvu8yZcnisoBC93uuWHBDPVNQ1o=";
-        let want = <[u8; 32]>::try_from(decode_base64(hello.as_bytes()).unwrap()).unwrap();
+        let want = <[u8; 32]>::try_from(base64::decode(hello.as_bytes()).unwrap()).unwrap();
         for (name, value) in [
             ("digest", format!("sha256={hello}")),
             ("digest", format!("SHA-256={hello}")),
@@ -158,5 +176,23 @@ mod tests {
             HeaderField::new("repr-digest", "sha-256=:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=:"),
         ];
         assert_eq!(announced_consistent(&two), Announced::Conflicting);
+    }
+
+    #[test]
+    fn written_fields_read_back() {
+        let d = [0x5a; 32];
+        let fields = sha256_fields(&d);
+        assert_eq!(fields[0].name, b"digest");
+        assert_eq!(fields[1].value, format!("sha-256=:{}:", base64::encode(&d)).into_bytes());
+        assert_eq!(announced(&fields), [(DigestField::Digest, d), (DigestField::ReprDigest, d)]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(value in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            for field in [DigestField::Digest, DigestField::ReprDigest, DigestField::ContentDigest] {
+                let _ = field_sha256(field, &value);
+            }
+        }
     }
 }

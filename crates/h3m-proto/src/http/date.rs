@@ -18,6 +18,13 @@
 //! apply RFC 9110's "not more than 50 years in the future" rule exactly, and
 //! this window is what that rule gives in 2019 (it differs only for years
 //! written `70` to `76` before 2027).
+//!
+//! Why not the `httpdate` crate: tried (1.0.3), it refuses nghq's
+//! space-padded day (`Sun,  6 Dec 2026 04:37:53 GMT`, which every nghq
+//! capture's `date` has from day 1 to 9 of a month) and a leap second
+//! (`23:59:60`), so signed nghq pushes would be refused as `unreadable
+//! signed date`. It does check impossible dates and day names, and reads
+//! RFC 850 years as 1970–2069 like this module.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -128,9 +135,10 @@ pub fn parse_http_date(text: &[u8]) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
 }
 
-/// Formats a time as an IMF-fixdate.
+/// Formats a time as an IMF-fixdate (RFC 9110 §5.6.7), the form senders
+/// write: `Fri, 27 Nov 2026 15:41:59 GMT` (times before 1970 as 1970-01-01).
 pub fn format_http_date(t: SystemTime) -> String {
-    crate::sender::http_date(t)
+    format_http_date_as(t, HttpDateForm::ImfFixdate)
 }
 
 /// Formats a time in `form` (times before 1970 as 1970-01-01 00:00:00; RFC
@@ -247,6 +255,10 @@ mod tests {
             assert_eq!(parse_http_date(format_http_date(t).as_bytes()), Some(t), "{secs}");
         }
         assert_eq!(parse_http_date(b"Fri, 27 Nov 2026 15:41:59 GMT"), Some(at(1_795_794_119)));
+        assert_eq!(format_http_date(at(1_795_794_119)), "Fri, 27 Nov 2026 15:41:59 GMT");
+        assert_eq!(format_http_date(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(format_http_date(at(951_782_400)), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(format_http_date(UNIX_EPOCH - Duration::from_secs(1)), "Thu, 01 Jan 1970 00:00:00 GMT");
         for bad in [
             &b"Fri, 27 Nov 2026 15:41:59 UTC"[..],
             b"Friday, 27-Nov-26 15:41:59 UTC",
