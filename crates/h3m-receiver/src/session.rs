@@ -216,10 +216,6 @@ fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The relative path a record's name stands for.
 fn name_path(name: &[u8]) -> PathBuf {
     use std::os::unix::ffi::OsStrExt;
@@ -771,7 +767,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
         if let Some((file, sha, bytes)) = written {
             record.complete = true;
             record.file = Some(file);
-            record.sha256 = Some(hex(&sha));
+            record.sha256 = Some(hex::encode(sha));
             record.bytes = bytes;
             record.body_len = bytes;
             record.missing.clear();

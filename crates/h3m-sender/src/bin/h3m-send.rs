@@ -150,11 +150,7 @@ fn parse_secs(text: &str) -> Result<Duration, String> {
 }
 
 fn parse_hex(text: &str) -> Result<Hex, String> {
-    let t = text.strip_prefix("0x").unwrap_or(text);
-    if !t.len().is_multiple_of(2) || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err("not an even number of hex digits".to_owned());
-    }
-    Ok((0..t.len()).step_by(2).filter_map(|i| u8::from_str_radix(&t[i..i + 2], 16).ok()).collect())
+    hex::decode(text.strip_prefix("0x").unwrap_or(text)).map_err(|_| "not an even number of hex digits".to_owned())
 }
 
 fn main() -> ExitCode {
