@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use h3m_proto::http::digest::sha256;
 use h3m_proto::receiver::RangeSet;
 
 use crate::writer::{ResourceWriter, WriteError, Written};
@@ -188,12 +189,6 @@ impl ResourceSink for MemorySink {
     fn abort(&mut self, id: u64) {
         self.drop_partial(id);
     }
-}
-
-fn sha256(data: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
-    out
 }
 
 #[cfg(test)]

@@ -422,11 +422,7 @@ impl Publisher {
 }
 
 /// The SHA-256 of `data`.
-pub fn sha256(data: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
-    out
-}
+pub use h3m_proto::http::digest::sha256;
 
 #[cfg(test)]
 mod tests {

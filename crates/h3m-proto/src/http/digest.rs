@@ -99,6 +99,13 @@ pub fn field_sha256(field: DigestField, value: &[u8]) -> Vec<[u8; 32]> {
     out
 }
 
+/// The SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
+    out
+}
+
 /// The digest fields a sender writes for a body's SHA-256: `digest:
 /// sha-256=<base64>` (RFC 3230, for nghq-era receivers) and `repr-digest:
 /// sha-256=:<base64>:` (RFC 9530).
