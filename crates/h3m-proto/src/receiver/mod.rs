@@ -58,6 +58,11 @@ pub const RANGE_COST: usize = 48;
 /// [`ReceiverStats::pushes_lost`].
 pub const MAX_LOST_REPORTED: u64 = 1024;
 
+/// Most disjoint ranges of seen push IDs remembered (to name lost pushes):
+/// forged promises with every other push ID would otherwise grow the set by
+/// one range each.
+const MAX_SEEN_RANGES: usize = 4096;
+
 /// How many recent packet numbers are remembered to tell replays from
 /// reordered packets.
 const PN_WINDOW: u64 = 4096;
@@ -423,8 +428,15 @@ pub struct Receiver {
     pushes: HashMap<u64, Push>,
     closed_streams: BTreeSet<u64>,
     finished_pushes: BTreeSet<u64>,
-    /// Every push ID seen (promised, cancelled or carried by a stream).
+    /// Every push ID seen (promised, cancelled or carried by a stream), at
+    /// most [`MAX_SEEN_RANGES`] disjoint ranges of them: beyond, the lowest
+    /// range is forgotten and the hole above it counted lost at once.
     seen_push_ids: RangeSet,
+    /// Push IDs below this are no longer recorded in `seen_push_ids`.
+    seen_floor: u64,
+    /// Lost pushes in the holes forgotten from `seen_push_ids`, added to
+    /// [`ReceiverStats::pushes_lost`] at the session end.
+    lost_forgotten: u64,
     /// Packet numbers seen in the window below the largest.
     recent_pns: PnWindow,
     /// `stream ID − 4 × push ID` of the push streams seen: `Some(Some(b))`
@@ -437,6 +449,17 @@ pub struct Receiver {
     events: VecDeque<Event>,
     stats: ReceiverStats,
     scratch: Vec<u8>,
+    /// What [`poll_timeout`](Self::poll_timeout) returns: the earliest timer,
+    /// computed by [`handle_timeout`](Self::handle_timeout) and lowered
+    /// whenever a timer is armed in between (timers otherwise only move
+    /// later), so that polling it costs nothing per datagram however many
+    /// pushes and streams are open. It may be earlier than the earliest timer,
+    /// never later: a driver at worst calls `handle_timeout` once too early.
+    timer_hint: Option<Instant>,
+    /// The promised pushes with no stream yet, by `(last_activity, push ID)`:
+    /// the first is the victim of the concurrent-push limit, found without
+    /// scanning every push.
+    streamless: BTreeSet<(Instant, u64)>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -458,6 +481,16 @@ fn field<'a>(fields: &'a [HeaderField], name: &[u8]) -> Option<&'a [u8]> {
 /// The `content-length` of a header list, if present and a number.
 fn content_length(fields: &[HeaderField]) -> Option<u64> {
     std::str::from_utf8(field(fields, b"content-length")?).ok()?.trim().parse().ok()
+}
+
+/// The push ID a push stream's first bytes carry (stream type, push ID), if
+/// they are whole.
+fn push_stream_start(data: &[u8]) -> Option<u64> {
+    let (stream_type, n) = crate::varint::decode(data).ok()?;
+    if stream_type != h3::PUSH_STREAM_TYPE {
+        return None;
+    }
+    crate::varint::decode(data.get(n..)?).ok().map(|(push_id, _)| push_id)
 }
 
 /// The SHA-256 of the empty string, base64.
@@ -492,6 +525,8 @@ impl Receiver {
             closed_streams: BTreeSet::new(),
             finished_pushes: BTreeSet::new(),
             seen_push_ids: RangeSet::new(),
+            seen_floor: 0,
+            lost_forgotten: 0,
             recent_pns: PnWindow::default(),
             stream_base: None,
             buffered_total: 0,
@@ -501,6 +536,8 @@ impl Receiver {
             events: VecDeque::new(),
             stats: ReceiverStats::default(),
             scratch: Vec::new(),
+            timer_hint: None,
+            streamless: BTreeSet::new(),
         }
     }
 
@@ -549,8 +586,19 @@ impl Receiver {
         self.events.pop_front()
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called
+    /// (possibly a little early; never late). Costs O(1).
     pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timer_hint
+    }
+
+    /// Lowers [`Self::timer_hint`] to `at`: a timer was armed.
+    fn arm(&mut self, at: Instant) {
+        self.timer_hint = Some(self.timer_hint.map_or(at, |h| h.min(at)));
+    }
+
+    /// The earliest timer, exactly (costs a pass over pushes and streams).
+    fn earliest_timer(&self) -> Option<Instant> {
         let idle = match (self.last_packet, self.config.idle_timeout) {
             (Some(t), Some(d)) if !self.ended => Some(t + d),
             _ => None,
@@ -584,6 +632,9 @@ impl Receiver {
             Ok(p) => {
                 self.stats.packets += 1;
                 self.last_packet = Some(now);
+                if let Some(idle) = self.config.idle_timeout.filter(|_| !self.ended) {
+                    self.arm(now + idle);
+                }
                 let pn = p.packet_number;
                 let first_time = self.recent_pns.record(self.largest_pn, pn);
                 match self.largest_pn {
@@ -647,7 +698,7 @@ impl Receiver {
                     }
                 }
                 Ok(H3Frame::CancelPush(push_id)) => {
-                    self.seen_push_ids.insert(push_id..push_id.saturating_add(1));
+                    self.saw_push_id(push_id);
                     self.finish_push(push_id, Some(IncompleteReason::Cancelled));
                 }
                 _ => self.stats.skipped_h3_frames += 1,
@@ -660,7 +711,7 @@ impl Receiver {
         if self.pushes.contains_key(&push_id) || self.finished_pushes.contains(&push_id) {
             return;
         }
-        self.seen_push_ids.insert(push_id..push_id.saturating_add(1));
+        self.saw_push_id(push_id);
         if field(&request, b":path") == Some(b"goaway") && has_field(&request, b"connection", b"close") {
             if self.config.end_signals {
                 self.closing.get_or_insert(SessionEndReason::Goaway);
@@ -672,18 +723,37 @@ impl Receiver {
             // The slot of the push that went longest without progress (one with
             // no stream yet first): memory stays bounded, and a new copy of a
             // resource is never turned away by stalled earlier copies.
-            let victim = self
-                .pushes
-                .iter()
-                .min_by_key(|(id, p)| (p.stream_id.is_some(), self.push_deadline(p), **id))
-                .map(|(&id, _)| id);
+            // Pushes with no stream come first, ordered by their last activity
+            // (that is their deadline) then push ID: the first of `streamless`.
+            let victim = match self.streamless.first() {
+                Some(&(_, id)) => Some(id),
+                None => self
+                    .pushes
+                    .iter()
+                    .min_by_key(|(id, p)| (p.stream_id.is_some(), self.push_deadline(p), **id))
+                    .map(|(&id, _)| id),
+            };
             let Some(victim) = victim else { break };
             self.stats.pushes_evicted += 1;
             self.finish_push(victim, Some(IncompleteReason::Evicted));
         }
-        let stream_id = self.streams.iter().find(|(_, s)| s.push_id == Some(push_id)).map(|(&id, _)| id);
+        // The push stream may have come first (the lowest-numbered one if
+        // several claim the push: the others are dropped, one stream per push).
+        let mut claiming: Vec<u64> =
+            self.streams.iter().filter(|(_, s)| s.push_id == Some(push_id)).map(|(&id, _)| id).collect();
+        claiming.sort_unstable();
+        let stream_id = claiming.first().copied();
+        for &duplicate in claiming.iter().skip(1) {
+            self.stats.stream_errors += 1;
+            self.close_stream(duplicate);
+        }
         let max_body = self.config.max_body_len;
-        self.pushes.insert(push_id, Push { stream_id, response: None, max_body, last_activity: now });
+        let push = Push { stream_id, response: None, max_body, last_activity: now };
+        self.arm(self.push_deadline(&push));
+        if stream_id.is_none() {
+            self.streamless.insert((now, push_id));
+        }
+        self.pushes.insert(push_id, push);
         if let Some(id) = stream_id {
             // The push stream came first: parse what it holds.
             self.drive_stream(now, id, None);
@@ -704,13 +774,18 @@ impl Receiver {
             return;
         }
         if !self.streams.contains_key(&stream_id) {
-            let orphans = self.orphan_streams().count();
-            if orphans >= self.config.max_orphan_streams {
+            // A stream whose first bytes name a promised push that has no
+            // stream yet is not an orphan: a flood of orphans must not turn
+            // it away (at most one such stream per promised push).
+            let claims = (offset == 0).then(|| push_stream_start(data)).flatten();
+            let claimed = claims.and_then(|p| self.pushes.get(&p)).is_some_and(|p| p.stream_id.is_none());
+            if !claimed && self.orphan_streams().count() >= self.config.max_orphan_streams {
                 self.stats.orphan_streams_dropped += 1;
                 self.stats.dropped_buffer_bytes += data.len() as u64;
                 return;
             }
             self.streams.insert(stream_id, PushStream::new(now));
+            self.arm(now + self.config.push_timeout);
         }
         self.drive_stream(now, stream_id, Some((offset, data, fin)));
     }
@@ -753,7 +828,7 @@ impl Receiver {
         for item in items {
             match item {
                 Item::PushId(p) => {
-                    self.seen_push_ids.insert(p..p.saturating_add(1));
+                    self.saw_push_id(p);
                     let base = p.checked_mul(4).and_then(|x| stream_id.checked_sub(x));
                     self.stream_base = match self.stream_base {
                         None => Some(base),
@@ -767,8 +842,18 @@ impl Receiver {
                     }
                     // Linked streams were parsed on above; an unlinked one waits for its promise.
                     if let Some(push) = self.pushes.get_mut(&p) {
-                        push.stream_id = Some(stream_id);
+                        let previous = push.stream_id.replace(stream_id);
+                        if previous.is_none() {
+                            self.streamless.remove(&(push.last_activity, p));
+                        }
                         push.last_activity = now;
+                        if let Some(old) = previous.filter(|&s| s != stream_id) {
+                            // A second stream for one push (H3_ID_ERROR in RFC 9114
+                            // §4.6): the newer one is kept, the older one dropped, so
+                            // streams claiming a promised push cannot pile up.
+                            self.stats.stream_errors += 1;
+                            self.close_stream(old);
+                        }
                     }
                 }
                 Item::NotPush(_) => {
@@ -818,6 +903,9 @@ impl Receiver {
         }
         if let Some(p) = push_id.filter(|p| self.pushes.contains_key(p)) {
             if let Some(push) = self.pushes.get_mut(&p) {
+                if push.stream_id.is_none() && self.streamless.remove(&(push.last_activity, p)) {
+                    self.streamless.insert((now, p));
+                }
                 push.last_activity = now;
             }
             match result {
@@ -905,6 +993,9 @@ impl Receiver {
     /// otherwise incomplete with the missing ranges.
     fn finish_push(&mut self, push_id: u64, reason: Option<IncompleteReason>) {
         let Some(push) = self.pushes.remove(&push_id) else { return };
+        if push.stream_id.is_none() {
+            self.streamless.remove(&(push.last_activity, push_id));
+        }
         let stream = push.stream_id.and_then(|id| self.streams.get(&id));
         let content_length = push.response.as_deref().and_then(content_length);
         let summary = match (stream, reason) {
@@ -984,9 +1075,29 @@ impl Receiver {
         }
     }
 
+    /// Records a push ID as seen, within [`MAX_SEEN_RANGES`].
+    fn saw_push_id(&mut self, push_id: u64) {
+        if push_id < self.seen_floor {
+            return;
+        }
+        self.seen_push_ids.insert(push_id..push_id.saturating_add(1));
+        if self.seen_push_ids.range_count() > MAX_SEEN_RANGES {
+            let lowest_two = {
+                let mut ranges = self.seen_push_ids.iter();
+                (ranges.next(), ranges.next())
+            };
+            if let (Some(lowest), Some(next)) = lowest_two {
+                self.lost_forgotten = self.lost_forgotten.saturating_add(next.start - lowest.end);
+                self.seen_floor = next.start;
+                self.seen_push_ids.remove_below(next.start);
+            }
+        }
+    }
+
     /// Reports the holes in the push IDs seen (a push whose promise and
     /// stream were both lost), up to [`MAX_LOST_REPORTED`]; counts them all.
     fn report_lost_pushes(&mut self) {
+        self.stats.pushes_lost = self.stats.pushes_lost.saturating_add(std::mem::take(&mut self.lost_forgotten));
         let Some(first) = self.seen_push_ids.iter().next() else { return };
         let holes = self.seen_push_ids.gaps(first.start..self.seen_push_ids.max_end());
         let mut reported = 0;
@@ -1022,6 +1133,7 @@ impl Receiver {
             self.end_session(SessionEndReason::IdleTimeout);
         }
         self.maybe_end_session();
+        self.timer_hint = self.earliest_timer();
     }
 
     /// Gives up streams that no promised push claims.
@@ -1070,6 +1182,7 @@ impl Receiver {
         let orphans: Vec<u64> = self.streams.keys().copied().collect();
         self.drop_orphans(orphans);
         self.end_session(reason);
+        self.timer_hint = self.earliest_timer();
     }
 
     /// The input has ended (end of a capture file, or the driver is stopping):
@@ -1080,5 +1193,6 @@ impl Receiver {
         self.drop_orphans(orphans);
         let reason = self.closing.unwrap_or(SessionEndReason::EndOfInput);
         self.end_session(reason);
+        self.timer_hint = self.earliest_timer();
     }
 }

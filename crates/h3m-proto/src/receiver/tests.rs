@@ -175,6 +175,84 @@ fn push_stream_before_promise_waits_and_unpromised_ones_are_reported() {
 }
 
 #[test]
+fn an_orphan_flood_does_not_turn_away_the_stream_of_a_promised_push() {
+    let mut w = Wire::new();
+    for id in 0..200u64 {
+        w.stream(3 + 4 * id, 0, &push_stream(id, &[H3Frame::Data(b"x")]), true);
+    }
+    let s = push_stream(200, &[H3Frame::Data(b"genuine")]);
+    w.stream(0, 0, &promise(200), false).stream(3 + 4 * 200, 0, &s, true);
+    let (rx, evs) = feed(&w);
+    assert!(rx.stats().orphan_streams_dropped > 0);
+    let f = finished(&evs);
+    assert_eq!((f.len(), f[0].push_id, f[0].status.clone()), (1, 200, PushStatus::Complete));
+    assert_eq!(body_events(&evs), vec![(0, b"genuine".to_vec())]);
+}
+
+#[test]
+fn streams_claiming_a_push_that_has_one_are_dropped() {
+    let mut rx = Receiver::new(ReceiverConfig::new(SID));
+    let now = Instant::now();
+    let mut w = Wire::new();
+    let s = push_stream(0, &[H3Frame::Data(b"genuine")]);
+    // Orphans claiming push 0 before its promise, then its genuine stream (the
+    // newer stream for a push wins); claims after it finished are late bytes.
+    w.stream(11, 0, &s[..5], false).stream(15, 0, &s[..5], false);
+    w.stream(0, 0, &promise(0), false).stream(3, 0, &s, true).stream(19, 0, &s[..5], false);
+    // Push 1 stays open: 995 streams claim it one after the other.
+    let p1 = promise(1);
+    w.stream(0, promise(0).len() as u64, &p1, false);
+    let s1 = push_stream(1, &[H3Frame::Data(b"one")]);
+    for id in 5..1000u64 {
+        w.stream(3 + 4 * id, 0, &s1[..5], false);
+    }
+    for d in &w.out {
+        rx.handle_datagram(now, d);
+    }
+    assert_eq!(rx.streams.len(), 1, "one stream per push");
+    // Streams 15 and 11 (replaced by 3), then 994 of the 995 claims of push 1.
+    assert_eq!(rx.stats().stream_errors, 2 + 994, "{:?}", rx.stats());
+    let f = finished(&events(&mut rx));
+    assert_eq!((f.len(), f[0].push_id, f[0].status.clone()), (1, 0, PushStatus::Complete));
+}
+
+#[test]
+fn promises_with_sparse_push_ids_are_remembered_in_bounded_memory() {
+    let mut w = Wire::new();
+    let mut offset = 0;
+    for i in 0..10_000u64 {
+        let p = promise(2 * i);
+        w.stream(0, offset, &p, false);
+        offset += p.len() as u64;
+    }
+    let (rx, evs) = feed(&w);
+    assert!(rx.seen_push_ids.range_count() <= MAX_SEEN_RANGES);
+    // Every hole is still counted lost (the earliest ones named).
+    assert_eq!(rx.stats().pushes_lost, 9_999);
+    let lost = evs.iter().filter(|e| matches!(e, Event::PushLost { .. })).count() as u64;
+    assert_eq!(lost, MAX_LOST_REPORTED);
+}
+
+#[test]
+fn the_timer_is_polled_in_constant_time_and_never_late() {
+    let mut rx = Receiver::new(ReceiverConfig::new(SID));
+    let t0 = Instant::now();
+    let mut w = Wire::new();
+    w.stream(0, 0, &promise(0), false);
+    rx.handle_datagram(t0, &w.out[0]);
+    assert_eq!(rx.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+    // Activity moves the push's timer later; the hint may stay early, never late.
+    let s = push_stream(0, &[H3Frame::Data(&[7; 100])]);
+    w.stream(3, 0, &s[..20], false);
+    let t1 = t0 + Duration::from_secs(5);
+    rx.handle_datagram(t1, &w.out[1]);
+    assert!(rx.poll_timeout().is_some_and(|t| t <= t1 + Duration::from_secs(10)));
+    rx.handle_timeout(t0 + Duration::from_secs(10));
+    assert!(finished(&events(&mut rx)).is_empty(), "not due yet");
+    assert_eq!(rx.poll_timeout(), Some(t1 + Duration::from_secs(10)), "exact after handle_timeout");
+}
+
+#[test]
 fn buffering_is_bounded_and_drops_are_counted() {
     let mut cfg = ReceiverConfig::new(SID);
     cfg.max_buffered_total = 10_000;
