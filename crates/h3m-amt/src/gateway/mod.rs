@@ -56,283 +56,26 @@
 //!   the *old* nonce, MAC and address so the relay drops the stale tunnel, and
 //!   carries on. No Teardown is sent otherwise (a normal leave is a report).
 
+mod config;
+mod events;
+mod reports;
+mod rng;
+mod stats;
+
 use std::collections::{BTreeMap, VecDeque};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+pub use self::config::{GatewayConfig, RelayCandidate};
+pub use self::events::{Channel, GatewayEvent, LossReason, SubscribeError, Transmit};
+pub use self::rng::{Rng, SystemRng, XorShiftRng};
+pub use self::stats::GatewayStats;
+
+use self::reports::{record, record_matches};
+use self::rng::{backoff, jitter};
 use crate::inner::{self, InnerDatagram, InnerError};
 use crate::membership::{self, GroupRecord, RecordType};
-use crate::message::{AMT_PORT, ANYCAST_V4, ANYCAST_V6, Message, ResponseMac};
-
-/// A source of random numbers for nonces and timer jitter.
-pub trait Rng {
-    /// A uniformly distributed 32-bit value.
-    fn next_u32(&mut self) -> u32;
-}
-
-/// The operating system's CSPRNG (through `ring`).
-pub struct SystemRng(ring::rand::SystemRandom);
-
-impl Default for SystemRng {
-    fn default() -> Self {
-        SystemRng(ring::rand::SystemRandom::new())
-    }
-}
-
-impl std::fmt::Debug for SystemRng {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SystemRng")
-    }
-}
-
-impl Rng for SystemRng {
-    fn next_u32(&mut self) -> u32 {
-        let mut b = [0u8; 4];
-        // SystemRandom fails only when the OS has no entropy source at all;
-        // then fall back to the clock-and-address mix below rather than panic.
-        if ring::rand::SecureRandom::fill(&self.0, &mut b).is_err() {
-            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            b = (t.subsec_nanos() ^ (&b as *const _ as usize as u32).rotate_left(13)).to_be_bytes();
-        }
-        u32::from_be_bytes(b)
-    }
-}
-
-/// A small deterministic generator (xorshift32): reproducible nonces and
-/// jitter for simulations, tests and benchmarks. Not for real tunnels (use
-/// [`SystemRng`]); a zero seed is replaced by 1.
-#[derive(Debug, Clone)]
-pub struct XorShiftRng(pub u32);
-
-impl Rng for XorShiftRng {
-    fn next_u32(&mut self) -> u32 {
-        let mut x = if self.0 == 0 { 1 } else { self.0 };
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        self.0 = x;
-        x
-    }
-}
-
-/// A relay address to try, in the order the driver found them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RelayCandidate {
-    /// The address a Relay Discovery goes to, or (see `discovery`) the relay itself.
-    pub address: IpAddr,
-    /// `true`: send a Relay Discovery there and use the relay it advertises
-    /// (RFC 8777 D bit clear, and the anycast addresses). `false`: the address
-    /// is the relay; send Requests to it directly.
-    pub discovery: bool,
-}
-
-impl RelayCandidate {
-    /// The well-known anycast discovery address of a family.
-    pub fn anycast(ipv6: bool) -> Self {
-        let address = if ipv6 { IpAddr::V6(ANYCAST_V6) } else { IpAddr::V4(ANYCAST_V4) };
-        RelayCandidate { address, discovery: true }
-    }
-}
-
-/// Gateway settings. [`GatewayConfig::new`] gives the RFC's defaults.
-#[derive(Debug, Clone)]
-pub struct GatewayConfig {
-    /// Where to look for a relay, in order (at least one).
-    pub candidates: Vec<RelayCandidate>,
-    /// The relay's UDP port (2268).
-    pub relay_port: u16,
-    /// Source address of the IGMPv3 reports inside Updates (0.0.0.0 is allowed
-    /// by IGMPv3; the relay uses it at most as a host key).
-    pub report_source_v4: Ipv4Addr,
-    /// Source address of the MLDv2 reports inside Updates (must be link-local).
-    pub report_source_v6: Ipv6Addr,
-    /// First retransmission timeout of Discovery and Request (1 s).
-    pub initial_backoff: Duration,
-    /// Cap of the retransmission backoff (120 s).
-    pub max_backoff: Duration,
-    /// Discoveries sent to one candidate before trying the next.
-    pub discovery_attempts: u32,
-    /// Requests left unanswered before the relay counts as lost.
-    pub request_retries: u32,
-    /// Upper bound on the refresh interval, to keep NAT bindings open (25 s).
-    pub nat_keepalive: Duration,
-    /// Base of the randomised no-data timeout; `None` disables the watchdog.
-    /// The default, 6 s, sits just above an h3m sender's 5 s keep-alive, so an
-    /// idle but healthy session does not trip it; RFC 8777 suggests 4 s.
-    pub data_timeout: Option<Duration>,
-    /// Spacing of repeated state-change reports (IGMPv3's unsolicited report interval, 1 s).
-    pub report_interval: Duration,
-    /// Robustness used before the relay's query has told us its QRV.
-    pub default_qrv: u8,
-    /// How long a relay that set the L flag is avoided (10 minutes).
-    pub limit_hold_down: Duration,
-    /// Largest inner report packet; bigger reports are split over several Updates.
-    pub max_report_len: usize,
-    /// Most channels the tunnel carries; more subscriptions are refused.
-    pub max_channels: usize,
-}
-
-impl GatewayConfig {
-    /// RFC defaults around a candidate list.
-    pub fn new(candidates: Vec<RelayCandidate>) -> Self {
-        GatewayConfig {
-            candidates,
-            relay_port: AMT_PORT,
-            report_source_v4: Ipv4Addr::UNSPECIFIED,
-            report_source_v6: Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0xa4f),
-            initial_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(120),
-            discovery_attempts: 3,
-            request_retries: 4,
-            nat_keepalive: Duration::from_secs(25),
-            data_timeout: Some(Duration::from_secs(6)),
-            report_interval: Duration::from_secs(1),
-            default_qrv: 2,
-            limit_hold_down: Duration::from_secs(600),
-            max_report_len: 1200,
-            max_channels: 4096,
-        }
-    }
-}
-
-/// One (S,G) channel; `source: None` is an any-source (*,G) subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Channel {
-    /// The source S (`None`: any source).
-    pub source: Option<IpAddr>,
-    /// The group G.
-    pub group: IpAddr,
-}
-
-/// A datagram for the driver to send from the gateway's socket.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transmit {
-    /// Where it goes (the discovery address or the relay, port 2268).
-    pub destination: SocketAddr,
-    /// The encoded AMT message.
-    pub payload: Vec<u8>,
-}
-
-/// Why the gateway gave up on a relay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LossReason {
-    /// Requests went unanswered (retries exhausted).
-    NoQuery,
-    /// The relay set the L flag: it takes no more state.
-    Limit,
-}
-
-/// Something the driver (or its user) may want to know.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GatewayEvent {
-    /// A Relay Advertisement named the relay to use.
-    RelayDiscovered {
-        /// Where the Discovery went.
-        discovery: IpAddr,
-        /// The relay it advertised.
-        relay: IpAddr,
-    },
-    /// The relay answered a Request: the tunnel is up (or refreshed after a loss).
-    Connected {
-        /// The relay.
-        relay: SocketAddr,
-    },
-    /// The gateway left a relay and looks for another (or the same) one.
-    RelayLost {
-        /// The relay.
-        relay: IpAddr,
-        /// Why.
-        reason: LossReason,
-    },
-    /// Every Discovery to a candidate went unanswered.
-    DiscoveryFailed {
-        /// The candidate's address.
-        candidate: IpAddr,
-    },
-    /// The relay reported a new gateway address (NAT rebinding); a Teardown for
-    /// the old one was sent.
-    GatewayAddressChanged {
-        /// The address and port the relay saw before.
-        old: SocketAddr,
-        /// What it sees now.
-        new: SocketAddr,
-    },
-    /// Subscribed channels saw no data for the watchdog's timeout.
-    DataAbsent {
-        /// How long ago the last datagram of a subscribed channel arrived;
-        /// `None`: none ever did.
-        idle: Option<Duration>,
-    },
-}
-
-/// Why a subscription was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SubscribeError {
-    /// The group is not a multicast address.
-    #[error("{0} is not a multicast group")]
-    NotMulticast(IpAddr),
-    /// The source is multicast, unspecified, or of the other family.
-    #[error("source {address} does not fit group {group}")]
-    BadSource {
-        /// The source.
-        address: IpAddr,
-        /// The group.
-        group: IpAddr,
-    },
-    /// [`GatewayConfig::max_channels`] reached.
-    #[error("too many channels (limit {0})")]
-    TooMany(usize),
-}
-
-/// Counters of everything the gateway saw and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GatewayStats {
-    /// Relay Discoveries sent.
-    pub discoveries_sent: u64,
-    /// Advertisements accepted.
-    pub advertisements: u64,
-    /// Requests sent.
-    pub requests_sent: u64,
-    /// Queries accepted.
-    pub queries: u64,
-    /// Updates sent.
-    pub updates_sent: u64,
-    /// Teardowns sent.
-    pub teardowns_sent: u64,
-    /// Multicast Data messages delivered (subscribed channel, valid inner datagram).
-    pub data_packets: u64,
-    /// UDP payload bytes delivered.
-    pub data_bytes: u64,
-    /// Data for a channel nobody subscribed to.
-    pub data_unsubscribed: u64,
-    /// Data whose inner packet was not a valid multicast UDP datagram (incl.
-    /// fragments and bad checksums).
-    pub data_invalid: u64,
-    /// Of `data_invalid`: inner packets with a bad IPv4 header or UDP checksum
-    /// (or a zero IPv6 UDP checksum), e.g. forwarded by a relay from a source
-    /// whose checksums were left to an offloading NIC that never filled them in.
-    pub data_bad_checksum: u64,
-    /// Datagrams that are not valid AMT messages.
-    pub malformed: u64,
-    /// Messages a gateway never receives (Discovery, Request, Update, Teardown).
-    pub unexpected_type: u64,
-    /// Advertisements or Queries with a nonce that is not outstanding (stale, replayed).
-    pub nonce_mismatch: u64,
-    /// Messages from an address other than the one expected.
-    pub wrong_source: u64,
-    /// Messages that arrived while no tunnel was wanted or in the wrong phase.
-    pub out_of_phase: u64,
-    /// Queries whose encapsulated general query did not parse (defaults used).
-    pub bad_inner_query: u64,
-    /// Queries with the L flag.
-    pub limit_queries: u64,
-    /// ICMP unreachable errors reported by the driver.
-    pub unreachable: u64,
-    /// Times a relay was given up.
-    pub relays_lost: u64,
-    /// Data-absence watchdog expiries.
-    pub watchdog_fired: u64,
-}
+use crate::message::{Message, ResponseMac};
 
 /// Retransmission state shared by Discovery and Request.
 #[derive(Debug, Clone, Copy)]
@@ -918,37 +661,6 @@ impl Gateway {
         self.start_discovery(now, 0, None);
     }
 
-    /// Sends a state change now and schedules its repeats.
-    fn state_change(&mut self, now: Instant, r: GroupRecord) {
-        self.send_update(std::slice::from_ref(&r));
-        let qrv = match self.phase {
-            Phase::Connected { session: Some(s), .. } => s.qrv,
-            _ => self.config.default_qrv,
-        };
-        if qrv > 1 {
-            self.changes.push(PendingChange {
-                records: vec![r],
-                remaining: qrv - 1,
-                due: now + self.config.report_interval,
-            });
-        }
-    }
-
-    fn repeat_changes(&mut self, now: Instant) {
-        let mut due = Vec::new();
-        for c in &mut self.changes {
-            if c.due <= now {
-                due.extend(c.records.iter().cloned());
-                c.remaining -= 1;
-                c.due = now + self.config.report_interval;
-            }
-        }
-        self.changes.retain(|c| c.remaining > 0);
-        if !due.is_empty() {
-            self.send_update(&due);
-        }
-    }
-
     fn watchdog(&mut self, now: Instant) {
         if let (Some(last), Some(at)) = (self.last_data, self.watchdog_at)
             && last > self.watchdog_armed_at
@@ -980,56 +692,6 @@ impl Gateway {
         self.watchdog_at = Some(now + jitter(&mut *self.rng, base, hi));
         self.watchdog_armed_at = now;
     }
-
-    /// Current-state records: IS_IN{S...} per SSM group, IS_EX{} per ASM group.
-    fn current_state(&self) -> Vec<GroupRecord> {
-        let mut by_group: BTreeMap<IpAddr, GroupRecord> = BTreeMap::new();
-        for c in self.channels.keys() {
-            match c.source {
-                None => {
-                    by_group.insert(
-                        c.group,
-                        GroupRecord { kind: RecordType::ModeIsExclude, group: c.group, sources: Vec::new() },
-                    );
-                }
-                Some(s) => {
-                    let r = by_group.entry(c.group).or_insert_with(|| GroupRecord {
-                        kind: RecordType::ModeIsInclude,
-                        group: c.group,
-                        sources: Vec::new(),
-                    });
-                    // An ASM join of the group already covers every source.
-                    if r.kind == RecordType::ModeIsInclude {
-                        r.sources.push(s);
-                    }
-                }
-            }
-        }
-        by_group.into_values().collect()
-    }
-
-    /// Sends the records in as many Updates as the family and size need, with
-    /// the current nonce and MAC. Nothing is sent before the first Query.
-    fn send_update(&mut self, records: &[GroupRecord]) {
-        let Phase::Connected { relay, session: Some(s), .. } = self.phase else { return };
-        let dest = SocketAddr::new(relay, self.config.relay_port);
-        for v6 in [false, true] {
-            let fam: Vec<GroupRecord> = records.iter().filter(|r| r.group.is_ipv6() == v6).cloned().collect();
-            if fam.is_empty() {
-                continue;
-            }
-            let source =
-                if v6 { IpAddr::V6(self.config.report_source_v6) } else { IpAddr::V4(self.config.report_source_v4) };
-            let Ok(reports) = membership::build_reports(source, &fam, self.config.max_report_len) else { continue };
-            for report in reports {
-                let mut payload = Vec::with_capacity(12 + report.len());
-                Message::MembershipUpdate { mac: s.mac, nonce: s.nonce, report: &report }.encode(&mut payload);
-                self.push_transmit(dest, payload);
-                self.stats.updates_sent += 1;
-            }
-        }
-    }
-
     fn push_transmit(&mut self, destination: SocketAddr, payload: Vec<u8>) {
         self.transmits.push_back(Transmit { destination, payload });
     }
@@ -1045,32 +707,5 @@ impl Gateway {
 
     fn backoff(&mut self, attempts: u32) -> Duration {
         backoff(&mut *self.rng, &self.config, attempts)
-    }
-}
-
-/// RFC 7450 5.2.3.4.3: random in [initial, min(initial x 2^n, max)].
-fn backoff(rng: &mut dyn Rng, config: &GatewayConfig, attempts: u32) -> Duration {
-    let lo = config.initial_backoff;
-    let hi = lo.saturating_mul(1u32 << attempts.min(20)).min(config.max_backoff.max(lo));
-    jitter(rng, lo, hi)
-}
-
-/// A uniformly random duration in [lo, hi].
-fn jitter(rng: &mut dyn Rng, lo: Duration, hi: Duration) -> Duration {
-    if hi <= lo {
-        return lo;
-    }
-    let span = (hi - lo).as_nanos() as f64;
-    lo + Duration::from_nanos((span * (f64::from(rng.next_u32()) / f64::from(u32::MAX))) as u64)
-}
-
-fn record(kind: RecordType, c: Channel) -> GroupRecord {
-    GroupRecord { kind, group: c.group, sources: c.source.into_iter().collect() }
-}
-
-fn record_matches(r: &GroupRecord, source: Option<IpAddr>) -> bool {
-    match source {
-        Some(s) => r.sources.contains(&s),
-        None => r.sources.is_empty(),
     }
 }
