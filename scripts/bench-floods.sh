@@ -9,8 +9,7 @@
 # one push, 1 M stream-0 fragments far ahead (1 in 4 replayed); a genuine push follows every flood and must
 # still be written. Each scenario prints the datagrams, h3m-recv's exit code and summary counters, its peak
 # RSS (ru_maxrss = VmHWM, from wait4) and user+sys CPU per datagram, gross and net of a baseline run on the
-# same datagrams under another session ID (reading the capture + the session-ID check: offline mode holds
-# the whole capture in memory, so the baseline's RSS grows with the datagram count). Fails when a run is over
+# same datagrams under another session ID (reading the capture, streamed, + the session-ID check). Fails when a run is over
 # 64 MiB peak RSS or 2 us CPU per datagram (gross), or the genuine push was not written.
 # Then, unless scenarios are named or --no-amt is given, the AMT relay floods (scripts/bench-floods-amt.sh).
 #

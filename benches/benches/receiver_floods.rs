@@ -17,15 +17,12 @@
 //! `h3m-recv`, and whether a genuine push sent after the flood (a promise and
 //! its push stream, appended to every attack) was still written intact.
 //!
-//! Offline mode reads the whole capture into memory before the first datagram
-//! is handled (about 150 bytes per datagram at its peak), so the peak RSS of
-//! a flood of millions of datagrams is the capture's, and it hides any
-//! receiver state smaller than that. The receiver's own state is therefore
-//! also shown as the growth of `VmRSS` (sampled every 5 ms) while the
-//! datagrams are handled: from the first sample after `h3m-recv` created its
-//! output directory (which it does once the capture is read and the file's
-//! bytes freed) to the highest one. In live mode the receiver's RSS would be
-//! this plus its footprint before any datagram (about 5 MiB).
+//! Offline mode reads the capture as a stream (a 256 KiB chunk at a time), so
+//! the peak RSS is the receiver's: its footprint before any datagram plus its
+//! state. The state is also shown as the growth of `VmRSS` (sampled every
+//! 5 ms) while the datagrams are handled: from the first sample after
+//! `h3m-recv` created its output directory (which it does once the capture is
+//! open, before the first datagram) to the highest one.
 //! Exits non-zero when an attack run exceeds [`RSS_BUDGET_MIB`] of peak RSS or
 //! [`CPU_BUDGET_US`] of CPU per datagram (gross), or the genuine push was lost.
 //!
@@ -467,10 +464,8 @@ fn scenario(name: &str, sizes: &Sizes, recv: &Path) -> BenchResult<()> {
     let out = dir.0.join("out");
     let run = run_recv(recv, &attack, &out)?;
     let genuine_ok = fs::read(out.join(&g.genuine.0)).is_ok_and(|b| b == g.genuine.1);
-    // The receiver's own state: offline mode first reads the whole capture into
-    // memory, so the peak RSS of a long flood is the capture's and hides any
-    // state smaller than it; the growth of VmRSS while the datagrams are
-    // handled shows it (the baseline's, about 0, is the check).
+    // The receiver's own state: the growth of VmRSS while the datagrams are
+    // handled (the baseline's, about 0, is the check).
     let mib = |m: Option<f64>| m.map_or("n/a".to_string(), |m| format!("{m:+.1} MiB"));
     let state = format!("{} (baseline {})", mib(run.state_mib()), mib(base.state_mib()));
     let n = g.datagrams as f64;

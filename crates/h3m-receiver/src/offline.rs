@@ -1,7 +1,9 @@
 //! The offline mode of `h3m-recv`: a capture file through the receiver into
 //! the output directory.
 //!
-//! [`run`] reads the capture ([`crate::capture`]), feeds every datagram to a
+//! [`run`] reads the capture as a stream ([`crate::capture::CaptureReader`]:
+//! memory bounded by a chunk of the file, not its length, so a capture of any
+//! size, or a pipe, can be read), feeds every datagram to a
 //! [`Session`](crate::Session)'s engine (times: for pcap, now plus the capture timestamp minus the
 //! first; for `.datagrams`, all at one instant), writes each complete push
 //! with [`ResourceWriter`] under the name [`crate::paths::sanitize`] gives its
@@ -18,7 +20,7 @@
 //! | 0 | at least one push was promised, every promised push completed and was written, and no unpromised push stream was seen |
 //! | 1 | at least one resource was incomplete or refused, a push stream had no promise, or nothing was received (wrong session ID?) |
 //! | 2 | bad usage (command line) |
-//! | 3 | the input file is unreadable or malformed |
+//! | 3 | the input file is unreadable or malformed (a fault after the start of the file ends the run there: what came before it is received and reported as usual) |
 //! | 4 | an I/O error in the output directory (takes precedence over 1) |
 
 use std::io::Write;
@@ -77,15 +79,10 @@ pub fn run(opts: &Options, out: &mut dyn Write, err: &mut dyn Write) -> Outcome 
 
 fn run_with(opts: &Options, reporter: &mut Reporter<'_>) -> Outcome {
     let fatal = Outcome::fatal;
-    let capture = match capture::read_capture_file(&opts.input, &ReadOptions { port: opts.port }) {
+    let read_options = ReadOptions { port: opts.port };
+    let mut capture = match capture::CaptureReader::open(&opts.input, &read_options) {
         Ok(c) => c,
-        Err(e @ capture::CaptureError::Io { .. }) => {
-            return fatal(reporter, ErrorKind::Input, e.to_string(), ExitStatus::BadInput);
-        }
-        Err(e) => {
-            let message = format!("capture {}: {e}", opts.input.display());
-            return fatal(reporter, ErrorKind::Input, message, ExitStatus::BadInput);
-        }
+        Err(e) => return fatal(reporter, ErrorKind::Input, capture_error(opts, &e), ExitStatus::BadInput),
     };
     let writer = match ResourceWriter::new(&opts.out_dir) {
         Ok(w) => w.with_fsync(opts.fsync),
@@ -96,22 +93,28 @@ fn run_with(opts: &Options, reporter: &mut Reporter<'_>) -> Outcome {
     };
     let mut session = Session::new(opts.session.receiver(), writer, reporter);
     session.set_verify(opts.session.verify.clone());
-    // Freshness: capture time for pcap; without timestamps, the system clock
-    // only when --max-age was given.
-    let timestamped = capture.datagrams.iter().any(|d| d.timestamp.is_some());
-    if !timestamped && opts.session.verify.max_age.is_some() {
+    // Until the capture gives a time (a .datagrams file never does), the
+    // freshness clock is the system's.
+    if opts.session.verify.max_age.is_some() {
         session.set_clock(Clock::System);
     }
 
     let base = Instant::now();
-    let first = capture.datagrams.iter().find_map(|d| d.timestamp);
+    let mut first = None;
     let mut now = base;
-    for datagram in &capture.datagrams {
-        if let (Some(t), Some(first)) = (datagram.timestamp, first) {
+    for datagram in capture.by_ref() {
+        let datagram = match datagram {
+            Ok(d) => d,
+            Err(e) => {
+                // What came before was received; the rest is unreadable.
+                session.run_error(ErrorKind::Input, capture_error(opts, &e));
+                break;
+            }
+        };
+        if let Some(t) = datagram.timestamp {
+            let first = *first.get_or_insert(t);
             let at = base.checked_add(t.checked_sub(first).unwrap_or_default()).unwrap_or(now);
             now = now.max(at);
-        }
-        if let Some(t) = datagram.timestamp {
             session.set_clock(Clock::At(std::time::UNIX_EPOCH + t));
         }
         if session.receiver.poll_timeout().is_some_and(|t| t <= now) {
@@ -123,5 +126,13 @@ fn run_with(opts: &Options, reporter: &mut Reporter<'_>) -> Outcome {
     }
     session.receiver.finish(now);
     session.drain();
-    session.finish(capture.stats)
+    session.finish(capture.into_stats())
+}
+
+/// The message for an unreadable or malformed capture.
+fn capture_error(opts: &Options, e: &capture::CaptureError) -> String {
+    match e {
+        capture::CaptureError::Io { .. } => e.to_string(),
+        e => format!("capture {}: {e}", opts.input.display()),
+    }
 }

@@ -144,10 +144,6 @@ fn malformed_pcapng_exits_3_with_a_clear_message() {
     let mut bom = good.clone();
     bom[8..12].copy_from_slice(b"abcd");
     cases.push(("bom", bom, "at offset 0: unknown byte-order magic"));
-    let mut trailer = good.clone();
-    let n = trailer.len();
-    trailer[n - 1] ^= 0x40;
-    cases.push(("trailer", trailer, "enhanced packet block does not parse"));
     let mut w = PcapNgWriter::new(false);
     w.interface(1, 0, None, None).epb(3, 0, b"x", 1);
     cases.push(("interface", w.finish(), "packet of interface 3, but the section describes 1"));
@@ -167,6 +163,31 @@ fn malformed_pcapng_exits_3_with_a_clear_message() {
         assert!(output.stdout.is_empty(), "{name}");
         assert!(files(&out).is_empty(), "{name}");
     }
+    // A block that does not parse after good ones: the capture is read as a
+    // stream, so what came before it is received (and what completed is
+    // written), then the run ends with exit 3 naming the block.
+    let mut trailer = good.clone();
+    let n = trailer.len();
+    trailer[n - 1] ^= 0x40;
+    let input = tmp.path().join("trailer.pcapng");
+    std::fs::write(&input, trailer).unwrap();
+    let out = tmp.path().join("out-trailer");
+    let output = h3m_recv(&input, &out, &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{stdout}{stderr}");
+    let last_block = n - u32::from_le_bytes(good[n - 4..].try_into().unwrap()) as usize;
+    let message = format!("malformed pcapng at offset {last_block}: enhanced packet block does not parse");
+    assert!(stderr.contains(&message), "{message}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Its one datagram before the bad block promised hello.txt; the body was
+    // in the block that does not parse.
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["incomplete hello.txt  0 of 0+ bytes  missing 0-  (no_push_stream)"]
+    );
+    assert!(stderr.contains(" datagrams=1 "), "{stderr}");
+    assert!(files(&out).is_empty());
     // A file cut inside its last block is read up to there, and says so.
     let out = tmp.path().join("out-tail");
     let input = tmp.path().join("tail.pcapng");

@@ -203,7 +203,17 @@ fn malformed_inputs_exit_3() {
     bytes.truncate(bytes.len() - 10);
     let truncated = tmp.path().join("truncated.datagrams");
     std::fs::write(&truncated, &bytes).unwrap();
-    assert_bad_input(&truncated, &out, ".datagrams file ends inside the record at offset");
+    // The capture is read as a stream: the datagrams before the cut are
+    // received, the resource they began is named incomplete, nothing is written.
+    let output = run(&truncated, &out, false);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    let offset = bytes.len() + 10 - datagrams.last().unwrap().len() - 4;
+    assert!(stderr.contains(&format!(".datagrams file ends inside the record at offset {offset}")), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.starts_with("incomplete a.bin  "), "{stdout}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(names(&out).is_empty());
 
     let garbage = tmp.path().join("garbage.bin");
     let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 0x80).collect();

@@ -1,7 +1,8 @@
 //! `.datagrams` files: records of a 4-byte big-endian length and exactly that
 //! many bytes (one UDP payload each), with no file header.
 
-use super::{CaptureError, CaptureStats, Datagram, MAX_DATAGRAM_LEN, read_array};
+use super::window::{Span, Window};
+use super::{CaptureError, CaptureStats, Datagram, MAX_DATAGRAM_LEN, Record};
 
 /// The position in a `.datagrams` file.
 #[derive(Debug, Default)]
@@ -10,30 +11,37 @@ pub(super) struct Reader {
 }
 
 impl Reader {
-    /// The next record: `None` at the end of the file; a file that ends inside
-    /// a record, or a record longer than [`MAX_DATAGRAM_LEN`], is an error.
-    pub(super) fn next(&mut self, bytes: &[u8], stats: &mut CaptureStats) -> Option<Result<Datagram, CaptureError>> {
+    /// The file offset of the next record.
+    pub(super) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// The next record: a datagram, the end of the file, or a wish for more
+    /// of it.
+    pub(super) fn next<'a>(&mut self, w: Window<'a>, stats: &mut CaptureStats) -> Result<Record<'a>, CaptureError> {
         let start = self.pos;
-        if start >= bytes.len() {
-            return None;
+        match w.is_end(start) {
+            Some(true) => return Ok(Record::End),
+            Some(false) => {}
+            None => return Ok(Record::More),
         }
         let offset = start as u64;
-        let Some(len) = read_array::<4>(bytes, start).map(u32::from_be_bytes) else {
-            return Some(Err(CaptureError::Truncated { offset }));
+        let len = match w.array::<4>(start) {
+            Ok(len) => u32::from_be_bytes(len),
+            Err(Span::More) => return Ok(Record::More),
+            Err(_) => return Err(CaptureError::Truncated { offset }),
         };
         if len > MAX_DATAGRAM_LEN {
-            return Some(Err(CaptureError::DatagramTooLong { offset, len }));
+            return Err(CaptureError::DatagramTooLong { offset, len });
         }
-        let body = start
-            .checked_add(4)
-            .and_then(|b| Some((b, b.checked_add(len as usize)?)))
-            .and_then(|(b, e)| bytes.get(b..e));
-        let Some(body) = body else {
-            return Some(Err(CaptureError::Truncated { offset }));
+        let body = match w.span(start.saturating_add(4), len as usize) {
+            Span::Bytes(body) => body,
+            Span::More => return Ok(Record::More),
+            Span::Cut => return Err(CaptureError::Truncated { offset }),
         };
         self.pos = start + 4 + body.len();
         stats.records += 1;
         stats.udp_datagrams += 1;
-        Some(Ok(Datagram { timestamp: None, source: None, destination: None, payload: body.to_vec() }))
+        Ok(Record::Udp(Datagram { timestamp: None, source: None, destination: None, payload: body.to_vec() }))
     }
 }

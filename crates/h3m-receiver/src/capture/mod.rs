@@ -32,13 +32,17 @@
 //! checked, and inconsistent packets are counted as `malformed` and skipped.
 //!
 //! [`read_capture`] reads a whole capture into memory; [`DatagramReader`] is
-//! the streaming form it is built on.
+//! the iterator it is built on. [`CaptureReader`] reads a capture file (or
+//! any [`std::io::Read`]) a piece at a time, in memory bounded by the largest
+//! record rather than the file: what the receiver's offline mode uses.
 
 mod datagrams;
 mod decode;
 mod link;
 mod pcap;
 mod pcapng;
+mod stream;
+mod window;
 
 #[cfg(test)]
 mod tests;
@@ -54,6 +58,9 @@ pub use h3m_net::ip::reassembly::{
 
 use decode::Decoder;
 use link::Link;
+use window::{Span, Window};
+
+pub use stream::CaptureReader;
 
 /// The largest UDP payload accepted in a `.datagrams` record, and the largest
 /// IP payload a reassembly may produce.
@@ -224,9 +231,9 @@ pub fn read_capture_file(path: &Path, opts: &ReadOptions) -> Result<Capture, Cap
     read_capture(&bytes, opts)
 }
 
-/// One step of a packet file (pcap or pcapng).
+/// One step through a capture file.
 enum Record<'a> {
-    /// A captured link-layer frame.
+    /// A captured link-layer frame (pcap, pcapng).
     Frame {
         /// Its link type.
         link: Link,
@@ -235,8 +242,12 @@ enum Record<'a> {
         /// The frame.
         data: &'a [u8],
     },
+    /// A UDP payload as such (`.datagrams`).
+    Udp(Datagram),
     /// Nothing to decode (already counted where it needs to be).
     Skip,
+    /// The window ends inside the next record and the file goes on: read more.
+    More,
     /// The end of the file (a cut-off last record is flagged in the stats).
     End,
 }
@@ -249,21 +260,99 @@ enum Source {
     Datagrams(datagrams::Reader),
 }
 
+impl Source {
+    /// The file offset of the next record: the bytes before it are done with.
+    fn pos(&self) -> usize {
+        match self {
+            Source::Pcap(r) => r.pos(),
+            Source::PcapNg(r) => r.pos(),
+            Source::Datagrams(r) => r.pos(),
+        }
+    }
+
+    fn next<'a>(&mut self, w: Window<'a>, stats: &mut CaptureStats) -> Result<Record<'a>, CaptureError> {
+        match self {
+            Source::Pcap(r) => Ok(r.next(w, stats)),
+            Source::PcapNg(r) => r.next(w, stats),
+            Source::Datagrams(r) => r.next(w, stats),
+        }
+    }
+}
+
+/// What [`Parser::step`] found.
+enum Step {
+    /// The next datagram, or the error that ends the capture.
+    Item(Result<Datagram, CaptureError>),
+    /// The window ends inside the next record: read more of the file.
+    More,
+    /// The end of the capture (or of the iteration, after an error).
+    Done,
+}
+
+/// The format-independent state of a capture being read: the format's
+/// reader, the IP decoder with its reassembly, the counters.
+#[derive(Debug)]
+struct Parser {
+    format: Format,
+    source: Source,
+    stats: CaptureStats,
+    decoder: Decoder,
+    done: bool,
+}
+
+impl Parser {
+    /// Detects the format from the start of the file; `None`: the window does
+    /// not hold enough of it yet.
+    fn detect(w: Window<'_>, opts: &ReadOptions, limits: ReassemblyLimits) -> Result<Option<Parser>, CaptureError> {
+        Ok(detect(w)?.map(|(format, source)| Parser {
+            format,
+            source,
+            stats: CaptureStats::default(),
+            decoder: Decoder::new(opts.port, limits),
+            done: false,
+        }))
+    }
+
+    fn step(&mut self, w: Window<'_>) -> Step {
+        if self.done {
+            return Step::Done;
+        }
+        loop {
+            match self.source.next(w, &mut self.stats) {
+                Ok(Record::Frame { link, timestamp, data }) => {
+                    if let Some(d) = self.decoder.frame(link, timestamp, data, &mut self.stats) {
+                        return Step::Item(Ok(d));
+                    }
+                }
+                Ok(Record::Udp(d)) => return Step::Item(Ok(d)),
+                Ok(Record::Skip) => {}
+                Ok(Record::More) => return Step::More,
+                Ok(Record::End) => {
+                    self.done = true;
+                    self.decoder.finish(&mut self.stats);
+                    return Step::Done;
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Step::Item(Err(e));
+                }
+            }
+        }
+    }
+}
+
 /// Streaming reader: an iterator over the UDP datagrams of a capture held in
 /// memory.
 ///
 /// Items are `Ok(datagram)` until the end of the capture or the first error;
 /// after an error the iterator yields nothing more. [`stats`](Self::stats)
 /// are final once the iterator has returned `None` (fragments still pending
-/// at the end are counted as dropped then).
+/// at the end are counted as dropped then). [`CaptureReader`] does the same
+/// for a file read a piece at a time.
 #[derive(Debug)]
 pub struct DatagramReader<'a> {
     bytes: &'a [u8],
-    format: Format,
-    source: Source,
-    stats: CaptureStats,
-    decoder: Decoder,
-    done: bool,
+    parser: Parser,
 }
 
 impl<'a> DatagramReader<'a> {
@@ -275,39 +364,24 @@ impl<'a> DatagramReader<'a> {
 
     /// Like [`new`](Self::new), with explicit reassembly memory bounds.
     pub fn with_limits(bytes: &'a [u8], opts: &ReadOptions, limits: ReassemblyLimits) -> Result<Self, CaptureError> {
-        let (format, source) = detect(bytes)?;
-        Ok(Self {
-            bytes,
-            format,
-            source,
-            stats: CaptureStats::default(),
-            decoder: Decoder::new(opts.port, limits),
-            done: false,
-        })
+        // A whole file never asks for more.
+        let parser = Parser::detect(Window::whole(bytes), opts, limits)?.ok_or(CaptureError::Empty)?;
+        Ok(Self { bytes, parser })
     }
 
     /// The detected format.
     pub fn format(&self) -> Format {
-        self.format
+        self.parser.format
     }
 
     /// The counters so far.
     pub fn stats(&self) -> &CaptureStats {
-        &self.stats
+        &self.parser.stats
     }
 
     /// The counters, consuming the reader.
     pub fn into_stats(self) -> CaptureStats {
-        self.stats
-    }
-
-    /// The next record of a packet file.
-    fn next_record(&mut self) -> Result<Record<'a>, CaptureError> {
-        match &mut self.source {
-            Source::Pcap(r) => Ok(r.next(self.bytes, &mut self.stats)),
-            Source::PcapNg(r) => r.next(self.bytes, &mut self.stats),
-            Source::Datagrams(_) => Ok(Record::End),
-        }
+        self.parser.stats
     }
 }
 
@@ -315,59 +389,40 @@ impl Iterator for DatagramReader<'_> {
     type Item = Result<Datagram, CaptureError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        if let Source::Datagrams(r) = &mut self.source {
-            let item = r.next(self.bytes, &mut self.stats);
-            self.done = !matches!(item, Some(Ok(_)));
-            return item;
-        }
-        loop {
-            match self.next_record() {
-                Ok(Record::Frame { link, timestamp, data }) => {
-                    if let Some(d) = self.decoder.frame(link, timestamp, data, &mut self.stats) {
-                        return Some(Ok(d));
-                    }
-                }
-                Ok(Record::Skip) => {}
-                Ok(Record::End) => {
-                    self.done = true;
-                    self.decoder.finish(&mut self.stats);
-                    return None;
-                }
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
-            }
+        match self.parser.step(Window::whole(self.bytes)) {
+            Step::Item(item) => Some(item),
+            // A whole file never asks for more.
+            Step::More | Step::Done => None,
         }
     }
 }
 
 impl FusedIterator for DatagramReader<'_> {}
 
-/// Detects the format.
-fn detect(bytes: &[u8]) -> Result<(Format, Source), CaptureError> {
-    if bytes.is_empty() {
-        return Err(CaptureError::Empty);
+/// Detects the format; `None`: the window does not hold enough of the file.
+fn detect(w: Window<'_>) -> Result<Option<(Format, Source)>, CaptureError> {
+    match w.is_end(0) {
+        Some(true) => return Err(CaptureError::Empty),
+        Some(false) => {}
+        None => return Ok(None),
     }
-    let Some(magic) = read_array::<4>(bytes, 0) else {
+    let magic = match w.array::<4>(0) {
+        Ok(magic) => magic,
+        Err(Span::More) => return Ok(None),
         // Too short for any magic: a .datagrams file cut inside its first
         // length field; reported when the record is read.
-        return Ok((Format::Datagrams, Source::Datagrams(datagrams::Reader::default())));
+        Err(_) => return Ok(Some((Format::Datagrams, Source::Datagrams(datagrams::Reader::default())))),
     };
     if magic == pcapng::MAGIC {
-        return Ok((Format::PcapNg, Source::PcapNg(pcapng::Reader::new(bytes)?)));
+        return Ok(pcapng::Reader::new(w)?.map(|r| (Format::PcapNg, Source::PcapNg(r))));
     }
-    if let Some(found) = pcap::Reader::detect(magic, bytes) {
-        let (format, reader) = found?;
-        return Ok((format, Source::Pcap(reader)));
+    if let Some(found) = pcap::Reader::detect(magic, w) {
+        return Ok(found?.map(|(format, reader)| (format, Source::Pcap(reader))));
     }
     if u32::from_be_bytes(magic) > MAX_DATAGRAM_LEN {
         return Err(CaptureError::UnknownFormat { first_bytes: magic });
     }
-    Ok((Format::Datagrams, Source::Datagrams(datagrams::Reader::default())))
+    Ok(Some((Format::Datagrams, Source::Datagrams(datagrams::Reader::default()))))
 }
 
 /// `N` bytes at `at`, if present.

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use super::link::Link;
-use super::{CaptureError, CaptureStats, Format, Record, read_array};
+use super::window::{Span, Window};
+use super::{CaptureError, CaptureStats, Format, Record};
 
 /// Size of the classic pcap file header.
 const HEADER_LEN: usize = 24;
@@ -45,7 +46,7 @@ pub(super) struct Reader {
 
 impl Reader {
     /// `None` when `magic` is no pcap magic; else the checked file header.
-    pub(super) fn detect(magic: [u8; 4], bytes: &[u8]) -> Option<Result<(Format, Reader), CaptureError>> {
+    pub(super) fn detect(magic: [u8; 4], w: Window<'_>) -> Option<Result<Option<(Format, Reader)>, CaptureError>> {
         let (endian, nanosecond) = match magic {
             [0xa1, 0xb2, 0xc3, 0xd4] => (Endian::Big, false),
             [0xd4, 0xc3, 0xb2, 0xa1] => (Endian::Little, false),
@@ -53,15 +54,19 @@ impl Reader {
             [0x4d, 0x3c, 0xb2, 0xa1] => (Endian::Little, true),
             _ => return None,
         };
-        Some(Self::header(bytes, endian, nanosecond))
+        Some(Self::header(w, endian, nanosecond))
     }
 
-    fn header(bytes: &[u8], endian: Endian, nanosecond: bool) -> Result<(Format, Reader), CaptureError> {
-        let Some(header) = read_array::<HEADER_LEN>(bytes, 0) else {
-            return Err(CaptureError::BadHeader(format!(
-                "file header truncated: {} of {HEADER_LEN} bytes",
-                bytes.len()
-            )));
+    fn header(w: Window<'_>, endian: Endian, nanosecond: bool) -> Result<Option<(Format, Reader)>, CaptureError> {
+        let header = match w.array::<HEADER_LEN>(0) {
+            Ok(header) => header,
+            Err(Span::More) => return Ok(None),
+            Err(_) => {
+                return Err(CaptureError::BadHeader(format!(
+                    "file header truncated: {} of {HEADER_LEN} bytes",
+                    w.end()
+                )));
+            }
         };
         let major = endian.u16([header[4], header[5]]);
         let minor = endian.u16([header[6], header[7]]);
@@ -73,28 +78,43 @@ impl Reader {
         let Some(link) = Link::from_link_type(link_type) else {
             return Err(CaptureError::UnsupportedLinkType(link_type));
         };
-        Ok((Format::Pcap { link_type, nanosecond }, Reader { endian, nanosecond, link, pos: HEADER_LEN }))
+        Ok(Some((Format::Pcap { link_type, nanosecond }, Reader { endian, nanosecond, link, pos: HEADER_LEN })))
     }
 
     /// The next record (a file cut inside a record ends it, flagged as
     /// `truncated_tail`).
-    pub(super) fn next<'a>(&mut self, bytes: &'a [u8], stats: &mut CaptureStats) -> Record<'a> {
+    /// The file offset of the next record.
+    pub(super) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// The next record (or a wish for more of the file).
+    pub(super) fn next<'a>(&mut self, w: Window<'a>, stats: &mut CaptureStats) -> Record<'a> {
         let start = self.pos;
-        if start >= bytes.len() {
-            return Record::End;
+        match w.is_end(start) {
+            Some(true) => return Record::End,
+            Some(false) => {}
+            None => return Record::More,
         }
-        let Some(header) = read_array::<RECORD_HEADER_LEN>(bytes, start) else {
-            stats.truncated_tail = true;
-            return Record::End;
+        let header = match w.array::<RECORD_HEADER_LEN>(start) {
+            Ok(header) => header,
+            Err(Span::More) => return Record::More,
+            Err(_) => {
+                stats.truncated_tail = true;
+                return Record::End;
+            }
         };
         let field =
             |i: usize| self.endian.u32([header[i * 4], header[i * 4 + 1], header[i * 4 + 2], header[i * 4 + 3]]);
         let (ts_sec, ts_frac, caplen, origlen) = (field(0), field(1), field(2), field(3));
         let data_start = start + RECORD_HEADER_LEN;
-        let data = data_start.checked_add(caplen as usize).and_then(|end| bytes.get(data_start..end));
-        let Some(data) = data else {
-            stats.truncated_tail = true;
-            return Record::End;
+        let data = match w.span(data_start, caplen as usize) {
+            Span::Bytes(data) => data,
+            Span::More => return Record::More,
+            Span::Cut => {
+                stats.truncated_tail = true;
+                return Record::End;
+            }
         };
         self.pos = data_start + data.len();
         stats.records += 1;

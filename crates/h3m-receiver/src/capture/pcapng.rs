@@ -27,6 +27,7 @@ use pcap_parser::pcapng::{Block, InterfaceDescriptionBlock, parse_block_be, pars
 use pcap_parser::{OptionCode, PcapError};
 
 use super::link::Link;
+use super::window::{Span, Window};
 use super::{CaptureError, CaptureStats, Record, read_array};
 
 /// The first four bytes of a pcapng file: the Section Header Block type.
@@ -92,6 +93,16 @@ impl Interface {
 }
 
 /// A pcapng file being read.
+/// What the window holds of the block at the reader's position.
+enum BlockAt {
+    /// All of it: its length and the section's byte order.
+    Whole { len: usize, big_endian: bool },
+    /// Part of it; the file goes on.
+    More,
+    /// Part of it; the file ends inside it.
+    Cut,
+}
+
 #[derive(Debug)]
 pub(super) struct Reader {
     pos: usize,
@@ -130,26 +141,37 @@ fn parse_failure(e: &nom::Err<PcapError<&[u8]>>) -> String {
 }
 
 impl Reader {
-    /// Checks that `bytes` start with a whole Section Header Block.
-    pub(super) fn new(bytes: &[u8]) -> Result<Reader, CaptureError> {
+    /// Checks that the file starts with a whole Section Header Block; `None`:
+    /// the window does not hold all of it yet.
+    pub(super) fn new(w: Window<'_>) -> Result<Option<Reader>, CaptureError> {
         let mut reader = Reader { pos: 0, big_endian: false, interfaces: Vec::new() };
-        if reader.block_at(bytes)?.is_none() {
-            return Err(bad(0, format!("file ends inside the section header block ({} bytes)", bytes.len())));
+        match reader.block_at(w)? {
+            BlockAt::Whole { .. } => Ok(Some(reader)),
+            BlockAt::More => Ok(None),
+            BlockAt::Cut => Err(bad(0, format!("file ends inside the section header block ({} bytes)", w.end()))),
         }
-        Ok(reader)
     }
 
-    /// The length and byte order of the block at the current position;
-    /// `None` when the file ends inside it.
-    fn block_at(&mut self, bytes: &[u8]) -> Result<Option<(usize, bool)>, CaptureError> {
-        let rest = bytes.get(self.pos..).unwrap_or_default();
-        let Some(head) = read_array::<8>(rest, 0) else { return Ok(None) };
+    /// The file offset of the next block.
+    pub(super) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// The length and byte order of the block at the current position.
+    fn block_at(&mut self, w: Window<'_>) -> Result<BlockAt, CaptureError> {
+        let at = self.pos;
+        let head = match w.array::<8>(at) {
+            Ok(head) => head,
+            Err(Span::More) => return Ok(BlockAt::More),
+            Err(_) => return Ok(BlockAt::Cut),
+        };
         let big_endian = if head[..4] == MAGIC {
-            match read_array::<4>(rest, 8) {
-                None => return Ok(None),
-                Some(BOM_BE) => true,
-                Some(BOM_LE) => false,
-                Some(other) => return Err(bad(self.pos, format!("unknown byte-order magic {other:02x?}"))),
+            match w.array::<4>(at.saturating_add(8)) {
+                Ok(BOM_BE) => true,
+                Ok(BOM_LE) => false,
+                Ok(other) => return Err(bad(at, format!("unknown byte-order magic {other:02x?}"))),
+                Err(Span::More) => return Ok(BlockAt::More),
+                Err(_) => return Ok(BlockAt::Cut),
             }
         } else {
             self.big_endian
@@ -158,22 +180,32 @@ impl Reader {
         let len = if big_endian { u32::from_be_bytes(len_field) } else { u32::from_le_bytes(len_field) } as usize;
         if len < MIN_BLOCK_LEN || !len.is_multiple_of(4) {
             let name = block_name([head[0], head[1], head[2], head[3]], big_endian);
-            return Err(bad(self.pos, format!("{name} with a length of {len} bytes")));
+            return Err(bad(at, format!("{name} with a length of {len} bytes")));
         }
-        Ok((len <= rest.len()).then_some((len, big_endian)))
+        Ok(match w.span(at, len) {
+            Span::Bytes(_) => BlockAt::Whole { len, big_endian },
+            Span::More => BlockAt::More,
+            Span::Cut => BlockAt::Cut,
+        })
     }
 
     /// The next record.
-    pub(super) fn next<'a>(&mut self, bytes: &'a [u8], stats: &mut CaptureStats) -> Result<Record<'a>, CaptureError> {
+    pub(super) fn next<'a>(&mut self, w: Window<'a>, stats: &mut CaptureStats) -> Result<Record<'a>, CaptureError> {
         let start = self.pos;
-        if start >= bytes.len() {
-            return Ok(Record::End);
+        match w.is_end(start) {
+            Some(true) => return Ok(Record::End),
+            Some(false) => {}
+            None => return Ok(Record::More),
         }
-        let Some((len, big_endian)) = self.block_at(bytes)? else {
-            stats.truncated_tail = true;
-            return Ok(Record::End);
+        let (len, big_endian) = match self.block_at(w)? {
+            BlockAt::Whole { len, big_endian } => (len, big_endian),
+            BlockAt::More => return Ok(Record::More),
+            BlockAt::Cut => {
+                stats.truncated_tail = true;
+                return Ok(Record::End);
+            }
         };
-        let block = bytes.get(start..start + len).unwrap_or_default();
+        let Span::Bytes(block) = w.span(start, len) else { return Ok(Record::More) };
         let parsed = if big_endian { parse_block_be(block) } else { parse_block_le(block) };
         let block = match parsed {
             Ok((_, block)) => block,

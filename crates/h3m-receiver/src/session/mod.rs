@@ -179,7 +179,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
         self.tally.errors += 1;
         match error.kind {
             ErrorKind::Io => self.tally.io_errors += 1,
-            ErrorKind::Network => self.tally.network_errors += 1,
+            ErrorKind::Network | ErrorKind::Input => self.tally.input_errors += 1,
             _ => {}
         }
         self.reporter.emit_limited(&Record::Error(error.clone()));

@@ -128,7 +128,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
         let io_failed = t.io_errors > 0 || summary.resources_failed > 0;
         let status = if io_failed {
             ExitStatus::OutputError
-        } else if t.network_errors > 0 {
+        } else if t.input_errors > 0 {
             ExitStatus::BadInput
         } else if summary.resources_incomplete
             + summary.resources_refused

@@ -117,7 +117,8 @@ pub(super) struct Tally {
     pub(super) lost: u64,
     pub(super) headless: u64,
     pub(super) io_errors: u64,
-    pub(super) network_errors: u64,
+    /// Errors of the input (the network, the capture file): exit 3.
+    pub(super) input_errors: u64,
     pub(super) errors: u64,
     /// Names reported incomplete (counted once each).
     pub(super) incomplete_names: std::collections::HashSet<Vec<u8>>,

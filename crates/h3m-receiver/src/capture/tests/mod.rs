@@ -191,7 +191,44 @@ fn frame(link_type: u32, ip: &[u8], host_big: bool) -> Vec<u8> {
 }
 
 fn read(bytes: &[u8]) -> Capture {
-    read_capture(bytes, &ReadOptions::default()).unwrap()
+    read_capture_checked(bytes, &ReadOptions::default()).unwrap()
+}
+
+/// [`read_capture`], checking that [`CaptureReader`] reads the same.
+fn read_capture_checked(bytes: &[u8], opts: &ReadOptions) -> Result<Capture, CaptureError> {
+    let whole = read_capture(bytes, opts);
+    assert_streamed_alike(bytes, opts, &whole);
+    whole
+}
+
+/// The chunk lengths the streaming reader is checked with: one byte at a
+/// time, odd lengths that cut headers and records anywhere, and the default.
+const CHUNK_LENS: [usize; 5] = [1, 3, 17, 100, stream::DEFAULT_CHUNK_LEN];
+
+/// Reads `bytes` with [`CaptureReader`], `chunk_len` bytes at a time.
+fn read_streamed(bytes: &[u8], opts: &ReadOptions, chunk_len: usize) -> Result<Capture, CaptureError> {
+    let path = Path::new("streamed");
+    let mut reader = CaptureReader::with_limits(bytes, path, opts, ReassemblyLimits::default(), chunk_len)?;
+    let mut datagrams = Vec::new();
+    for item in reader.by_ref() {
+        datagrams.push(item?);
+    }
+    assert!(reader.next().is_none(), "fused");
+    Ok(Capture { format: reader.format(), datagrams, stats: reader.into_stats() })
+}
+
+/// The streaming reader gives what reading the whole file gave: the same
+/// datagrams, counters and format, or the same error (offsets included).
+fn assert_streamed_alike(bytes: &[u8], opts: &ReadOptions, whole: &Result<Capture, CaptureError>) {
+    for chunk_len in CHUNK_LENS {
+        match (whole, read_streamed(bytes, opts, chunk_len)) {
+            (Ok(whole), Ok(streamed)) => assert_eq!(whole, &streamed, "chunks of {chunk_len}"),
+            (Err(whole), Err(streamed)) => {
+                assert_eq!(whole.to_string(), streamed.to_string(), "chunks of {chunk_len}")
+            }
+            (whole, streamed) => panic!("chunks of {chunk_len}: whole {whole:?}, streamed {streamed:?}"),
+        }
+    }
 }
 
 fn datagrams_file(records: &[&[u8]]) -> Vec<u8> {
@@ -664,7 +701,7 @@ fn eviction_by_bytes() {
     let mut reader = DatagramReader::new(&w.out, &ReadOptions::default()).unwrap();
     let mut got = Vec::new();
     while let Some(d) = reader.next() {
-        assert!(reader.decoder.reassembler.pending_bytes() <= DEFAULT_MAX_PENDING_FRAGMENT_BYTES);
+        assert!(reader.parser.decoder.reassembler.pending_bytes() <= DEFAULT_MAX_PENDING_FRAGMENT_BYTES);
         got.push(d.unwrap());
     }
     assert_eq!(got.len(), 1);
@@ -712,7 +749,7 @@ fn port_filter_matches_destination_port() {
     w.record(1, 0, &frame(1, &ipv4_udp(2000, 2001, b"b"), false));
     w.record(1, 0, &frame(1, &ipv6_udp(9, 2000, b"c"), false));
     let bytes = w.finish();
-    let capture = read_capture(&bytes, &ReadOptions { port: Some(2000) }).unwrap();
+    let capture = read_capture_checked(&bytes, &ReadOptions { port: Some(2000) }).unwrap();
     let payloads: Vec<_> = capture.datagrams.iter().map(|d| d.payload.clone()).collect();
     assert_eq!(payloads, vec![b"a".to_vec(), b"c".to_vec()]);
     assert_eq!(capture.stats.skipped_port, 1);
@@ -789,14 +826,14 @@ fn truncated_datagrams_file_is_an_exact_error() {
     let bytes = datagrams_file(&[b"hello", b"world!"]);
     // Cut inside the second record's payload and length field.
     for cut in [9 + 5, 9 + 4, 9 + 1] {
-        match read_capture(&bytes[..cut], &ReadOptions::default()) {
+        match read_capture_checked(&bytes[..cut], &ReadOptions::default()) {
             Err(CaptureError::Truncated { offset: 9 }) => {}
             other => panic!("cut at {cut}: {other:?}"),
         }
     }
     // Cut inside the first record.
     for cut in [1, 3, 4, 8] {
-        match read_capture(&bytes[..cut], &ReadOptions::default()) {
+        match read_capture_checked(&bytes[..cut], &ReadOptions::default()) {
             Err(CaptureError::Truncated { offset: 0 }) => {}
             other => panic!("cut at {cut}: {other:?}"),
         }
@@ -814,7 +851,7 @@ fn overlong_datagram_record_is_an_error() {
     let mut bytes = datagrams_file(&[b"ok"]);
     bytes.extend_from_slice(&65_536u32.to_be_bytes());
     bytes.extend_from_slice(&[0; 16]);
-    match read_capture(&bytes, &ReadOptions::default()) {
+    match read_capture_checked(&bytes, &ReadOptions::default()) {
         Err(CaptureError::DatagramTooLong { offset: 6, len: 65_536 }) => {}
         other => panic!("{other:?}"),
     }
@@ -827,30 +864,112 @@ fn overlong_datagram_record_is_an_error() {
 #[test]
 fn file_level_errors() {
     let opts = ReadOptions::default();
-    assert!(matches!(read_capture(&[], &opts), Err(CaptureError::Empty)));
+    assert!(matches!(read_capture_checked(&[], &opts), Err(CaptureError::Empty)));
 
     let mut pcapng = vec![0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a];
     pcapng.extend_from_slice(&[0; 16]);
-    let err = read_capture(&pcapng, &opts).unwrap_err();
+    let err = read_capture_checked(&pcapng, &opts).unwrap_err();
     assert!(matches!(err, CaptureError::BadPcapNg { offset: 0, .. }), "{err}");
     assert!(err.to_string().contains("pcapng"));
 
-    let err = read_capture(b"GET / HTTP/1.1\r\n", &opts).unwrap_err();
+    let err = read_capture_checked(b"GET / HTTP/1.1\r\n", &opts).unwrap_err();
     assert!(matches!(err, CaptureError::UnknownFormat { first_bytes: [b'G', b'E', b'T', b' '] }));
     // A first "record" longer than 65535 is not a .datagrams file.
-    assert!(matches!(read_capture(&[0, 1, 0, 0, 0], &opts), Err(CaptureError::UnknownFormat { .. })));
+    assert!(matches!(read_capture_checked(&[0, 1, 0, 0, 0], &opts), Err(CaptureError::UnknownFormat { .. })));
 
     for big in [false, true] {
         let w = PcapWriter::new(147, big, false);
-        assert!(matches!(read_capture(&w.finish(), &opts), Err(CaptureError::UnsupportedLinkType(147))));
+        assert!(matches!(read_capture_checked(&w.finish(), &opts), Err(CaptureError::UnsupportedLinkType(147))));
         let header = PcapWriter::new(1, big, true).finish();
         for cut in [4, 23] {
-            assert!(matches!(read_capture(&header[..cut], &opts), Err(CaptureError::BadHeader(_))));
+            assert!(matches!(read_capture_checked(&header[..cut], &opts), Err(CaptureError::BadHeader(_))));
         }
         let mut bad_version = header.clone();
         bad_version[4..6].copy_from_slice(&[1, 1]);
-        assert!(matches!(read_capture(&bad_version, &opts), Err(CaptureError::BadHeader(_))));
+        assert!(matches!(read_capture_checked(&bad_version, &opts), Err(CaptureError::BadHeader(_))));
     }
+}
+
+/// A reader that fails after `ok` bytes.
+#[derive(Debug)]
+struct FailingAfter<'a> {
+    bytes: &'a [u8],
+    ok: usize,
+}
+
+impl std::io::Read for FailingAfter<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.ok == 0 {
+            return Err(std::io::Error::other("disk on fire"));
+        }
+        let n = out.len().min(self.ok).min(self.bytes.len());
+        out[..n].copy_from_slice(&self.bytes[..n]);
+        self.bytes = &self.bytes[n..];
+        self.ok -= n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_read_error_mid_file_ends_the_stream_with_an_io_error_naming_the_file() {
+    let bytes = datagrams_file(&[b"hello", b"world!"]);
+    let input = FailingAfter { bytes: &bytes, ok: 10 };
+    let path = Path::new("/captures/x.datagrams");
+    let opts = ReadOptions::default();
+    let mut reader = CaptureReader::with_limits(input, path, &opts, ReassemblyLimits::default(), 4).unwrap();
+    assert_eq!(reader.next().unwrap().unwrap().payload, b"hello");
+    match reader.next() {
+        Some(Err(CaptureError::Io { path: p, source })) => {
+            assert_eq!(p, path);
+            assert_eq!(source.to_string(), "disk on fire");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(reader.next().is_none());
+    // Failing before the format is known fails the open.
+    let input = FailingAfter { bytes: &bytes, ok: 0 };
+    let err = CaptureReader::new(input, path, &opts).unwrap_err();
+    assert!(matches!(err, CaptureError::Io { .. }), "{err}");
+}
+
+#[test]
+fn a_long_capture_is_read_in_bounded_memory() {
+    // 64 MiB of 1 000-byte datagrams, generated as it is read.
+    struct Generated {
+        left: usize,
+        record: Vec<u8>,
+        at: usize,
+    }
+    impl std::io::Read for Generated {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let mut n = 0;
+            while n < out.len() && self.left > 0 {
+                let take = (self.record.len() - self.at).min(out.len() - n);
+                out[n..n + take].copy_from_slice(&self.record[self.at..self.at + take]);
+                n += take;
+                self.at += take;
+                if self.at == self.record.len() {
+                    self.at = 0;
+                    self.left -= 1;
+                }
+            }
+            Ok(n)
+        }
+    }
+    let count = 64 * 1024 * 1024 / 1004;
+    let record = datagrams_file(&[&[0x5a; 1000]]);
+    let input = Generated { left: count, record, at: 0 };
+    let mut reader = CaptureReader::new(input, Path::new("generated"), &ReadOptions::default()).unwrap();
+    let mut seen = 0;
+    let mut most_held = 0;
+    while let Some(item) = reader.next() {
+        assert_eq!(item.unwrap().payload, [0x5a; 1000]);
+        seen += 1;
+        most_held = most_held.max(reader.held_bytes());
+    }
+    assert_eq!(seen, count);
+    assert_eq!(reader.stats().udp_datagrams, count as u64);
+    assert!(most_held <= 2 * stream::DEFAULT_CHUNK_LEN, "held {most_held} bytes");
 }
 
 #[test]
@@ -977,11 +1096,17 @@ fn build(link_type: u32, big: bool, nanos: bool, specs: &[Spec]) -> (Vec<u8>, Ve
 /// Reads `bytes` with the streaming reader, checking the reassembly
 /// bounds after every step.
 fn read_checked(bytes: &[u8]) -> Result<Capture, CaptureError> {
+    let capture = read_checked_whole(bytes);
+    assert_streamed_alike(bytes, &ReadOptions::default(), &capture);
+    capture
+}
+
+fn read_checked_whole(bytes: &[u8]) -> Result<Capture, CaptureError> {
     let mut reader = DatagramReader::new(bytes, &ReadOptions::default())?;
     let mut datagrams = Vec::new();
     while let Some(item) = reader.next() {
         datagrams.push(item?);
-        let r = &reader.decoder.reassembler;
+        let r = &reader.parser.decoder.reassembler;
         assert!(r.pending() <= DEFAULT_MAX_PENDING_REASSEMBLIES);
         assert!(r.pending_bytes() <= DEFAULT_MAX_PENDING_FRAGMENT_BYTES);
     }

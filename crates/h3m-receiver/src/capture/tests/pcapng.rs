@@ -28,13 +28,13 @@ fn sample_pcap(link_type: u32, big: bool, nanos: bool) -> Vec<u8> {
 }
 
 fn read_ng(bytes: &[u8]) -> Capture {
-    let capture = read_capture(bytes, &ReadOptions::default()).unwrap();
+    let capture = read_capture_checked(bytes, &ReadOptions::default()).unwrap();
     assert_eq!(capture.format, Format::PcapNg);
     capture
 }
 
 fn bad_pcapng(bytes: &[u8]) -> (u64, String) {
-    match read_capture(bytes, &ReadOptions::default()) {
+    match read_capture_checked(bytes, &ReadOptions::default()) {
         Err(CaptureError::BadPcapNg { offset, reason }) => (offset, reason),
         other => panic!("expected BadPcapNg, got {other:?}"),
     }
@@ -205,7 +205,7 @@ fn structural_errors() {
     w.interface(101, 0, Some(0x80 | 63), Some(i64::MIN)).epb(0, u64::MAX, &ipv4_udp(1, 2, b"x"), 0);
     assert!(bad_pcapng(&w.finish()).1.contains("timestamp out of range"));
     // The message names the format and the offset.
-    let err = read_capture(&bom, &ReadOptions::default()).unwrap_err().to_string();
+    let err = read_capture_checked(&bom, &ReadOptions::default()).unwrap_err().to_string();
     assert!(err.starts_with("malformed pcapng at offset 0: "), "{err}");
 }
 
