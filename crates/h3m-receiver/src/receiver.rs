@@ -57,7 +57,14 @@ pub struct SessionConfig {
     pub push_timeout: Duration,
     /// End the session after this long without a packet (`None`: never).
     pub idle_timeout: Option<Duration>,
-    /// The memory budget, in bytes, for bytes held out of order.
+    /// The memory budget, in bytes: for bytes held out of order, and again
+    /// for the bookkeeping of received ranges (each disjoint range costs about
+    /// twice [`RANGE_COST`]: the receiver core's record and the session's,
+    /// which the sink's out-of-order map mirrors). The default, 24 MiB, allows
+    /// 262 144 ranges; beyond either bound the most fragmented push or
+    /// resource is given up.
+    ///
+    /// [`RANGE_COST`]: h3m_proto::receiver::RANGE_COST
     pub buffer_budget: usize,
 }
 
@@ -96,6 +103,7 @@ impl SessionConfig {
         config.push_timeout = self.push_timeout;
         config.idle_timeout = self.idle_timeout;
         config.max_buffered_total = self.buffer_budget;
+        config.max_ranges_total = self.buffer_budget / (2 * h3m_proto::receiver::RANGE_COST);
         Receiver::new(config)
     }
 }

@@ -101,8 +101,12 @@ pub struct ResourceRecord {
     pub body_len: u64,
     /// SHA-256 of the file written, lowercase hex; `null` if nothing was written.
     pub sha256: Option<String>,
-    /// Missing body ranges, `[start, end_exclusive]`.
+    /// Missing body ranges, `[start, end_exclusive]`: the first
+    /// [`MAX_MISSING_LISTED`] of them.
     pub missing: Vec<[u64; 2]>,
+    /// How many missing ranges there are in all (more than `missing` lists
+    /// when the body is fragmented beyond [`MAX_MISSING_LISTED`] ranges).
+    pub missing_ranges: u64,
     /// Everything from this body offset on is missing (the length is unknown).
     pub missing_from: Option<u64>,
     /// Why it is not complete (see the module documentation), `null` if it is.
@@ -110,6 +114,16 @@ pub struct ResourceRecord {
     /// The name shown in text lines (relative path, else the `:path`), raw bytes.
     #[serde(skip)]
     pub name: Vec<u8>,
+}
+
+/// At most this many missing ranges are listed in a [`ResourceRecord`] (and
+/// its line); the rest are counted in [`ResourceRecord::missing_ranges`].
+pub const MAX_MISSING_LISTED: usize = 64;
+
+/// The first [`MAX_MISSING_LISTED`] of `ranges`, and how many there are.
+pub fn missing_list(ranges: &[std::ops::Range<u64>]) -> (Vec<[u64; 2]>, u64) {
+    let listed = ranges.iter().take(MAX_MISSING_LISTED).map(|r| [r.start, r.end]).collect();
+    (listed, ranges.len() as u64)
 }
 
 impl ResourceRecord {
@@ -130,6 +144,10 @@ impl ResourceRecord {
                     .filter(|[s, e]| e > s)
                     .map(|[s, e]| if e - s == 1 { format!("{s}") } else { format!("{s}-{}", e - 1) })
                     .collect();
+                let unlisted = self.missing_ranges.saturating_sub(self.missing.len() as u64);
+                if unlisted > 0 {
+                    ranges.push(format!("... ({unlisted} more ranges)"));
+                }
                 if let Some(from) = self.missing_from {
                     ranges.push(format!("{from}-"));
                 }
@@ -460,17 +478,19 @@ impl<'a> Reporter<'a> {
     }
 
     /// Prints a progress event (a promise, response headers, trailers; JSON
-    /// mode only) within its own, larger flood limit.
-    pub fn emit_progress(&mut self, record: &Record) {
+    /// mode only) within its own, larger flood limit. The record is made only
+    /// when it is printed.
+    pub fn emit_progress(&mut self, record: impl FnOnce() -> Record) {
         if self.json && self.progress_limit.allow() {
-            self.emit(record);
+            self.emit(&record());
         }
     }
 
     /// Prints a per-push record unless the flood limit is reached (a forged
     /// flood of promises must not become a flood of output); says on standard
-    /// error how many were left out when printing resumes.
-    pub fn emit_limited(&mut self, record: &Record) {
+    /// error how many were left out when printing resumes. The record is made
+    /// only when it is printed.
+    pub fn emit_limited(&mut self, record: impl FnOnce() -> Record) {
         if !self.limit.allow() {
             return;
         }
@@ -478,7 +498,7 @@ impl<'a> Reporter<'a> {
             let n = std::mem::take(&mut self.limit.unannounced);
             let _ = writeln!(self.err, "h3m-recv: {n} per-push lines suppressed (flood limit)");
         }
-        self.emit(record);
+        self.emit(&record());
     }
 
     /// Per-push lines left out by the flood limits so far.
@@ -638,6 +658,7 @@ mod tests {
             body_len: 100000,
             sha256: None,
             missing: vec![[98304, 100000]],
+            missing_ranges: 1,
             missing_from: None,
             reason: Some("timeout".into()),
             name: b"data.bin".to_vec(),
@@ -657,6 +678,12 @@ mod tests {
         r.missing = vec![[5, 6], [10, 20]];
         r.missing_from = Some(30);
         assert_eq!(r.text_line(), "incomplete data.bin  98304 of 100000+ bytes  missing 5,10-19,30-  (timeout)");
+        // Beyond MAX_MISSING_LISTED ranges the rest are counted.
+        let gaps: Vec<std::ops::Range<u64>> = (0..100u64).map(|i| 2 * i..2 * i + 1).collect();
+        (r.missing, r.missing_ranges) = missing_list(&gaps);
+        assert_eq!((r.missing.len(), r.missing_ranges), (MAX_MISSING_LISTED, 100));
+        assert_eq!(r.missing[63], [126, 127]);
+        assert!(r.text_line().ends_with(",124,126,... (36 more ranges),30-  (timeout)"), "{}", r.text_line());
         let mut r = record(ResourceStatus::Refused);
         r.name = b"/../x\n".to_vec();
         r.reason = Some("refused: the path has a `..` component".into());

@@ -214,6 +214,86 @@ fn a_body_offset_far_beyond_the_length_fails_the_push_not_the_run() {
 }
 
 #[test]
+fn a_fragment_flood_is_held_within_the_range_budget_and_named_in_short() {
+    // Regression (item 5, fragments): a push failed by the receiver core as too
+    // fragmented still had its ranges held by the session (its resource waited
+    // for another copy) and by the file writer's out-of-order map, outside any
+    // budget, and its record kept the full missing-range list. Three pushes of
+    // one-byte fragments (every other byte), with a 1 MiB budget (10 922
+    // ranges): the resources are given up, each record lists 64 missing ranges
+    // and counts the rest, and a genuine push after the flood is written.
+    const FRAGMENTS: u64 = 9_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut datagrams = Vec::new();
+    let mut stream0 = Vec::new();
+    let mut pn = 0;
+    let mut next = |datagrams: &mut Vec<Vec<u8>>, stream: u64, offset: u64, data: &[u8], fin: bool| {
+        datagrams.push(stream_datagram(pn, stream, offset, data, fin));
+        pn += 1;
+    };
+    let body_len = 2 * FRAGMENTS;
+    let digest = h3m_proto::encoding::base64::encode(&sha256(&vec![0x42; body_len as usize]));
+    let mut heads = Vec::new();
+    for push_id in 0..3u64 {
+        let promise = promise_frame(push_id, &format!("/f{push_id}.bin"));
+        next(&mut datagrams, 0, stream0.len() as u64, &promise, false);
+        stream0.extend_from_slice(&promise);
+        let mut head = vec![0x01];
+        varint::encode(push_id, &mut head).unwrap();
+        let length = body_len.to_string();
+        let headers =
+            field_section(&[(":status", "200"), ("content-length", &length), ("digest", &format!("sha-256={digest}"))]);
+        h3::encode_frame(&h3::H3Frame::Headers(&headers), &mut head).unwrap();
+        let mut data_header = Vec::new();
+        varint::encode(0x00, &mut data_header).unwrap();
+        varint::encode(body_len, &mut data_header).unwrap();
+        head.extend_from_slice(&data_header);
+        heads.push(head.len() as u64);
+        next(&mut datagrams, 3 + 4 * push_id, 0, &head, false);
+    }
+    for i in 0..FRAGMENTS {
+        for push_id in 0..3u64 {
+            next(&mut datagrams, 3 + 4 * push_id, heads[push_id as usize] + 2 * i, &[0x42], false);
+        }
+    }
+    // The genuine push.
+    let promise = promise_frame(3, "/ok.txt");
+    next(&mut datagrams, 0, stream0.len() as u64, &promise, false);
+    let mut ok = vec![0x01, 0x03];
+    let headers = field_section(&[(":status", "200"), ("content-length", "3")]);
+    h3::encode_frame(&h3::H3Frame::Headers(&headers), &mut ok).unwrap();
+    h3::encode_frame(&h3::H3Frame::Data(b"ok\n"), &mut ok).unwrap();
+    next(&mut datagrams, 15, 0, &ok, true);
+    let input = write_input(tmp.path(), "fragments.datagrams", &datagrams);
+    let out = tmp.path().join("out");
+    let o = recv(&input, &out, &["--json", "--max-buffer-mib", "1"]);
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert_eq!(entries(&out), ["ok.txt"]);
+    assert_eq!(std::fs::read(out.join("ok.txt")).unwrap(), b"ok\n");
+    let records: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let given_up: Vec<&Value> =
+        records.iter().filter(|r| r["event"] == "resource" && r["status"] == "incomplete").collect();
+    assert_eq!(given_up.len(), 3, "{stdout}");
+    let reasons: Vec<&str> = given_up.iter().map(|r| r["reason"].as_str().unwrap()).collect();
+    // The session's own budget gave up at least one resource the core had
+    // already failed (and released).
+    assert!(reasons.contains(&"too fragmented: the range budget is spent"), "{reasons:?}");
+    for r in &given_up {
+        let listed = r["missing"].as_array().unwrap().len() as u64;
+        let ranges = r["missing_ranges"].as_u64().unwrap();
+        assert_eq!(listed, 64, "{r}");
+        assert!(ranges > 64 && ranges <= FRAGMENTS + 1, "{r}");
+        // The ranges of a single copy: every other byte, then the tail.
+        assert_eq!(r["missing"][0], serde_json::json!([1, 2]), "{r}");
+    }
+    let o = recv(&input, &tmp.path().join("out-text"), &["--max-buffer-mib", "1"]);
+    let stdout = text(&o.stdout);
+    let line = stdout.lines().find(|l| l.starts_with("incomplete f0.bin  ")).unwrap();
+    assert!(line.contains(",125,127,... ("), "{line}");
+}
+
+#[test]
 fn a_flood_of_promises_is_counted_exactly_with_bounded_output_and_records() {
     // Regression (item 5): a record per refused or unfinished push was kept for
     // the summary, with its full missing-range list, and each got a line.

@@ -345,6 +345,34 @@ const fn build_canonical() -> Canonical {
 
 static CANONICAL: Canonical = build_canonical();
 
+/// Bits looked up at once by [`decode`]'s fast path.
+const TABLE_BITS: usize = 10;
+
+/// For every value of the next [`TABLE_BITS`] bits: the symbol whose code
+/// they start with and its length, when that code is at most `TABLE_BITS`
+/// long (the 8-bit and shorter codes cover every letter, digit and `/-._`);
+/// length 0 otherwise (a longer code: the canonical search decides).
+const fn build_table() -> [(u8, u8); 1 << TABLE_BITS] {
+    let mut table = [(0u8, 0u8); 1 << TABLE_BITS];
+    let mut sym = 0usize;
+    while sym < 256 {
+        let (code, len) = CODES[sym];
+        let len = len as usize;
+        if len <= TABLE_BITS {
+            let first = (code as usize) << (TABLE_BITS - len);
+            let mut i = 0usize;
+            while i < 1 << (TABLE_BITS - len) {
+                table[first + i] = (sym as u8, len as u8);
+                i += 1;
+            }
+        }
+        sym += 1;
+    }
+    table
+}
+
+static TABLE: [(u8, u8); 1 << TABLE_BITS] = build_table();
+
 /// Number of bytes [`encode`] produces for `input` (bits rounded up to whole
 /// bytes).
 pub fn encoded_len(input: &[u8]) -> usize {
@@ -404,6 +432,16 @@ pub fn decode(input: &[u8], out: &mut Vec<u8>) -> Result<(), QpackError> {
         // Decode whole symbols while a full code is guaranteed to be present
         // (or, at the end, while one is found).
         while nbits >= MAX_LEN || (exhausted && nbits >= MIN_LEN) {
+            // Fast path: a short code, found by one lookup.
+            if nbits >= TABLE_BITS {
+                let (sym, len) = TABLE[(acc >> (nbits - TABLE_BITS)) as usize & ((1 << TABLE_BITS) - 1)];
+                if len != 0 {
+                    out.push(sym);
+                    nbits -= usize::from(len);
+                    acc &= low_mask(nbits);
+                    continue;
+                }
+            }
             match decode_symbol(acc, nbits)? {
                 Some((sym, len)) => {
                     out.push(sym);
@@ -454,4 +492,103 @@ fn decode_symbol(acc: u64, nbits: usize) -> Result<Option<(u8, usize)>, QpackErr
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The slowest decoder there is: at each position, the symbol whose code
+    /// the bits start with, by trying every code. EOS or a bad tail: `None`.
+    fn reference_decode(input: &[u8]) -> Option<Vec<u8>> {
+        let bits: Vec<u8> = input.iter().flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1)).collect();
+        let mut out = Vec::new();
+        let mut at = 0;
+        'next: while at < bits.len() {
+            for (sym, &(code, len)) in CODES.iter().enumerate() {
+                let len = usize::from(len);
+                let Some(window) = bits.get(at..at + len) else { continue };
+                if window.iter().fold(0u32, |acc, &b| (acc << 1) | u32::from(b)) == code {
+                    out.push(u8::try_from(sym).ok()?);
+                    at += len;
+                    continue 'next;
+                }
+            }
+            // No whole code: the padding, at most 7 ones.
+            let tail = &bits[at..];
+            return (tail.len() <= 7 && tail.iter().all(|&b| b == 1)).then_some(out);
+        }
+        Some(out)
+    }
+
+    #[test]
+    fn the_tables_are_what_their_builders_make_at_run_time() {
+        // The builders run at compile time; running them here checks their
+        // assertions (canonical code, Kraft equality) once more and that the
+        // statics are their output.
+        let canonical = build_canonical();
+        assert_eq!(canonical.first, CANONICAL.first);
+        assert_eq!(canonical.count, CANONICAL.count);
+        assert_eq!(canonical.offset, CANONICAL.offset);
+        assert_eq!(canonical.sorted, CANONICAL.sorted);
+        assert_eq!(build_table(), TABLE);
+    }
+
+    #[test]
+    fn the_lookup_table_agrees_with_the_codes() {
+        for (value, &(sym, len)) in TABLE.iter().enumerate() {
+            let short = CODES.iter().enumerate().find(|(_, (code, l))| {
+                let l = usize::from(*l);
+                l <= TABLE_BITS && (value >> (TABLE_BITS - l)) as u32 == *code
+            });
+            match short {
+                Some((s, (_, l))) => assert_eq!((usize::from(sym), len), (s, *l), "{value:#012b}"),
+                None => assert_eq!(len, 0, "{value:#012b}"),
+            }
+        }
+        // Every code of at most TABLE_BITS bits is in it (74 of them).
+        let short = CODES.iter().filter(|(_, l)| usize::from(*l) <= TABLE_BITS).count();
+        let distinct: std::collections::BTreeSet<_> = TABLE.iter().filter(|(_, l)| *l != 0).collect();
+        assert_eq!(distinct.len(), short);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_octets_round_trip(input in prop::collection::vec(any::<u8>(), 0..64)) {
+            let mut coded = Vec::new();
+            encode(&input, &mut coded);
+            prop_assert_eq!(coded.len(), encoded_len(&input));
+            let mut back = Vec::new();
+            decode(&coded, &mut back).unwrap();
+            prop_assert_eq!(back, input);
+        }
+
+        #[test]
+        fn any_bytes_decode_as_the_reference_decoder_does(input in prop::collection::vec(any::<u8>(), 0..24)) {
+            let mut out = Vec::new();
+            match (decode(&input, &mut out), reference_decode(&input)) {
+                (Ok(()), Some(want)) => prop_assert_eq!(out, want),
+                (Err(QpackError::InvalidHuffman), None) => {}
+                (got, want) => prop_assert!(false, "decode {:?} {:?}, reference {:?}", got, out, want),
+            }
+        }
+
+        #[test]
+        fn text_like_bytes_decode_as_the_reference_decoder_does(
+            text in "[a-z0-9/._-]{0,40}", tail in prop::collection::vec(any::<u8>(), 0..3),
+        ) {
+            let mut input = Vec::new();
+            encode(text.as_bytes(), &mut input);
+            input.extend_from_slice(&tail);
+            let mut out = Vec::new();
+            match (decode(&input, &mut out), reference_decode(&input)) {
+                (Ok(()), Some(want)) => prop_assert_eq!(out, want),
+                (Err(QpackError::InvalidHuffman), None) => {}
+                (got, want) => prop_assert!(false, "decode {:?} {:?}, reference {:?}", got, out, want),
+            }
+        }
+    }
 }

@@ -121,7 +121,9 @@ struct Cli {
     push_timeout: Option<Duration>,
 
     /// Memory budget in MiB for bytes held out of order (body fragments, the
-    /// request stream); beyond it the most fragmented push is given up.
+    /// request stream) and, again, for the received ranges of fragmented
+    /// bodies (24 MiB: 262 144 ranges); beyond it the most fragmented push is
+    /// given up.
     #[arg(long, value_name = "MIB", default_value = "24", value_parser = clap::value_parser!(u32).range(1..=65536))]
     max_buffer_mib: u32,
 

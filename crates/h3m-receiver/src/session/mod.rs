@@ -75,6 +75,12 @@ pub(crate) struct Session<'r, 'w, S: ResourceSink = crate::writer::ResourceWrite
     pub(crate) reporter: ReporterRef<'r, 'w>,
     pushes: HashMap<u64, PushState>,
     assembling: HashMap<u64, Resource>,
+    /// Disjoint received ranges across the resources being assembled (their
+    /// `have` sets, which the sink's out-of-order bookkeeping mirrors), within
+    /// the receiver's range budget ([`ReceiverConfig::max_ranges_total`]).
+    ///
+    /// [`ReceiverConfig::max_ranges_total`]: h3m_proto::receiver::ReceiverConfig::max_ranges_total
+    ranges_held: usize,
     /// `(path, sha256)` of resources being assembled, to resource IDs.
     by_identity: HashMap<(PathBuf, [u8; 32]), u64>,
     /// Paths written intact in this run, with their SHA-256.
@@ -118,6 +124,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             reporter,
             pushes: HashMap::new(),
             assembling: HashMap::new(),
+            ranges_held: 0,
             by_identity: HashMap::new(),
             written: HashMap::new(),
             next_resource: 0,
@@ -182,7 +189,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             ErrorKind::Network | ErrorKind::Input => self.tally.input_errors += 1,
             _ => {}
         }
-        self.reporter.emit_limited(&Record::Error(error.clone()));
+        self.reporter.emit_limited(|| Record::Error(error.clone()));
         if self.errors.len() < MAX_RETAINED_RECORDS {
             self.errors.push(error);
         }
@@ -220,7 +227,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
                         }
                     }
                 }
-                self.reporter.emit_limited(&Record::Resource(record.clone()));
+                self.reporter.emit_limited(|| Record::Resource(record.clone()));
             }
         }
         if self.resources.len() < MAX_RETAINED_RECORDS {
@@ -274,11 +281,11 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             Event::PushPromised { push_id, request } => self.on_promise(push_id, &request),
             Event::ResponseHeaders { push_id, headers } => {
                 self.reporter
-                    .emit_progress(&Record::ResponseHeaders { push_id, headers: report::header_pairs(&headers) });
+                    .emit_progress(|| Record::ResponseHeaders { push_id, headers: report::header_pairs(&headers) });
                 self.on_response(push_id, &headers);
             }
             Event::Trailers { push_id, headers } => {
-                self.reporter.emit_progress(&Record::Trailers { push_id, headers: report::header_pairs(&headers) });
+                self.reporter.emit_progress(|| Record::Trailers { push_id, headers: report::header_pairs(&headers) });
                 self.on_trailers(push_id, headers);
             }
             Event::BodyData { push_id, offset, data } => self.on_data(push_id, offset, &data),
@@ -305,7 +312,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
 
     fn on_promise(&mut self, push_id: u64, request: &[HeaderField]) {
         let raw_path = field(request, b":path").map(<[u8]>::to_vec);
-        self.reporter.emit_progress(&Record::PushPromised {
+        self.reporter.emit_progress(|| Record::PushPromised {
             push_id,
             path: raw_path.as_deref().map(lossy),
             request: report::header_pairs(request),
@@ -446,13 +453,39 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
     /// longest (preferring one no push delivers into) is reported incomplete.
     fn evict_assembling(&mut self) {
         let Some((&id, _)) = self.assembling.iter().min_by_key(|(_, r)| (r.active > 0, r.touched)) else { return };
-        let Some(r) = self.assembling.remove(&id) else { return };
+        self.drop_assembling(id, "evicted: too many resources in progress");
+    }
+
+    /// Keeps the session within its range budget: while it holds more
+    /// disjoint ranges than the receiver's budget, the most fragmented
+    /// resource is reported incomplete.
+    fn enforce_range_budget(&mut self) {
+        while self.ranges_held > self.receiver.config().max_ranges_total {
+            let Some((&id, _)) = self.assembling.iter().max_by_key(|(_, r)| r.have.range_count()) else {
+                self.ranges_held = 0;
+                return;
+            };
+            self.drop_assembling(id, "too fragmented: the range budget is spent");
+        }
+    }
+
+    /// Reports resource `id` incomplete for `reason` and forgets it; pushes
+    /// still delivering into it are done.
+    fn drop_assembling(&mut self, id: u64, reason: &str) {
+        let Some(r) = self.take_assembling(id) else { return };
         self.writer.abort(id);
         if let Some(d) = r.sha256 {
             self.by_identity.remove(&(r.rel.clone(), d));
         }
-        self.settle(&r, ResourceStatus::Incomplete, Some("evicted: too many resources in progress".into()), None);
+        self.settle(&r, ResourceStatus::Incomplete, Some(reason.into()), None);
         self.done_pushes(id);
+    }
+
+    /// Removes resource `id` from those being assembled, releasing its ranges.
+    fn take_assembling(&mut self, id: u64) -> Option<Resource> {
+        let r = self.assembling.remove(&id)?;
+        self.ranges_held = self.ranges_held.saturating_sub(r.have.range_count());
+        Some(r)
     }
 
     fn on_data(&mut self, push_id: u64, offset: u64, data: &[u8]) {
@@ -471,7 +504,16 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
                 return;
             }
         }
+        let before = r.have.range_count();
         r.have.insert(offset..end);
+        self.ranges_held = (self.ranges_held + r.have.range_count()).saturating_sub(before);
+        if self.ranges_held > self.receiver.config().max_ranges_total {
+            self.enforce_range_budget();
+            if !self.assembling.contains_key(&id) {
+                return;
+            }
+        }
+        let Some(r) = self.assembling.get(&id) else { return };
         // With a digest to verify it, a resource is written as soon as its copies
         // together hold every byte, without waiting for any copy to end.
         if r.sha256.is_some() && r.length.is_some_and(|len| r.have.contains(0..len)) {
@@ -484,7 +526,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
         let (status, reason, kind) = Self::classify(&e);
         self.error(kind, push_id, raw_path, e.to_string());
         self.writer.abort(id);
-        if let Some(r) = self.assembling.remove(&id) {
+        if let Some(r) = self.take_assembling(id) {
             if let Some(d) = r.sha256 {
                 self.by_identity.remove(&(r.rel.clone(), d));
             }
@@ -501,7 +543,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
     fn refuse_resource(&mut self, id: u64, push_id: u64, raw_path: Option<&[u8]>, kind: ErrorKind, reason: String) {
         self.error(kind, push_id, raw_path, reason.clone());
         self.writer.abort(id);
-        if let Some(r) = self.assembling.remove(&id) {
+        if let Some(r) = self.take_assembling(id) {
             if let Some(d) = r.sha256 {
                 self.by_identity.remove(&(r.rel.clone(), d));
             }
@@ -547,14 +589,12 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
     }
 
     fn record_for(r: &Resource) -> ResourceRecord {
-        let (missing, missing_from, body_len) = match (&r.last, r.length) {
-            (Some(last), _) if r.copies == 1 => {
-                (last.missing.iter().map(|x| [x.start, x.end]).collect(), last.missing_from, last.body_len)
-            }
-            (_, Some(len)) => (r.have.gaps(0..len).iter().map(|x| [x.start, x.end]).collect(), None, len),
+        let ((missing, missing_ranges), missing_from, body_len) = match (&r.last, r.length) {
+            (Some(last), _) if r.copies == 1 => (report::missing_list(&last.missing), last.missing_from, last.body_len),
+            (_, Some(len)) => (report::missing_list(&r.have.gaps(0..len)), None, len),
             (last, None) => {
                 let from = r.have.contiguous_prefix();
-                (Vec::new(), Some(from), last.as_ref().map_or(from, |l| l.body_len))
+                ((Vec::new(), 0), Some(from), last.as_ref().map_or(from, |l| l.body_len))
             }
         };
         ResourceRecord {
@@ -567,6 +607,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             body_len,
             sha256: None,
             missing,
+            missing_ranges,
             missing_from,
             reason: None,
             name: r.rel.as_os_str().as_encoded_bytes().to_vec(),
@@ -591,6 +632,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             record.bytes = bytes;
             record.body_len = bytes;
             record.missing.clear();
+            record.missing_ranges = 0;
             record.missing_from = None;
         }
         if status == ResourceStatus::Refused {
@@ -606,6 +648,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             Fate::Repeat => self.repeats += 1,
             Fate::Done => {}
             Fate::Dead { status, reason } => {
+                let (missing, missing_ranges) = report::missing_list(&summary.missing);
                 let mut record = ResourceRecord {
                     push_id,
                     status,
@@ -615,7 +658,8 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
                     bytes: state.received,
                     body_len: summary.body_len,
                     sha256: None,
-                    missing: summary.missing.iter().map(|r| [r.start, r.end]).collect(),
+                    missing,
+                    missing_ranges,
                     missing_from: summary.missing_from,
                     reason: Some(reason),
                     name: state.raw_path.clone().unwrap_or_default(),
@@ -629,6 +673,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             }
             Fate::Pending => {
                 // Finished before its response headers arrived.
+                let (missing, missing_ranges) = report::missing_list(&summary.missing);
                 let mut record = ResourceRecord {
                     push_id,
                     status: ResourceStatus::Incomplete,
@@ -638,7 +683,8 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
                     bytes: 0,
                     body_len: summary.body_len,
                     sha256: None,
-                    missing: summary.missing.iter().map(|r| [r.start, r.end]).collect(),
+                    missing,
+                    missing_ranges,
                     missing_from: summary.missing_from,
                     reason: None,
                     name: match &state.rel {
@@ -677,7 +723,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
         if !whole && (r.active > 0 || may_wait) {
             return;
         }
-        let Some(r) = self.assembling.remove(&id) else { return };
+        let Some(r) = self.take_assembling(id) else { return };
         if let Some(d) = r.sha256 {
             self.by_identity.remove(&(r.rel.clone(), d));
         }

@@ -51,11 +51,11 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
         match (stream_id, push_id) {
             (Some(stream_id), _) => {
                 self.tally.headless += 1;
-                self.reporter.emit_limited(&Record::HeadlessStream { stream_id, bytes });
+                self.reporter.emit_limited(|| Record::HeadlessStream { stream_id, bytes });
             }
             (None, Some(push_id)) => {
                 self.tally.lost += 1;
-                self.reporter.emit_limited(&Record::LostPush { push_id });
+                self.reporter.emit_limited(|| Record::LostPush { push_id });
             }
             (None, None) => {}
         }
@@ -72,7 +72,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
         if self.unpromised.len() < MAX_RETAINED_RECORDS {
             self.unpromised.push((push_id, stream_id));
         }
-        self.reporter.emit_limited(&Record::UnpromisedPush { push_id, stream_id });
+        self.reporter.emit_limited(|| Record::UnpromisedPush { push_id, stream_id });
     }
 
     /// The final summary and outcome.
