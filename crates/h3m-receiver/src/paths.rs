@@ -131,6 +131,46 @@ fn is_drive(component: &[u8]) -> bool {
 /// Maps a `:path` to a relative path of normal components (see the module
 /// documentation for the rules).
 pub fn sanitize(path: &[u8]) -> Result<PathBuf, PathError> {
+    match plain(path) {
+        Some(rel) => Ok(PathBuf::from(OsString::from_vec(rel.to_vec()))),
+        None => sanitize_in_full(path),
+    }
+}
+
+/// The common case in one pass: one leading `/`, then non-empty components
+/// other than `.` and `..`, of at most [`MAX_COMPONENT_LEN`] bytes each, with
+/// no escape, query, fragment, NUL or backslash, the first not a drive, at
+/// most [`MAX_PATH_LEN`] bytes in all: the relative path is the rest as is
+/// (what [`sanitize_in_full`] would make of it). `None`: anything else.
+fn plain(path: &[u8]) -> Option<&[u8]> {
+    let rel = path.strip_prefix(b"/")?;
+    if rel.is_empty() || rel.len() > MAX_PATH_LEN {
+        return None;
+    }
+    let mut component_start = 0;
+    for (i, &b) in rel.iter().chain(std::iter::once(&b'/')).enumerate() {
+        match b {
+            b'/' => {
+                let component = rel.get(component_start..i)?;
+                if component.is_empty()
+                    || component == b"."
+                    || component == b".."
+                    || component.len() > MAX_COMPONENT_LEN
+                    || (component_start == 0 && is_drive(component))
+                {
+                    return None;
+                }
+                component_start = i + 1;
+            }
+            b'%' | b'?' | b'#' | b'\\' | 0 => return None,
+            _ => {}
+        }
+    }
+    Some(rel)
+}
+
+/// [`sanitize`] by the rules, step by step.
+fn sanitize_in_full(path: &[u8]) -> Result<PathBuf, PathError> {
     let end = path.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(path.len());
     let without_query = path.get(..end).unwrap_or(path);
     let leading = without_query.iter().take_while(|&&b| b == b'/').count();
@@ -410,6 +450,24 @@ mod tests {
                 prop_assert!(!bytes.is_empty() && bytes.len() <= MAX_PATH_LEN);
                 prop_assert!(!is_drive(bytes));
             }
+        }
+
+        #[test]
+        fn the_one_pass_case_agrees_with_the_rules(input in nasty_bytes()) {
+            if let Some(rel) = plain(&input) {
+                let full = sanitize_in_full(&input).unwrap();
+                prop_assert_eq!(full.as_os_str().as_bytes(), rel);
+            }
+            prop_assert_eq!(format!("{:?}", sanitize(&input)), format!("{:?}", sanitize_in_full(&input)));
+        }
+
+        #[test]
+        fn the_one_pass_case_agrees_on_plain_names(
+            parts in proptest::collection::vec("[a-z0-9._-]{0,12}", 1..5), slashes in 0usize..3,
+        ) {
+            let mut input = b"/".repeat(slashes);
+            input.extend(parts.join("/").bytes());
+            prop_assert_eq!(format!("{:?}", sanitize(&input)), format!("{:?}", sanitize_in_full(&input)));
         }
 
         #[test]

@@ -491,14 +491,23 @@ impl<'a> Reporter<'a> {
     /// error how many were left out when printing resumes. The record is made
     /// only when it is printed.
     pub fn emit_limited(&mut self, record: impl FnOnce() -> Record) {
+        if self.admit_limited() {
+            self.emit(&record());
+        }
+    }
+
+    /// Whether the flood limit lets one more per-push record through (it is
+    /// then the caller's to [`emit`](Self::emit)); otherwise it is counted as
+    /// suppressed.
+    pub fn admit_limited(&mut self) -> bool {
         if !self.limit.allow() {
-            return;
+            return false;
         }
         if self.limit.unannounced > 0 {
             let n = std::mem::take(&mut self.limit.unannounced);
             let _ = writeln!(self.err, "h3m-recv: {n} per-push lines suppressed (flood limit)");
         }
-        self.emit(&record());
+        true
     }
 
     /// Per-push lines left out by the flood limits so far.

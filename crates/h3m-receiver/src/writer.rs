@@ -15,7 +15,7 @@
 //! else removes the temporary file: [`ResourceWriter::abort`], an error, or
 //! dropping the [`PartialFile`] or the [`ResourceWriter`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -108,7 +108,9 @@ pub struct Written {
 /// The temporary file of one push in progress. Dropping it removes the file
 /// unless it was committed.
 pub struct PartialFile {
-    file: File,
+    /// The temporary file, created when the first bytes must leave the write
+    /// buffer (a small resource that is given up never touches the disk).
+    file: Option<File>,
     temp: PathBuf,
     hasher: digest::Context,
     /// Every byte below this offset is written and hashed.
@@ -137,14 +139,13 @@ impl std::fmt::Debug for PartialFile {
 }
 
 impl PartialFile {
-    /// Creates the temporary file `temp` (which must not exist).
+    /// A partial file at `temp` (which must not exist), created on disk when
+    /// its first bytes are written out: [`write_at`](Self::write_at) gathers
+    /// up to 64 KiB of contiguous bytes in memory first, and
+    /// [`flush`](Self::flush) writes them.
     pub fn create(temp: PathBuf) -> Result<Self, WriteError> {
-        let file = match OpenOptions::new().read(true).write(true).create_new(true).open(&temp) {
-            Ok(f) => f,
-            Err(source) => return Err(WriteError::Io { path: temp, source }),
-        };
         Ok(PartialFile {
-            file,
+            file: None,
             temp,
             hasher: digest::Context::new(&digest::SHA256),
             hashed_to: 0,
@@ -169,6 +170,22 @@ impl PartialFile {
 
     fn io(&self, source: io::Error) -> WriteError {
         WriteError::Io { path: self.temp.clone(), source }
+    }
+
+    /// The temporary file, created now if it was not yet.
+    fn file(&mut self) -> Result<&File, WriteError> {
+        if self.file.is_none() {
+            match OpenOptions::new().read(true).write(true).create_new(true).open(&self.temp) {
+                Ok(f) => self.file = Some(f),
+                Err(source) => return Err(self.io(source)),
+            }
+        }
+        self.file.as_ref().ok_or_else(|| self.io(io::Error::other("temporary file not open")))
+    }
+
+    /// Bytes gathered in memory, not yet written to the file.
+    pub fn buffered(&self) -> usize {
+        self.wbuf.len()
     }
 
     /// Writes `data` at body offset `offset`.
@@ -202,7 +219,9 @@ impl PartialFile {
             self.wbuf_at = offset;
         }
         if data.len() >= WRITE_BUFFER {
-            self.file.write_all_at(data, offset).map_err(|e| self.io(e))?;
+            if let Err(e) = self.file()?.write_all_at(data, offset) {
+                return Err(self.io(e));
+            }
             self.wbuf_at = offset + data.len() as u64;
             return Ok(());
         }
@@ -211,10 +230,16 @@ impl PartialFile {
     }
 
     /// Writes the gathered bytes to the file.
-    fn flush(&mut self) -> Result<(), WriteError> {
+    pub fn flush(&mut self) -> Result<(), WriteError> {
         if !self.wbuf.is_empty() {
-            if let Err(e) = self.file.write_all_at(&self.wbuf, self.wbuf_at) {
-                return Err(self.io(e));
+            let at = self.wbuf_at;
+            let wbuf = std::mem::take(&mut self.wbuf);
+            let result = self.file().map(|f| f.write_all_at(&wbuf, at));
+            self.wbuf = wbuf;
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(self.io(e)),
+                Err(e) => return Err(e),
             }
             self.wbuf_at += self.wbuf.len() as u64;
             self.wbuf.clear();
@@ -280,8 +305,12 @@ impl PartialFile {
         while at < to {
             let n = usize::try_from(to - at).unwrap_or(buf.len()).min(buf.len());
             let chunk = buf.get_mut(..n).unwrap_or_default();
-            if let Err(e) = self.file.read_exact_at(chunk, at) {
-                return Err(self.io(e));
+            let read = match &self.file {
+                Some(file) => file.read_exact_at(chunk, at),
+                None => Err(io::Error::other("nothing written yet")),
+            };
+            if let Err(e) = read {
+                return Err(WriteError::Io { path: self.temp.clone(), source: e });
             }
             self.hasher.update(chunk);
             at += n as u64;
@@ -322,8 +351,10 @@ impl PartialFile {
         {
             return Err(WriteError::digest_mismatch(expected, sha256));
         }
-        if fsync {
-            self.file.sync_all().map_err(|e| self.io(e))?;
+        // An empty body is a file too.
+        let file = self.file()?;
+        if fsync && let Err(e) = file.sync_all() {
+            return Err(self.io(e));
         }
         let target = paths::create_parents(root, rel)?;
         if let Err(source) = std::fs::rename(&self.temp, &target) {
@@ -343,7 +374,7 @@ impl PartialFile {
 
 impl Drop for PartialFile {
     fn drop(&mut self) {
-        if !self.committed {
+        if !self.committed && self.file.is_some() {
             let _ = std::fs::remove_file(&self.temp);
         }
     }
@@ -361,9 +392,16 @@ struct Entry {
 pub struct ResourceWriter {
     root: PathBuf,
     pid: u32,
-    open: HashMap<u64, Entry>,
+    open: foldhash::HashMap<u64, Entry>,
     fsync: bool,
+    /// Bytes gathered in the write buffers of all open pushes.
+    buffered: usize,
 }
+
+/// At most this many bytes are gathered in memory across the pushes being
+/// written (each gathers up to 64 KiB before writing); beyond it a push's
+/// bytes go to its file at once.
+pub const MAX_BUFFERED_TOTAL: usize = 4 << 20;
 
 impl ResourceWriter {
     /// Uses `root` as the output directory, creating it (and its parents) if needed.
@@ -374,7 +412,13 @@ impl ResourceWriter {
         if !meta.is_dir() {
             return Err(io(io::Error::new(io::ErrorKind::NotADirectory, "not a directory")));
         }
-        Ok(ResourceWriter { root: root.to_path_buf(), pid: std::process::id(), open: HashMap::new(), fsync: false })
+        Ok(ResourceWriter {
+            root: root.to_path_buf(),
+            pid: std::process::id(),
+            open: foldhash::HashMap::default(),
+            fsync: false,
+            buffered: 0,
+        })
     }
 
     /// Removes the temporary files that receivers no longer running left in
@@ -420,7 +464,7 @@ impl ResourceWriter {
     /// Starts writing push `push_id` to `rel` (a path from [`paths::sanitize`]):
     /// checks the existing parents and creates the temporary file.
     pub fn begin(&mut self, push_id: u64, rel: PathBuf) -> Result<(), WriteError> {
-        self.open.remove(&push_id);
+        self.remove(push_id);
         if paths::first_component_starts_with(&rel, TEMP_PREFIX.as_bytes()) {
             return Err(PathError::Reserved.into());
         }
@@ -435,13 +479,32 @@ impl ResourceWriter {
     /// On error the push is dropped (its temporary file removed).
     pub fn write(&mut self, push_id: u64, offset: u64, data: &[u8]) -> Result<bool, WriteError> {
         let Some(entry) = self.open.get_mut(&push_id) else { return Ok(false) };
-        match entry.file.write_at(offset, data) {
+        let before = entry.file.buffered();
+        let mut result = entry.file.write_at(offset, data);
+        if result.is_ok() && self.buffered + entry.file.buffered() > MAX_BUFFERED_TOTAL + before {
+            result = entry.file.flush();
+        }
+        self.buffered = (self.buffered + entry.file.buffered()).saturating_sub(before);
+        match result {
             Ok(()) => Ok(true),
             Err(e) => {
-                self.open.remove(&push_id);
+                self.remove(push_id);
                 Err(e)
             }
         }
+    }
+
+    /// Bytes gathered in memory across the pushes being written (at most
+    /// [`MAX_BUFFERED_TOTAL`] and one push's write buffer).
+    pub fn buffered(&self) -> usize {
+        self.buffered
+    }
+
+    /// Forgets push `push_id` (its temporary file, if any, is removed).
+    fn remove(&mut self, push_id: u64) -> Option<Entry> {
+        let entry = self.open.remove(&push_id)?;
+        self.buffered = self.buffered.saturating_sub(entry.file.buffered());
+        Some(entry)
     }
 
     /// Finishes a complete push of `body_len` bytes, checking its SHA-256 against
@@ -452,13 +515,13 @@ impl ResourceWriter {
         body_len: u64,
         expected: Option<[u8; 32]>,
     ) -> Option<Result<Written, WriteError>> {
-        let entry = self.open.remove(&push_id)?;
+        let entry = self.remove(push_id)?;
         Some(entry.file.commit(&self.root, &entry.rel, body_len, expected, self.fsync))
     }
 
     /// Drops a push: its temporary file is removed.
     pub fn abort(&mut self, push_id: u64) {
-        self.open.remove(&push_id);
+        self.remove(push_id);
     }
 }
 
@@ -565,11 +628,39 @@ mod tests {
         w.begin(5, "x".into()).unwrap();
         w.begin(6, "y".into()).unwrap();
         w.write(5, 0, b"abc").unwrap();
-        assert_eq!(entries(dir.path()).len(), 2);
+        // A few bytes stay in memory: a push given up never touched the disk.
+        assert!(entries(dir.path()).is_empty());
         w.abort(5);
-        assert_eq!(entries(dir.path()).len(), 1);
+        // More than a write buffer goes to the temporary file, which goes
+        // when the push does.
+        w.write(6, 0, &body(100_000)).unwrap();
+        assert_eq!(entries(dir.path()), [format!("{TEMP_PREFIX}6-{}", std::process::id())]);
         drop(w);
         assert!(entries(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn write_buffers_are_held_within_one_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ResourceWriter::new(dir.path()).unwrap();
+        let data = body(60_000);
+        for id in 0..200u64 {
+            w.begin(id, format!("f{id}").into()).unwrap();
+            w.write(id, 0, &data[..30_000]).unwrap();
+            w.write(id, 30_000, &data[30_000..]).unwrap();
+            assert!(w.buffered() <= MAX_BUFFERED_TOTAL + WRITE_BUFFER, "{} bytes gathered", w.buffered());
+        }
+        // 200 x 60 000 bytes were written: all but the budget's worth are on disk.
+        assert!(w.buffered() > MAX_BUFFERED_TOTAL - 60_000, "{}", w.buffered());
+        for id in 0..200u64 {
+            let written = w.commit(id, 60_000, Some(sha(&data))).unwrap().unwrap();
+            assert_eq!(std::fs::read(&written.path).unwrap(), data);
+        }
+        assert_eq!(w.buffered(), 0);
+        // An empty body is committed as an empty file.
+        w.begin(200, "empty".into()).unwrap();
+        assert_eq!(w.commit(200, 0, None).unwrap().unwrap().bytes, 0);
+        assert_eq!(std::fs::read(dir.path().join("empty")).unwrap(), b"");
     }
 
     #[test]

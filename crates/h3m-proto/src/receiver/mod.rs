@@ -33,7 +33,11 @@ mod tests;
 
 pub use ranges::RangeSet;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+/// Maps keyed by push and stream IDs: hashed with a per-process seed
+/// (foldhash), several times cheaper than SipHash for integer keys.
+type IdMap<V> = foldhash::HashMap<u64, V>;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -368,6 +372,8 @@ pub struct ReceiverStats {
 #[derive(Debug)]
 struct Push {
     stream_id: Option<u64>,
+    /// Its key in [`Receiver::streamed`] (pushes with a stream).
+    queued_at: Option<Instant>,
     response: Option<Vec<HeaderField>>,
     /// The most body bytes it may have (`content-length`, else the config's cap).
     max_body: u64,
@@ -424,8 +430,8 @@ pub struct Receiver {
     largest_pn: Option<u64>,
     last_packet: Option<Instant>,
     request: RequestStream,
-    streams: HashMap<u64, PushStream>,
-    pushes: HashMap<u64, Push>,
+    streams: IdMap<PushStream>,
+    pushes: IdMap<Push>,
     closed_streams: BTreeSet<u64>,
     finished_pushes: BTreeSet<u64>,
     /// Every push ID seen (promised, cancelled or carried by a stream), at
@@ -460,6 +466,14 @@ pub struct Receiver {
     /// the first is the victim of the concurrent-push limit, found without
     /// scanning every push.
     streamless: BTreeSet<(Instant, u64)>,
+    /// The promised pushes with a stream, by `(last progress when queued, push
+    /// ID)`: a lazily updated queue (progress only moves a push later, so a
+    /// key is at most its true value) from which the victim of the
+    /// concurrent-push limit is found without scanning every push.
+    streamed: BTreeSet<(Instant, u64)>,
+    /// Streams that named a push not promised (yet), as `(push ID, stream
+    /// ID)`: the streams a new promise may find waiting, without a scan.
+    waiting: BTreeSet<(u64, u64)>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -520,8 +534,8 @@ impl Receiver {
             largest_pn: None,
             last_packet: None,
             request: RequestStream::default(),
-            streams: HashMap::new(),
-            pushes: HashMap::new(),
+            streams: IdMap::default(),
+            pushes: IdMap::default(),
             closed_streams: BTreeSet::new(),
             finished_pushes: BTreeSet::new(),
             seen_push_ids: RangeSet::new(),
@@ -538,6 +552,8 @@ impl Receiver {
             scratch: Vec::new(),
             timer_hint: None,
             streamless: BTreeSet::new(),
+            streamed: BTreeSet::new(),
+            waiting: BTreeSet::new(),
         }
     }
 
@@ -611,8 +627,31 @@ impl Receiver {
     /// When a push times out: the push timeout after the later of its own and
     /// its stream's last progress.
     fn push_deadline(&self, push: &Push) -> Instant {
+        self.activity(push) + self.config.push_timeout
+    }
+
+    /// The later of a push's own and its stream's last progress.
+    fn activity(&self, push: &Push) -> Instant {
         let stream_activity = push.stream_id.and_then(|id| self.streams.get(&id)).map(|s| s.last_activity);
-        stream_activity.map_or(push.last_activity, |s| s.max(push.last_activity)) + self.config.push_timeout
+        stream_activity.map_or(push.last_activity, |s| s.max(push.last_activity))
+    }
+
+    /// The push with a stream that went longest without progress (then the
+    /// lowest push ID), from the lazy queue [`Self::streamed`]: entries found
+    /// out of date are queued again at their true place.
+    fn least_active_streamed(&mut self) -> Option<u64> {
+        while let Some((at, id)) = self.streamed.pop_first() {
+            let Some(push) = self.pushes.get(&id) else { continue };
+            let now = self.activity(push);
+            if now <= at {
+                return Some(id);
+            }
+            self.streamed.insert((now, id));
+            if let Some(push) = self.pushes.get_mut(&id) {
+                push.queued_at = Some(now);
+            }
+        }
+        None
     }
 
     /// Streams no promised push claims (yet).
@@ -727,11 +766,7 @@ impl Receiver {
             // (that is their deadline) then push ID: the first of `streamless`.
             let victim = match self.streamless.first() {
                 Some(&(_, id)) => Some(id),
-                None => self
-                    .pushes
-                    .iter()
-                    .min_by_key(|(id, p)| (p.stream_id.is_some(), self.push_deadline(p), **id))
-                    .map(|(&id, _)| id),
+                None => self.least_active_streamed(),
             };
             let Some(victim) = victim else { break };
             self.stats.pushes_evicted += 1;
@@ -739,19 +774,24 @@ impl Receiver {
         }
         // The push stream may have come first (the lowest-numbered one if
         // several claim the push: the others are dropped, one stream per push).
-        let mut claiming: Vec<u64> =
-            self.streams.iter().filter(|(_, s)| s.push_id == Some(push_id)).map(|(&id, _)| id).collect();
-        claiming.sort_unstable();
+        let claiming: Vec<u64> = self.waiting.range((push_id, 0)..=(push_id, u64::MAX)).map(|&(_, s)| s).collect();
+        for &s in &claiming {
+            self.waiting.remove(&(push_id, s));
+        }
         let stream_id = claiming.first().copied();
         for &duplicate in claiming.iter().skip(1) {
             self.stats.stream_errors += 1;
             self.close_stream(duplicate);
         }
         let max_body = self.config.max_body_len;
-        let push = Push { stream_id, response: None, max_body, last_activity: now };
+        let mut push = Push { stream_id, queued_at: None, response: None, max_body, last_activity: now };
         self.arm(self.push_deadline(&push));
         if stream_id.is_none() {
             self.streamless.insert((now, push_id));
+        } else {
+            let at = self.activity(&push);
+            push.queued_at = Some(at);
+            self.streamed.insert((at, push_id));
         }
         self.pushes.insert(push_id, push);
         if let Some(id) = stream_id {
@@ -805,7 +845,7 @@ impl Receiver {
             stream.last_activity = now;
             result = stream.on_data(offset, data, fin, &limits, budget, &mut items);
         }
-        let linked = |s: &PushStream, pushes: &HashMap<u64, Push>| s.push_id.is_some_and(|p| pushes.contains_key(&p));
+        let linked = |s: &PushStream, pushes: &IdMap<Push>| s.push_id.is_some_and(|p| pushes.contains_key(&p));
         if result.is_ok() {
             // First pass may discover the push ID; a second parses frames once linked.
             result = stream.advance(linked(stream, &self.pushes), &limits, &mut items);
@@ -847,6 +887,10 @@ impl Receiver {
                             self.streamless.remove(&(push.last_activity, p));
                         }
                         push.last_activity = now;
+                        if let Some(at) = push.queued_at.replace(now) {
+                            self.streamed.remove(&(at, p));
+                        }
+                        self.streamed.insert((now, p));
                         if let Some(old) = previous.filter(|&s| s != stream_id) {
                             // A second stream for one push (H3_ID_ERROR in RFC 9114
                             // §4.6): the newer one is kept, the older one dropped, so
@@ -854,6 +898,8 @@ impl Receiver {
                             self.stats.stream_errors += 1;
                             self.close_stream(old);
                         }
+                    } else {
+                        self.waiting.insert((p, stream_id));
                     }
                 }
                 Item::NotPush(_) => {
@@ -967,6 +1013,9 @@ impl Receiver {
 
     fn close_stream(&mut self, stream_id: u64) {
         if let Some(mut s) = self.streams.remove(&stream_id) {
+            if let Some(p) = s.push_id {
+                self.waiting.remove(&(p, stream_id));
+            }
             self.ranges_total = self.ranges_total.saturating_sub(s.range_count());
             self.buffered_total = self.buffered_total.saturating_sub(s.release());
         }
@@ -995,6 +1044,9 @@ impl Receiver {
         let Some(push) = self.pushes.remove(&push_id) else { return };
         if push.stream_id.is_none() {
             self.streamless.remove(&(push.last_activity, push_id));
+        }
+        if let Some(at) = push.queued_at {
+            self.streamed.remove(&(at, push_id));
         }
         let stream = push.stream_id.and_then(|id| self.streams.get(&id));
         let content_length = push.response.as_deref().and_then(content_length);

@@ -289,8 +289,9 @@ impl PushStream {
             match self.stage {
                 Stage::NotPush => return Ok(()),
                 Stage::StreamType | Stage::PushId => {
-                    let peek = self.pending.contiguous(self.cursor, 8);
-                    let Ok((value, n)) = varint::decode(&peek) else { return Ok(()) };
+                    let mut peek = [0u8; 8];
+                    let held = self.pending.peek(self.cursor, &mut peek);
+                    let Ok((value, n)) = varint::decode(&peek[..held]) else { return Ok(()) };
                     self.cursor += n as u64;
                     if self.stage == Stage::StreamType {
                         if value != h3::PUSH_STREAM_TYPE {
@@ -311,8 +312,9 @@ impl PushStream {
                     if !linked {
                         return Ok(());
                     }
-                    let peek = self.pending.contiguous(self.cursor, 16);
-                    let Some(h) = FrameHeader::parse(&peek) else { return Ok(()) };
+                    let mut peek = [0u8; 16];
+                    let held = self.pending.peek(self.cursor, &mut peek);
+                    let Some(h) = FrameHeader::parse(&peek[..held]) else { return Ok(()) };
                     let payload_start = self.cursor + h.header_len as u64;
                     let Some(end) = payload_start.checked_add(h.length).filter(|&e| e <= varint::MAX) else {
                         return Err(StreamError::FrameOverrunsFin);

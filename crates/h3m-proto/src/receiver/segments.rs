@@ -96,37 +96,57 @@ impl Segments {
         if range.start >= range.end {
             return out;
         }
-        let first = self.map.range(..range.start).next_back().map(|(&k, v)| (k, v.len()));
-        let mut keys: Vec<u64> = Vec::new();
-        if let Some((k, len)) = first
-            && k + len as u64 > range.start
+        // A segment that starts before the range and reaches into it: its
+        // head stays, the rest is taken (and a tail beyond the range stays).
+        if let Some((&k, seg)) = self.map.range(..range.start).next_back()
+            && k + seg.len() as u64 > range.start
+            && let Some(mut head) = self.map.remove(&k)
         {
-            keys.push(k);
+            self.bytes -= head.len();
+            let middle = head.split_off((range.start - k) as usize);
+            self.insert(k, head);
+            out.push((range.start, self.keep_tail(range.start, middle, range.end)));
         }
-        keys.extend(self.map.range(range.start..range.end).map(|(&k, _)| k));
-        for k in keys {
-            let Some(seg) = self.map.remove(&k) else { continue };
+        // Segments that start inside: moved out whole, not copied.
+        while let Some((&k, _)) = self.map.range(range.start..range.end).next() {
+            let Some(seg) = self.map.remove(&k) else { break };
             self.bytes -= seg.len();
-            let end = k + seg.len() as u64;
-            let lo = range.start.max(k);
-            let hi = range.end.min(end);
-            if k < lo {
-                self.insert(k, seg[..(lo - k) as usize].to_vec());
-            }
-            if hi < end {
-                self.insert(hi, seg[(hi - k) as usize..].to_vec());
-            }
-            if lo < hi {
-                out.push((lo, seg[(lo - k) as usize..(hi - k) as usize].to_vec()));
-            }
+            out.push((k, self.keep_tail(k, seg, range.end)));
         }
         out
+    }
+
+    /// `seg` (at `at`) cut at `end`: what lies beyond `end` is held again.
+    fn keep_tail(&mut self, at: u64, mut seg: Vec<u8>, end: u64) -> Vec<u8> {
+        let len = end.saturating_sub(at);
+        if (seg.len() as u64) > len {
+            let tail = seg.split_off(len as usize);
+            self.insert(end, tail);
+        }
+        seg
     }
 
     /// Drops every byte below `offset`; returns how many were dropped.
     pub fn discard_below(&mut self, offset: u64) -> usize {
         let before = self.bytes;
-        drop(self.take(0..offset));
+        while let Some(mut entry) = self.map.first_entry() {
+            let k = *entry.key();
+            if k >= offset {
+                break;
+            }
+            let seg = entry.get_mut();
+            let end = k + seg.len() as u64;
+            if end <= offset {
+                self.bytes -= entry.remove().len();
+                continue;
+            }
+            // Straddles `offset`: keep the part from it on.
+            let mut seg = entry.remove();
+            self.bytes -= seg.len();
+            seg.drain(..(offset - k) as usize);
+            self.insert(offset, seg);
+            break;
+        }
         before - self.bytes
     }
 
@@ -163,5 +183,52 @@ mod tests {
         assert_eq!(s.discard_below(31), 2 + 2 + 1);
         assert_eq!(s.contiguous(31, 10), b"yz");
         assert_eq!(s.clear(), 2);
+    }
+
+    /// Holds `(offset, len)` segments of bytes `offset % 251`.
+    fn held(segments: &[(u64, usize)]) -> Segments {
+        let mut s = Segments::default();
+        for &(off, len) in segments {
+            s.insert(off, (off..off + len as u64).map(|i| (i % 251) as u8).collect());
+        }
+        s
+    }
+
+    /// Every byte held, as `(offset, byte)`.
+    fn bytes_of(s: &Segments) -> Vec<(u64, u8)> {
+        s.map.iter().flat_map(|(&k, v)| v.iter().enumerate().map(move |(i, &b)| (k + i as u64, b))).collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn take_and_discard_move_exactly_the_bytes_asked_for(
+            layout in proptest::collection::vec((0u64..4, 1usize..6), 0..12),
+            a in 0u64..80, b in 0u64..80, cut in 0u64..80,
+        ) {
+            // Disjoint segments laid out with gaps.
+            let mut at = 0;
+            let segments: Vec<(u64, usize)> = layout.iter().map(|&(gap, len)| {
+                at += gap;
+                let seg = (at, len);
+                at += len as u64;
+                seg
+            }).collect();
+            let range = a.min(b)..a.max(b);
+            let mut s = held(&segments);
+            let all = bytes_of(&s);
+            let taken: Vec<(u64, u8)> = s.take(range.clone()).into_iter()
+                .flat_map(|(k, v)| v.into_iter().enumerate().map(move |(i, b)| (k + i as u64, b)))
+                .collect();
+            let want: Vec<(u64, u8)> = all.iter().copied().filter(|(o, _)| range.contains(o)).collect();
+            proptest::prop_assert_eq!(&taken, &want);
+            let left: Vec<(u64, u8)> = all.iter().copied().filter(|(o, _)| !range.contains(o)).collect();
+            proptest::prop_assert_eq!(bytes_of(&s), left.clone());
+            proptest::prop_assert_eq!(s.bytes(), left.len());
+            let dropped = s.discard_below(cut);
+            proptest::prop_assert_eq!(dropped, left.iter().filter(|(o, _)| *o < cut).count());
+            let kept: Vec<(u64, u8)> = left.into_iter().filter(|(o, _)| *o >= cut).collect();
+            proptest::prop_assert_eq!(s.bytes(), kept.len());
+            proptest::prop_assert_eq!(bytes_of(&s), kept);
+        }
     }
 }

@@ -73,8 +73,8 @@ pub(crate) struct Session<'r, 'w, S: ResourceSink = crate::writer::ResourceWrite
     pub(crate) receiver: Receiver,
     pub(crate) writer: S,
     pub(crate) reporter: ReporterRef<'r, 'w>,
-    pushes: HashMap<u64, PushState>,
-    assembling: HashMap<u64, Resource>,
+    pushes: foldhash::HashMap<u64, PushState>,
+    assembling: foldhash::HashMap<u64, Resource>,
     /// Disjoint received ranges across the resources being assembled (their
     /// `have` sets, which the sink's out-of-order bookkeeping mirrors), within
     /// the receiver's range budget ([`ReceiverConfig::max_ranges_total`]).
@@ -101,7 +101,7 @@ pub(crate) struct Session<'r, 'w, S: ResourceSink = crate::writer::ResourceWrite
     trusted_close: bool,
     /// Push IDs known to be copies of resources written intact (from
     /// `h3m-copies`): a copy of them lost whole is a lost repeat, not a loss.
-    accounted: std::collections::HashSet<u64>,
+    accounted: foldhash::HashSet<u64>,
     /// Lost pushes and headless streams, judged at the end of the session:
     /// `(push ID if known, stream ID if headless, bytes)`.
     lost_pending: Vec<(Option<u64>, Option<u64>, u64)>,
@@ -122,8 +122,8 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             receiver,
             writer,
             reporter,
-            pushes: HashMap::new(),
-            assembling: HashMap::new(),
+            pushes: foldhash::HashMap::default(),
+            assembling: foldhash::HashMap::default(),
             ranges_held: 0,
             by_identity: HashMap::new(),
             written: HashMap::new(),
@@ -136,7 +136,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             unpromised: Vec::new(),
             tally: Tally::default(),
             trusted_close: false,
-            accounted: std::collections::HashSet::new(),
+            accounted: foldhash::HashSet::default(),
             lost_pending: Vec::new(),
             clock_tick: 0,
             session_end: None,
@@ -197,14 +197,25 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
 
     /// Reports a resource record, counts it, and keeps it (up to a limit).
     fn push_record(&mut self, record: ResourceRecord) {
+        self.push_record_with(record.status, record.push_id, || record);
+    }
+
+    /// [`push_record`](Self::push_record) for a record `make` builds, only if
+    /// it is needed: printed, kept, or its name remembered. (Under a flood of
+    /// unfinished pushes none is, once the limits are reached.)
+    fn push_record_with(&mut self, status: ResourceStatus, push_id: u64, make: impl FnOnce() -> ResourceRecord) {
         self.tally.settled += 1;
-        match record.status {
+        let record = match status {
             ResourceStatus::Complete => {
+                let record = make();
                 self.tally.complete += 1;
                 self.tally.bytes_written += record.bytes;
                 self.reporter.emit(&Record::Resource(record.clone()));
+                record
             }
             status => {
+                let mut make = Some(make);
+                let mut built = None;
                 match status {
                     ResourceStatus::Refused => self.tally.refused += 1,
                     ResourceStatus::Failed => self.tally.failed += 1,
@@ -212,24 +223,41 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
                         // This push is reported: its stream, if it turns up
                         // headless, is not another loss.
                         if self.accounted.len() < MAX_NAMES * 4 {
-                            self.accounted.insert(record.push_id);
+                            self.accounted.insert(push_id);
                         }
                         // One count and one line per resource, however many
                         // copies failed (a copy that never got its response
                         // headers is judged after its resource).
-                        if self.tally.incomplete_names.len() >= MAX_NAMES
-                            || self.tally.incomplete_names.insert(record.name.clone())
-                        {
+                        if self.tally.incomplete_names.len() >= MAX_NAMES {
                             self.tally.incomplete += 1;
-                        } else if !record.name.is_empty() {
-                            self.repeats += 1;
-                            return;
+                        } else {
+                            let Some(make) = make.take() else { return };
+                            let record = built.insert(make());
+                            if self.tally.incomplete_names.insert(record.name.clone()) {
+                                self.tally.incomplete += 1;
+                            } else if !record.name.is_empty() {
+                                self.repeats += 1;
+                                return;
+                            }
                         }
                     }
                 }
-                self.reporter.emit_limited(|| Record::Resource(record.clone()));
+                let printed = self.reporter.admit_limited();
+                let kept = self.resources.len() < MAX_RETAINED_RECORDS;
+                if !printed && !kept {
+                    return;
+                }
+                let record = match (built, make) {
+                    (Some(record), _) => record,
+                    (None, Some(make)) => make(),
+                    (None, None) => return,
+                };
+                if printed {
+                    self.reporter.emit(&Record::Resource(record.clone()));
+                }
+                record
             }
-        }
+        };
         if self.resources.len() < MAX_RETAINED_RECORDS {
             self.resources.push(record);
         }
@@ -641,64 +669,62 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
         self.push_record(record);
     }
 
+    /// The record of a push that delivered into no resource: named by its
+    /// relative path (else its `:path`), nothing written.
+    fn unmatched_record(state: &PushState, summary: &PushSummary, status: ResourceStatus) -> ResourceRecord {
+        let (missing, missing_ranges) = report::missing_list(&summary.missing);
+        ResourceRecord {
+            push_id: summary.push_id,
+            status,
+            complete: false,
+            path: state.raw_path.as_deref().map(lossy),
+            file: None,
+            bytes: 0,
+            body_len: summary.body_len,
+            sha256: None,
+            missing,
+            missing_ranges,
+            missing_from: summary.missing_from,
+            reason: None,
+            name: match &state.rel {
+                Some(rel) => rel.as_os_str().as_encoded_bytes().to_vec(),
+                None => state.raw_path.clone().unwrap_or_default(),
+            },
+        }
+    }
+
     fn on_finished(&mut self, summary: PushSummary) {
         let push_id = summary.push_id;
-        let Some(state) = self.pushes.remove(&push_id) else { return };
-        match state.fate {
+        let Some(mut state) = self.pushes.remove(&push_id) else { return };
+        match std::mem::replace(&mut state.fate, Fate::Done) {
             Fate::Repeat => self.repeats += 1,
             Fate::Done => {}
             Fate::Dead { status, reason } => {
-                let (missing, missing_ranges) = report::missing_list(&summary.missing);
-                let mut record = ResourceRecord {
-                    push_id,
-                    status,
-                    complete: false,
-                    path: state.raw_path.as_deref().map(lossy),
-                    file: None,
-                    bytes: state.received,
-                    body_len: summary.body_len,
-                    sha256: None,
-                    missing,
-                    missing_ranges,
-                    missing_from: summary.missing_from,
-                    reason: Some(reason),
-                    name: state.raw_path.clone().unwrap_or_default(),
+                let make = || {
+                    let mut record = Self::unmatched_record(&state, &summary, status);
+                    record.bytes = state.received;
+                    record.reason = Some(reason);
+                    if status == ResourceStatus::Refused {
+                        record.name = state.raw_path.clone().unwrap_or_default();
+                    }
+                    record
                 };
-                if status != ResourceStatus::Refused
-                    && let Some(rel) = &state.rel
-                {
-                    record.name = rel.as_os_str().as_encoded_bytes().to_vec();
-                }
-                self.push_record(record);
+                self.push_record_with(status, push_id, make);
             }
             Fate::Pending => {
                 // Finished before its response headers arrived.
-                let (missing, missing_ranges) = report::missing_list(&summary.missing);
-                let mut record = ResourceRecord {
-                    push_id,
-                    status: ResourceStatus::Incomplete,
-                    complete: false,
-                    path: state.raw_path.as_deref().map(lossy),
-                    file: None,
-                    bytes: 0,
-                    body_len: summary.body_len,
-                    sha256: None,
-                    missing,
-                    missing_ranges,
-                    missing_from: summary.missing_from,
-                    reason: None,
-                    name: match &state.rel {
-                        Some(rel) => rel.as_os_str().as_encoded_bytes().to_vec(),
-                        None => state.raw_path.clone().unwrap_or_default(),
-                    },
+                let make = || {
+                    let mut record = Self::unmatched_record(&state, &summary, ResourceStatus::Incomplete);
+                    if let PushStatus::Incomplete(reason) = &summary.status {
+                        record.reason = Some(report::incomplete_reason(reason));
+                    }
+                    record
                 };
-                if let PushStatus::Incomplete(reason) = &summary.status {
-                    record.reason = Some(report::incomplete_reason(reason));
-                }
                 if self.headless.len() < MAX_DEFERRED {
+                    let record = make();
                     self.headless.push((state.rel, record));
                 } else {
-                    self.push_record(record);
+                    self.push_record_with(ResourceStatus::Incomplete, push_id, make);
                 }
             }
             Fate::Into(id) => {
