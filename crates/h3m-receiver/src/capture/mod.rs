@@ -60,7 +60,7 @@ use decode::Decoder;
 use link::Link;
 use window::{Span, Window};
 
-pub use stream::CaptureReader;
+pub use stream::{CaptureReader, DEFAULT_CHUNK_LEN};
 
 /// The largest UDP payload accepted in a `.datagrams` record, and the largest
 /// IP payload a reassembly may produce.

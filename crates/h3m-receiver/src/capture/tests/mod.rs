@@ -203,7 +203,7 @@ fn read_capture_checked(bytes: &[u8], opts: &ReadOptions) -> Result<Capture, Cap
 
 /// The chunk lengths the streaming reader is checked with: one byte at a
 /// time, odd lengths that cut headers and records anywhere, and the default.
-const CHUNK_LENS: [usize; 5] = [1, 3, 17, 100, stream::DEFAULT_CHUNK_LEN];
+const CHUNK_LENS: [usize; 5] = [1, 3, 17, 100, DEFAULT_CHUNK_LEN];
 
 /// Reads `bytes` with [`CaptureReader`], `chunk_len` bytes at a time.
 fn read_streamed(bytes: &[u8], opts: &ReadOptions, chunk_len: usize) -> Result<Capture, CaptureError> {
