@@ -507,23 +507,15 @@ fn push_stream_start(data: &[u8]) -> Option<u64> {
     crate::varint::decode(data.get(n..)?).ok().map(|(push_id, _)| push_id)
 }
 
-/// The SHA-256 of the empty string, base64.
-const EMPTY_SHA256_B64: &[u8] = b"47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
-
 /// Whether response headers state that the body is empty: `content-length: 0`, or
-/// a `digest`/`repr-digest` that is the SHA-256 of nothing.
+/// digest fields (`digest`, `repr-digest`, as [`crate::http::digest`] reads
+/// them) that agree on the SHA-256 of nothing.
 pub fn declares_empty_body(headers: &[HeaderField]) -> bool {
     if field(headers, b"content-length").is_some_and(|v| v.trim_ascii() == b"0") {
         return true;
     }
-    let digest_is_empty = |v: &[u8]| {
-        v.split(|&b| b == b',').any(|part| {
-            let part = part.trim_ascii();
-            part.strip_suffix(b":").unwrap_or(part).ends_with(EMPTY_SHA256_B64)
-        })
-    };
-    field(headers, b"digest").is_some_and(digest_is_empty)
-        || field(headers, b"repr-digest").is_some_and(digest_is_empty)
+    let empty = crate::http::digest::sha256(b"");
+    crate::http::digest::announced_consistent(headers) == crate::http::digest::Announced::Sha256(empty)
 }
 
 impl Receiver {

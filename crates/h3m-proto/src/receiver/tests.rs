@@ -506,3 +506,23 @@ fn planted_request_stream_fragments_do_not_block_later_promises() {
     assert!(f.iter().all(PushSummary::is_complete));
     assert!(rx.stats().request_fragments_forgotten > 0 || rx.stats().dropped_buffer_bytes > 0);
 }
+
+#[test]
+fn an_empty_body_is_declared_by_length_or_by_agreeing_digests() {
+    let h = |fields: &[(&str, &str)]| -> Vec<HeaderField> {
+        fields.iter().map(|(n, v)| HeaderField::new(*n, *v)).collect()
+    };
+    let empty = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+    let other = "7PcB9yfZ4td8SqSaxvu8yZcnisoBC93uuWHBDPVNQ1o=";
+    assert!(declares_empty_body(&h(&[("content-length", " 0 ")])));
+    assert!(declares_empty_body(&h(&[("digest", &format!("SHA-256={empty}"))])));
+    assert!(declares_empty_body(&h(&[("digest", &format!("sha256={empty}"))])));
+    assert!(declares_empty_body(&h(&[("repr-digest", &format!("sha-256=:{empty}:"))])));
+    assert!(declares_empty_body(&crate::http::digest::sha256_fields(&crate::http::digest::sha256(b""))));
+    assert!(!declares_empty_body(&h(&[("content-length", "10")])));
+    assert!(!declares_empty_body(&h(&[("digest", &format!("SHA-256={other}"))])));
+    // Fields that disagree declare nothing.
+    let both = h(&[("digest", &format!("SHA-256={empty}")), ("repr-digest", &format!("sha-256=:{other}:"))]);
+    assert!(!declares_empty_body(&both));
+    assert!(!declares_empty_body(&[]));
+}
