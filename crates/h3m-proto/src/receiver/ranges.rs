@@ -109,16 +109,18 @@ impl RangeSet {
 
     /// Removes every offset below `at`.
     pub fn remove_below(&mut self, at: u64) {
-        let keep = self.ranges.split_off(&at);
-        if let Some((&s, &e)) = self.ranges.iter().next_back()
-            && e > at
-        {
-            debug_assert!(s < at);
-            self.ranges = keep;
-            self.ranges.insert(at, e);
-            return;
+        // Range by range from the lowest: each range is removed once, without
+        // the allocations of splitting the tree (callers mostly drop one).
+        while let Some(entry) = self.ranges.first_entry() {
+            if *entry.key() >= at {
+                break;
+            }
+            let end = entry.remove();
+            if end > at {
+                self.ranges.insert(at, end);
+                break;
+            }
         }
-        self.ranges = keep;
     }
 
     /// Removes every offset in `range`.
