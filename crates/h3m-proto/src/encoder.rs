@@ -111,6 +111,12 @@ struct OpenPush {
     body_written: u64,
     /// Bytes left in the DATA frame being written.
     frame_left: u64,
+    /// The promise STREAM frame again (stream 0 at its offset), for
+    /// [`SessionEncoder::repeat_heads`].
+    promise_again: Vec<u8>,
+    /// The stream's first bytes (type, push ID, HEADERS and the first DATA
+    /// frame's header once written), for [`SessionEncoder::repeat_heads`].
+    head: Vec<u8>,
 }
 
 /// Packetizes resources into datagrams for one session.
@@ -240,7 +246,9 @@ impl SessionEncoder {
             push_id,
             stream_id,
             offset: 0,
+            head: pending.clone(),
             pending,
+            promise_again: promise_frame.clone(),
             promise: Some(promise_frame),
             declared: body_len,
             body_written: 0,
@@ -267,7 +275,13 @@ impl SessionEncoder {
                     Some(d) => (d - p.body_written).min(frame_size),
                     None => (data.len() as u64).min(frame_size),
                 };
+                let at = p.pending.len();
                 h3::encode_header(h3::DATA, n, &mut p.pending).map_err(|_| EncodeError::Exhausted)?;
+                if p.body_written == 0 {
+                    // The first DATA frame's header belongs to the head: with
+                    // a declared length it maps every later body byte.
+                    p.head.extend_from_slice(&p.pending[at..]);
+                }
                 p.frame_left = n;
             }
             let take = (p.frame_left.min(data.len() as u64)) as usize;
@@ -432,6 +446,53 @@ impl SessionEncoder {
         self.request_offset += promise.len() as u64;
         self.next_push_id += 1;
         self.emit_payload(out)
+    }
+
+    /// Sends again, for every open push whose promise already went out, its
+    /// PUSH_PROMISE (the same STREAM frame of stream 0, at its offset) and its
+    /// stream's head (type, push ID, response HEADERS and the first DATA
+    /// frame's header, at offset 0), so that a receiver that joins while the
+    /// push is in flight learns the push and can place the body bytes that
+    /// follow. To a receiver that has them they are duplicate stream bytes,
+    /// which QUIC receivers (nghq's too) discard. One datagram per push when
+    /// both fit, more otherwise; returns how many datagrams were made.
+    pub fn repeat_heads(&mut self, out: &mut Vec<Vec<u8>>) -> Result<usize, EncodeError> {
+        let room = self.frame_room();
+        let before = out.len();
+        for i in 0..self.open.len() {
+            let p = &self.open[i];
+            if p.promise.is_some() {
+                continue; // not sent yet
+            }
+            let (stream_id, promise, head) = (p.stream_id, p.promise_again.clone(), p.head.clone());
+            self.payload.clear();
+            self.payload.extend_from_slice(&promise);
+            let mut at = 0;
+            while at < head.len() {
+                let header = frame::stream_header_len(stream_id, at as u64, room, true);
+                let mut space = room.saturating_sub(self.payload.len() + header);
+                if space == 0 && !self.payload.is_empty() {
+                    self.emit_payload(out)?;
+                    self.payload.clear();
+                    space = room.saturating_sub(header);
+                }
+                if space == 0 {
+                    return Err(EncodeError::DatagramTooSmall(self.cfg.max_datagram_size));
+                }
+                let take = space.min(head.len() - at);
+                frame::encode_stream(stream_id, at as u64, &head[at..at + take], false, true, &mut self.payload)
+                    .map_err(|_| EncodeError::Exhausted)?;
+                at += take;
+                if at < head.len() {
+                    self.emit_payload(out)?;
+                    self.payload.clear();
+                }
+            }
+            if !self.payload.is_empty() {
+                self.emit_payload(out)?;
+            }
+        }
+        Ok(out.len() - before)
     }
 
     /// A PING-only datagram (keep-alive).

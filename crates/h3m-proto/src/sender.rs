@@ -30,6 +30,13 @@ pub struct SenderConfig {
     pub authority: String,
     /// Prefix of every `:path` (default `/`).
     pub path_prefix: String,
+    /// While pushes are in flight, send their PUSH_PROMISE and stream head
+    /// again this often ([`SessionEncoder::repeat_heads`]), so a receiver that
+    /// joins late learns them; `None` (the default here, byte-identical to
+    /// nghq's output) never.
+    ///
+    /// [`SessionEncoder::repeat_heads`]: crate::encoder::SessionEncoder::repeat_heads
+    pub repeat_heads: Option<Duration>,
 }
 
 impl SenderConfig {
@@ -40,6 +47,7 @@ impl SenderConfig {
             keepalive: Duration::from_secs(5),
             authority: "localhost".into(),
             path_prefix: "/".into(),
+            repeat_heads: None,
         }
     }
 }
@@ -105,6 +113,8 @@ pub struct SenderStats {
     pub body_bytes: u64,
     /// Keep-alive PINGs.
     pub pings: u64,
+    /// Datagrams that repeated promises and stream heads.
+    pub head_repeats: u64,
 }
 
 /// The sender state machine. See the module documentation.
@@ -115,6 +125,8 @@ pub struct Sender {
     queue: VecDeque<Vec<u8>>,
     scratch: Vec<Vec<u8>>,
     last_transmit: Option<Instant>,
+    /// When open pushes' promises and heads are next repeated.
+    next_repeat: Option<Instant>,
     closed: bool,
     stats: SenderStats,
     written: std::collections::HashMap<u64, u64>,
@@ -134,6 +146,7 @@ impl Sender {
             queue: VecDeque::new(),
             scratch: Vec::new(),
             last_transmit: None,
+            next_repeat: None,
             closed: false,
             stats: SenderStats::default(),
             written: Default::default(),
@@ -283,9 +296,12 @@ impl Sender {
         Ok(())
     }
 
-    /// The next datagram to send at `now`: queued data first, else a PING when
-    /// the session has been silent for the keep-alive interval.
+    /// The next datagram to send at `now`: queued data first (with the
+    /// repeated promises and heads of open pushes queued behind it when they
+    /// are due, see [`SenderConfig::repeat_heads`]), else a PING when the
+    /// session has been silent for the keep-alive interval.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
+        self.repeat_heads_if_due(now);
         let d = match self.queue.pop_front() {
             Some(d) => d,
             None if !self.closed && self.last_transmit.is_some_and(|t| now >= t + self.cfg.keepalive) => {
@@ -307,7 +323,31 @@ impl Sender {
         if self.closed || !self.queue.is_empty() {
             return None;
         }
-        self.last_transmit.map(|t| t + self.cfg.keepalive)
+        let keepalive = self.last_transmit.map(|t| t + self.cfg.keepalive);
+        let repeat = self.next_repeat.filter(|_| self.enc.open_pushes() > 0);
+        keepalive.into_iter().chain(repeat).min()
+    }
+
+    /// Queues the promises and heads of the open pushes again when due.
+    fn repeat_heads_if_due(&mut self, now: Instant) {
+        let Some(every) = self.cfg.repeat_heads else { return };
+        if self.enc.open_pushes() == 0 {
+            self.next_repeat = None;
+            return;
+        }
+        match self.next_repeat {
+            None => self.next_repeat = Some(now + every),
+            Some(due) if now >= due => {
+                // An encoding error here would have failed the push's own
+                // datagrams first; a repeat is best effort.
+                if let Ok(n) = self.enc.repeat_heads(&mut self.scratch) {
+                    self.stats.head_repeats += n as u64;
+                }
+                self.take_out();
+                self.next_repeat = Some(now + every);
+            }
+            Some(_) => {}
+        }
     }
 }
 
@@ -384,5 +424,90 @@ mod tests {
         }
         assert_eq!(ended, Some(SessionEndReason::Goaway));
         assert_eq!(rx.stats().pings, 1);
+    }
+
+    /// Sends `body` as one push, 10 KB written at a time with the datagrams of
+    /// each write sent 1 ms apart (as a paced publisher does); returns the
+    /// datagrams and the time after the last.
+    fn paced_push(s: &mut Sender, body: &[u8], t0: Instant) -> Vec<Vec<u8>> {
+        let mut meta = ResourceMeta::file("late.bin", body.len() as u64, UNIX_EPOCH);
+        meta.sha256 = Some(crate::http::digest::sha256(body));
+        let id = s.start(&meta).unwrap();
+        let mut out = Vec::new();
+        let mut now = t0;
+        for chunk in body.chunks(10_000) {
+            s.write(id, chunk).unwrap();
+            while let Some(d) = s.poll_transmit(now) {
+                out.push(d);
+                now += Duration::from_millis(1);
+            }
+        }
+        s.finish(id, None).unwrap();
+        while let Some(d) = s.poll_transmit(now) {
+            out.push(d);
+            now += Duration::from_millis(1);
+        }
+        out
+    }
+
+    /// What a receiver that joins after `skip` datagrams makes of them:
+    /// whether it learned the push, the body bytes it got (checked against
+    /// `body`), and the push's missing ranges.
+    fn late_joiner(datagrams: &[Vec<u8>], skip: usize, body: &[u8]) -> (bool, u64, Vec<std::ops::Range<u64>>) {
+        let mut rx = Receiver::new(ReceiverConfig::new(SessionId::NGHQ_DEFAULT));
+        let t0 = Instant::now();
+        for d in &datagrams[skip..] {
+            rx.handle_datagram(t0, d);
+        }
+        rx.finish(t0);
+        let (mut promised, mut got, mut missing) = (false, 0, Vec::new());
+        while let Some(e) = rx.poll_event() {
+            match e {
+                Event::PushPromised { .. } => promised = true,
+                Event::BodyData { offset, data, .. } => {
+                    assert_eq!(&body[offset as usize..offset as usize + data.len()], &data[..]);
+                    got += data.len() as u64;
+                }
+                Event::PushFinished(summary) => missing = summary.missing,
+                _ => {}
+            }
+        }
+        (promised, got, missing)
+    }
+
+    #[test]
+    fn repeated_heads_let_a_late_joiner_learn_the_push_and_place_its_tail() {
+        let body: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let t0 = Instant::now();
+        // Without repetition a receiver that missed the first 40 datagrams
+        // (promise and stream head among them) never learns the push.
+        let plain = paced_push(&mut sender(), &body, t0);
+        let (promised, got, _) = late_joiner(&plain, 40, &body);
+        assert!(!promised);
+        assert_eq!(got, 0);
+        // Repeated every 20 ms, the promise and head reach it, and every body
+        // byte it saw is placed: it misses exactly the prefix sent before it
+        // joined.
+        let mut s = sender();
+        s.cfg.repeat_heads = Some(Duration::from_millis(20));
+        let repeated = paced_push(&mut s, &body, t0);
+        assert!(s.stats().head_repeats >= 5, "{:?}", s.stats());
+        assert_eq!(repeated.len() as u64, plain.len() as u64 + s.stats().head_repeats);
+        let (promised, got, missing) = late_joiner(&repeated, 40, &body);
+        assert!(promised);
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert_eq!(missing[0].start, 0);
+        assert_eq!(missing[0].end + got, body.len() as u64);
+        assert!(got > 150_000, "{got}");
+        // A receiver there from the start gets the body whole: the repeats are
+        // duplicates to it.
+        let (promised, got, missing) = late_joiner(&repeated, 0, &body);
+        assert!(promised && missing.is_empty());
+        assert_eq!(got, body.len() as u64);
+        // Nothing is repeated once no push is open.
+        assert_eq!(
+            s.poll_timeout(),
+            Some(t0 + Duration::from_millis(plain.len() as u64 + s.stats().head_repeats - 1) + Duration::from_secs(5))
+        );
     }
 }

@@ -432,3 +432,47 @@ fn an_intact_session_ends_at_its_end_signal_without_lingering() {
     assert!(stderr.contains("session_end=connection_close"), "{stderr}");
     assert_eq!(std::fs::read(out.join("a.txt")).unwrap(), b"intact\n");
 }
+
+#[test]
+fn a_receiver_joining_a_carousel_late_writes_every_file() {
+    // Issue 10, item 2: `h3m-send --carousel` cycles the set until --duration;
+    // a receiver started well after the first cycle began (in the middle of a
+    // file) learns the push in flight from the repeated promise and head,
+    // completes it and every other file from the next cycles, and exits 0
+    // when the sender's end signal comes.
+    let base = tempfile::tempdir().unwrap();
+    let src = base.path().join("src");
+    let mut expected = BTreeMap::new();
+    for (i, name) in ["one.bin", "two.bin", "three.bin"].iter().enumerate() {
+        let body: Vec<u8> = (0..60_000u32).map(|k| ((k as usize * (i + 3)) % 251) as u8).collect();
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join(name), &body).unwrap();
+        expected.insert(name.to_string(), sha256_hex(&body));
+    }
+    let out = base.path().join("out");
+    let port = (unique_port() + 9).to_string();
+    let session = ["--group", "239.255.77.14", "--port", &port, "--interface", "127.0.0.1", "--session-id", "0e2e0014"];
+    // 4 Mbit/s: a cycle of the three files takes about 0.4 s.
+    let mut send = Command::new(h3m_send())
+        .arg(&src)
+        .args(session)
+        .args(["--quiet", "--carousel", "--duration", "3", "--rate", "4M", "--repeat-heads", "0.05"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(650));
+    let recv = start_receiver(&[&session[..], &["--idle-timeout", "20", "--json"]].concat(), &out);
+    let status = send.wait().unwrap();
+    assert!(status.success());
+    let mut recv = recv;
+    let output = recv.0.take().unwrap().wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(tree(&out), expected);
+    // It joined late: the first copy it saw of some file was partial, or it
+    // saw none of the first cycle's first file.
+    let records: Vec<serde_json::Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let first_push = records.iter().find_map(|r| r["push_id"].as_u64()).unwrap();
+    assert!(first_push > 0, "the receiver joined after the first push: {stdout}");
+    assert!(stderr.contains("session_end=connection_close") || stderr.contains("session_end=goaway"), "{stderr}");
+}

@@ -192,3 +192,58 @@ fn a_copy_without_its_promise_is_recognised_by_its_digest() {
     assert!(stdout.contains("unpromised push 0 on stream 3"), "{stdout}");
     assert_eq!(std::fs::read_dir(dir.path().join("out")).unwrap().count(), 0);
 }
+
+/// `copies` copies of one resource sent by a paced sender that repeats open
+/// pushes' promises and stream heads every `repeat_ms` (none when 0): 10 KB
+/// written at a time, datagrams 1 ms apart. Datagrams per copy.
+fn paced_copies(body: &[u8], copies: usize, repeat_ms: u64) -> Vec<Vec<Vec<u8>>> {
+    let mut cfg = SenderConfig::new(EncoderConfig::new(SessionId::from_hex(SID).unwrap()));
+    cfg.repeat_heads = (repeat_ms > 0).then(|| std::time::Duration::from_millis(repeat_ms));
+    let mut sender = Sender::new(cfg, Box::new(NullProtection));
+    let mut now = std::time::Instant::now();
+    (0..copies)
+        .map(|i| {
+            let mut meta = ResourceMeta::file("media/late.bin", body.len() as u64, UNIX_EPOCH);
+            meta.sha256 = Some(sha256(body));
+            meta.last = i + 1 == copies;
+            let id = sender.start(&meta).unwrap();
+            let mut out = Vec::new();
+            for chunk in body.chunks(10_000) {
+                sender.write(id, chunk).unwrap();
+                while let Some(d) = sender.poll_transmit(now) {
+                    out.push(d);
+                    now += std::time::Duration::from_millis(1);
+                }
+            }
+            sender.finish(id, None).unwrap();
+            out.extend(std::iter::from_fn(|| sender.poll_transmit(now)));
+            out
+        })
+        .collect()
+}
+
+#[test]
+fn a_late_joiner_completes_from_the_tail_it_saw_and_the_next_copy() {
+    // A receiver joins after the first 60 datagrams of copy 1 (its promise and
+    // stream head among them), and loses the second half of copy 2. With the
+    // sender repeating promises and heads, copy 1's tail is placed and merged
+    // with copy 2's head: the file is written. Without, copy 1 is a stream it
+    // cannot place and the file is incomplete.
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i * 17 % 253) as u8).collect();
+    for (repeat_ms, written) in [(20, true), (0, false)] {
+        let c = paced_copies(&body, 2, repeat_ms);
+        let mut wire: Vec<Vec<u8>> = c[0][60..].to_vec();
+        wire.extend(c[1][..c[1].len() / 2].iter().cloned());
+        let (outcome, dir, stdout) = run(&wire);
+        let file = std::fs::read(dir.path().join("out/media/late.bin"));
+        if written {
+            assert_eq!(file.unwrap(), body, "{stdout}");
+            assert_eq!(outcome.status, ExitStatus::Success, "{stdout}");
+            assert!(stdout.starts_with("complete   media/late.bin  200000 bytes"), "{stdout}");
+        } else {
+            assert!(file.is_err(), "{stdout}");
+            assert_eq!(outcome.status, ExitStatus::Incomplete, "{stdout}");
+            assert!(stdout.lines().any(|l| l.starts_with("incomplete media/late.bin  ")), "{stdout}");
+        }
+    }
+}

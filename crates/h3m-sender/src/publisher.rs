@@ -70,6 +70,11 @@ pub struct PublisherConfig {
     pub keepalive: Duration,
     /// Sign every push with this key (`None`: unsigned).
     pub signer: Option<Arc<PushSigner>>,
+    /// While pushes are in flight, repeat their PUSH_PROMISE and stream head
+    /// this often so that receivers joining late learn them (default
+    /// [`DEFAULT_REPEAT_HEADS`]; `None`: never, byte-identical to nghq's
+    /// output).
+    pub repeat_heads: Option<Duration>,
 }
 
 impl PublisherConfig {
@@ -92,6 +97,7 @@ impl PublisherConfig {
             pn_len: enc.pn_len,
             keepalive: sender.keepalive,
             signer: None,
+            repeat_heads: Some(DEFAULT_REPEAT_HEADS),
         }
     }
 
@@ -111,6 +117,12 @@ impl PublisherConfig {
         adv
     }
 }
+
+/// How often open pushes' promises and heads are repeated by default: a
+/// receiver joining at any time learns a push in flight within half a second
+/// (a second if one repetition is lost), for one datagram per push and
+/// repetition.
+pub const DEFAULT_REPEAT_HEADS: Duration = Duration::from_millis(500);
 
 /// Why publishing failed.
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +245,7 @@ impl Publisher {
         cfg.authority = config.authority.clone();
         cfg.path_prefix = config.path_prefix.clone();
         cfg.keepalive = config.keepalive;
+        cfg.repeat_heads = config.repeat_heads;
         let protection = match &config.protection {
             Some(k) => k.protection(),
             None => Box::new(NullProtection),

@@ -23,6 +23,9 @@ pub struct SendOptions {
     pub paths: Vec<PathBuf>,
     /// How many times to send the whole set.
     pub repeat: u32,
+    /// Cycle the set (and, with `watch`, every file published since) until
+    /// `duration` is over or the process is interrupted (`--carousel`).
+    pub carousel: bool,
     /// Keep running and publish new or changed files.
     pub watch: bool,
     /// How often `--watch` looks at the tree.
@@ -31,7 +34,7 @@ pub struct SendOptions {
     pub stdin_path: Option<String>,
     /// Show a progress bar on a terminal.
     pub progress: bool,
-    /// Stop after this long (`--watch`/`--stdin` runs; `None`: until interrupted or done).
+    /// Stop after this long (`--watch`/`--stdin`/`--carousel` runs; `None`: until interrupted or done).
     pub duration: Option<Duration>,
     /// Names inside directory PATHs never published (`--ignore`, with `--watch`).
     pub ignore: Ignore,
@@ -198,6 +201,12 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
     let deadline = opts.duration.map(|d| Instant::now() + d);
     let ends_with_files = !opts.watch && opts.stdin_path.is_none();
     let mut skipped = Vec::new();
+    if opts.carousel {
+        carousel(&mut publisher, entries, watcher, deadline, &mut progress, &mut skipped).await?;
+        let closed = publisher.close().await?;
+        progress.finish();
+        return Ok(Summary { stats: closed.stats, elapsed: closed.elapsed, skipped });
+    }
     let rounds = u64::from(opts.repeat.max(1));
     // Push IDs of each entry's copies: those sent, then those planned (one
     // round later each, as long as no file is skipped).
@@ -248,6 +257,89 @@ fn note_skipped(sent: Result<(), SendError>, skipped: &mut Vec<Skipped>) -> Resu
 
 /// `--watch`: publishes each file as soon as the watcher finds it complete
 /// (see [`crate::watch`]), until interrupted or the deadline.
+/// At most this many earlier copies of a resource are named in a carousel
+/// copy's `h3m-copies` (with its own push ID), so a receiver counts a copy it
+/// lost whole as a lost repeat, not a loss, once a later copy names it.
+const CAROUSEL_COPIES_NAMED: usize = 15;
+
+/// A file of the carousel and the push IDs of its copies so far.
+struct Slot {
+    entry: Entry,
+    copies: Vec<u64>,
+}
+
+/// `--carousel`: sends the set over and over, each file a new push (the
+/// receivers merge the copies of a resource, by path and digest); with a
+/// watcher, files published since join the cycle (a changed file replaces
+/// its old version). Ends when `deadline` passes or on Ctrl-C, between two
+/// files.
+async fn carousel(
+    publisher: &mut Publisher,
+    entries: Vec<Entry>,
+    mut watcher: Option<Watcher>,
+    deadline: Option<Instant>,
+    progress: &mut Progress,
+    skipped: &mut Vec<Skipped>,
+) -> Result<(), SendError> {
+    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = interrupted.clone();
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let stop =
+        || interrupted.load(std::sync::atomic::Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d);
+    let mut slots: Vec<Slot> = entries.into_iter().map(|entry| Slot { entry, copies: Vec::new() }).collect();
+    let mut i = 0;
+    while !stop() {
+        if let Some(w) = &mut watcher {
+            // Cancel safe: what is not ready now is found on a later look.
+            let ready = tokio::select! {
+                biased;
+                ready = w.next() => ready?,
+                _ = std::future::ready(()) => Vec::new(),
+            };
+            for e in ready {
+                match slots.iter_mut().find(|s| s.entry.path == e.path) {
+                    Some(slot) => *slot = Slot { entry: e, copies: Vec::new() },
+                    None => slots.push(Slot { entry: e, copies: Vec::new() }),
+                }
+            }
+        }
+        if slots.is_empty() {
+            // Nothing to cycle yet (an empty watched tree): wait a little.
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = publisher.keepalive_due() => publisher.send_due().await?,
+            }
+            continue;
+        }
+        i %= slots.len();
+        let slot = &mut slots[i];
+        let id = publisher.next_push_id();
+        let from = slot.copies.len().saturating_sub(CAROUSEL_COPIES_NAMED);
+        let mut copies: Vec<u64> = slot.copies[from..].to_vec();
+        copies.push(id);
+        let sent = send_file(publisher, &slot.entry, false, copies, progress).await;
+        if note_skipped(sent, skipped)? {
+            slot.copies.push(id);
+            if slot.copies.len() > 2 * CAROUSEL_COPIES_NAMED {
+                slot.copies.drain(..CAROUSEL_COPIES_NAMED);
+            }
+            if let Some(w) = &mut watcher {
+                w.mark_sent(&slot.entry);
+            }
+            i += 1;
+        } else {
+            // Gone or unreadable: out of the cycle.
+            slots.remove(i);
+        }
+    }
+    ctrl_c.abort();
+    Ok(())
+}
+
 async fn watch(
     publisher: &mut Publisher,
     mut watcher: Watcher,

@@ -59,6 +59,16 @@ struct Args {
     /// Send the whole set N times (new push IDs each time), for late joiners and loss.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
+    /// Cycle the set forever (with --watch, new files join the cycle) until
+    /// Ctrl-C or --duration: receivers that join late, or lose packets, complete
+    /// every file from a later cycle.
+    #[arg(long, conflicts_with_all = ["repeat", "stdin"])]
+    carousel: bool,
+    /// Seconds between repetitions of the PUSH_PROMISE and response headers of
+    /// the pushes in flight, so a receiver joining late learns them; 0 never
+    /// (nghq's output byte for byte).
+    #[arg(long, value_name = "SECS", default_value = "0.5", value_parser = parse_secs)]
+    repeat_heads: Duration,
     /// Keep running and publish each new or changed file once it is complete.
     #[arg(long)]
     watch: bool,
@@ -86,7 +96,7 @@ struct Args {
     /// Seconds between keep-alive PINGs when idle.
     #[arg(long, default_value = "5", value_parser = parse_secs)]
     keepalive: Duration,
-    /// Stop --watch or --stdin after this many seconds.
+    /// Stop --watch, --stdin or --carousel after this many seconds.
     #[arg(long, value_parser = parse_secs)]
     duration: Option<Duration>,
     /// Print the Alt-Svc line a receiver needs, then send. With a cipher suite
@@ -225,10 +235,12 @@ fn main() -> ExitCode {
     publisher.pn_len = usize::from(args.pn_len);
     publisher.keepalive = args.keepalive.max(Duration::from_millis(50));
     publisher.signer = signer;
+    publisher.repeat_heads = (!args.repeat_heads.is_zero()).then(|| args.repeat_heads.max(Duration::from_millis(10)));
     let opts = SendOptions {
         publisher,
         paths: args.paths,
         repeat: args.repeat,
+        carousel: args.carousel,
         watch: args.watch,
         watch_interval: args.watch_interval.max(Duration::from_millis(10)),
         stdin_path: args.stdin.then(|| args.path.clone().unwrap_or_default()),
