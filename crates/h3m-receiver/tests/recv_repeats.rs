@@ -247,3 +247,23 @@ fn a_late_joiner_completes_from_the_tail_it_saw_and_the_next_copy() {
         }
     }
 }
+
+#[test]
+fn a_repeat_that_lost_its_stream_start_is_judged_once_as_a_repeat() {
+    // Copy 2's promise arrives but its stream's first datagram (type, push ID,
+    // headers) is lost: the push never gets its stream, and the rest of the
+    // stream is headless. Both are the same copy of a resource copy 1 wrote:
+    // one repeat, no loss, exit 0. (It was also reported as a headless stream,
+    // exit 1.)
+    let body: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 249) as u8).collect();
+    let c = copies(&body, 2, sha256(&body));
+    let mut wire = c[0].clone();
+    wire.extend(c[1].iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, d)| d.clone()));
+    let (outcome, dir, stdout) = run(&wire);
+    assert_eq!(outcome.status, ExitStatus::Success, "{stdout}");
+    assert_eq!(std::fs::read(dir.path().join("out/media/seg.bin")).unwrap(), body);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let summary = outcome.summary.unwrap();
+    assert_eq!((summary.headless_streams, summary.resources_incomplete), (0, 0));
+    assert_eq!(summary.resources_repeated, 1);
+}

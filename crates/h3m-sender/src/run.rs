@@ -258,8 +258,9 @@ fn note_skipped(sent: Result<(), SendError>, skipped: &mut Vec<Skipped>) -> Resu
 /// `--watch`: publishes each file as soon as the watcher finds it complete
 /// (see [`crate::watch`]), until interrupted or the deadline.
 /// At most this many earlier copies of a resource are named in a carousel
-/// copy's `h3m-copies` (with its own push ID), so a receiver counts a copy it
-/// lost whole as a lost repeat, not a loss, once a later copy names it.
+/// copy's `h3m-copies` (with its own push ID and the next copy's, as planned),
+/// so a receiver counts a copy it lost whole as a lost repeat, not a loss,
+/// once another copy names it.
 const CAROUSEL_COPIES_NAMED: usize = 15;
 
 /// A file of the carousel and the push IDs of its copies so far.
@@ -316,11 +317,15 @@ async fn carousel(
             continue;
         }
         i %= slots.len();
+        let cycle = slots.len() as u64;
         let slot = &mut slots[i];
         let id = publisher.next_push_id();
         let from = slot.copies.len().saturating_sub(CAROUSEL_COPIES_NAMED);
         let mut copies: Vec<u64> = slot.copies[from..].to_vec();
         copies.push(id);
+        // And the next copy as planned (one cycle on, if the set stays as it
+        // is): a copy lost whole in the last cycle is then named too.
+        copies.push(id + cycle);
         let sent = send_file(publisher, &slot.entry, false, copies, progress).await;
         if note_skipped(sent, skipped)? {
             slot.copies.push(id);

@@ -21,7 +21,12 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             }
             self.judge_unpromised(push_id, stream_id, None);
         }
+        // A copy whose promise came but whose stream start was lost is seen
+        // twice: from the promise (here) and as a headless stream (below, by
+        // the push ID its stream number gives). It is judged once, here.
+        let mut judged = std::collections::HashSet::new();
         for (rel, record) in std::mem::take(&mut self.headless) {
+            judged.insert(record.push_id);
             if rel.as_ref().is_some_and(|r| self.written.contains_key(r)) {
                 self.repeats += 1;
                 continue;
@@ -29,6 +34,9 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             self.push_record(record);
         }
         for (push_id, stream_id, bytes) in std::mem::take(&mut self.lost_pending) {
+            if stream_id.is_some() && push_id.is_some_and(|p| judged.contains(&p)) {
+                continue;
+            }
             self.judge_lost(push_id, stream_id, bytes);
         }
     }
