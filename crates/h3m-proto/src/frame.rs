@@ -407,6 +407,43 @@ mod tests {
     }
 
     #[test]
+    fn stream_control_crypto_and_ecn_ack_frames_are_skipped_whole() {
+        let mut p = vec![0x05, 0x07, 0x00]; // STOP_SENDING: stream 7, error 0
+        p.extend_from_slice(&[0x11, 0x07, 0x40, 0x80]); // MAX_STREAM_DATA: stream 7, 128
+        p.extend_from_slice(&[0x15, 0x03, 0x01]); // STREAM_DATA_BLOCKED: stream 3, 1
+        p.extend_from_slice(&[0x06, 0x00, 0x03, b'a', b'b', b'c']); // CRYPTO: offset 0, 3 bytes
+        p.extend_from_slice(&[0x03, 0x09, 0x00, 0x00, 0x02, 0x01, 0x02, 0x03]); // ACK with ECN counts
+        p.push(0x01);
+        assert_eq!(
+            frames(&p),
+            vec![
+                Ok(Frame::Ignored { frame_type: 0x05 }),
+                Ok(Frame::Ignored { frame_type: 0x11 }),
+                Ok(Frame::Ignored { frame_type: 0x15 }),
+                Ok(Frame::Ignored { frame_type: 0x06 }),
+                Ok(Frame::Ignored { frame_type: 0x03 }),
+                Ok(Frame::Ping),
+            ]
+        );
+        // Cut inside each: the packet ends with an error, nothing is skipped past its end.
+        for cut in [&p[..2], &p[..6], &p[..12], &p[..15], &p[..p.len() - 2]] {
+            assert!(frames(cut).last().unwrap().is_err(), "{cut:02x?}");
+        }
+    }
+
+    #[test]
+    fn padding_and_overlong_streams_are_encoded_or_refused() {
+        let mut out = vec![0x01];
+        encode_padding(3, &mut out);
+        assert_eq!(out, [0x01, 0, 0, 0]);
+        assert_eq!(frames(&out), vec![Ok(Frame::Ping), Ok(Frame::Padding { len: 3 })]);
+        let mut out = Vec::new();
+        assert_eq!(encode_stream(3, MAX_STREAM_END, b"x", false, true, &mut out), Err(FrameError::StreamTooLong));
+        assert_eq!(encode_stream(3, u64::MAX, b"", false, true, &mut out), Err(FrameError::StreamTooLong));
+        assert!(out.is_empty(), "nothing written on error");
+    }
+
+    #[test]
     fn errors_end_the_packet() {
         assert_eq!(frames(&[0x01, 0x21, 0x01]), vec![Ok(Frame::Ping), Err(FrameError::UnknownType(0x21))]);
         assert_eq!(frames(&[0x0a, 0x07, 0x05, 1]), vec![Err(FrameError::Truncated)]);

@@ -167,8 +167,26 @@ mod tests {
             assert_eq!(CipherSuite::from_code(suite.code()), Some(suite));
         }
         assert_eq!(CipherSuite::from_code(0x1304), None);
-        assert_eq!(CipherSuite::Aes128Gcm.key_len(), 16);
-        assert_eq!(CipherSuite::ChaCha20Poly1305.key_len(), 32);
+        let lens = |s: CipherSuite| (s.key_len(), s.iv_len());
+        assert_eq!(lens(CipherSuite::Null), (0, 0));
+        assert_eq!(lens(CipherSuite::Aes128Gcm), (16, 12));
+        assert_eq!(lens(CipherSuite::Aes256Gcm), (32, 12));
+        assert_eq!(lens(CipherSuite::ChaCha20Poly1305), (32, 12));
+    }
+
+    #[test]
+    fn cipher_suites_parse_from_four_hex_digits() {
+        for (text, suite) in [
+            ("0000", CipherSuite::Null),
+            ("1301", CipherSuite::Aes128Gcm),
+            ("0x1302", CipherSuite::Aes256Gcm),
+            ("1303", CipherSuite::ChaCha20Poly1305),
+        ] {
+            assert_eq!(text.parse::<CipherSuite>(), Ok(suite), "{text}");
+        }
+        for text in ["1304", "130", "01301", "0x", "zz01", "", "+301", "0X1301"] {
+            assert_eq!(text.parse::<CipherSuite>(), Err(UnknownCipherSuite(text.to_owned())), "{text}");
+        }
     }
 
     #[test]

@@ -104,6 +104,9 @@ mod tests {
         assert_eq!(decode(b"Zh=="), Ok(b"f".to_vec()));
         assert_eq!(decode(b"Zm9="), Ok(b"fo".to_vec()));
         assert_eq!(decode_lines(b"Zm9v\r\nYmFy\n"), Ok(b"foobar".to_vec()));
+        // Padding at a length that needs none, and a pad inside the last group.
+        assert_eq!(decode(b"Zm9v===="), Err(Base64Error::BadPadding(4)));
+        assert_eq!(decode(b"Zm9vY=Fy"), Err(Base64Error::BadPadding(5)));
     }
 
     proptest! {
