@@ -94,6 +94,23 @@ impl RangeSet {
         if range.start >= range.end {
             return;
         }
+        // At or past the last range (in-order data, new push IDs): one lookup.
+        match self.ranges.last_entry() {
+            None => {
+                self.ranges.insert(range.start, range.end);
+                return;
+            }
+            Some(last) if range.start > *last.get() => {
+                self.ranges.insert(range.start, range.end);
+                return;
+            }
+            Some(mut last) if range.start >= *last.key() => {
+                let end = last.get_mut();
+                *end = (*end).max(range.end);
+                return;
+            }
+            Some(_) => {}
+        }
         let mut merged = range;
         if let Some(r) = self.touching(merged.start) {
             merged.start = r.start;
