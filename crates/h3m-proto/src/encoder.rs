@@ -453,8 +453,11 @@ impl SessionEncoder {
     /// stream's head (type, push ID, response HEADERS and the first DATA
     /// frame's header, at offset 0), so that a receiver that joins while the
     /// push is in flight learns the push and can place the body bytes that
-    /// follow. To a receiver that has them they are duplicate stream bytes,
-    /// which QUIC receivers (nghq's too) discard. One datagram per push when
+    /// follow. To an h3m receiver that has them they are duplicate stream
+    /// bytes, which it discards. Not for nghq's receiver: it takes each
+    /// repeated PUSH_PROMISE for a new promise and, once a repeated head
+    /// overlaps the DATA frame it is reading, loses track of that frame (the
+    /// push then ends only at its stream timeout). One datagram per push when
     /// both fit, more otherwise; returns how many datagrams were made.
     pub fn repeat_heads(&mut self, out: &mut Vec<Vec<u8>>) -> Result<usize, EncodeError> {
         let room = self.frame_room();

@@ -71,9 +71,9 @@ pub struct PublisherConfig {
     /// Sign every push with this key (`None`: unsigned).
     pub signer: Option<Arc<PushSigner>>,
     /// While pushes are in flight, repeat their PUSH_PROMISE and stream head
-    /// this often so that receivers joining late learn them (default
-    /// [`DEFAULT_REPEAT_HEADS`]; `None`: never, byte-identical to nghq's
-    /// output).
+    /// this often so that receivers joining late learn them (h3m receivers
+    /// only, see [`RECOMMENDED_REPEAT_HEADS`]); `None` (the default): never,
+    /// byte-identical to nghq's output.
     pub repeat_heads: Option<Duration>,
 }
 
@@ -97,7 +97,7 @@ impl PublisherConfig {
             pn_len: enc.pn_len,
             keepalive: sender.keepalive,
             signer: None,
-            repeat_heads: Some(DEFAULT_REPEAT_HEADS),
+            repeat_heads: None,
         }
     }
 
@@ -118,11 +118,14 @@ impl PublisherConfig {
     }
 }
 
-/// How often open pushes' promises and heads are repeated by default: a
-/// receiver joining at any time learns a push in flight within half a second
-/// (a second if one repetition is lost), for one datagram per push and
-/// repetition.
-pub const DEFAULT_REPEAT_HEADS: Duration = Duration::from_millis(500);
+/// How often open pushes' promises and heads are repeated when asked for
+/// (`--repeat-heads` with no better figure): a receiver joining at any time
+/// learns a push in flight within half a second (a second if one repetition
+/// is lost), for one datagram per push and repetition. Off by default: nghq's
+/// receiver takes each repeated PUSH_PROMISE for a new promise and, once a
+/// repeated stream head overlaps the DATA frame it is reading, loses track of
+/// the frame, so the push ends only at its 5 s stream timeout, with an error.
+pub const RECOMMENDED_REPEAT_HEADS: Duration = Duration::from_millis(500);
 
 /// Why publishing failed.
 #[derive(Debug, thiserror::Error)]

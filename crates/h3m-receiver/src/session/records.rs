@@ -135,23 +135,26 @@ impl<S: ResourceSink> Session<'_, '_, S> {
         reason: Option<String>,
         written: Option<(String, [u8; 32], u64)>,
     ) {
-        let mut record = Self::record_for(r);
-        record.status = status;
-        record.reason = reason;
-        if let Some((file, sha, bytes)) = written {
-            record.complete = true;
-            record.file = Some(file);
-            record.sha256 = Some(hex::encode(sha));
-            record.bytes = bytes;
-            record.body_len = bytes;
-            record.missing.clear();
-            record.missing_ranges = 0;
-            record.missing_from = None;
-        }
-        if status == ResourceStatus::Refused {
-            record.name = r.raw_path.clone().unwrap_or_default();
-        }
-        self.push_record(record);
+        let make = || {
+            let mut record = Self::record_for(r);
+            record.status = status;
+            record.reason = reason;
+            if let Some((file, sha, bytes)) = written {
+                record.complete = true;
+                record.file = Some(file);
+                record.sha256 = Some(hex::encode(sha));
+                record.bytes = bytes;
+                record.body_len = bytes;
+                record.missing.clear();
+                record.missing_ranges = 0;
+                record.missing_from = None;
+            }
+            if status == ResourceStatus::Refused {
+                record.name = r.raw_path.clone().unwrap_or_default();
+            }
+            record
+        };
+        self.push_record_with(status, r.first_push, make);
     }
 
     /// The record of a push that delivered into no resource: named by its

@@ -65,9 +65,10 @@ struct Args {
     #[arg(long, conflicts_with_all = ["repeat", "stdin"])]
     carousel: bool,
     /// Seconds between repetitions of the PUSH_PROMISE and response headers of
-    /// the pushes in flight, so a receiver joining late learns them; 0 never
-    /// (nghq's output byte for byte).
-    #[arg(long, value_name = "SECS", default_value = "0.5", value_parser = parse_secs)]
+    /// the pushes in flight, so an h3m receiver joining late learns them (0.5
+    /// is a good figure); 0 never, the default: nghq's receiver mishandles the
+    /// repeats (each repeated promise is delivered as a new one).
+    #[arg(long, value_name = "SECS", default_value = "0", value_parser = parse_secs)]
     repeat_heads: Duration,
     /// Keep running and publish each new or changed file once it is complete.
     #[arg(long)]
