@@ -180,46 +180,12 @@ pub struct Report {
 /// Why a membership packet could not be parsed or built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MembershipError {
-    /// No octets at all.
-    #[error("empty membership packet")]
-    Empty,
-    /// The IP version nibble is neither 4 nor 6.
-    #[error("IP version {0} in membership packet (4 or 6 expected)")]
-    UnknownIpVersion(u8),
-    /// A header or field runs past the end of the data.
-    #[error("truncated {what}: {have} octets, {need} needed")]
-    Truncated {
-        /// What was being read.
-        what: &'static str,
-        /// Octets needed.
-        need: usize,
-        /// Octets available.
-        have: usize,
-    },
-    /// IPv4 Internet Header Length below 5 words.
-    #[error("IPv4 header length of {0} words (at least 5 expected)")]
-    BadHeaderLength(u8),
-    /// The IP total length (IPv4) / 40 + payload length (IPv6) disagrees with
-    /// the packet (or, for reports, differs from it at all).
-    #[error("IP length field gives {total} octets but the packet has {len}")]
-    BadLength {
-        /// Length according to the IP header.
-        total: usize,
-        /// Length of the packet.
-        len: usize,
-    },
-    /// The IPv4 header checksum does not verify.
-    #[error("bad IPv4 header checksum")]
-    IpChecksum,
-    /// An IPv4 option or IPv6 Hop-by-Hop option overruns its header.
-    #[error("malformed IP option")]
-    BadOption,
-    /// Too many IPv6 extension headers before the upper layer.
-    #[error("more than {MAX_EXTENSION_HEADERS} IPv6 extension headers")]
-    TooManyExtensionHeaders,
-    /// The packet is a fragment.
-    #[error("fragmented membership packet")]
-    Fragment,
+    /// The IP layer's complaint ([`h3m_net::ip`] parses the IPv4/IPv6
+    /// header, options and extension headers): empty, unknown version,
+    /// truncated, bad lengths or checksum, a fragment, ...; also `Truncated`
+    /// for the IGMP/MLD fields.
+    #[error(transparent)]
+    Ip(#[from] IpError),
     /// The upper-layer protocol is not IGMP (IPv4) / ICMPv6 (IPv6).
     #[error("protocol {0} is not IGMP over IPv4 or ICMPv6 over IPv6")]
     UnexpectedProtocol(u8),
@@ -252,26 +218,6 @@ pub enum MembershipError {
         /// The smallest report that would carry the record.
         need: usize,
     },
-    /// Another complaint of the IP layer (not raised by the checks above).
-    #[error("{0}")]
-    Ip(IpError),
-}
-
-impl From<IpError> for MembershipError {
-    fn from(e: IpError) -> Self {
-        match e {
-            IpError::Empty => MembershipError::Empty,
-            IpError::UnknownVersion(v) => MembershipError::UnknownIpVersion(v),
-            IpError::Truncated { what, need, have } => MembershipError::Truncated { what, need, have },
-            IpError::BadHeaderLength(words) => MembershipError::BadHeaderLength(words),
-            IpError::BadLength { total, len } => MembershipError::BadLength { total, len },
-            IpError::HeaderChecksum => MembershipError::IpChecksum,
-            IpError::BadOption => MembershipError::BadOption,
-            IpError::TooManyExtensionHeaders => MembershipError::TooManyExtensionHeaders,
-            IpError::Fragment => MembershipError::Fragment,
-            other => MembershipError::Ip(other),
-        }
-    }
 }
 
 // ---- codes ------------------------------------------------------------------
@@ -330,7 +276,7 @@ struct IpLayer<'a> {
 }
 
 fn truncated(what: &'static str, need: usize, have: usize) -> MembershipError {
-    MembershipError::Truncated { what, need, have }
+    MembershipError::Ip(IpError::Truncated { what, need, have })
 }
 
 /// Parses the IP header(s) with the IP layer ([`h3m_net::ip`]); `exact`: the
@@ -339,13 +285,13 @@ fn parse_ip(packet: &[u8], exact: bool) -> Result<IpLayer<'_>, MembershipError> 
     let ip = IpPacket::parse(packet)?;
     let (total, len) = (ip.total_len(), packet.len());
     if exact && total != len {
-        return Err(MembershipError::BadLength { total, len });
+        return Err(MembershipError::Ip(IpError::BadLength { total, len }));
     }
     let (router_alert, body) = match ip {
         IpPacket::V4(p) => {
             p.verify_header_checksum()?;
             if p.header.is_fragment() {
-                return Err(MembershipError::Fragment);
+                return Err(MembershipError::Ip(IpError::Fragment));
             }
             if p.header.protocol != proto::IGMP {
                 return Err(MembershipError::UnexpectedProtocol(p.header.protocol));
@@ -357,7 +303,7 @@ fn parse_ip(packet: &[u8], exact: bool) -> Result<IpLayer<'_>, MembershipError> 
             let router_alert = walk.router_alert()?;
             match walk.next_header {
                 proto::ICMPV6 => (router_alert, walk.rest),
-                proto::FRAGMENT => return Err(MembershipError::Fragment),
+                proto::FRAGMENT => return Err(MembershipError::Ip(IpError::Fragment)),
                 other => return Err(MembershipError::UnexpectedProtocol(other)),
             }
         }
@@ -827,7 +773,7 @@ mod tests {
         // Corrupt IP checksum.
         let mut bad = base.clone();
         bad[11] ^= 1;
-        assert_eq!(parse_query(&bad), Err(MembershipError::IpChecksum));
+        assert_eq!(parse_query(&bad), Err(MembershipError::Ip(IpError::HeaderChecksum)));
         // QQIC 0 -> 125 s; float forms.
         for (qqic, secs) in [(0u8, 125u64), (128, 128), (0xff, 31744)] {
             let p = build_query(ip("10.0.0.1"), &QueryParams { max_resp_code: 0xff, qrv: 9, qqic });
@@ -854,20 +800,20 @@ mod tests {
     #[test]
     fn query_errors() {
         let base = hex(AMTRELAYD_QUERY);
-        assert_eq!(parse_query(&[]), Err(MembershipError::Empty));
-        assert_eq!(parse_query(&[0x55]), Err(MembershipError::UnknownIpVersion(5)));
+        assert_eq!(parse_query(&[]), Err(MembershipError::Ip(IpError::Empty)));
+        assert_eq!(parse_query(&[0x55]), Err(MembershipError::Ip(IpError::UnknownVersion(5))));
         assert_eq!(
             parse_query(&base[..19]),
-            Err(MembershipError::Truncated { what: "IPv4 header", need: 20, have: 19 })
+            Err(MembershipError::Ip(IpError::Truncated { what: "IPv4 header", need: 20, have: 19 }))
         );
         assert_eq!(
             parse_query(&base[..22]),
-            Err(MembershipError::Truncated { what: "IPv4 header with options", need: 24, have: 22 })
+            Err(MembershipError::Ip(IpError::Truncated { what: "IPv4 header with options", need: 24, have: 22 }))
         );
-        assert_eq!(parse_query(&base[..30]), Err(MembershipError::BadLength { total: 36, len: 30 }));
+        assert_eq!(parse_query(&base[..30]), Err(MembershipError::Ip(IpError::BadLength { total: 36, len: 30 })));
         let mut ihl4 = base.clone();
         ihl4[0] = 0x44;
-        assert_eq!(parse_query(&ihl4), Err(MembershipError::BadHeaderLength(4)));
+        assert_eq!(parse_query(&ihl4), Err(MembershipError::Ip(IpError::BadHeaderLength(4))));
         // IGMPv2 query (8 octets).
         let v2 = reframe_v4(&base, &hex("11100000 00000000"), 2);
         assert_eq!(parse_query(&fix_igmp(v2)), Err(MembershipError::OldVersionQuery));
@@ -880,18 +826,18 @@ mod tests {
         let many = fix_igmp(reframe_v4(&base, &hex("11100000 00000000 02140002 0a000001"), 2));
         assert_eq!(
             parse_query(&many),
-            Err(MembershipError::Truncated { what: "IGMPv3 query sources", need: 20, have: 16 })
+            Err(MembershipError::Ip(IpError::Truncated { what: "IGMPv3 query sources", need: 20, have: 16 }))
         );
         // Fragment.
         let mut frag = reframe_v4(&base, &hex("1110ecdb 00000000 02140000"), 2);
         frag[6] = 0x20;
         refresh_ip_checksum(&mut frag);
-        assert_eq!(parse_query(&frag), Err(MembershipError::Fragment));
+        assert_eq!(parse_query(&frag), Err(MembershipError::Ip(IpError::Fragment)));
         // Malformed option (length 0).
         let mut opt = base.clone();
         opt[21] = 0;
         refresh_ip_checksum(&mut opt);
-        assert_eq!(parse_query(&opt), Err(MembershipError::BadOption));
+        assert_eq!(parse_query(&opt), Err(MembershipError::Ip(IpError::BadOption)));
     }
 
     /// `base`'s 24-octet IPv4 header (RA) with a new protocol and upper part.
@@ -1011,7 +957,7 @@ mod tests {
         // The amtrelayd rule: total length must equal the packet length.
         let mut long = hex(PROBE_REPORT);
         long.push(0);
-        assert_eq!(parse_report(&long), Err(MembershipError::BadLength { total: 44, len: 45 }));
+        assert_eq!(parse_report(&long), Err(MembershipError::Ip(IpError::BadLength { total: 44, len: 45 })));
         let mut bad = hex(PROBE_REPORT);
         bad[43] ^= 0x80;
         assert_eq!(parse_report(&bad), Err(MembershipError::Checksum));
@@ -1022,7 +968,10 @@ mod tests {
         let mut more = hex(PROBE_REPORT);
         more[31] = 2;
         let more = fix_igmp(more);
-        assert_eq!(parse_report(&more), Err(MembershipError::Truncated { what: "group record", need: 8, have: 0 }));
+        assert_eq!(
+            parse_report(&more),
+            Err(MembershipError::Ip(IpError::Truncated { what: "group record", need: 8, have: 0 }))
+        );
     }
 
     #[test]
