@@ -277,6 +277,8 @@ async fn drive<'r, 'w, S: ResourceSink>(
             }
         }
         after(&mut session.reporter);
+        // The lines of this batch, in one write.
+        session.reporter.flush();
         if session.receiver.is_ended() && linger_until.is_none() {
             if opts.follow {
                 // Settle this session, start listening for the next.

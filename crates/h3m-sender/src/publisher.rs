@@ -210,6 +210,7 @@ impl LiveStream {
 /// has been handed to the socket at the configured pace.
 pub struct Publisher {
     sender: Sender,
+    max_datagram_size: usize,
     signer: Option<Arc<PushSigner>>,
     socket: SendSocket,
     dest: SocketAddr,
@@ -264,6 +265,7 @@ impl Publisher {
         let burst = config.rate.map_or(0, |r| r / 8 / 500).max(4 * size as u64);
         Ok(Publisher {
             sender: Sender::new(cfg, protection),
+            max_datagram_size: size,
             signer: config.signer.clone(),
             socket,
             dest: config.group,
@@ -344,6 +346,29 @@ impl Publisher {
         self.drain().await
     }
 
+    /// Like [`write`](Self::write), but sends only whole batches (the
+    /// datagrams of consecutive small resources then share a `sendmmsg` and a
+    /// GSO buffer): the rest waits in the queue for the next resource's
+    /// datagrams, [`send_queued`](Self::send_queued), [`finish`](Self::finish)
+    /// or [`close`](Self::close). Nothing goes out on its own: call one of
+    /// these before waiting.
+    pub async fn write_batched(&mut self, id: u64, data: &[u8]) -> Result<(), PublishError> {
+        self.sender.write(id, data)?;
+        self.drain_full_batches().await
+    }
+
+    /// Like [`finish`](Self::finish), sending only whole batches (see
+    /// [`write_batched`](Self::write_batched)).
+    pub async fn finish_batched(&mut self, id: u64) -> Result<(), PublishError> {
+        self.sender.finish(id, None)?;
+        self.drain_full_batches().await
+    }
+
+    /// Sends everything queued.
+    pub async fn send_queued(&mut self) -> Result<(), PublishError> {
+        self.drain().await
+    }
+
     /// Resets push `id`: receivers see it incomplete.
     pub async fn abort(&mut self, id: u64) -> Result<(), PublishError> {
         self.sender.abort(id)?;
@@ -415,7 +440,21 @@ impl Publisher {
 
     /// Sends everything the sender has queued (and any keep-alive due).
     async fn drain(&mut self) -> Result<(), PublishError> {
+        self.drain_while(|_| true).await
+    }
+
+    /// Sends batches while a whole one is queued.
+    async fn drain_full_batches(&mut self) -> Result<(), PublishError> {
+        let datagrams_per_batch = self.batch_bytes.div_ceil(self.max_datagram_size).max(1);
+        self.drain_while(|queued| queued >= datagrams_per_batch).await
+    }
+
+    /// Sends batches while `more(datagrams queued)` holds and anything is queued.
+    async fn drain_while(&mut self, more: impl Fn(usize) -> bool) -> Result<(), PublishError> {
         loop {
+            if !more(self.sender.queued()) {
+                return Ok(());
+            }
             let now = Instant::now();
             self.batch.clear();
             let mut bytes = 0;

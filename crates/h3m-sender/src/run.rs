@@ -118,19 +118,55 @@ fn sha256_file(path: &PathBuf) -> Result<([u8; 32], u64), SendError> {
 
 /// Publishes one file: hashed first (the digest goes in the response headers),
 /// then streamed from disk.
+/// Files up to this size are read once, into memory, and hashed and sent
+/// from there (one open and one read instead of two passes over the file).
+const READ_WHOLE_UP_TO: u64 = 1 << 20;
+
+/// How a file's datagrams leave: `Batched` lets them wait in the queue for
+/// the next file's (consecutive small files share a `sendmmsg` / GSO buffer;
+/// the caller sends what is left with [`Publisher::send_queued`]), `Now`
+/// sends them before returning (a watched file must not wait for the next).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sending {
+    Batched,
+    Now,
+}
+
 async fn send_file(
     publisher: &mut Publisher,
     entry: &Entry,
     last: bool,
     copies: Vec<u64>,
     progress: &mut Progress,
+    sending: Sending,
 ) -> Result<(), SendError> {
-    let (digest, len) = sha256_file(&entry.file)?;
+    let skipped = |reason: String, reset: bool| SendError::Skipped(Skipped { file: entry.file.clone(), reset, reason });
+    let whole = match std::fs::File::open(&entry.file) {
+        Ok(mut f) => match f.metadata() {
+            Ok(m) if m.is_file() && m.len() <= READ_WHOLE_UP_TO => {
+                // Its length as it is now (one read, no size probing).
+                let mut body = vec![0u8; m.len() as usize];
+                f.read_exact(&mut body).map_err(|e| skipped(e.to_string(), false))?;
+                Some(body)
+            }
+            _ => None,
+        },
+        Err(e) => return Err(skipped(e.to_string(), false)),
+    };
+    let (digest, len) = match &whole {
+        Some(body) => (h3m_proto::http::digest::sha256(body), body.len() as u64),
+        None => sha256_file(&entry.file)?,
+    };
     let mut meta = ResourceMeta::file(entry.path.clone(), len, SystemTime::now());
     meta.sha256 = Some(digest);
     meta.last = last;
     meta.copies = copies;
     let id = publisher.start(&meta).await?;
+    if let Some(body) = whole {
+        write_body(publisher, id, &body, sending).await?;
+        progress.update(&entry.path, len, Some(len), publisher.stats().bytes);
+        return finish_body(publisher, id, sending).await;
+    }
     let mut f = std::fs::File::open(&entry.file);
     let mut buf = vec![0u8; 1 << 18];
     let mut done = 0u64;
@@ -138,8 +174,6 @@ async fn send_file(
         let want = buf.len().min((len - done) as usize);
         let n = match f.as_mut().map(|f| f.read(&mut buf[..want])) {
             Ok(Ok(n)) if n > 0 => n,
-            // Gone, unreadable or shrunk since it was hashed: reset the push
-            // (receivers see it incomplete) and go on without it.
             failed => {
                 let reason = match failed {
                     Ok(Err(e)) => e.to_string(),
@@ -147,19 +181,32 @@ async fn send_file(
                     Ok(Ok(_)) => format!("file shrank while being sent ({done} of {len} bytes)"),
                 };
                 publisher.abort(id).await?;
-                return Err(SendError::Skipped(Skipped { file: entry.file.clone(), reset: true, reason }));
+                return Err(skipped(reason, true));
             }
         };
-        publisher.write(id, &buf[..n]).await?;
+        write_body(publisher, id, &buf[..n], sending).await?;
         done += n as u64;
         progress.update(&entry.path, done, Some(len), publisher.stats().bytes);
     }
-    Ok(publisher.finish(id).await?)
+    finish_body(publisher, id, sending).await
 }
 
-/// Publishes standard input as one live resource: each chunk is sent as soon as
-/// it is read; the SHA-256 goes in trailers at the end (`digest` and
-/// `repr-digest`, signed there when there is a signer).
+async fn write_body(publisher: &mut Publisher, id: u64, data: &[u8], sending: Sending) -> Result<(), SendError> {
+    match sending {
+        Sending::Batched => publisher.write_batched(id, data).await?,
+        Sending::Now => publisher.write(id, data).await?,
+    }
+    Ok(())
+}
+
+async fn finish_body(publisher: &mut Publisher, id: u64, sending: Sending) -> Result<(), SendError> {
+    match sending {
+        Sending::Batched => publisher.finish_batched(id).await?,
+        Sending::Now => publisher.finish(id).await?,
+    }
+    Ok(())
+}
+
 async fn send_stdin(publisher: &mut Publisher, path: &str, progress: &mut Progress) -> Result<(), SendError> {
     use tokio::io::AsyncReadExt;
     let mut stream = publisher.start_stream(path).await?;
@@ -222,7 +269,7 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
                 Vec::new()
             };
             copy_ids[i].push(publisher.next_push_id());
-            let sent = send_file(&mut publisher, e, last, copies, &mut progress).await;
+            let sent = send_file(&mut publisher, e, last, copies, &mut progress, Sending::Batched).await;
             if note_skipped(sent, &mut skipped)?
                 && let Some(w) = &mut watcher
             {
@@ -230,6 +277,8 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
             }
         }
     }
+    // The last files' datagrams, left in the queue by batched sending.
+    publisher.send_queued().await?;
     if let Some(path) = &opts.stdin_path {
         send_stdin(&mut publisher, path, &mut progress).await?;
     }
@@ -310,6 +359,7 @@ async fn carousel(
         }
         if slots.is_empty() {
             // Nothing to cycle yet (an empty watched tree): wait a little.
+            publisher.send_queued().await?;
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 _ = publisher.keepalive_due() => publisher.send_due().await?,
@@ -326,7 +376,7 @@ async fn carousel(
         // And the next copy as planned (one cycle on, if the set stays as it
         // is): a copy lost whole in the last cycle is then named too.
         copies.push(id + cycle);
-        let sent = send_file(publisher, &slot.entry, false, copies, progress).await;
+        let sent = send_file(publisher, &slot.entry, false, copies, progress, Sending::Batched).await;
         if note_skipped(sent, skipped)? {
             slot.copies.push(id);
             if slot.copies.len() > 2 * CAROUSEL_COPIES_NAMED {
@@ -372,7 +422,7 @@ async fn watch(
             _ = publisher.keepalive_due() => publisher.send_due().await?,
             ready = watcher.next() => {
                 for e in ready? {
-                    let sent = send_file(publisher, &e, false, Vec::new(), progress).await;
+                    let sent = send_file(publisher, &e, false, Vec::new(), progress, Sending::Now).await;
                     if note_skipped(sent, skipped)? {
                         watcher.mark_sent(&e);
                     }

@@ -255,9 +255,8 @@ fn main() -> ExitCode {
         offline.json = cli.json;
         offline.port = cli.port;
         offline.fsync = cli.fsync;
-        let stdout = std::io::stdout();
         let stderr = std::io::stderr();
-        let outcome = offline::run(&offline, &mut stdout.lock(), &mut stderr.lock());
+        let outcome = offline::run(&offline, &mut buffered_stdout(), &mut stderr.lock());
         return ExitCode::from(outcome.status.code());
     }
     if !opts.group.ip().is_multicast() {
@@ -284,10 +283,16 @@ fn main() -> ExitCode {
             return ExitCode::from(offline::ExitStatus::BadInput.code());
         }
     };
-    let stdout = std::io::stdout();
     let stderr = std::io::stderr();
-    let outcome = rt.block_on(live::run(&opts, &mut stdout.lock(), &mut stderr.lock()));
+    let outcome = rt.block_on(live::run(&opts, &mut buffered_stdout(), &mut stderr.lock()));
     ExitCode::from(outcome.status.code())
+}
+
+/// Standard output, buffered: the per-resource lines of one receive batch go
+/// out in one write (the live loop flushes after each batch, so a line is
+/// never held back longer than the batch that produced it).
+fn buffered_stdout() -> std::io::BufWriter<std::io::StdoutLock<'static>> {
+    std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock())
 }
 
 impl Cli {
