@@ -15,7 +15,7 @@
 //!
 //! Each repetition measures, in this order:
 //!
-//! 1. **h3m**: `h3m-send FILE --rate max` (one pseudo-random file, 1 GiB by default, 1200-byte
+//! 1. **h3m**: `h3m-send FILE --rate unpaced` (one pseudo-random file, 1 GiB by default, 1200-byte
 //!    datagrams, unpaced) to a live `h3m-recv --group G --interface 127.0.0.1 --out DIR`.
 //!    * *window*: from the first datagram of the session to the receiver's completion. The first
 //!      datagram is timestamped by a probe socket of this bench that joins the group just before the
@@ -45,7 +45,7 @@
 //! being segmented, so the GSO ceiling on `lo` is far above what a real NIC or veth would carry.
 //!
 //! Every figure is measured `H3M_BENCH_REPS` times (default 3) and the median is printed. The file size
-//! in MiB is `H3M_BENCH_MIB` (default 1024); `H3M_BENCH_RATE` replaces `max` as the sender's `--rate`
+//! in MiB is `H3M_BENCH_MIB` (default 1024); `H3M_BENCH_RATE` replaces `unpaced` as the sender's `--rate`
 //! (e.g. `5G`, for a loss-free h3m figure). The targets (from the issue) are printed last: h3m goodput
 //! ≥ 70 % of the GSO ceiling, loss-free, receiver peak RSS < 64 MiB. The bench exits 0 when it measured,
 //! whatever the verdicts, and non-zero when it could not run.
@@ -284,7 +284,7 @@ fn bench() -> BenchResult<()> {
     let bins = binaries()?;
     let mib = env_number("H3M_BENCH_MIB", 1024)?;
     let reps = env_number("H3M_BENCH_REPS", 3)? as usize;
-    let rate = std::env::var("H3M_BENCH_RATE").unwrap_or_else(|_| "max".to_owned());
+    let rate = std::env::var("H3M_BENCH_RATE").unwrap_or_else(|_| "unpaced".to_owned());
     let mut rng = Rng::seeded();
     let dir = TempDir::new("loopback")?;
     let src = dir.0.join("big.bin");

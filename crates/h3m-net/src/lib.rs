@@ -11,7 +11,7 @@
 //! * [`DirEvents`]: inotify on tokio (files closed after writing, entries renamed in), for `--watch`.
 //! * [`ip`]: the sans-IO IPv4 / IPv6 / UDP layer: parsing (extension headers, Router Alerts, checksums),
 //!   fragment reassembly with bounded memory, and writing packets with valid checksums.
-//! * [`Pacer`]: a sans-IO token bucket in bits/s; [`parse_rate`] reads `"10M"`, `"1.5G"`, `"max"`.
+//! * [`Pacer`]: a sans-IO token bucket in bits/s; [`parse_rate`] reads `"10M"`, `"1.5G"`, `"max"`, `"unpaced"`.
 //! * `testns` (feature `test-support`): network-namespace and veth helpers for tests.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
@@ -37,5 +37,5 @@ pub use io::{DEFAULT_SLOT_SIZE, MAX_UDP_PAYLOAD, RecvBatch, RecvDatagram, RecvSo
 pub use pacer::Pacer;
 pub use packet::{CaptureFamily, CapturedFrame, PacketCapture, VIRTIO_NET_HDR_LEN};
 pub use quinn_udp::BATCH_SIZE;
-pub use rate::{ParseRateError, parse_rate};
+pub use rate::{MAX_KEPT_RATE, ParseRateError, parse_rate};
 pub use socket::{DEFAULT_RECV_BUFFER, MulticastConfig, open_receiver, open_sender, open_unicast};
