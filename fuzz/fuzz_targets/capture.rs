@@ -6,16 +6,43 @@
 //! the counters agree with what was returned, payloads fit a UDP datagram,
 //! `.datagrams` files carry no addresses (pcap and pcapng datagrams do, and a
 //! timestamp but for pcapng Simple Packet Blocks), the port filter keeps
-//! exactly the datagrams to that port.
+//! exactly the datagrams to that port. The streaming `CaptureReader`, fed the
+//! same bytes a few at a time (a chunk length taken from the first byte, and
+//! 4096), gives exactly what `read_capture` gives: the same datagrams, format
+//! and counters, or the same error.
 #![no_main]
 
-use h3m_receiver::capture::{Format, MAX_DATAGRAM_LEN, ReadOptions, read_capture};
+use std::path::Path;
+
+use h3m_receiver::capture::{
+    Capture, CaptureError, CaptureReader, Format, MAX_DATAGRAM_LEN, ReadOptions, ReassemblyLimits, read_capture,
+};
 use libfuzzer_sys::fuzz_target;
 
 const PORT: u16 = 2000;
 
+/// `data` through the streaming reader, `chunk_len` bytes at a time.
+fn streamed(data: &[u8], chunk_len: usize) -> Result<Capture, CaptureError> {
+    let opts = ReadOptions::default();
+    let mut reader = CaptureReader::with_limits(data, Path::new("fuzz"), &opts, ReassemblyLimits::default(), chunk_len)?;
+    let mut datagrams = Vec::new();
+    for d in reader.by_ref() {
+        datagrams.push(d?);
+    }
+    Ok(Capture { format: reader.format(), datagrams, stats: reader.into_stats() })
+}
+
 fuzz_target!(|data: &[u8]| {
-    let Ok(all) = read_capture(data, &ReadOptions::default()) else {
+    let whole = read_capture(data, &ReadOptions::default());
+    let first_chunk = usize::from(data.first().copied().unwrap_or(0) % 64) + 1;
+    for chunk_len in [first_chunk, 4096] {
+        match (&whole, streamed(data, chunk_len)) {
+            (Ok(w), Ok(s)) => assert_eq!(w, &s, "chunks of {chunk_len}"),
+            (Err(w), Err(s)) => assert_eq!(w.to_string(), s.to_string(), "chunks of {chunk_len}"),
+            (w, s) => panic!("chunks of {chunk_len}: whole {w:?}, streamed {s:?}"),
+        }
+    }
+    let Ok(all) = whole else {
         return;
     };
     assert_eq!(all.stats.udp_datagrams, all.datagrams.len() as u64);
