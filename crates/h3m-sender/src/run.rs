@@ -132,6 +132,28 @@ enum Sending {
     Now,
 }
 
+/// The SHA-256 of files larger than [`READ_WHOLE_UP_TO`] already hashed in
+/// this run, by path, with the length and modification time they had: a file
+/// sent again unchanged (`--repeat`, `--carousel`) is not read twice a round.
+/// A file changed in place within the same length and modification time
+/// would go out under its old digest, which receivers then refuse (nothing
+/// wrong is written).
+#[derive(Debug, Default)]
+struct Digests(std::collections::HashMap<PathBuf, (u64, Option<SystemTime>, [u8; 32])>);
+
+impl Digests {
+    fn get(&self, file: &PathBuf, meta: &std::fs::Metadata) -> Option<([u8; 32], u64)> {
+        let &(len, modified, digest) = self.0.get(file)?;
+        (len == meta.len() && modified.is_some() && modified == meta.modified().ok()).then_some((digest, len))
+    }
+
+    fn insert(&mut self, file: &PathBuf, meta: Option<&std::fs::Metadata>, digest: [u8; 32], len: u64) {
+        if let Some(meta) = meta {
+            self.0.insert(file.clone(), (len, meta.modified().ok(), digest));
+        }
+    }
+}
+
 async fn send_file(
     publisher: &mut Publisher,
     entry: &Entry,
@@ -139,8 +161,10 @@ async fn send_file(
     copies: Vec<u64>,
     progress: &mut Progress,
     sending: Sending,
+    digests: &mut Digests,
 ) -> Result<(), SendError> {
     let skipped = |reason: String, reset: bool| SendError::Skipped(Skipped { file: entry.file.clone(), reset, reason });
+    let mut metadata = None;
     let whole = match std::fs::File::open(&entry.file) {
         Ok(mut f) => match f.metadata() {
             Ok(m) if m.is_file() && m.len() <= READ_WHOLE_UP_TO => {
@@ -149,13 +173,23 @@ async fn send_file(
                 f.read_exact(&mut body).map_err(|e| skipped(e.to_string(), false))?;
                 Some(body)
             }
-            _ => None,
+            Ok(m) => {
+                metadata = Some(m);
+                None
+            }
+            Err(_) => None,
         },
         Err(e) => return Err(skipped(e.to_string(), false)),
     };
-    let (digest, len) = match &whole {
-        Some(body) => (h3m_proto::http::digest::sha256(body), body.len() as u64),
-        None => sha256_file(&entry.file)?,
+    let known = metadata.as_ref().and_then(|m| digests.get(&entry.file, m));
+    let (digest, len) = match (&whole, known) {
+        (Some(body), _) => (h3m_proto::http::digest::sha256(body), body.len() as u64),
+        (None, Some(known)) => known,
+        (None, None) => {
+            let (digest, len) = sha256_file(&entry.file)?;
+            digests.insert(&entry.file, metadata.as_ref(), digest, len);
+            (digest, len)
+        }
     };
     let mut meta = ResourceMeta::file(entry.path.clone(), len, SystemTime::now());
     meta.sha256 = Some(digest);
@@ -255,6 +289,7 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
         return Ok(Summary { stats: closed.stats, elapsed: closed.elapsed, skipped });
     }
     let rounds = u64::from(opts.repeat.max(1));
+    let mut digests = Digests::default();
     // Push IDs of each entry's copies: those sent, then those planned (one
     // round later each, as long as no file is skipped).
     let mut copy_ids: Vec<Vec<u64>> = vec![Vec::new(); entries.len()];
@@ -269,7 +304,7 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
                 Vec::new()
             };
             copy_ids[i].push(publisher.next_push_id());
-            let sent = send_file(&mut publisher, e, last, copies, &mut progress, Sending::Batched).await;
+            let sent = send_file(&mut publisher, e, last, copies, &mut progress, Sending::Batched, &mut digests).await;
             if note_skipped(sent, &mut skipped)?
                 && let Some(w) = &mut watcher
             {
@@ -341,6 +376,7 @@ async fn carousel(
     let stop =
         || interrupted.load(std::sync::atomic::Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d);
     let mut slots: Vec<Slot> = entries.into_iter().map(|entry| Slot { entry, copies: Vec::new() }).collect();
+    let mut digests = Digests::default();
     let mut i = 0;
     while !stop() {
         if let Some(w) = &mut watcher {
@@ -376,7 +412,7 @@ async fn carousel(
         // And the next copy as planned (one cycle on, if the set stays as it
         // is): a copy lost whole in the last cycle is then named too.
         copies.push(id + cycle);
-        let sent = send_file(publisher, &slot.entry, false, copies, progress, Sending::Batched).await;
+        let sent = send_file(publisher, &slot.entry, false, copies, progress, Sending::Batched, &mut digests).await;
         if note_skipped(sent, skipped)? {
             slot.copies.push(id);
             if slot.copies.len() > 2 * CAROUSEL_COPIES_NAMED {
@@ -422,12 +458,40 @@ async fn watch(
             _ = publisher.keepalive_due() => publisher.send_due().await?,
             ready = watcher.next() => {
                 for e in ready? {
-                    let sent = send_file(publisher, &e, false, Vec::new(), progress, Sending::Now).await;
+                    let sent =
+                        send_file(publisher, &e, false, Vec::new(), progress, Sending::Now, &mut Digests::default()).await;
                     if note_skipped(sent, skipped)? {
                         watcher.mark_sent(&e);
                     }
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod digests_tests {
+    use super::*;
+
+    #[test]
+    fn a_digest_is_reused_only_for_the_same_length_and_modification_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("big.bin");
+        std::fs::write(&file, vec![7u8; 2 << 20]).unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        let mut digests = Digests::default();
+        assert_eq!(digests.get(&file, &meta), None);
+        let (digest, len) = sha256_file(&file).unwrap();
+        digests.insert(&file, Some(&meta), digest, len);
+        assert_eq!(digests.get(&file, &meta), Some((digest, 2 << 20)));
+        // Rewritten with other bytes and a later modification time: hashed again.
+        std::fs::write(&file, vec![8u8; 2 << 20]).unwrap();
+        let later = std::time::SystemTime::now() + Duration::from_secs(5);
+        std::fs::File::options().write(true).open(&file).unwrap().set_modified(later).unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        assert_eq!(digests.get(&file, &meta), None);
+        // A length change alone is enough.
+        std::fs::write(&file, vec![8u8; 3 << 20]).unwrap();
+        assert_eq!(digests.get(&file, &std::fs::metadata(&file).unwrap()), None);
     }
 }
