@@ -142,14 +142,14 @@ enum Sending {
 struct Digests(std::collections::HashMap<PathBuf, (u64, Option<SystemTime>, [u8; 32])>);
 
 impl Digests {
-    fn get(&self, file: &PathBuf, meta: &std::fs::Metadata) -> Option<([u8; 32], u64)> {
+    fn get(&self, file: &std::path::Path, meta: &std::fs::Metadata) -> Option<([u8; 32], u64)> {
         let &(len, modified, digest) = self.0.get(file)?;
         (len == meta.len() && modified.is_some() && modified == meta.modified().ok()).then_some((digest, len))
     }
 
-    fn insert(&mut self, file: &PathBuf, meta: Option<&std::fs::Metadata>, digest: [u8; 32], len: u64) {
+    fn insert(&mut self, file: &std::path::Path, meta: Option<&std::fs::Metadata>, digest: [u8; 32], len: u64) {
         if let Some(meta) = meta {
-            self.0.insert(file.clone(), (len, meta.modified().ok(), digest));
+            self.0.insert(file.to_path_buf(), (len, meta.modified().ok(), digest));
         }
     }
 }
