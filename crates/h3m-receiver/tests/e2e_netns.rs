@@ -230,6 +230,12 @@ fn ipv6_ssm_and_wrong_source() {
 // 4. Loss
 // ---------------------------------------------------------------------------
 
+/// A random source-specific multicast group (232.0.0.0/8), so that parallel runs do not meet.
+fn random_ssm_group() -> String {
+    let r = random_u64();
+    format!("232.{}.{}.{}", 1 + r % 250, (r >> 8) % 256, 1 + (r >> 16) % 250)
+}
+
 /// Drops `percent`% of the datagrams to `port`, at random, on input.
 fn loss_ruleset(port: u16, percent: u32) -> String {
     format!(
@@ -291,8 +297,7 @@ fn loss_without_repeat_is_reported() {
     }
     let port = random_port();
     nft_in(&link.b, &loss_ruleset(port, 2));
-    let r = random_u64();
-    let group = format!("232.{}.{}.{}", 1 + r % 250, (r >> 8) % 256, 1 + (r >> 16) % 250);
+    let group = random_ssm_group();
     let source = VethLink::A_V4.to_string();
 
     // One copy of ~20 files of 20-200 KiB (about 1,900 datagrams): with 2% loss P(no loss at all) is
@@ -758,8 +763,7 @@ fn repeat_3_under_loss_matches_independent_loss() {
     let link = VethLink::new().expect("veth link");
     gso_off(&link.a, VethLink::A_IF);
     let port = random_port();
-    let r = random_u64();
-    let group = format!("232.{}.{}.{}", 1 + r % 250, (r >> 8) % 256, 1 + (r >> 16) % 250);
+    let group = random_ssm_group();
     let source = VethLink::A_V4.to_string();
     for (i, percent) in [1u32, 2, 5].into_iter().enumerate() {
         let t = Instant::now();
@@ -1148,8 +1152,7 @@ fn carousel_under_5_percent_loss_delivers_every_file_to_a_late_joiner() {
     gso_off(&link.a, VethLink::A_IF);
     let port = random_port();
     nft_in(&link.b, &loss_ruleset(port, 5));
-    let r = random_u64();
-    let group = format!("232.{}.{}.{}", 1 + r % 250, (r >> 8) % 256, 1 + (r >> 16) % 250);
+    let group = random_ssm_group();
     let source = VethLink::A_V4.to_string();
     let sid = random_session_id();
     let spec = SendSpec {
