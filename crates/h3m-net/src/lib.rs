@@ -13,6 +13,7 @@
 //!   fragment reassembly with bounded memory, and writing packets with valid checksums.
 //! * [`Pacer`]: a sans-IO token bucket in bits/s; [`parse_rate`] reads `"10M"`, `"1.5G"`, `"max"`, `"unpaced"`.
 //! * `testns` (feature `test-support`): network-namespace and veth helpers for tests.
+//! * `logging` (feature `logging`): the binaries' `--log-level` / `--log-format` on standard error.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
@@ -21,6 +22,8 @@ mod iface;
 mod inotify;
 mod io;
 pub mod ip;
+#[cfg(feature = "logging")]
+pub mod logging;
 mod pacer;
 mod packet;
 mod rate;

@@ -191,6 +191,23 @@ async fn interrupted() {
 async fn drive<'r, 'w, S: ResourceSink>(
     opts: &LiveOptions,
     sink: S,
+    reporter: ReporterRef<'r, 'w>,
+    after: &mut dyn FnMut(&mut Reporter<'w>),
+) -> (Outcome, S) {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "session",
+        group = %opts.group,
+        source = ?opts.source,
+        session_id = %opts.session.session_id,
+        amt = opts.amt.is_some()
+    );
+    drive_in_span(opts, sink, reporter, after).instrument(span).await
+}
+
+async fn drive_in_span<'r, 'w, S: ResourceSink>(
+    opts: &LiveOptions,
+    sink: S,
     mut reporter: ReporterRef<'r, 'w>,
     after: &mut dyn FnMut(&mut Reporter<'w>),
 ) -> (Outcome, S) {
@@ -247,6 +264,7 @@ async fn drive<'r, 'w, S: ResourceSink>(
             }
         };
         for line in input.log_lines() {
+            tracing::info!(target: "h3m_receiver::amt", "{line}");
             eprintln!("h3m-recv: {line}");
         }
         match wake {

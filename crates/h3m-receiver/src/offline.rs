@@ -78,6 +78,8 @@ pub fn run(opts: &Options, out: &mut dyn Write, err: &mut dyn Write) -> Outcome 
 }
 
 fn run_with(opts: &Options, reporter: &mut Reporter<'_>) -> Outcome {
+    let _span =
+        tracing::info_span!("session", input = %opts.input.display(), session_id = %opts.session.session_id).entered();
     let fatal = Outcome::fatal;
     let read_options = ReadOptions { port: opts.port };
     let mut capture = match capture::CaptureReader::open(&opts.input, &read_options) {

@@ -241,6 +241,7 @@ impl Publisher {
         mc.ttl = config.ttl;
         mc.send_buffer = Some(4 << 20);
         let (socket, warnings) = h3m_net::open_sender(&mc)?;
+        tracing::info!(group = %config.group, session_id = %config.session_id, rate = config.rate, "sending");
         let socket = SendSocket::from_std(socket)?;
         let mut enc = EncoderConfig::new(config.session_id);
         enc.max_datagram_size = config.max_datagram_size;
@@ -324,6 +325,7 @@ impl Publisher {
             signer.sign_headers(&mut request, &mut response, meta.date)?;
         }
         let id = self.sender.start_with_headers(meta, &request, &response)?;
+        tracing::debug!(push_id = id, path = %meta.path, length = meta.length, live = meta.live, "push started");
         Ok((id, request, response))
     }
 
@@ -435,6 +437,14 @@ impl Publisher {
     pub async fn close(mut self) -> Result<Closed, PublishError> {
         self.sender.close()?;
         self.drain().await?;
+        let stats = self.sender.stats();
+        tracing::info!(
+            resources = stats.resources,
+            datagrams = stats.datagrams,
+            bytes = stats.bytes,
+            head_repeats = stats.head_repeats,
+            "session closed"
+        );
         Ok(Closed { stats: self.sender.stats(), elapsed: self.elapsed() })
     }
 

@@ -86,6 +86,8 @@ struct Args {
     /// Seconds between stats lines (0: none).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     stats_interval: u64,
+    #[command(flatten)]
+    log: h3m_net::logging::LogArgs,
 }
 
 fn parse_listen(s: &str) -> Result<SocketAddr, String> {
@@ -114,6 +116,9 @@ fn usage(msg: &str) -> ExitCode {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(e) = args.log.init() {
+        return usage(&e.to_string());
+    }
     let mut advertise: Vec<IpAddr> = Vec::new();
     for a in &args.advertise {
         if a.is_unspecified() || a.is_multicast() {

@@ -112,6 +112,9 @@ struct Cli {
     #[arg(long)]
     quiet: bool,
 
+    #[command(flatten)]
+    log: h3m_net::logging::LogArgs,
+
     /// Sync each file (and its directory) to disk before reporting it written.
     #[arg(long)]
     fsync: bool,
@@ -203,6 +206,9 @@ fn main() -> ExitCode {
         eprintln!("h3m-recv: {msg}");
         ExitCode::from(offline::ExitStatus::Usage.code())
     };
+    if let Err(e) = cli.log.init() {
+        return usage(e.to_string());
+    }
     let mut verify = VerifyOptions { max_age: cli.max_age, require_digest: cli.require_digest, ..Default::default() };
     for path in &cli.trust {
         match verify::load_trust_file(path) {

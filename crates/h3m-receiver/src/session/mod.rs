@@ -242,6 +242,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             }
             Event::SessionEnd { reason } => {
                 let reason = report::session_end_reason(reason);
+                tracing::info!(reason, "session ended");
                 self.session_end = Some(reason);
                 self.reporter.emit(&Record::SessionEnd { reason });
             }

@@ -46,6 +46,7 @@ impl<S: ResourceSink> Session<'_, '_, S> {
         let record = match status {
             ResourceStatus::Complete => {
                 let record = make();
+                tracing::debug!(push_id, path = record.path.as_deref(), bytes = record.bytes, "resource written");
                 self.tally.complete += 1;
                 self.tally.bytes_written += record.bytes;
                 self.reporter.emit(&Record::Resource(record.clone()));
@@ -90,6 +91,13 @@ impl<S: ResourceSink> Session<'_, '_, S> {
                     (None, Some(make)) => make(),
                     (None, None) => return,
                 };
+                tracing::debug!(
+                    push_id,
+                    status = status.word(),
+                    path = record.path.as_deref(),
+                    reason = record.reason.as_deref(),
+                    "resource not written"
+                );
                 if printed {
                     self.reporter.emit(&Record::Resource(record.clone()));
                 }

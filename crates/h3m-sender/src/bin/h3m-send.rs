@@ -139,6 +139,8 @@ struct Args {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    log: h3m_net::logging::LogArgs,
 }
 
 /// `--rate`: bits/s, `None` for `unpaced`.
@@ -172,6 +174,9 @@ fn main() -> ExitCode {
         eprintln!("h3m-send: {msg}");
         ExitCode::from(2)
     };
+    if let Err(e) = args.log.init() {
+        return usage(e.to_string());
+    }
     let group = args.group.unwrap_or(if args.ipv6 || args.source.is_some_and(|s| s.is_ipv6()) {
         "ff3e::8000:1".parse().expect("constant")
     } else {
