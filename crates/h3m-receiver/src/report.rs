@@ -107,6 +107,9 @@ pub struct ResourceRecord {
     /// How many missing ranges there are in all (more than `missing` lists
     /// when the body is fragmented beyond [`MAX_MISSING_LISTED`] ranges).
     pub missing_ranges: u64,
+    /// How many pushes (copies) were assembled into it: 1 for a single push,
+    /// more when copies of it (`--repeat`, `--carousel`) were merged.
+    pub copies: u64,
     /// Everything from this body offset on is missing (the length is unknown).
     pub missing_from: Option<u64>,
     /// Why it is not complete (see the module documentation), `null` if it is.
@@ -232,6 +235,8 @@ pub struct SummaryRecord {
     /// Further copies (repeats) of resources already written intact: recognised
     /// by their digest and not written again.
     pub resources_repeated: u64,
+    /// Resources written complete from the bytes of more than one copy.
+    pub resources_merged: u64,
     /// Push streams whose promise never arrived.
     pub unpromised_pushes: u64,
     /// Pushes lost whole: neither promise nor stream arrived (push IDs are
@@ -287,6 +292,7 @@ impl SummaryRecord {
             ("dropped_buffer_bytes", r.dropped_buffer_bytes),
             ("orphan_streams_dropped", r.orphan_streams_dropped),
             ("repeated", self.resources_repeated),
+            ("merged", self.resources_merged),
             ("lost_pushes", self.lost_pushes),
             ("headless_streams", self.headless_streams),
             ("suppressed_lines", self.suppressed_lines),
@@ -668,6 +674,7 @@ mod tests {
             sha256: None,
             missing: vec![[98304, 100000]],
             missing_ranges: 1,
+            copies: 1,
             missing_from: None,
             reason: Some("timeout".into()),
             name: b"data.bin".to_vec(),
@@ -712,6 +719,7 @@ mod tests {
         assert_eq!(json["event"], "resource");
         assert_eq!(json["status"], "incomplete");
         assert_eq!(json["missing"], serde_json::json!([[98304, 100000]]));
+        assert_eq!(json["copies"], 1);
         assert!(json.get("name").is_none());
         let json = serde_json::to_value(Record::SessionEnd { reason: "goaway" }).unwrap();
         assert_eq!(json, serde_json::json!({"event": "session_end", "reason": "goaway"}));

@@ -71,6 +71,9 @@ fn lossy_copies_complete_each_other_and_an_intact_repeat_is_not_rewritten() {
     assert_eq!(outcome.status, ExitStatus::Success, "{stdout}");
     assert_eq!(std::fs::read(dir.path().join("out/media/seg.bin")).unwrap(), body);
     assert_eq!(outcome.resources.len(), 1, "one record for the resource: {stdout}");
+    // It says how it completed: from two copies merged (the third came after).
+    assert_eq!(outcome.resources[0].copies, 2, "{stdout}");
+    assert_eq!(outcome.summary.as_ref().unwrap().resources_merged, 1);
 
     // Copies 1 and 2 already hold every byte between them, so the file is written
     // during copy 2; copy 3, and a fourth intact copy, are recognised as repeats

@@ -49,6 +49,9 @@ impl<S: ResourceSink> Session<'_, '_, S> {
                 tracing::debug!(push_id, path = record.path.as_deref(), bytes = record.bytes, "resource written");
                 self.tally.complete += 1;
                 self.tally.bytes_written += record.bytes;
+                if record.copies > 1 {
+                    self.tally.merged += 1;
+                }
                 self.reporter.emit(&Record::Resource(record.clone()));
                 record
             }
@@ -129,6 +132,7 @@ impl<S: ResourceSink> Session<'_, '_, S> {
             sha256: None,
             missing,
             missing_ranges,
+            copies: r.copies as u64,
             missing_from,
             reason: None,
             name: r.rel.as_os_str().as_encoded_bytes().to_vec(),
@@ -180,6 +184,7 @@ impl<S: ResourceSink> Session<'_, '_, S> {
             sha256: None,
             missing,
             missing_ranges,
+            copies: 1,
             missing_from: summary.missing_from,
             reason: None,
             name: match &state.rel {

@@ -123,6 +123,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             resources_refused: t.refused,
             resources_failed: t.failed,
             resources_repeated: self.repeats,
+            resources_merged: t.merged,
             unpromised_pushes: t.unpromised,
             lost_pushes: t.lost,
             headless_streams: t.headless,

@@ -108,6 +108,8 @@ pub(super) const MAX_NAMES: usize = 65_536;
 #[derive(Debug, Default)]
 pub(super) struct Tally {
     pub(super) complete: u64,
+    /// Complete resources assembled from more than one copy.
+    pub(super) merged: u64,
     pub(super) incomplete: u64,
     pub(super) refused: u64,
     pub(super) failed: u64,
