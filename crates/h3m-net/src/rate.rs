@@ -13,9 +13,10 @@ pub struct ParseRateError {
 }
 
 /// What `"max"` means: the fastest rate an `h3m-recv` was measured to keep without loss on a 2-vCPU VM,
-/// 100 MiB and 1000 × 10 KiB through a veth between two namespaces (`../shared/perf`, 3 runs per
-/// setting on several days: 4 Gbit/s intact every time, 5 Gbit/s lost data in one run of three,
-/// unpaced lost the 100 MiB file every time). Unpaced, a sender overruns such a receiver.
+/// 100 MiB and 1000 × 10 KiB through a veth between two namespaces (the side-by-side harness of the
+/// README's Performance section, 3 runs per setting: 4 Gbit/s intact every time, 5 Gbit/s lost data in
+/// one run of three, unpaced lost the 100 MiB file every time). Unpaced, a sender overruns such a
+/// receiver.
 pub const MAX_KEPT_RATE: u64 = 4_000_000_000;
 
 /// Parses a rate in bits per second with an optional SI (decimal) suffix `k`/`K`, `M`, `G` or `T`, and an

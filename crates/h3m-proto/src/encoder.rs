@@ -105,15 +105,16 @@ struct OpenPush {
     offset: u64,
     /// Stream bytes not yet packetized (less than a packet between calls).
     pending: Vec<u8>,
-    /// The encoded promise STREAM frame, until it rides in a packet.
-    promise: Option<Vec<u8>>,
+    /// The encoded promise STREAM frame (stream 0 at its offset): sent alone
+    /// before the stream's first bytes, and again by
+    /// [`SessionEncoder::repeat_heads`].
+    promise: Vec<u8>,
+    /// Whether the promise went out.
+    promise_sent: bool,
     declared: Option<u64>,
     body_written: u64,
     /// Bytes left in the DATA frame being written.
     frame_left: u64,
-    /// The promise STREAM frame again (stream 0 at its offset), for
-    /// [`SessionEncoder::repeat_heads`].
-    promise_again: Vec<u8>,
     /// The stream's first bytes (type, push ID, HEADERS and the first DATA
     /// frame's header once written), for [`SessionEncoder::repeat_heads`].
     head: Vec<u8>,
@@ -248,8 +249,8 @@ impl SessionEncoder {
             offset: 0,
             head: pending.clone(),
             pending,
-            promise_again: promise_frame.clone(),
-            promise: Some(promise_frame),
+            promise: promise_frame,
+            promise_sent: false,
             declared: body_len,
             body_written: 0,
             frame_left: 0,
@@ -299,26 +300,20 @@ impl SessionEncoder {
         let room = self.frame_room();
         let mut consumed = 0;
         loop {
-            let (stream_id, offset, promise_len) = {
-                let p = &self.open[i];
-                (p.stream_id, p.offset, p.promise.as_ref().map_or(0, Vec::len))
-            };
+            let (stream_id, offset) = (self.open[i].stream_id, self.open[i].offset);
             let left = self.open[i].pending.len() - consumed;
             let header = frame::stream_header_len(stream_id, offset, room, true);
-            let mut space = room.saturating_sub(header + promise_len);
-            let mut with_promise = promise_len > 0;
-            if with_promise {
+            if !self.open[i].promise_sent {
                 // The promise goes alone, just before the stream's first bytes, as
                 // nghq sends it: one lost datagram then loses either the promise
                 // (the receiver reports an unpromised push stream) or the stream
                 // start (it reports the promised push incomplete), never both.
                 self.payload.clear();
-                self.payload.extend_from_slice(self.open[i].promise.as_deref().unwrap_or_default());
-                self.open[i].promise = None;
+                self.payload.extend_from_slice(&self.open[i].promise);
+                self.open[i].promise_sent = true;
                 self.emit_payload(out)?;
-                space = room.saturating_sub(header);
-                with_promise = false;
             }
+            let space = room.saturating_sub(header);
             if space == 0 {
                 return Err(EncodeError::DatagramTooSmall(self.cfg.max_datagram_size));
             }
@@ -329,10 +324,6 @@ impl SessionEncoder {
             let take = left.min(space);
             let last = flush_all && take == left;
             self.payload.clear();
-            if with_promise {
-                let promise = self.open[i].promise.take().unwrap_or_default();
-                self.payload.extend_from_slice(&promise);
-            }
             let p = &self.open[i];
             frame::encode_stream(
                 stream_id,
@@ -362,7 +353,7 @@ impl SessionEncoder {
     /// not held back waiting for a full packet).
     pub fn flush(&mut self, push_id: u64, out: &mut Vec<Vec<u8>>) -> Result<(), EncodeError> {
         let i = self.index(push_id)?;
-        if self.open[i].pending.is_empty() && self.open[i].promise.is_none() {
+        if self.open[i].pending.is_empty() && self.open[i].promise_sent {
             return Ok(());
         }
         self.emit_stream(i, true, false, out)
@@ -402,8 +393,8 @@ impl SessionEncoder {
         let i = self.index(push_id)?;
         let p = self.open.remove(i);
         self.payload.clear();
-        if let Some(promise) = &p.promise {
-            self.payload.extend_from_slice(promise);
+        if !p.promise_sent {
+            self.payload.extend_from_slice(&p.promise);
         }
         frame::encode_reset_stream(p.stream_id, error_code, p.offset, &mut self.payload)
             .map_err(|_| EncodeError::Exhausted)?;
@@ -464,10 +455,10 @@ impl SessionEncoder {
         let before = out.len();
         for i in 0..self.open.len() {
             let p = &self.open[i];
-            if p.promise.is_some() {
+            if !p.promise_sent {
                 continue; // not sent yet
             }
-            let (stream_id, promise, head) = (p.stream_id, p.promise_again.clone(), p.head.clone());
+            let (stream_id, promise, head) = (p.stream_id, p.promise.clone(), p.head.clone());
             self.payload.clear();
             self.payload.extend_from_slice(&promise);
             let mut at = 0;

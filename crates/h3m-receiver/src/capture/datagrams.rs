@@ -2,7 +2,7 @@
 //! many bytes (one UDP payload each), with no file header.
 
 use super::window::{Span, Window};
-use super::{CaptureError, CaptureStats, Datagram, MAX_DATAGRAM_LEN, Record};
+use super::{CaptureError, CaptureStats, Datagram, MAX_DATAGRAM_LEN, Record, record_start};
 
 /// The position in a `.datagrams` file.
 #[derive(Debug, Default)]
@@ -20,10 +20,8 @@ impl Reader {
     /// of it.
     pub(super) fn next<'a>(&mut self, w: Window<'a>, stats: &mut CaptureStats) -> Result<Record<'a>, CaptureError> {
         let start = self.pos;
-        match w.is_end(start) {
-            Some(true) => return Ok(Record::End),
-            Some(false) => {}
-            None => return Ok(Record::More),
+        if let Some(record) = record_start(w, start) {
+            return Ok(record);
         }
         let offset = start as u64;
         let len = match w.array::<4>(start) {

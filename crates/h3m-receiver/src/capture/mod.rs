@@ -252,6 +252,17 @@ enum Record<'a> {
     End,
 }
 
+/// At `at`, where a record would start: [`Record::End`] at the end of the
+/// file, [`Record::More`] when the window does not say yet; `None` when bytes
+/// follow (the record is there to read).
+fn record_start<'a>(w: Window<'a>, at: usize) -> Option<Record<'a>> {
+    match w.is_end(at) {
+        Some(true) => Some(Record::End),
+        Some(false) => None,
+        None => Some(Record::More),
+    }
+}
+
 /// Where the records come from.
 #[derive(Debug)]
 enum Source {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::link::Link;
 use super::window::{Span, Window};
-use super::{CaptureError, CaptureStats, Format, Record};
+use super::{CaptureError, CaptureStats, Format, Record, record_start};
 
 /// Size of the classic pcap file header.
 const HEADER_LEN: usize = 24;
@@ -91,10 +91,8 @@ impl Reader {
     /// The next record (or a wish for more of the file).
     pub(super) fn next<'a>(&mut self, w: Window<'a>, stats: &mut CaptureStats) -> Record<'a> {
         let start = self.pos;
-        match w.is_end(start) {
-            Some(true) => return Record::End,
-            Some(false) => {}
-            None => return Record::More,
+        if let Some(record) = record_start(w, start) {
+            return record;
         }
         let header = match w.array::<RECORD_HEADER_LEN>(start) {
             Ok(header) => header,

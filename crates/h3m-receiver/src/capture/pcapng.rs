@@ -28,7 +28,7 @@ use pcap_parser::{OptionCode, PcapError};
 
 use super::link::Link;
 use super::window::{Span, Window};
-use super::{CaptureError, CaptureStats, Record, read_array};
+use super::{CaptureError, CaptureStats, Record, read_array, record_start};
 
 /// The first four bytes of a pcapng file: the Section Header Block type.
 pub(super) const MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
@@ -192,10 +192,8 @@ impl Reader {
     /// The next record.
     pub(super) fn next<'a>(&mut self, w: Window<'a>, stats: &mut CaptureStats) -> Result<Record<'a>, CaptureError> {
         let start = self.pos;
-        match w.is_end(start) {
-            Some(true) => return Ok(Record::End),
-            Some(false) => {}
-            None => return Ok(Record::More),
+        if let Some(record) = record_start(w, start) {
+            return Ok(record);
         }
         let (len, big_endian) = match self.block_at(w)? {
             BlockAt::Whole { len, big_endian } => (len, big_endian),
