@@ -30,6 +30,7 @@ pub mod altsvc;
 pub mod auth;
 pub mod encoder;
 pub mod encoding;
+pub mod fec;
 pub mod frame;
 pub mod h3;
 pub mod http;

@@ -1,0 +1,388 @@
+//! The receiver's side: keeps the recent datagrams by packet number, collects
+//! repair symbols per block, and rebuilds the lost datagrams of a block once
+//! it holds as many repair symbols as the block misses (see the
+//! [module docs](super)).
+//!
+//! Memory is bounded whatever arrives: the window of recent datagrams has a
+//! fixed number of slots ([`FecDecoder::new`]'s `max_window`; 2048 until the
+//! first repair datagram names the group size), repair symbols held for
+//! blocks not yet decodable have a byte budget, and blocks whose datagrams
+//! have left the window are given up (counted in
+//! [`FecStats::blocks_unrecovered`]).
+
+use std::collections::VecDeque;
+
+use reed_solomon_simd::ReedSolomonDecoder;
+
+use super::datagram_of_symbol;
+use super::repair::RepairHeader;
+use super::write_source_symbol;
+use crate::SessionId;
+
+/// Window slots before the first repair datagram (about 2.4 MiB of
+/// 1200-byte datagrams): enough to cover the first group's datagrams that
+/// arrive before its repair is known to exist.
+pub const INITIAL_WINDOW: usize = 2048;
+/// Default most datagrams kept (two default groups and some).
+pub const DEFAULT_MAX_WINDOW: usize = 20_480;
+/// Default budget for repair symbols of blocks not yet decodable.
+pub const DEFAULT_REPAIR_BUDGET: usize = 16 << 20;
+/// Finished blocks remembered, so their late repair symbols are skipped.
+const DONE_REMEMBERED: usize = 8192;
+
+/// FEC counters of a receiver.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct FecStats {
+    /// Repair datagrams of this session received.
+    pub repair_datagrams: u64,
+    /// Repair datagrams dropped as malformed or inconsistent with their block.
+    pub repair_malformed: u64,
+    /// Repair datagrams of other sessions.
+    pub repair_foreign: u64,
+    /// Repair symbols not needed (their block was whole or already rebuilt).
+    pub repair_unneeded: u64,
+    /// Datagrams rebuilt and handed to the receiver.
+    pub datagrams_recovered: u64,
+    /// Blocks that needed decoding and were rebuilt.
+    pub blocks_decoded: u64,
+    /// Blocks that lost more than their repair could rebuild (or whose
+    /// datagrams left the window first).
+    pub blocks_unrecovered: u64,
+}
+
+/// A block that lost datagrams, collecting repair symbols.
+struct PendingBlock {
+    header: RepairHeader,
+    /// Datagrams it missed when last counted.
+    missing: u32,
+    repairs: Vec<(u16, Vec<u8>)>,
+}
+
+/// One slot of the window: the datagram with packet number `pn`.
+#[derive(Default)]
+struct Slot {
+    pn: Option<u64>,
+    data: Vec<u8>,
+}
+
+/// Rebuilds lost datagrams from repair datagrams (see the [module docs](self)).
+pub struct FecDecoder {
+    session_id: SessionId,
+    window: Vec<Slot>,
+    max_window: usize,
+    largest: Option<u64>,
+    pending: foldhash::HashMap<(u64, u16), PendingBlock>,
+    order: VecDeque<(u64, u16)>,
+    done: foldhash::HashSet<(u64, u16)>,
+    done_order: VecDeque<(u64, u16)>,
+    held: usize,
+    budget: usize,
+    recovered: VecDeque<Vec<u8>>,
+    rs: Option<ReedSolomonDecoder>,
+    symbol: Vec<u8>,
+    stats: FecStats,
+}
+
+impl std::fmt::Debug for FecDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FecDecoder")
+            .field("window", &self.window.len())
+            .field("pending", &self.pending.len())
+            .field("held", &self.held)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FecDecoder {
+    /// A decoder for `session_id` keeping at most `max_window` datagrams and
+    /// `repair_budget` bytes of repair symbols.
+    pub fn new(session_id: SessionId, max_window: usize, repair_budget: usize) -> Self {
+        FecDecoder {
+            session_id,
+            window: Vec::new(),
+            max_window: max_window.max(1),
+            largest: None,
+            pending: Default::default(),
+            order: VecDeque::new(),
+            done: Default::default(),
+            done_order: VecDeque::new(),
+            held: 0,
+            budget: repair_budget,
+            recovered: VecDeque::new(),
+            rs: None,
+            symbol: Vec::new(),
+            stats: FecStats::default(),
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &FecStats {
+        &self.stats
+    }
+
+    /// Bytes held: the window's datagrams and the pending repair symbols.
+    pub fn held_bytes(&self) -> usize {
+        self.window.iter().map(|s| s.data.capacity()).sum::<usize>() + self.held
+    }
+
+    /// Keeps the datagram numbered `pn` (as received, before packet
+    /// protection is removed) for the blocks it belongs to.
+    pub fn add_source(&mut self, pn: u64, datagram: &[u8]) {
+        if self.window.is_empty() {
+            self.resize(INITIAL_WINDOW.min(self.max_window));
+        }
+        self.largest = Some(self.largest.map_or(pn, |l| l.max(pn)));
+        let n = self.window.len() as u64;
+        let slot = &mut self.window[(pn % n) as usize];
+        if slot.pn.is_some_and(|old| old > pn) {
+            return; // Older than what the slot holds: outside the window.
+        }
+        slot.pn = Some(pn);
+        slot.data.clear();
+        slot.data.extend_from_slice(datagram);
+    }
+
+    /// Handles a repair datagram; datagrams it lets the decoder rebuild
+    /// become available from [`poll_recovered`](Self::poll_recovered).
+    pub fn add_repair(&mut self, datagram: &[u8]) {
+        let (header, symbol) = match RepairHeader::parse(datagram) {
+            Ok(x) => x,
+            Err(_) => {
+                self.stats.repair_malformed += 1;
+                return;
+            }
+        };
+        if header.session_id != self.session_id {
+            self.stats.repair_foreign += 1;
+            return;
+        }
+        self.stats.repair_datagrams += 1;
+        let wanted = (2 * header.group_len as usize + usize::from(header.depth)).min(self.max_window);
+        if wanted > self.window.len() {
+            self.resize(wanted);
+        }
+        let key = (header.group_first, header.block);
+        if self.done.contains(&key) {
+            self.stats.repair_unneeded += 1;
+            return;
+        }
+        self.forget_stale();
+        match self.pending.get_mut(&key) {
+            Some(p) => {
+                let h = &p.header;
+                let consistent = (h.group_len, h.depth, h.repair_count, h.symbol_len)
+                    == (header.group_len, header.depth, header.repair_count, header.symbol_len);
+                if !consistent || p.repairs.iter().any(|(i, _)| *i == header.repair_index) {
+                    self.stats.repair_malformed += 1;
+                    return;
+                }
+            }
+            None => {
+                if self.outside_window(&header) {
+                    self.stats.repair_unneeded += 1;
+                    return;
+                }
+                let missing = self.missing(&header);
+                if missing == 0 {
+                    self.stats.repair_unneeded += 1;
+                    self.finish_block(key);
+                    return;
+                }
+                self.pending.insert(key, PendingBlock { header, missing, repairs: Vec::new() });
+                self.order.push_back(key);
+            }
+        }
+        let p = self.pending.get_mut(&key).expect("inserted above");
+        p.repairs.push((header.repair_index, symbol.to_vec()));
+        self.held += symbol.len();
+        // Count again when the symbols may suffice, when the block's last
+        // symbol arrives, and now and then (sources may arrive after the
+        // first repair symbol: the repair port is read on its own).
+        let held = p.repairs.len() as u32;
+        if held >= p.missing || header.repair_index + 1 == header.repair_count || held.is_power_of_two() {
+            self.try_decode(key);
+        }
+        while self.held > self.budget {
+            let Some(oldest) = self.order.pop_front() else { break };
+            if self.pending.contains_key(&oldest) {
+                self.give_up(oldest);
+            }
+        }
+    }
+
+    /// The next rebuilt datagram, to be handled as though received.
+    pub fn poll_recovered(&mut self) -> Option<Vec<u8>> {
+        self.recovered.pop_front()
+    }
+
+    /// Decodes what the symbols held allow, then gives up every block still
+    /// waiting for repair (the session ended).
+    pub fn finish(&mut self) {
+        let keys: Vec<_> = self.order.drain(..).filter(|k| self.pending.contains_key(k)).collect();
+        for key in keys {
+            self.try_decode(key);
+            if self.pending.contains_key(&key) {
+                self.give_up(key);
+            }
+        }
+    }
+
+    /// Counts what the block misses again; finishes it when it misses
+    /// nothing, decodes it when its symbols suffice.
+    fn try_decode(&mut self, key: (u64, u16)) {
+        let Some(p) = self.pending.get(&key) else { return };
+        let header = p.header;
+        let missing = self.missing(&header);
+        let p = self.pending.get_mut(&key).expect("pending");
+        p.missing = missing;
+        if missing == 0 {
+            self.drop_pending(key);
+            self.finish_block(key);
+        } else if p.repairs.len() as u32 >= missing {
+            self.decode(key);
+        }
+    }
+
+    /// Sets the window to `slots` slots, keeping what fits.
+    fn resize(&mut self, slots: usize) {
+        let old = std::mem::take(&mut self.window);
+        self.window = (0..slots).map(|_| Slot::default()).collect();
+        for slot in old {
+            if let Some(pn) = slot.pn {
+                let new = &mut self.window[(pn % slots as u64) as usize];
+                if new.pn.is_none_or(|p| p < pn) {
+                    *new = slot;
+                }
+            }
+        }
+    }
+
+    /// Whether the window holds the datagram numbered `pn`.
+    fn holds(&self, pn: u64) -> Option<&[u8]> {
+        let n = self.window.len() as u64;
+        if n == 0 {
+            return None;
+        }
+        let slot = &self.window[(pn % n) as usize];
+        (slot.pn == Some(pn)).then_some(slot.data.as_slice())
+    }
+
+    /// Whether the block's datagrams lie outside the window (too old to be
+    /// held, or beyond anything received): nothing to rebuild them against.
+    fn outside_window(&self, h: &RepairHeader) -> bool {
+        let Some(largest) = self.largest else { return true };
+        let low = largest.saturating_sub(self.window.len() as u64 - 1);
+        h.source_pn(0) < low || h.last_pn() > largest.saturating_add(self.window.len() as u64)
+    }
+
+    /// Source datagrams of the block the window does not hold.
+    fn missing(&self, h: &RepairHeader) -> u32 {
+        (0..h.sources()).filter(|&j| self.holds(h.source_pn(j)).is_none()).count() as u32
+    }
+
+    /// Rebuilds the block's missing datagrams.
+    fn decode(&mut self, key: (u64, u16)) {
+        let p = self.pending.get(&key).expect("pending");
+        let h = p.header;
+        let (k, r, len) = (h.sources() as usize, usize::from(h.repair_count), usize::from(h.symbol_len));
+        let rs = match self.rs.as_mut() {
+            Some(rs) => rs.reset(k, r, len).map(|()| rs),
+            None => ReedSolomonDecoder::new(k, r, len).map(|rs| self.rs.insert(rs)),
+        };
+        let mut ok = rs.is_ok();
+        let mut missing = Vec::new();
+        if let Ok(rs) = rs {
+            for j in 0..k {
+                let pn = h.source_pn(j as u32);
+                let n = self.window.len() as u64;
+                let slot = &self.window[(pn % n) as usize];
+                if slot.pn != Some(pn) {
+                    missing.push(j);
+                    continue;
+                }
+                if slot.data.len() + 2 > len {
+                    // Longer than the block's symbols: not the datagram the
+                    // sender encoded (a forgery, or a stale slot).
+                    ok = false;
+                    break;
+                }
+                write_source_symbol(&slot.data, len, &mut self.symbol);
+                ok &= rs.add_original_shard(j, &self.symbol).is_ok();
+            }
+            for (i, symbol) in &p.repairs {
+                if ok {
+                    ok = rs.add_recovery_shard(usize::from(*i), symbol).is_ok();
+                }
+            }
+            if ok {
+                match rs.decode() {
+                    Ok(result) => {
+                        for j in &missing {
+                            match result.restored_original(*j).and_then(datagram_of_symbol) {
+                                Some(d) => {
+                                    self.recovered.push_back(d.to_vec());
+                                    self.stats.datagrams_recovered += 1;
+                                }
+                                None => self.stats.repair_malformed += 1,
+                            }
+                        }
+                    }
+                    Err(_) => ok = false,
+                }
+            }
+        }
+        self.drop_pending(key);
+        if ok {
+            self.stats.blocks_decoded += 1;
+        } else {
+            self.stats.blocks_unrecovered += 1;
+        }
+        self.finish_block(key);
+    }
+
+    /// Gives up a pending block.
+    fn give_up(&mut self, key: (u64, u16)) {
+        self.drop_pending(key);
+        self.stats.blocks_unrecovered += 1;
+        self.finish_block(key);
+    }
+
+    /// Removes a pending block and releases its symbols.
+    fn drop_pending(&mut self, key: (u64, u16)) {
+        if let Some(p) = self.pending.remove(&key) {
+            self.held -= p.repairs.iter().map(|(_, s)| s.len()).sum::<usize>();
+        }
+    }
+
+    /// Remembers that the block is finished.
+    fn finish_block(&mut self, key: (u64, u16)) {
+        if self.done.insert(key) {
+            self.done_order.push_back(key);
+            if self.done_order.len() > DONE_REMEMBERED
+                && let Some(old) = self.done_order.pop_front()
+            {
+                self.done.remove(&old);
+            }
+        }
+    }
+
+    /// Gives up pending blocks whose first datagram has left the window.
+    fn forget_stale(&mut self) {
+        let Some(largest) = self.largest else { return };
+        let low = largest.saturating_sub(self.window.len() as u64 - 1);
+        while let Some(&key) = self.order.front() {
+            match self.pending.get(&key) {
+                None => {
+                    self.order.pop_front();
+                }
+                Some(p) if p.header.source_pn(0) < low => {
+                    self.order.pop_front();
+                    self.give_up(key);
+                }
+                Some(_) => break,
+            }
+        }
+    }
+}

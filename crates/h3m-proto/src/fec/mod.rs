@@ -1,0 +1,169 @@
+//! Forward error correction over the session's datagrams: the sender adds
+//! Reed-Solomon repair datagrams, and a receiver that lost up to that many
+//! datagrams of a block rebuilds them, byte for byte, and handles them as
+//! though they had arrived.
+//!
+//! # Where the repair goes
+//!
+//! Repair datagrams travel to the session's group on **the next UDP port**
+//! (the session's port + 1, or the port the Alt-Svc advertisement names in
+//! its `fec` parameter). A receiver that knows nothing of FEC, nghq's
+//! included, binds only the session's port and never sees them: the session
+//! on its own port stays byte-identical to one sent without FEC.
+//!
+//! # What is protected
+//!
+//! The source symbols are the session's UDP payloads exactly as sent (short
+//! header, protected with `--cipher-suite`), so a lost PUSH_PROMISE, HEADERS
+//! or DATA frame header comes back like a lost body byte, and a recovered
+//! datagram still has to pass packet protection. The packet number
+//! identifies a datagram (after header protection is removed), which is why
+//! the sender numbers every datagram it sends consecutively.
+//!
+//! # Blocks, groups, interleaving
+//!
+//! The sender collects `block × depth` consecutive datagrams into a *group*
+//! and deals them round-robin into `depth` *blocks* (block `i` takes the
+//! packet numbers `first + i`, `first + i + depth`, ...), then sends
+//! `⌈block × percent / 100⌉` repair symbols per block, the blocks' symbols
+//! interleaved, while the next group's datagrams go out. A run of `depth`
+//! consecutive losses (a dropped GSO batch, a short outage) costs each block
+//! one datagram; an outage of `t` at a rate of `r` datagrams/s is recovered
+//! when `t·r / depth` is at most the repair symbols of a block. A group also
+//! closes when its first datagram is older than the deadline (live streams:
+//! latency stays bounded) and when the session ends. Each repair datagram
+//! names its group and block in full (see [`repair`]): the parameters are
+//! announced in-band, and a receiver that joins late uses them from the next
+//! group on.
+//!
+//! # The code
+//!
+//! Systematic Reed-Solomon over GF(2^16) with O(n log n) encoding and
+//! decoding (the `reed-solomon-simd` crate): maximum distance separable, so
+//! any `K` of a block's `K + R` symbols rebuild it, which a fountain code
+//! (RaptorQ) only approaches. Measured on one core of this project's
+//! machines with 1200-byte symbols (`../shared/docs/rust-deps.md` §3.6):
+//! RaptorQ encodes at about 130 MB/s, 0.8 s of CPU per 100 MiB, more than
+//! the whole h3m datapath; `reed-solomon-simd` encodes at about 2 GB/s and
+//! decodes at about 0.5 GB/s. Block sizes are bounded (4096 source symbols),
+//! which interleaving makes up for.
+
+pub mod decoder;
+pub mod encoder;
+pub mod repair;
+
+pub use decoder::{FecDecoder, FecStats};
+pub use encoder::FecEncoder;
+pub use repair::{RepairError, RepairHeader};
+
+use std::time::Duration;
+
+/// How a sender protects its datagrams (`h3m-send --fec PERCENT[,block=N][,depth=D][,deadline=MS]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FecConfig {
+    /// Repair symbols per block, in percent of its source symbols (rounded up).
+    pub percent: u16,
+    /// Source symbols per block.
+    pub block: u16,
+    /// Blocks interleaved in a group.
+    pub depth: u16,
+    /// A group closes when its first datagram is this old.
+    pub deadline: Duration,
+}
+
+impl FecConfig {
+    /// `percent` repair with the default block (512), depth (16) and
+    /// deadline (100 ms).
+    pub fn new(percent: u16) -> Self {
+        FecConfig { percent, block: 512, depth: 16, deadline: Duration::from_millis(100) }
+    }
+
+    /// Source datagrams in a full group.
+    pub fn group_len(&self) -> u32 {
+        u32::from(self.block) * u32::from(self.depth)
+    }
+
+    /// Repair symbols for a block of `sources` source symbols (at least one).
+    pub fn repairs_for(&self, sources: u32) -> u16 {
+        let r = (u64::from(sources) * u64::from(self.percent)).div_ceil(100).max(1);
+        r.min(u64::from(repair::MAX_BLOCK_REPAIRS)) as u16
+    }
+}
+
+/// Why an FEC setting is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FecConfigError {
+    /// Not of the form `PERCENT[,block=N][,depth=D][,deadline=MS]`.
+    #[error("`{0}`: expected PERCENT[,block=N][,depth=D][,deadline=MS]")]
+    Syntax(String),
+    /// A value out of its range.
+    #[error("{what} must be in {min}..={max}, got {got}")]
+    Range {
+        /// Which value.
+        what: &'static str,
+        /// Its bounds.
+        min: u64,
+        /// Its bounds.
+        max: u64,
+        /// What was given.
+        got: u64,
+    },
+}
+
+impl std::str::FromStr for FecConfig {
+    type Err = FecConfigError;
+
+    fn from_str(s: &str) -> Result<Self, FecConfigError> {
+        let syntax = || FecConfigError::Syntax(s.to_string());
+        let mut parts = s.split(',');
+        let percent: u64 = parts.next().and_then(|p| p.trim().trim_end_matches('%').parse().ok()).ok_or_else(syntax)?;
+        let mut config = FecConfig::new(0);
+        let range = |what, min: u64, max: u64, got: u64| {
+            if (min..=max).contains(&got) { Ok(got) } else { Err(FecConfigError::Range { what, min, max, got }) }
+        };
+        config.percent = range("percent", 1, 100, percent)? as u16;
+        for part in parts {
+            let (key, value) = part.split_once('=').ok_or_else(syntax)?;
+            let value: u64 = value.trim().trim_end_matches("ms").parse().map_err(|_| syntax())?;
+            match key.trim() {
+                "block" => config.block = range("block", 1, u64::from(repair::MAX_BLOCK_SOURCES), value)? as u16,
+                "depth" => config.depth = range("depth", 1, u64::from(repair::MAX_DEPTH), value)? as u16,
+                "deadline" => config.deadline = Duration::from_millis(range("deadline", 1, 60_000, value)?),
+                _ => return Err(syntax()),
+            }
+        }
+        Ok(config)
+    }
+}
+
+impl std::fmt::Display for FecConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{},block={},depth={},deadline={}", self.percent, self.block, self.depth, self.deadline.as_millis())
+    }
+}
+
+/// Bytes of the length prefix of a source symbol.
+const LEN_PREFIX: usize = 2;
+
+/// The symbol length of a block whose longest datagram is `longest` bytes:
+/// the length prefix plus the datagram, rounded up to even.
+fn symbol_len_for(longest: usize) -> usize {
+    (LEN_PREFIX + longest).next_multiple_of(2)
+}
+
+/// Writes the source symbol of `datagram` into `out` (`symbol_len` bytes).
+fn write_source_symbol(datagram: &[u8], symbol_len: usize, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&(datagram.len() as u16).to_be_bytes());
+    out.extend_from_slice(datagram);
+    out.resize(symbol_len, 0);
+}
+
+/// The datagram inside a rebuilt source symbol, if its length prefix fits.
+fn datagram_of_symbol(symbol: &[u8]) -> Option<&[u8]> {
+    let len = usize::from(u16::from_be_bytes([*symbol.first()?, *symbol.get(1)?]));
+    symbol.get(LEN_PREFIX..LEN_PREFIX + len)
+}
+
+#[cfg(test)]
+mod tests;
