@@ -178,7 +178,7 @@ impl RepairHeader {
         if self.repair_index >= self.repair_count {
             return bad("repair index");
         }
-        if self.symbol_len < 2 || self.symbol_len % 2 != 0 {
+        if self.symbol_len < 2 || !self.symbol_len.is_multiple_of(2) {
             return bad("symbol length");
         }
         Ok(())

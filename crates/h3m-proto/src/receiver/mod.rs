@@ -42,6 +42,7 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use crate::SessionId;
+use crate::fec::FecDecoder;
 use crate::frame::{Frame, FrameReader};
 use crate::h3::{self, H3Frame};
 use crate::packet::{self, PacketError};
@@ -113,6 +114,10 @@ pub struct ReceiverConfig {
     /// itself ([`Receiver::end`]) on an end signal it has verified, so a
     /// forged unsigned push cannot end it.
     pub end_signals: bool,
+    /// Rebuild lost datagrams from the session's FEC repair datagrams
+    /// ([`Receiver::handle_repair`], see [`crate::fec`]); the receiver then
+    /// keeps recent datagrams, at most this many (`0`: no FEC).
+    pub fec_window: usize,
 }
 
 impl ReceiverConfig {
@@ -136,6 +141,7 @@ impl ReceiverConfig {
             max_gaps_per_stream: 65_536,
             qpack_limits: DecodeLimits::default(),
             end_signals: true,
+            fec_window: crate::fec::decoder::DEFAULT_MAX_WINDOW,
         }
     }
 }
@@ -366,6 +372,8 @@ pub struct ReceiverStats {
     pub pushes_incomplete: u64,
     /// Body bytes reported.
     pub body_bytes: u64,
+    /// Forward error correction: repair received, datagrams rebuilt.
+    pub fec: crate::fec::FecStats,
 }
 
 /// A promised push in progress.
@@ -455,6 +463,8 @@ pub struct Receiver {
     events: VecDeque<Event>,
     stats: ReceiverStats,
     scratch: Vec<u8>,
+    /// FEC: recent datagrams and repair symbols (`None`: FEC off).
+    fec: Option<Box<FecDecoder>>,
     /// What [`poll_timeout`](Self::poll_timeout) returns: the earliest timer,
     /// computed by [`handle_timeout`](Self::handle_timeout) and lowered
     /// whenever a timer is armed in between (timers otherwise only move
@@ -521,6 +531,9 @@ pub fn declares_empty_body(headers: &[HeaderField]) -> bool {
 impl Receiver {
     /// A receiver for one session.
     pub fn new(config: ReceiverConfig) -> Self {
+        let fec = (config.fec_window > 0).then(|| {
+            Box::new(FecDecoder::new(config.session_id, config.fec_window, crate::fec::decoder::DEFAULT_REPAIR_BUDGET))
+        });
         Receiver {
             config,
             largest_pn: None,
@@ -542,6 +555,7 @@ impl Receiver {
             events: VecDeque::new(),
             stats: ReceiverStats::default(),
             scratch: Vec::new(),
+            fec,
             timer_hint: None,
             streamless: BTreeSet::new(),
             streamed: BTreeSet::new(),
@@ -675,6 +689,9 @@ impl Receiver {
                     None => {}
                 }
                 self.largest_pn = Some(self.largest_pn.map_or(pn, |l| l.max(pn)));
+                if let Some(fec) = &mut self.fec {
+                    fec.add_source(pn, datagram);
+                }
                 let payload = p.payload;
                 for frame in FrameReader::new(payload) {
                     match frame {
@@ -691,6 +708,34 @@ impl Receiver {
             Err(_) => self.stats.malformed_packets += 1,
         }
         self.scratch = buf;
+    }
+
+    /// Processes one FEC repair datagram received at `now` (from the repair
+    /// port): the datagrams it lets the receiver rebuild are handled as
+    /// though they had just arrived.
+    pub fn handle_repair(&mut self, now: Instant, datagram: &[u8]) {
+        let Some(fec) = &mut self.fec else { return };
+        fec.add_repair(datagram);
+        self.handle_recovered(now);
+    }
+
+    /// Handles the datagrams the FEC decoder rebuilt.
+    fn handle_recovered(&mut self, now: Instant) {
+        while let Some(d) = self.fec.as_mut().and_then(|f| f.poll_recovered()) {
+            self.handle_datagram(now, &d);
+        }
+        if let Some(fec) = &self.fec {
+            self.stats.fec = *fec.stats();
+        }
+    }
+
+    /// Rebuilds what the repair held allows, then gives up FEC blocks
+    /// still waiting (the session is ending).
+    fn finish_fec(&mut self, now: Instant) {
+        if let Some(fec) = &mut self.fec {
+            fec.finish();
+            self.handle_recovered(now);
+        }
     }
 
     fn handle_frame(&mut self, now: Instant, frame: Frame<'_>) {
@@ -1221,7 +1266,8 @@ impl Receiver {
 
     /// Ends the session now for `reason` (a driver's own timer, e.g. an idle
     /// timeout before any packet arrived): every push still open finishes.
-    pub fn end(&mut self, _now: Instant, reason: SessionEndReason) {
+    pub fn end(&mut self, now: Instant, reason: SessionEndReason) {
+        self.finish_fec(now);
         self.finish_all();
         let orphans: Vec<u64> = self.streams.keys().copied().collect();
         self.drop_orphans(orphans);
@@ -1231,7 +1277,8 @@ impl Receiver {
 
     /// The input has ended (end of a capture file, or the driver is stopping):
     /// every push still open finishes, and the session ends if it had not.
-    pub fn finish(&mut self, _now: Instant) {
+    pub fn finish(&mut self, now: Instant) {
+        self.finish_fec(now);
         self.finish_all();
         let orphans: Vec<u64> = self.streams.keys().copied().collect();
         self.drop_orphans(orphans);
