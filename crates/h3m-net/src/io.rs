@@ -24,6 +24,8 @@ pub struct SendSocket {
     io: tokio::net::UdpSocket,
     state: UdpSocketState,
     gso: AtomicBool,
+    /// Most segments per GSO send the caller allows (`usize::MAX`: the kernel's limit).
+    gso_limit: std::sync::atomic::AtomicUsize,
 }
 
 impl SendSocket {
@@ -32,7 +34,7 @@ impl SendSocket {
         let state = UdpSocketState::new((&socket).into())?;
         let gso = state.max_gso_segments() > 1;
         let io = tokio::net::UdpSocket::from_std(socket)?;
-        Ok(SendSocket { io, state, gso: AtomicBool::new(gso) })
+        Ok(SendSocket { io, state, gso: AtomicBool::new(gso), gso_limit: usize::MAX.into() })
     }
 
     /// [`open_sender`] + [`SendSocket::from_std`].
@@ -52,12 +54,21 @@ impl SendSocket {
     }
 
     /// How many datagrams of `size` bytes one GSO send may carry now: min(kernel segment limit,
-    /// ⌊65 507 / size⌋); 1 when GSO is unavailable or was disabled after a failure.
+    /// ⌊65 507 / size⌋, [`SendSocket::limit_gso_segments`]); 1 when GSO is unavailable or was
+    /// disabled after a failure.
     pub fn gso_segments(&self, size: usize) -> usize {
         if !self.gso.load(Ordering::Relaxed) || size == 0 {
             return 1;
         }
-        self.state.max_gso_segments().min(MAX_UDP_PAYLOAD / size).max(1)
+        let limit = self.gso_limit.load(Ordering::Relaxed);
+        self.state.max_gso_segments().min(MAX_UDP_PAYLOAD / size).min(limit).max(1)
+    }
+
+    /// Sends at most `segments` datagrams per GSO send. A GSO send crosses some links (a veth,
+    /// a tunnel) as one packet, so one loss there takes all its datagrams: FEC interleaved over
+    /// `depth` blocks wants at most `depth` per send.
+    pub fn limit_gso_segments(&self, segments: usize) {
+        self.gso_limit.store(segments.max(1), Ordering::Relaxed);
     }
 
     /// Turns GSO off for this socket (every datagram then costs one `sendmsg`); for comparisons and tests.

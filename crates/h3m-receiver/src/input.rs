@@ -70,6 +70,15 @@ impl AmtRelay {
     }
 }
 
+/// Which port of the session a datagram came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// The session's port: its packets.
+    Session,
+    /// The repair port: FEC repair datagrams ([`h3m_proto::fec`]).
+    Repair,
+}
+
 /// A source of the session's UDP payloads.
 #[derive(Debug)]
 pub enum Input {
@@ -79,6 +88,8 @@ pub enum Input {
         socket: RecvSocket,
         /// Its receive batch.
         batch: RecvBatch,
+        /// The socket on the repair port, with its batch (`None`: no FEC).
+        repair: Option<(RecvSocket, RecvBatch)>,
     },
     /// An AMT tunnel subscribed to the group.
     Amt {
@@ -86,45 +97,77 @@ pub enum Input {
         tunnel: Box<Tunnel>,
         /// Only datagrams to this UDP port are the session's.
         port: u16,
+        /// Datagrams to this port are its FEC repair (`None`: no FEC).
+        repair_port: Option<u16>,
         /// Datagrams of the channel to other ports (not ours).
         other_ports: u64,
     },
 }
 
 impl Input {
-    /// Joins natively as `mc` says.
-    pub fn native(mc: &MulticastConfig) -> Result<(Input, Vec<Warning>), NetError> {
+    /// Joins natively as `mc` says; with `repair_port`, also joins on that
+    /// port for FEC repair (if that fails, the warning says so and the
+    /// session is received without repair).
+    pub fn native(mc: &MulticastConfig, repair_port: Option<u16>) -> Result<(Input, Vec<String>), NetError> {
         let (socket, warnings) = RecvSocket::open(mc)?;
-        Ok((Input::Native { socket, batch: RecvBatch::new() }, warnings))
+        let mut warnings: Vec<String> = warnings.iter().map(Warning::to_string).collect();
+        let repair = repair_port.and_then(|port| {
+            let mut rc = mc.clone();
+            rc.group.set_port(port);
+            rc.recv_buffer = Some(rc.recv_buffer.unwrap_or(4 << 20).min(4 << 20));
+            match RecvSocket::open(&rc) {
+                Ok((socket, w)) => {
+                    warnings.extend(w.iter().map(Warning::to_string));
+                    Some((socket, RecvBatch::new()))
+                }
+                Err(e) => {
+                    warnings.push(format!("no FEC repair: joining on port {port}: {e}"));
+                    None
+                }
+            }
+        });
+        Ok((Input::Native { socket, batch: RecvBatch::new(), repair }, warnings))
     }
 
     /// Subscribes to (`source`, `group`) through an AMT tunnel to the relays
-    /// of `config` (tried in order).
-    pub fn amt(config: GatewayConfig, source: Option<IpAddr>, group: SocketAddr) -> Result<Input, SubscribeError> {
+    /// of `config` (tried in order); datagrams to `repair_port` are FEC repair.
+    pub fn amt(
+        config: GatewayConfig,
+        source: Option<IpAddr>,
+        group: SocketAddr,
+        repair_port: Option<u16>,
+    ) -> Result<Input, SubscribeError> {
         let mut tunnel = Box::new(Tunnel::new(config));
         tunnel.subscribe(source, group.ip())?;
-        Ok(Input::Amt { tunnel, port: group.port(), other_ports: 0 })
+        Ok(Input::Amt { tunnel, port: group.port(), repair_port, other_ports: 0 })
     }
 
-    /// Waits for the next datagrams and hands each UDP payload to `f`; returns
-    /// how many were handed over.
-    pub async fn recv(&mut self, f: &mut dyn FnMut(&[u8])) -> io::Result<usize> {
+    /// Waits for the next datagrams and hands each UDP payload to `f` with
+    /// the port it came to; returns how many were handed over.
+    pub async fn recv(&mut self, f: &mut dyn FnMut(Channel, &[u8])) -> io::Result<usize> {
         match self {
-            Input::Native { socket, batch } => {
+            Input::Native { socket, batch, repair: None } => {
                 socket.recv_batch(batch).await?;
-                let mut n = 0;
-                for d in batch.iter() {
-                    f(d.payload);
-                    n += 1;
-                }
-                Ok(n)
+                Ok(Self::deliver(batch, Channel::Session, f))
             }
-            Input::Amt { tunnel, port, other_ports } => {
+            Input::Native { socket, batch, repair: Some((repair, repair_batch)) } => {
+                // Both waits are cancel-safe: a datagram is taken only by the
+                // branch that completes.
+                tokio::select! {
+                    r = socket.recv_batch(batch) => r.map(|_| Self::deliver(batch, Channel::Session, f)),
+                    r = repair.recv_batch(repair_batch) => r.map(|_| Self::deliver(repair_batch, Channel::Repair, f)),
+                }
+            }
+            Input::Amt { tunnel, port, repair_port, other_ports } => {
                 let mut n = 0;
                 tunnel
                     .recv_batch(&mut |d| {
-                        if d.destination.port() == *port {
-                            f(d.payload);
+                        let to = d.destination.port();
+                        if to == *port {
+                            f(Channel::Session, d.payload);
+                            n += 1;
+                        } else if Some(to) == *repair_port {
+                            f(Channel::Repair, d.payload);
                             n += 1;
                         } else {
                             *other_ports += 1;
@@ -134,6 +177,16 @@ impl Input {
                 Ok(n)
             }
         }
+    }
+
+    /// Hands each datagram of `batch` to `f`; returns how many.
+    fn deliver(batch: &RecvBatch, channel: Channel, f: &mut dyn FnMut(Channel, &[u8])) -> usize {
+        let mut n = 0;
+        for d in batch.iter() {
+            f(channel, d.payload);
+            n += 1;
+        }
+        n
     }
 
     /// Log lines about the tunnel (relay found, connected, lost, ...), in order.

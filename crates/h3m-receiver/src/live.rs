@@ -20,7 +20,7 @@ use h3m_proto::altsvc::Advertisement;
 use h3m_proto::receiver::SessionEndReason;
 
 use crate::capture::CaptureStats;
-use crate::input::{AmtRelay, Input};
+use crate::input::{AmtRelay, Channel, Input};
 use crate::receiver::SessionConfig;
 use crate::report::{ErrorKind, Record, Reporter};
 use crate::session::{ExitStatus, Outcome, ReporterRef, Session};
@@ -56,6 +56,9 @@ pub struct LiveOptions {
     pub fsync: bool,
     /// Receive through an AMT tunnel instead of joining natively.
     pub amt: Option<AmtRelay>,
+    /// The port of the session's FEC repair datagrams (default: the group's
+    /// port + 1; `None`: no FEC, as with [`SessionConfig::fec_window`] 0).
+    pub repair_port: Option<u16>,
 }
 
 impl LiveOptions {
@@ -74,6 +77,7 @@ impl LiveOptions {
             progress: false,
             fsync: false,
             amt: None,
+            repair_port: group.port().checked_add(1),
         }
     }
 
@@ -84,6 +88,7 @@ impl LiveOptions {
         let mut opts = LiveOptions::new(adv.group, out_dir);
         opts.source = adv.source;
         opts.session = SessionConfig::from_advertisement(adv)?;
+        opts.repair_port = adv.repair_port();
         Ok(opts)
     }
 }
@@ -154,7 +159,8 @@ async fn open_input(opts: &LiveOptions) -> Result<Input, String> {
             mc.source = opts.source;
             mc.interface = opts.interface.clone();
             mc.recv_buffer = Some(opts.recv_buffer);
-            let (input, warnings) = Input::native(&mc).map_err(|e| format!("join {}: {e}", opts.group))?;
+            let (input, warnings) =
+                Input::native(&mc, repair_port(opts)).map_err(|e| format!("join {}: {e}", opts.group))?;
             for w in warnings {
                 eprintln!("h3m-recv: warning: {w}");
             }
@@ -162,9 +168,15 @@ async fn open_input(opts: &LiveOptions) -> Result<Input, String> {
         }
         Some(relay) => {
             let config = relay.gateway_config(opts.source, opts.group.ip()).await;
-            Input::amt(config, opts.source, opts.group).map_err(|e| format!("amt subscribe {}: {e}", opts.group))
+            Input::amt(config, opts.source, opts.group, repair_port(opts))
+                .map_err(|e| format!("amt subscribe {}: {e}", opts.group))
         }
     }
+}
+
+/// The repair port to listen on: none when FEC is off.
+fn repair_port(opts: &LiveOptions) -> Option<u16> {
+    opts.repair_port.filter(|_| opts.session.fec_window > 0)
 }
 
 /// Resolves on SIGINT or SIGTERM (both stop a run cleanly: temporary files
@@ -248,11 +260,14 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
         let wake = {
             // One clock read per batch, taken when its first datagram is handed over.
             let mut batch_time = None;
-            let mut deliver = |payload: &[u8]| {
+            let mut deliver = |channel: Channel, payload: &[u8]| {
                 counters.records += 1;
                 counters.udp_datagrams += 1;
                 let now = *batch_time.get_or_insert_with(Instant::now);
-                session.receiver.handle_datagram(now, payload);
+                match channel {
+                    Channel::Session => session.receiver.handle_datagram(now, payload),
+                    Channel::Repair => session.receiver.handle_repair(now, payload),
+                }
                 session.drain();
                 // Only a packet of this session starts the receiver's own idle timer.
                 got_any |= session.receiver.stats().packets > 0;

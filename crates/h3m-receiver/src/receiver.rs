@@ -66,6 +66,10 @@ pub struct SessionConfig {
     ///
     /// [`RANGE_COST`]: h3m_proto::receiver::RANGE_COST
     pub buffer_budget: usize,
+    /// FEC: most recent datagrams kept for rebuilding lost ones from the
+    /// session's repair datagrams (default 20 480, about 24 MiB at most of
+    /// 1200-byte datagrams; `0`: FEC off, `h3m-recv --fec off`).
+    pub fec_window: usize,
 }
 
 impl SessionConfig {
@@ -80,6 +84,7 @@ impl SessionConfig {
             push_timeout: defaults.push_timeout,
             idle_timeout: defaults.idle_timeout,
             buffer_budget: defaults.max_buffered_total,
+            fec_window: defaults.fec_window,
         }
     }
 
@@ -104,6 +109,7 @@ impl SessionConfig {
         config.idle_timeout = self.idle_timeout;
         config.max_buffered_total = self.buffer_budget;
         config.max_ranges_total = self.buffer_budget / (2 * h3m_proto::receiver::RANGE_COST);
+        config.fec_window = self.fec_window;
         Receiver::new(config)
     }
 }
@@ -136,6 +142,14 @@ impl<S: ResourceSink> Session<S> {
     pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
         self.datagrams += 1;
         self.engine.receiver.handle_datagram(now, datagram);
+        self.engine.drain();
+    }
+
+    /// Handles one datagram received on the session's repair port (FEC, see
+    /// [`h3m_proto::fec`]) at `now`: the datagrams it rebuilds are handled
+    /// as received.
+    pub fn handle_repair(&mut self, now: Instant, datagram: &[u8]) {
+        self.engine.receiver.handle_repair(now, datagram);
         self.engine.drain();
     }
 

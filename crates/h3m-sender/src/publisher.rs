@@ -36,6 +36,7 @@ use h3m_proto::altsvc::{Advertisement, Extension};
 use h3m_proto::auth::keys::{HmacArgError, load_hmac_arg};
 use h3m_proto::auth::{KeyError, PushSigner, SignPushError, SignatureForms, SigningKey};
 use h3m_proto::encoder::{EncodeError, EncoderConfig};
+use h3m_proto::fec::FecConfig;
 use h3m_proto::http::digest;
 use h3m_proto::protection::NullProtection;
 use h3m_proto::qpack::HeaderField;
@@ -75,6 +76,11 @@ pub struct PublisherConfig {
     /// only, see [`RECOMMENDED_REPEAT_HEADS`]); `None` (the default): never,
     /// byte-identical to nghq's output.
     pub repeat_heads: Option<Duration>,
+    /// Forward error correction (`h3m-send --fec`): repair datagrams to the
+    /// repair port, see [`h3m_proto::fec`]; `None` (the default): none.
+    pub fec: Option<FecConfig>,
+    /// The repair port (`None`: the group's port + 1).
+    pub fec_port: Option<u16>,
 }
 
 impl PublisherConfig {
@@ -98,7 +104,15 @@ impl PublisherConfig {
             keepalive: sender.keepalive,
             signer: None,
             repeat_heads: None,
+            fec: None,
+            fec_port: None,
         }
+    }
+
+    /// Where the repair datagrams go: the group on the repair port.
+    pub fn repair_dest(&self) -> Result<SocketAddr, PublishError> {
+        let port = self.fec_port.or_else(|| self.group.port().checked_add(1)).ok_or(PublishError::NoRepairPort)?;
+        Ok(SocketAddr::new(self.group.ip(), port))
     }
 
     /// The Alt-Svc advertisement a receiver needs for this session.
@@ -114,6 +128,8 @@ impl PublisherConfig {
             adv.iv = Some(k.iv().to_vec());
             adv.extensions.push(Extension { code: HP_RULE_EXTENSION, value: None });
         }
+        adv.fec = self.fec;
+        adv.fec_port = self.fec.and(self.fec_port);
         adv
     }
 }
@@ -142,6 +158,14 @@ pub enum PublishError {
     /// Signing a push failed.
     #[error("signing: {0}")]
     Sign(#[from] SignPushError),
+    /// FEC is on and the group's port is 65535, so there is no next port
+    /// for the repair (set [`PublisherConfig::fec_port`]).
+    #[error("no repair port after port 65535: name one (--fec-port)")]
+    NoRepairPort,
+    /// FEC is on with 1-byte packet numbers: a rebuilt datagram may be older
+    /// than a 1-byte number can place.
+    #[error("--fec needs packet numbers of 2 bytes or more (--pn-len)")]
+    FecPacketNumberLength,
 }
 
 /// Why `--sign-hmac KEYID=HEX|@FILE` gave no signer. Messages name the key
@@ -214,6 +238,9 @@ pub struct Publisher {
     signer: Option<Arc<PushSigner>>,
     socket: SendSocket,
     dest: SocketAddr,
+    /// Where FEC repair goes.
+    repair_dest: SocketAddr,
+    repair_batch: Vec<Vec<u8>>,
     pacer: Pacer,
     batch: Vec<Vec<u8>>,
     batch_bytes: usize,
@@ -251,6 +278,19 @@ impl Publisher {
         cfg.path_prefix = config.path_prefix.clone();
         cfg.keepalive = config.keepalive;
         cfg.repeat_heads = config.repeat_heads;
+        cfg.fec = config.fec;
+        if config.fec.is_some() && config.pn_len < 2 {
+            return Err(PublishError::FecPacketNumberLength);
+        }
+        let repair_dest = match config.fec {
+            Some(_) => config.repair_dest()?,
+            None => config.group,
+        };
+        if let Some(fec) = config.fec {
+            // A GSO send crosses a veth or tunnel as one packet: one loss
+            // takes all of it, at most one datagram of each interleaved block.
+            socket.limit_gso_segments(usize::from(fec.depth));
+        }
         let protection = match &config.protection {
             Some(k) => k.protection(),
             None => Box::new(NullProtection),
@@ -270,6 +310,8 @@ impl Publisher {
             signer: config.signer.clone(),
             socket,
             dest: config.group,
+            repair_dest,
+            repair_batch: Vec::new(),
             pacer: Pacer::with_burst(config.rate, burst),
             batch: Vec::new(),
             batch_bytes,
@@ -459,28 +501,40 @@ impl Publisher {
         self.drain_while(|queued| queued >= datagrams_per_batch).await
     }
 
-    /// Sends batches while `more(datagrams queued)` holds and anything is queued.
+    /// Sends batches while `more(datagrams queued)` holds and anything is
+    /// queued, each followed by the FEC repair due (paced with them).
     async fn drain_while(&mut self, more: impl Fn(usize) -> bool) -> Result<(), PublishError> {
         loop {
-            if !more(self.sender.queued()) {
-                return Ok(());
-            }
             let now = Instant::now();
             self.batch.clear();
             let mut bytes = 0;
-            while bytes < self.batch_bytes {
-                let Some(d) = self.sender.poll_transmit(now) else { break };
-                bytes += d.len();
-                self.batch.push(d);
+            if more(self.sender.queued()) {
+                while bytes < self.batch_bytes {
+                    let Some(d) = self.sender.poll_transmit(now) else { break };
+                    bytes += d.len();
+                    self.batch.push(d);
+                }
             }
-            if self.batch.is_empty() {
+            self.repair_batch.clear();
+            let mut repair_bytes = 0;
+            while repair_bytes < self.batch_bytes {
+                let Some(d) = self.sender.poll_repair(now) else { break };
+                repair_bytes += d.len();
+                self.repair_batch.push(d);
+            }
+            if self.batch.is_empty() && self.repair_batch.is_empty() {
                 return Ok(());
             }
-            if let Some(at) = self.pacer.reserve(now, bytes) {
+            if let Some(at) = self.pacer.reserve(now, bytes + repair_bytes) {
                 tokio::time::sleep_until(at.into()).await;
             }
-            self.socket.send_batch(self.dest, &self.batch).await?;
-            self.first.get_or_insert(now);
+            if !self.batch.is_empty() {
+                self.socket.send_batch(self.dest, &self.batch).await?;
+                self.first.get_or_insert(now);
+            }
+            if !self.repair_batch.is_empty() {
+                self.socket.send_batch(self.repair_dest, &self.repair_batch).await?;
+            }
             self.last = Instant::now();
         }
     }

@@ -12,7 +12,7 @@ impl fmt::Display for Advertisement {
     /// A canonical single alt-value: present parameters only, in a fixed order
     /// (source-address, session-id, session-idle-timeout, max-concurrent-resources,
     /// peak-flow-rate, cipher-suite, key, iv, digest-algorithm, signature-algorithm,
-    /// extensions, ma, persist, then unknown ones), lowercase hex, quoted authority.
+    /// extensions, ma, persist, fec, fec-port, then unknown ones), lowercase hex, quoted authority.
     /// [`parse_one`](super::parse_one) reads it back equal for any advertisement that passes
     /// [`Advertisement::validate`].
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -41,6 +41,8 @@ impl fmt::Debug for Advertisement {
             .field("extensions", &self.extensions)
             .field("max_age", &self.max_age)
             .field("persist", &self.persist)
+            .field("fec", &self.fec)
+            .field("fec_port", &self.fec_port)
             .field("unknown", &self.unknown)
             .finish()
     }
@@ -126,6 +128,12 @@ impl fmt::Display for Shown<'_> {
         }
         if ad.persist {
             f.write_str("; persist=1")?;
+        }
+        if let Some(fec) = &ad.fec {
+            write!(f, "; fec=\"{fec}\"")?;
+        }
+        if let Some(port) = ad.fec_port {
+            write!(f, "; fec-port={port}")?;
         }
         for (name, value) in &ad.unknown {
             write!(f, "; {name}={}", Value(value))?;

@@ -128,6 +128,8 @@ pub const KNOWN_PARAMETERS: &[&str] = &[
     "extension",
     "ma",
     "persist",
+    "fec",
+    "fec-port",
 ];
 
 /// One h3m session advertisement: a single `h3m...` alt-value of an `Alt-Svc` field.
@@ -188,6 +190,12 @@ pub struct Advertisement {
     /// RFC 7838 `persist=1`: keep the alternative across network changes. Other
     /// `persist` values are ignored, as RFC 7838 requires.
     pub persist: bool,
+    /// h3m's `fec`: the session carries FEC repair datagrams with these
+    /// parameters (`PERCENT[,block=N][,depth=D][,deadline=MS]`, see
+    /// [`crate::fec`]) on the repair port.
+    pub fec: Option<crate::fec::FecConfig>,
+    /// h3m's `fec-port`: the repair port, when not the session's port + 1.
+    pub fec_port: Option<u16>,
     /// Parameters this module does not interpret, in order, name in lowercase, value
     /// unescaped (for example the undefined `max-packet-size` of the draft's
     /// Appendix C).
@@ -285,8 +293,16 @@ impl Advertisement {
             extensions: Vec::new(),
             max_age: None,
             persist: false,
+            fec: None,
+            fec_port: None,
             unknown: Vec::new(),
         }
+    }
+
+    /// The port of the session's FEC repair datagrams: `fec-port`, else the
+    /// session's port + 1 (`None` when that overflows).
+    pub fn repair_port(&self) -> Option<u16> {
+        self.fec_port.or_else(|| self.group.port().checked_add(1))
     }
 
     /// The `Display` form with the `key` and `iv` values replaced by `<redacted>`,

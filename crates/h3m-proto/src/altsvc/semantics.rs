@@ -75,6 +75,16 @@ pub(super) fn build(raw: RawAlt) -> Result<Advertisement, AltSvcError> {
                 })
             }
             "persist" => ad.persist |= v == "1",
+            "fec" => {
+                ad.fec = Some(v.parse().map_err(|_| AltSvcError::BadParameter {
+                    name: name.clone(),
+                    reason: "not PERCENT[,block=N][,depth=D][,deadline=MS] within range",
+                })?)
+            }
+            "fec-port" => {
+                let n = parse_number(key, v)?;
+                ad.fec_port = Some(u16::try_from(n).ok().filter(|&p| p != 0).ok_or_else(|| bad_number(key, v))?);
+            }
             _ => ad.unknown.push((name, value)),
         }
     }

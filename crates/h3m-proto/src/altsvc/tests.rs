@@ -584,3 +584,24 @@ proptest! {
         let _ = parse_one(&spliced);
     }
 }
+
+#[test]
+fn fec_parameters_round_trip_and_bad_ones_are_refused() {
+    let ad =
+        parse_one(r#"h3m-07="239.255.0.1:2000"; session-id=2a; fec="5,block=256,depth=8,deadline=50"; fec-port=3000"#)
+            .unwrap();
+    let fec = ad.fec.unwrap();
+    assert_eq!((fec.percent, fec.block, fec.depth, fec.deadline.as_millis()), (5, 256, 8, 50));
+    assert_eq!(ad.repair_port(), Some(3000));
+    assert_eq!(parse_one(&ad.to_string()).unwrap(), ad);
+    let plain = parse_one(r#"h3m-07="239.255.0.1:2000"; fec=15"#).unwrap();
+    assert_eq!((plain.fec.map(|f| f.depth), plain.repair_port()), (Some(16), Some(2001)));
+    assert!(matches!(
+        parse_one(r#"h3m-07="239.255.0.1:2000"; fec=0"#),
+        Err(AltSvcError::BadParameter { name, .. }) if name == "fec"
+    ));
+    assert!(matches!(
+        parse_one(r#"h3m-07="239.255.0.1:2000"; fec-port=70000"#),
+        Err(AltSvcError::BadNumber { param: "fec-port", .. })
+    ));
+}

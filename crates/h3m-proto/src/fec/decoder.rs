@@ -159,7 +159,7 @@ impl FecDecoder {
             return;
         }
         self.stats.repair_datagrams += 1;
-        let wanted = (2 * header.group_len as usize + usize::from(header.depth)).min(self.max_window);
+        let wanted = (2 * header.full_group_len as usize + usize::from(header.depth)).min(self.max_window);
         if wanted > self.window.len() {
             self.resize(wanted);
         }

@@ -10,6 +10,11 @@ use super::repair::{RepairHeader, block_sources};
 use super::{FecConfig, symbol_len_for, write_source_symbol};
 use crate::SessionId;
 
+/// Most datagrams in the first group of a session: within what a receiver
+/// keeps before it knows the session carries FEC
+/// ([`super::decoder::INITIAL_WINDOW`]), with room for reordering.
+pub const FIRST_GROUP_LEN: u32 = super::decoder::INITIAL_WINDOW as u32 / 2;
+
 /// Collects a session's datagrams into groups and makes their repair
 /// datagrams. Sans-IO: the caller hands over each datagram it sends
 /// ([`add_source`](Self::add_source)), the time, and takes the repair
@@ -98,9 +103,18 @@ impl FecEncoder {
         buf.clear();
         buf.extend_from_slice(datagram);
         self.sources.push(buf);
-        if self.sources.len() as u32 >= self.config.group_len() {
+        if self.sources.len() as u32 >= self.group_limit() {
             self.close_group(now, false);
         }
+    }
+
+    /// Datagrams the open group takes: the first group of a session stops
+    /// at [`FIRST_GROUP_LEN`], so that its repair (which tells receivers
+    /// the session carries FEC and how much to keep) comes while they still
+    /// hold its datagrams.
+    fn group_limit(&self) -> u32 {
+        let full = self.config.group_len();
+        if self.stats.groups == 0 { full.min(FIRST_GROUP_LEN) } else { full }
     }
 
     /// When the open group's deadline falls, or the next repair datagram is
@@ -204,6 +218,7 @@ impl FecEncoder {
             session_id: self.session_id,
             group_first: first,
             group_len: n,
+            full_group_len: self.config.group_len().max(n),
             depth,
             block,
             repair_count: r,

@@ -59,7 +59,7 @@ pub use repair::{RepairError, RepairHeader};
 use std::time::Duration;
 
 /// How a sender protects its datagrams (`h3m-send --fec PERCENT[,block=N][,depth=D][,deadline=MS]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FecConfig {
     /// Repair symbols per block, in percent of its source symbols (rounded up).
     pub percent: u16,
@@ -73,9 +73,11 @@ pub struct FecConfig {
 
 impl FecConfig {
     /// `percent` repair with the default block (512), depth (16) and
-    /// deadline (100 ms).
+    /// deadline (500 ms: a live stream's repair follows its datagrams within
+    /// about twice that, and a group spans enough time for its repair to
+    /// outlast a 50 ms outage, see the [module docs](self)).
     pub fn new(percent: u16) -> Self {
-        FecConfig { percent, block: 512, depth: 16, deadline: Duration::from_millis(100) }
+        FecConfig { percent, block: 512, depth: 16, deadline: Duration::from_millis(500) }
     }
 
     /// Source datagrams in a full group.

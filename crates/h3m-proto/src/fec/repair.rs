@@ -9,12 +9,14 @@
 //!      6     L  session ID (the short header's DCID)
 //!    6+L     8  group's first packet number (full 62-bit value, big-endian)
 //!   14+L     4  group length n: source datagrams in the group (1..)
-//!   18+L     2  depth D: blocks interleaved in the group (1..=1024)
-//!   20+L     2  block index i (< min(D, n))
-//!   22+L     2  repair symbols of this block R (1..)
-//!   24+L     2  this symbol's index (< R)
-//!   26+L     2  symbol length S (even, 2..)
-//!   28+L     S  the repair symbol
+//!   18+L     4  full group length: the most datagrams a group of the
+//!               session holds (≥ n; a receiver keeps twice that)
+//!   22+L     2  depth D: blocks interleaved in the group (1..=1024)
+//!   24+L     2  block index i (< min(D, n))
+//!   26+L     2  repair symbols of this block R (1..)
+//!   28+L     2  this symbol's index (< R)
+//!   30+L     2  symbol length S (even, 2..)
+//!   32+L     S  the repair symbol
 //! ```
 //!
 //! Block `i` of a group holds the packet numbers `first + i + j·D` for
@@ -35,7 +37,7 @@ pub const MAX_BLOCK_REPAIRS: u16 = 4096;
 /// Most blocks interleaved in one group.
 pub const MAX_DEPTH: u16 = 1024;
 /// The fixed part of the header after the session ID.
-const FIXED_TAIL: usize = 8 + 4 + 2 + 2 + 2 + 2 + 2;
+const FIXED_TAIL: usize = 8 + 4 + 4 + 2 + 2 + 2 + 2 + 2;
 
 /// Why a repair datagram was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -74,6 +76,9 @@ pub struct RepairHeader {
     pub group_first: u64,
     /// Source datagrams in the group.
     pub group_len: u32,
+    /// The most source datagrams a group of the session holds (the first
+    /// group of a session is shorter, so its repair comes soon).
+    pub full_group_len: u32,
     /// Blocks interleaved in the group.
     pub depth: u16,
     /// This block's index in the group.
@@ -112,6 +117,7 @@ impl RepairHeader {
         out.extend_from_slice(self.session_id.as_bytes());
         out.extend_from_slice(&self.group_first.to_be_bytes());
         out.extend_from_slice(&self.group_len.to_be_bytes());
+        out.extend_from_slice(&self.full_group_len.to_be_bytes());
         for v in [self.depth, self.block, self.repair_count, self.repair_index, self.symbol_len] {
             out.extend_from_slice(&v.to_be_bytes());
         }
@@ -144,11 +150,12 @@ impl RepairHeader {
             session_id,
             group_first: u64::from_be_bytes(fixed[..8].try_into().expect("8 bytes")),
             group_len: u32::from_be_bytes(fixed[8..12].try_into().expect("4 bytes")),
-            depth: u16_at(12),
-            block: u16_at(14),
-            repair_count: u16_at(16),
-            repair_index: u16_at(18),
-            symbol_len: u16_at(20),
+            full_group_len: u32::from_be_bytes(fixed[12..16].try_into().expect("4 bytes")),
+            depth: u16_at(16),
+            block: u16_at(18),
+            repair_count: u16_at(20),
+            repair_index: u16_at(22),
+            symbol_len: u16_at(24),
         };
         header.check()?;
         if symbol.len() != usize::from(header.symbol_len) {
@@ -168,6 +175,11 @@ impl RepairHeader {
         }
         if self.group_len == 0 || u64::from(self.group_len) > u64::from(self.depth) * u64::from(MAX_BLOCK_SOURCES) {
             return bad("group length");
+        }
+        if self.full_group_len < self.group_len
+            || u64::from(self.full_group_len) > u64::from(MAX_DEPTH) * u64::from(MAX_BLOCK_SOURCES)
+        {
+            return bad("full group length");
         }
         if u32::from(self.block) >= self.group_len.min(u32::from(self.depth)) {
             return bad("block index");
@@ -201,6 +213,7 @@ mod tests {
             session_id: SessionId::from_hex("2a").unwrap(),
             group_first: 1000,
             group_len: 10,
+            full_group_len: 12,
             depth: 4,
             block: 1,
             repair_count: 2,
@@ -220,6 +233,7 @@ mod tests {
                 &[1, 1, 0x2a],
                 &1000u64.to_be_bytes(),
                 &10u32.to_be_bytes(),
+                &12u32.to_be_bytes(),
                 &[0, 4, 0, 1, 0, 2, 0, 1, 0, 6],
                 &[1, 2, 3, 4, 5, 6]
             ]
@@ -253,7 +267,15 @@ mod tests {
             (RepairHeader { depth: 0, ..header() }, "depth"),
             (RepairHeader { depth: MAX_DEPTH + 1, ..header() }, "depth"),
             (RepairHeader { group_len: 0, ..header() }, "group length"),
-            (RepairHeader { group_len: 4 * MAX_BLOCK_SOURCES + 1, ..header() }, "group length"),
+            (
+                RepairHeader {
+                    group_len: 4 * MAX_BLOCK_SOURCES + 1,
+                    full_group_len: 4 * MAX_BLOCK_SOURCES + 1,
+                    ..header()
+                },
+                "group length",
+            ),
+            (RepairHeader { full_group_len: 9, ..header() }, "full group length"),
             (RepairHeader { block: 4, ..header() }, "block index"),
             (RepairHeader { group_len: 1, ..header() }, "block index"),
             (RepairHeader { repair_count: 0, repair_index: 0, ..header() }, "repair count"),
@@ -288,7 +310,7 @@ mod tests {
         fn every_packet_number_of_a_group_is_in_exactly_one_block(n in 1u32..3000, depth in 1u16..64) {
             let mut seen = vec![0u8; n as usize];
             for block in 0..depth.min(n as u16) {
-                let h = RepairHeader { group_len: n, depth, block, group_first: 0, ..header() };
+                let h = RepairHeader { group_len: n, full_group_len: n, depth, block, group_first: 0, ..header() };
                 for j in 0..h.sources() {
                     seen[h.source_pn(j) as usize] += 1;
                 }

@@ -116,7 +116,7 @@ fn repair_arriving_before_its_sources_still_rebuilds() {
 
 /// The length of a repair datagram of session 2a for a one-datagram block.
 fn repairs_len(datagram: &[u8]) -> usize {
-    4 + 1 + 1 + 1 + 8 + 4 + 10 + (2 + datagram.len()).next_multiple_of(2)
+    4 + 1 + 1 + 1 + 8 + 4 + 4 + 10 + (2 + datagram.len()).next_multiple_of(2)
 }
 
 #[test]
@@ -183,6 +183,7 @@ fn junk_and_foreign_repair_is_counted_and_memory_stays_bounded() {
             session_id: sid(),
             group_first: g % 4000,
             group_len: 1,
+            full_group_len: 1,
             depth: 1,
             block: 0,
             repair_count: 2,

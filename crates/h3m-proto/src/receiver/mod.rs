@@ -69,8 +69,8 @@ pub const MAX_LOST_REPORTED: u64 = 1024;
 const MAX_SEEN_RANGES: usize = 4096;
 
 /// How many recent packet numbers are remembered to tell replays from
-/// reordered packets.
-const PN_WINDOW: u64 = 4096;
+/// reordered packets (as far back as FEC rebuilds datagrams).
+const PN_WINDOW: u64 = 32_768;
 
 /// Receiver settings. [`ReceiverConfig::new`] gives sensible defaults.
 pub struct ReceiverConfig {

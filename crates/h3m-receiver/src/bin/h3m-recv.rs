@@ -108,6 +108,17 @@ struct Cli {
     #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "0.3")]
     linger: Duration,
 
+    /// Live: FEC repair (see h3m-send --fec): `auto` listens on the repair
+    /// port (--fec-port, the advertisement's, else the session's port + 1)
+    /// and rebuilds lost datagrams when the session carries repair; `off`
+    /// does not listen.
+    #[arg(long, value_name = "auto|off", default_value = "auto", value_parser = ["auto", "off"])]
+    fec: String,
+
+    /// Live: the FEC repair port [default: the advertisement's, else --port + 1].
+    #[arg(long, value_name = "PORT")]
+    fec_port: Option<u16>,
+
     /// Live: no progress line on a terminal.
     #[arg(long)]
     quiet: bool,
@@ -275,6 +286,12 @@ fn main() -> ExitCode {
     opts.fsync = cli.fsync;
     opts.linger = cli.linger;
     opts.progress = !cli.quiet && !cli.json;
+    if cli.fec == "off" {
+        opts.session.fec_window = 0;
+        opts.repair_port = None;
+    } else if let Some(port) = cli.fec_port {
+        opts.repair_port = Some(port);
+    }
     opts.amt = match (cli.amt, cli.amt_dns) {
         (Some(h3m_receiver::input::AmtRelay::Auto { .. }), dns) => Some(h3m_receiver::input::AmtRelay::Auto { dns }),
         (Some(relay), None) => Some(relay),

@@ -11,6 +11,7 @@ use h3m_net::Interface;
 use h3m_proto::SessionId;
 use h3m_proto::aead::PacketKeys;
 use h3m_proto::auth::{PushSigner, SignatureForms, SigningKey};
+use h3m_proto::fec::FecConfig;
 use h3m_proto::protection::CipherSuite;
 use h3m_sender::publisher::PublisherConfig;
 use h3m_sender::run::{SendOptions, advertisement, run};
@@ -72,6 +73,17 @@ struct Args {
     /// repeats (each repeated promise is delivered as a new one).
     #[arg(long, value_name = "SECS", default_value = "0", value_parser = parse_secs)]
     repeat_heads: Duration,
+    /// Forward error correction: PERCENT repair datagrams per block (e.g. 5;
+    /// 15 for 5% loss), to the next UDP port, where receivers that know no
+    /// FEC (nghq's) never look. block=N source datagrams per block (512),
+    /// depth=D blocks interleaved (16: a run of D losses costs each block
+    /// one), deadline=MS before a group closes (500: bounds the latency of live
+    /// streams' repair; a group must span an outage about 8 times to outlast it at 15%).
+    #[arg(long, value_name = "PERCENT[,block=N][,depth=D][,deadline=MS]")]
+    fec: Option<FecConfig>,
+    /// The repair port (default: --port + 1).
+    #[arg(long, requires = "fec")]
+    fec_port: Option<u16>,
     /// Keep running and publish each new or changed file once it is complete.
     #[arg(long)]
     watch: bool,
@@ -243,6 +255,8 @@ fn main() -> ExitCode {
     publisher.pn_len = usize::from(args.pn_len);
     publisher.keepalive = args.keepalive.max(Duration::from_millis(50));
     publisher.signer = signer;
+    publisher.fec = args.fec;
+    publisher.fec_port = args.fec_port;
     publisher.repeat_heads = (!args.repeat_heads.is_zero()).then(|| args.repeat_heads.max(Duration::from_millis(10)));
     let opts = SendOptions {
         publisher,
@@ -277,6 +291,9 @@ fn main() -> ExitCode {
                 s.elapsed.as_secs_f64(),
                 s.rate_bps() / 1e6
             );
+            if s.stats.repair_datagrams > 0 {
+                println!("fec: {} repair datagrams ({} bytes)", s.stats.repair_datagrams, s.stats.repair_bytes);
+            }
             if s.skipped.is_empty() {
                 return ExitCode::SUCCESS;
             }
