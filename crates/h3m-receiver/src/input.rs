@@ -89,7 +89,7 @@ pub enum Input {
         /// Its receive batch.
         batch: RecvBatch,
         /// The socket on the repair port, with its batch (`None`: no FEC).
-        repair: Option<(RecvSocket, RecvBatch)>,
+        repair: Option<Box<(RecvSocket, RecvBatch)>>,
     },
     /// An AMT tunnel subscribed to the group.
     Amt {
@@ -118,7 +118,7 @@ impl Input {
             match RecvSocket::open(&rc) {
                 Ok((socket, w)) => {
                     warnings.extend(w.iter().map(Warning::to_string));
-                    Some((socket, RecvBatch::new()))
+                    Some(Box::new((socket, RecvBatch::new())))
                 }
                 Err(e) => {
                     warnings.push(format!("no FEC repair: joining on port {port}: {e}"));
@@ -150,7 +150,8 @@ impl Input {
                 socket.recv_batch(batch).await?;
                 Ok(Self::deliver(batch, Channel::Session, f))
             }
-            Input::Native { socket, batch, repair: Some((repair, repair_batch)) } => {
+            Input::Native { socket, batch, repair: Some(repair) } => {
+                let (repair, repair_batch) = &mut **repair;
                 // Both waits are cancel-safe: a datagram is taken only by the
                 // branch that completes.
                 tokio::select! {
