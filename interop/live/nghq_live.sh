@@ -14,6 +14,7 @@
 #                    `multicast-receiver` (nghq/examples); without it: SKIP.
 #   NGHQ_SENDER_CWD  directory to start multicast-sender in (an OpenSSL build
 #                    looks for sender.key there); default: a scratch directory.
+#   H3M_SEND_EXTRA      more h3m-send arguments for (a), e.g. `--fec 5` (repair on port+1, which nghq never binds).
 #   H3M_SEND, H3M_RECV  our binaries [default: <repo>/target/debug/h3m-{send,recv}].
 #   H3M_PN_LEN       h3m-send's packet-number length, 1-4 [default: 1, as nghq].
 #
@@ -144,7 +145,7 @@ else
     # by default (it must not repeat promises or stream heads: nghq takes a repeated promise for a new
     # one and then never closes the push on its FIN) shows as a receiver that does not exit 0.
     in_snd "$h3m_send" "$src_a" --group "$group" --port "$port" --source "$snd_addr" --interface nghqs0 \
-        --session-id "$session" --pn-len "${H3M_PN_LEN:-1}" --rate 1M --ttl 1 --quiet ||
+        --session-id "$session" --pn-len "${H3M_PN_LEN:-1}" --rate 1M --ttl 1 --quiet ${H3M_SEND_EXTRA:-} ||
         fail "(a) h3m-send failed (exit $?)"
     status=0
     wait "$nghq_recv_pid" || status=$?

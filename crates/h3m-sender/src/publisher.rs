@@ -162,10 +162,6 @@ pub enum PublishError {
     /// for the repair (set [`PublisherConfig::fec_port`]).
     #[error("no repair port after port 65535: name one (--fec-port)")]
     NoRepairPort,
-    /// FEC is on with 1-byte packet numbers: a rebuilt datagram may be older
-    /// than a 1-byte number can place.
-    #[error("--fec needs packet numbers of 2 bytes or more (--pn-len)")]
-    FecPacketNumberLength,
 }
 
 /// Why `--sign-hmac KEYID=HEX|@FILE` gave no signer. Messages name the key
@@ -279,9 +275,6 @@ impl Publisher {
         cfg.keepalive = config.keepalive;
         cfg.repeat_heads = config.repeat_heads;
         cfg.fec = config.fec;
-        if config.fec.is_some() && config.pn_len < 2 {
-            return Err(PublishError::FecPacketNumberLength);
-        }
         let repair_dest = match config.fec {
             Some(_) => config.repair_dest()?,
             None => config.group,

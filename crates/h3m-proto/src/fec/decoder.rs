@@ -78,7 +78,7 @@ pub struct FecDecoder {
     done_order: VecDeque<(u64, u16)>,
     held: usize,
     budget: usize,
-    recovered: VecDeque<Vec<u8>>,
+    recovered: VecDeque<(u64, Vec<u8>)>,
     rs: Option<ReedSolomonDecoder>,
     symbol: Vec<u8>,
     stats: FecStats,
@@ -212,8 +212,9 @@ impl FecDecoder {
         }
     }
 
-    /// The next rebuilt datagram, to be handled as though received.
-    pub fn poll_recovered(&mut self) -> Option<Vec<u8>> {
+    /// The next rebuilt datagram with its packet number, to be handled as
+    /// though received.
+    pub fn poll_recovered(&mut self) -> Option<(u64, Vec<u8>)> {
         self.recovered.pop_front()
     }
 
@@ -322,7 +323,7 @@ impl FecDecoder {
                         for j in &missing {
                             match result.restored_original(*j).and_then(datagram_of_symbol) {
                                 Some(d) => {
-                                    self.recovered.push_back(d.to_vec());
+                                    self.recovered.push_back((h.source_pn(*j as u32), d.to_vec()));
                                     self.stats.datagrams_recovered += 1;
                                 }
                                 None => self.stats.repair_malformed += 1,

@@ -49,7 +49,10 @@ fn decode(
         if !lost_repair(i) {
             dec.add_repair(r);
         }
-        out.extend(std::iter::from_fn(|| dec.poll_recovered()));
+        out.extend(std::iter::from_fn(|| dec.poll_recovered()).map(|(pn, d)| {
+            assert_eq!(sources.iter().find(|(p, _)| *p == pn).map(|(_, s)| s), Some(&d), "packet number {pn}");
+            d
+        }));
     }
     (dec, out)
 }
@@ -111,7 +114,7 @@ fn repair_arriving_before_its_sources_still_rebuilds() {
     for r in &repairs[1..] {
         dec.add_repair(r);
     }
-    assert_eq!(dec.poll_recovered().as_ref(), Some(&sources[20].1));
+    assert_eq!(dec.poll_recovered(), Some(sources[20].clone()));
 }
 
 /// The length of a repair datagram of session 2a for a one-datagram block.

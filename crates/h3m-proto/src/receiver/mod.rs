@@ -667,12 +667,23 @@ impl Receiver {
 
     /// Processes one UDP payload received at `now`.
     pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
+        self.handle_numbered(now, datagram, None);
+    }
+
+    /// [`handle_datagram`](Self::handle_datagram), with the packet number
+    /// known beforehand for a datagram FEC rebuilt (however old it is, a
+    /// short packet number then expands to it).
+    fn handle_numbered(&mut self, now: Instant, datagram: &[u8], known_pn: Option<u64>) {
         self.stats.datagrams += 1;
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
         buf.extend_from_slice(datagram);
-        let opened =
-            packet::open_packet(&mut buf, &self.config.session_id, self.largest_pn, self.config.protection.as_ref());
+        let opened = packet::open_packet(
+            &mut buf,
+            &self.config.session_id,
+            known_pn.or(self.largest_pn),
+            self.config.protection.as_ref(),
+        );
         match opened {
             Ok(p) => {
                 self.stats.packets += 1;
@@ -721,8 +732,8 @@ impl Receiver {
 
     /// Handles the datagrams the FEC decoder rebuilt.
     fn handle_recovered(&mut self, now: Instant) {
-        while let Some(d) = self.fec.as_mut().and_then(|f| f.poll_recovered()) {
-            self.handle_datagram(now, &d);
+        while let Some((pn, d)) = self.fec.as_mut().and_then(|f| f.poll_recovered()) {
+            self.handle_numbered(now, &d, Some(pn));
         }
         if let Some(fec) = &self.fec {
             self.stats.fec = *fec.stats();
