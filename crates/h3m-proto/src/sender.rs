@@ -632,3 +632,68 @@ mod tests {
         assert_eq!((stats.protection_failures, stats.fec.blocks_unrecovered), (0, 0));
     }
 }
+/// FEC across a session as a publisher sends it (repair polled after each
+/// datagram, 10 µs apart), with 5% of all datagrams lost at random.
+#[cfg(test)]
+mod fec_loss {
+    use super::*;
+    use crate::SessionId;
+    use crate::protection::NullProtection;
+    use crate::receiver::{Event, PushStatus, Receiver, ReceiverConfig};
+    #[test]
+    fn fec_15_delivers_a_big_file_and_149_small_ones_through_5_percent_loss() {
+        let mut cfg = SenderConfig::new(EncoderConfig::new(SessionId::NGHQ_DEFAULT));
+        cfg.fec = Some(crate::fec::FecConfig::new(15));
+        let mut s = Sender::new(cfg, Box::new(NullProtection));
+        let t0 = Instant::now();
+        let mut sent: Vec<(bool, Vec<u8>)> = Vec::new();
+        let mut seed = 12345u64;
+        let mut rnd = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let n = 150;
+        for r in 0..n {
+            let len = if r == 0 { 6 << 20 } else { 1000 + (rnd() % 19000) as usize };
+            let body: Vec<u8> = (0..len).map(|i| (i * 7 + r) as u8).collect();
+            let mut meta = ResourceMeta::file(format!("f{r}"), body.len() as u64, std::time::UNIX_EPOCH);
+            meta.last = r + 1 == n;
+            let id = s.start(&meta).unwrap();
+            s.write(id, &body).unwrap();
+            s.finish(id, None).unwrap();
+            loop {
+                let now = t0 + Duration::from_micros(10 * sent.len() as u64);
+                let Some(d) = s.poll_transmit(now) else { break };
+                sent.push((false, d));
+                while let Some(d) = s.poll_repair(now) {
+                    sent.push((true, d));
+                }
+            }
+        }
+        s.close().unwrap();
+        while let Some(d) = s.poll_transmit(t0) {
+            sent.push((false, d));
+        }
+        while let Some(d) = s.poll_repair(t0) {
+            sent.push((true, d));
+        }
+        let mut rx = Receiver::new(ReceiverConfig::new(SessionId::NGHQ_DEFAULT));
+        for (repair, d) in &sent {
+            if rnd() % 100 < 5 {
+                continue;
+            }
+            if *repair { rx.handle_repair(t0, d) } else { rx.handle_datagram(t0, d) }
+        }
+        rx.finish(t0);
+        let mut complete = 0;
+        while let Some(e) = rx.poll_event() {
+            if let Event::PushFinished(sm) = e {
+                if sm.status == PushStatus::Complete { complete += 1 } else { eprintln!("{:?}", sm) }
+            }
+        }
+        eprintln!("{:?}", rx.stats());
+        assert_eq!(complete, n);
+    }
+}

@@ -155,6 +155,9 @@ impl Input {
                 // Both waits are cancel-safe: a datagram is taken only by the
                 // branch that completes.
                 tokio::select! {
+                    // The session's datagrams first: repair handled before the
+                    // datagrams it covers only rebuilds them needlessly.
+                    biased;
                     r = socket.recv_batch(batch) => r.map(|_| Self::deliver(batch, Channel::Session, f)),
                     r = repair.recv_batch(repair_batch) => r.map(|_| Self::deliver(repair_batch, Channel::Repair, f)),
                 }

@@ -1192,3 +1192,141 @@ fn carousel_under_5_percent_loss_delivers_every_file_to_a_late_joiner() {
     assert!(rep.count("dropped_malformed") == 0, "{label}: {}", show(&f));
     eprintln!("{label}: {} files intact; {}", expected.len(), f.stderr.lines().last().unwrap_or_default());
 }
+
+// ---------------------------------------------------------------------------
+// 9. FEC (issue 10, item 1): loss on the session's port and its repair port
+// ---------------------------------------------------------------------------
+
+/// Drops datagrams to `port` and `port + 1` (the repair) on input, by `rule`
+/// (an nftables expression, e.g. `numgen random mod 100 < 1`).
+fn fec_loss_ruleset(port: u16, rule: &str) -> String {
+    format!(
+        "table inet h3mfecloss {{\n  chain in {{\n    type filter hook input priority 0;\n    \
+         udp dport {{ {port}, {} }} {rule} drop\n  }}\n}}\n",
+        port + 1
+    )
+}
+
+/// One FEC run: `src` sent with `fec` at `rate` across a veth with `rule`
+/// dropping on the receiving side; two receivers side by side see the same
+/// loss (the filter runs once per datagram): the default one must write
+/// everything intact, the one with `--fec off` must not (so loss did happen
+/// and the test can fail). Returns the FEC receiver's summary.
+fn fec_run(test: &str, src: &Path, fec: &str, rate: &str, rule: &str, gso: bool) -> Report {
+    let _serial = serial_and_built();
+    let tmp = logs_dir();
+    let expected = tree_digests(src);
+    let link = VethLink::new().expect("veth link");
+    if !gso {
+        gso_off(&link.a, VethLink::A_IF);
+    }
+    let port = random_port();
+    nft_in(&link.b, &fec_loss_ruleset(port, rule));
+    let group = random_ssm_group();
+    let source = VethLink::A_V4.to_string();
+    let sid = random_session_id();
+    let out = tmp.path().join("out");
+    let out_off = tmp.path().join("out-off");
+    let spec = |name, out| RecvSpec {
+        name,
+        side: Side { ns: Some(&link.b), interface: VethLink::B_IF },
+        group: &group,
+        port,
+        source: Some(&source),
+        session_id: &sid,
+        out,
+        idle_timeout: "10",
+    };
+    let rx = start_receiver(&spec("h3m-recv", &out), tmp.path());
+    let rx_off = start_receiver_with(&spec("h3m-recv-fec-off", &out_off), tmp.path(), &["--fec", "off"]);
+    let sent = run_sender(
+        &SendSpec {
+            side: Side { ns: Some(&link.a), interface: VethLink::A_IF },
+            group: &group,
+            port,
+            source: Some(&source),
+            session_id: &sid,
+            rate,
+            extra: vec![src.to_string_lossy().into_owned(), "--fec".into(), fec.into()],
+        },
+        tmp.path(),
+        Duration::from_secs(120),
+    );
+    let f = rx.wait(Duration::from_secs(60));
+    let f_off = rx_off.wait(Duration::from_secs(60));
+    let label = format!("{test}: --fec {fec}, {rule}, gso {gso}");
+    let rep = Report::parse(&f);
+    assert_eq!(tree_digests(&out), expected, "{label}: {}", show(&f));
+    assert_eq!(f.code, Some(0), "{label}: {}", show(&f));
+    assert!(rep.count("fec_recovered") > 0, "{label}: nothing rebuilt: {}", show(&f));
+    assert_eq!(rep.count("fec_blocks_unrecovered"), 0, "{label}: {}", show(&f));
+    let rep_off = Report::parse(&f_off);
+    assert_eq!(rep_off.count("fec_repair"), 0, "{label}: --fec off listened to repair: {}", show(&f_off));
+    assert_ne!(f_off.code, Some(0), "{label}: no loss without FEC? {}", show(&f_off));
+    eprintln!(
+        "{label}: {} files intact; {}\n  sender: {}\n  without FEC: {}",
+        expected.len(),
+        f.stderr.lines().last().unwrap_or_default(),
+        sent.stdout.trim().replace('\n', "; "),
+        f_off.stderr.lines().last().unwrap_or_default()
+    );
+    rep
+}
+
+/// A 6 MiB file and 150 files of 1–20 KiB.
+fn fec_payload(tmp: &Path, rng: &mut Rng) -> std::path::PathBuf {
+    let src = tmp.join("src");
+    write_file(&src, "big.bin", &rng.bytes(6 << 20));
+    for i in 0..150 {
+        let len = rng.range(1_000, 20_000) as usize;
+        write_file(&src, &format!("small/f{i:03}.bin"), &rng.bytes(len));
+    }
+    src
+}
+
+#[test]
+fn fec_5_recovers_1_percent_random_loss_in_gso_bursts() {
+    // GSO on: a dropped veth packet is a GSO send of up to `depth` (16)
+    // datagrams, each from another block.
+    const TEST: &str = "fec_5_recovers_1_percent_random_loss_in_gso_bursts";
+    if skip_unless_root(TEST) || skip_without_tools(TEST, false) {
+        return;
+    }
+    let tmp = logs_dir();
+    let src = fec_payload(tmp.path(), &mut Rng(random_u64()));
+    fec_run(TEST, &src, "5", "200M", "numgen random mod 100 < 1", true);
+}
+
+#[test]
+fn fec_15_recovers_5_percent_random_loss() {
+    const TEST: &str = "fec_15_recovers_5_percent_random_loss";
+    if skip_unless_root(TEST) || skip_without_tools(TEST, true) {
+        return;
+    }
+    let tmp = logs_dir();
+    let src = fec_payload(tmp.path(), &mut Rng(random_u64()));
+    fec_run(TEST, &src, "15", "50M", "numgen random mod 100 < 5", false);
+}
+
+#[test]
+fn fec_15_interleaved_rides_out_50_ms_outages_every_second() {
+    // At 20 Mbit/s (about 2 100 datagrams/s of 1200 bytes, 2 400 with the
+    // repair) 120 consecutive datagrams of every 2 400 are 50 ms of total
+    // loss every second. A group spans 500 ms (the deadline) over 16
+    // interleaved blocks: an outage costs each block 7 or 8 of its ~65
+    // datagrams, and it has 10 repair symbols.
+    const TEST: &str = "fec_15_interleaved_rides_out_50_ms_outages_every_second";
+    if skip_unless_root(TEST) || skip_without_tools(TEST, true) {
+        return;
+    }
+    let tmp = logs_dir();
+    let mut rng = Rng(random_u64());
+    let src = tmp.path().join("src");
+    write_file(&src, "seg/init.mp4", &rng.bytes(3_000));
+    for i in 0..12 {
+        let len = rng.range(200_000, 400_000) as usize;
+        write_file(&src, &format!("seg/s{i:02}.m4s"), &rng.bytes(len));
+    }
+    let rep = fec_run(TEST, &src, "15", "20M", "numgen inc mod 2400 < 120", false);
+    assert!(rep.count("fec_recovered") >= 120, "at least one outage rebuilt");
+}

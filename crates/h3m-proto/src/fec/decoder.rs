@@ -73,6 +73,9 @@ pub struct FecDecoder {
     max_window: usize,
     largest: Option<u64>,
     pending: foldhash::HashMap<(u64, u16), PendingBlock>,
+    /// Groups with pending blocks: first packet number to (length, depth,
+    /// pending blocks), so an arriving datagram finds its block.
+    pending_groups: std::collections::BTreeMap<u64, (u32, u16, usize)>,
     order: VecDeque<(u64, u16)>,
     done: foldhash::HashSet<(u64, u16)>,
     done_order: VecDeque<(u64, u16)>,
@@ -105,6 +108,7 @@ impl FecDecoder {
             max_window: max_window.max(1),
             largest: None,
             pending: Default::default(),
+            pending_groups: Default::default(),
             order: VecDeque::new(),
             done: Default::default(),
             done_order: VecDeque::new(),
@@ -139,9 +143,28 @@ impl FecDecoder {
         if slot.pn.is_some_and(|old| old > pn) {
             return; // Older than what the slot holds: outside the window.
         }
+        let fresh = slot.pn != Some(pn);
         slot.pn = Some(pn);
         slot.data.clear();
         slot.data.extend_from_slice(datagram);
+        if fresh {
+            self.source_arrived(pn);
+        }
+    }
+
+    /// A datagram of a block waiting for repair arrived after its repair
+    /// (the repair port is read on its own): the block may now decode.
+    fn source_arrived(&mut self, pn: u64) {
+        let Some((&first, &(len, depth, _))) = self.pending_groups.range(..=pn).next_back() else { return };
+        if pn >= first + u64::from(len) {
+            return;
+        }
+        let key = (first, ((pn - first) % u64::from(depth)) as u16);
+        let Some(p) = self.pending.get_mut(&key) else { return };
+        p.missing = p.missing.saturating_sub(1);
+        if p.repairs.len() as u32 >= p.missing {
+            self.try_decode(key);
+        }
     }
 
     /// Handles a repair datagram; datagrams it lets the decoder rebuild
@@ -191,6 +214,7 @@ impl FecDecoder {
                     return;
                 }
                 self.pending.insert(key, PendingBlock { header, missing, repairs: Vec::new() });
+                self.pending_groups.entry(header.group_first).or_insert((header.group_len, header.depth, 0)).2 += 1;
                 self.order.push_back(key);
             }
         }
@@ -354,6 +378,12 @@ impl FecDecoder {
     fn drop_pending(&mut self, key: (u64, u16)) {
         if let Some(p) = self.pending.remove(&key) {
             self.held -= p.repairs.iter().map(|(_, s)| s.len()).sum::<usize>();
+            if let Some(g) = self.pending_groups.get_mut(&key.0) {
+                g.2 -= 1;
+                if g.2 == 0 {
+                    self.pending_groups.remove(&key.0);
+                }
+            }
         }
     }
 

@@ -123,6 +123,37 @@ fn repairs_len(datagram: &[u8]) -> usize {
 }
 
 #[test]
+fn a_block_decodes_when_its_sources_arrive_after_all_its_repair() {
+    // The repair port is read on its own: all of a block's repair may be
+    // handled before the last of its datagrams.
+    let config = FecConfig { percent: 10, block: 40, depth: 2, deadline: Duration::from_secs(1) };
+    let sources = datagrams(0, 80);
+    let repairs = encode(config, &sources);
+    let mut dec = FecDecoder::new(sid(), DEFAULT_MAX_WINDOW, DEFAULT_REPAIR_BUDGET);
+    for (pn, d) in &sources[..40] {
+        dec.add_source(*pn, d);
+    }
+    for r in &repairs {
+        dec.add_repair(r);
+    }
+    assert_eq!(dec.poll_recovered(), None);
+    // The rest but packet numbers 41 and 60 (blocks 1 and 0).
+    for (pn, d) in sources[40..].iter().filter(|(pn, _)| *pn != 41 && *pn != 60) {
+        dec.add_source(*pn, d);
+    }
+    // Each block decodes as soon as it misses no more than its repair: the
+    // lost datagram comes back, with those of its block still to come.
+    let got: Vec<_> = std::iter::from_fn(|| dec.poll_recovered()).collect();
+    assert!(got.iter().all(|(pn, d)| sources[*pn as usize].1 == *d));
+    assert!(
+        got.iter().any(|(pn, _)| *pn == 41) && got.iter().any(|(pn, _)| *pn == 60),
+        "{:?}",
+        got.iter().map(|g| g.0).collect::<Vec<_>>()
+    );
+    assert_eq!(dec.stats().blocks_decoded, 2);
+}
+
+#[test]
 fn a_short_group_closes_on_its_deadline_with_one_block_per_datagram() {
     let config = FecConfig { percent: 50, block: 10, depth: 8, deadline: Duration::from_millis(100) };
     let mut enc = FecEncoder::new(config, sid());

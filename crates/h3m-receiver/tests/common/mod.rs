@@ -260,6 +260,11 @@ pub struct RecvSpec<'a> {
 }
 
 pub fn start_receiver(spec: &RecvSpec<'_>, logs: &Path) -> Proc {
+    start_receiver_with(spec, logs, &[])
+}
+
+/// [`start_receiver`] with more arguments.
+pub fn start_receiver_with(spec: &RecvSpec<'_>, logs: &Path, extra: &[&str]) -> Proc {
     let port = spec.port.to_string();
     let out = spec.out.to_string_lossy().into_owned();
     let mut args = vec![
@@ -280,6 +285,7 @@ pub fn start_receiver(spec: &RecvSpec<'_>, logs: &Path) -> Proc {
     if let Some(s) = spec.source {
         args.extend(["--source", s]);
     }
+    args.extend_from_slice(extra);
     let mut p = Proc::spawn(spec.name, spec.side.ns, &recv_bin(), &args, logs, Stdio::null());
     p.wait_bound(spec.port);
     p
