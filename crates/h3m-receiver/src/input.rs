@@ -154,11 +154,17 @@ impl Input {
                 let (repair, repair_batch) = &mut **repair;
                 // Both waits are cancel-safe: a datagram is taken only by the
                 // branch that completes.
+                // The session's datagrams first (repair handled before the
+                // datagrams it covers only rebuilds them needlessly), then
+                // whatever repair is waiting, so that a busy session socket
+                // never starves the repair one.
                 tokio::select! {
-                    // The session's datagrams first: repair handled before the
-                    // datagrams it covers only rebuilds them needlessly.
                     biased;
-                    r = socket.recv_batch(batch) => r.map(|_| Self::deliver(batch, Channel::Session, f)),
+                    r = socket.recv_batch(batch) => {
+                        r?;
+                        let n = Self::deliver(batch, Channel::Session, f);
+                        Ok(n + Self::deliver_waiting(repair, repair_batch, f)?)
+                    }
                     r = repair.recv_batch(repair_batch) => r.map(|_| Self::deliver(repair_batch, Channel::Repair, f)),
                 }
             }
@@ -180,6 +186,20 @@ impl Input {
                     .await?;
                 Ok(n)
             }
+        }
+    }
+
+    /// Hands over the repair datagrams already waiting on `socket` (without
+    /// waiting); returns how many.
+    fn deliver_waiting(
+        socket: &RecvSocket,
+        batch: &mut RecvBatch,
+        f: &mut dyn FnMut(Channel, &[u8]),
+    ) -> io::Result<usize> {
+        match socket.try_recv_batch(batch) {
+            Ok(_) => Ok(Self::deliver(batch, Channel::Repair, f)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e),
         }
     }
 

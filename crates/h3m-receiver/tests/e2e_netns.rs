@@ -1284,28 +1284,27 @@ fn fec_payload(tmp: &Path, rng: &mut Rng) -> std::path::PathBuf {
     src
 }
 
+/// [`fec_run`] on [`fec_payload`] with `percent`% random loss.
+fn fec_random_loss(test: &str, fec: &str, rate: &str, percent: u32, gso: bool) {
+    if skip_unless_root(test) || skip_without_tools(test, !gso) {
+        return;
+    }
+    let tmp = logs_dir();
+    let src = fec_payload(tmp.path(), &mut Rng(random_u64()));
+    fec_run(test, &src, fec, rate, &format!("numgen random mod 100 < {percent}"), gso);
+}
+
 #[test]
 fn fec_5_recovers_1_percent_random_loss_in_gso_bursts() {
     // GSO on: a dropped veth packet is a GSO send of up to `depth` (16)
     // datagrams, each from another block.
-    const TEST: &str = "fec_5_recovers_1_percent_random_loss_in_gso_bursts";
-    if skip_unless_root(TEST) || skip_without_tools(TEST, false) {
-        return;
-    }
-    let tmp = logs_dir();
-    let src = fec_payload(tmp.path(), &mut Rng(random_u64()));
-    fec_run(TEST, &src, "5", "200M", "numgen random mod 100 < 1", true);
+    fec_random_loss("fec_5_recovers_1_percent_random_loss_in_gso_bursts", "5", "200M", 1, true);
 }
 
 #[test]
 fn fec_15_recovers_5_percent_random_loss() {
-    const TEST: &str = "fec_15_recovers_5_percent_random_loss";
-    if skip_unless_root(TEST) || skip_without_tools(TEST, true) {
-        return;
-    }
-    let tmp = logs_dir();
-    let src = fec_payload(tmp.path(), &mut Rng(random_u64()));
-    fec_run(TEST, &src, "15", "50M", "numgen random mod 100 < 5", false);
+    // GSO off: one drop, one datagram.
+    fec_random_loss("fec_15_recovers_5_percent_random_loss", "15", "50M", 5, false);
 }
 
 #[test]
