@@ -218,6 +218,20 @@ impl RecvSocket {
         Ok(batch.len())
     }
 
+    /// Reads what is waiting now with one non-blocking `recvmmsg`, whatever tokio last learned
+    /// of the socket's readiness (`WouldBlock` when nothing is): for a second socket read
+    /// alongside a busy one, whose readiness events the runtime may not have processed yet.
+    pub fn recv_batch_now(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        batch.clear();
+        let n = {
+            let (bufs, metas) = batch.parts();
+            let mut iovs = slots(bufs);
+            self.state.recv((&self.io).into(), &mut iovs, metas)?
+        };
+        batch.split(n);
+        Ok(batch.len())
+    }
+
     /// Like [`RecvSocket::recv_batch`] but returns `WouldBlock` instead of waiting.
     pub fn try_recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
         batch.clear();

@@ -196,7 +196,9 @@ impl Input {
         batch: &mut RecvBatch,
         f: &mut dyn FnMut(Channel, &[u8]),
     ) -> io::Result<usize> {
-        match socket.try_recv_batch(batch) {
+        // Not `try_recv_batch`: its readiness flag is only refreshed when the
+        // runtime polls for events, which a socket that is never idle delays.
+        match socket.recv_batch_now(batch) {
             Ok(_) => Ok(Self::deliver(batch, Channel::Repair, f)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
             Err(e) => Err(e),

@@ -174,6 +174,13 @@ async fn open_input(opts: &LiveOptions) -> Result<Input, String> {
     }
 }
 
+/// Whether the session holds everything it was sent: all intact, and every
+/// packet number skipped over arrived later.
+fn nothing_missing<S: ResourceSink>(session: &Session<'_, '_, S>) -> bool {
+    let stats = session.receiver.stats();
+    session.all_intact() && stats.packet_number_gaps <= stats.reordered_packets
+}
+
 /// The repair port to listen on: none when FEC is off.
 fn repair_port(opts: &LiveOptions) -> Option<u16> {
     opts.repair_port.filter(|_| opts.session.fec_window > 0)
@@ -312,14 +319,17 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
         after(&mut session.reporter);
         // The lines of this batch, in one write.
         session.reporter.flush();
+        if session.receiver.is_ended() && !opts.follow && nothing_missing(&session) {
+            // Everything promised arrived intact and every skipped packet
+            // number came later (reordered, or rebuilt by FEC): no straggler
+            // to wait for, lingering or not.
+            break;
+        }
         if session.receiver.is_ended() && linger_until.is_none() {
             if opts.follow {
                 // Settle this session, start listening for the next.
                 session.next_session();
                 got_any = false;
-            } else if session.all_intact() && session.receiver.stats().packet_number_gaps == 0 {
-                // Everything promised arrived intact: no straggler to wait for.
-                break;
             } else {
                 linger_until = Some(Instant::now() + opts.linger);
             }

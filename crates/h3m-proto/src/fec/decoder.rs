@@ -47,8 +47,18 @@ pub struct FecStats {
     /// Blocks that needed decoding and were rebuilt.
     pub blocks_decoded: u64,
     /// Blocks that lost more than their repair could rebuild (or whose
-    /// datagrams left the window first).
+    /// datagrams left the window first): the sum of the four below.
     pub blocks_unrecovered: u64,
+    /// Of those: still short of repair when the session ended.
+    pub unrecovered_at_end: u64,
+    /// Of those: given up when their datagrams left the window.
+    pub unrecovered_window: u64,
+    /// Of those: given up to keep within the repair budget.
+    pub unrecovered_budget: u64,
+    /// Of those: the code failed (inconsistent symbols: forged or stale).
+    pub decode_failures: u64,
+    /// Datagrams the window holds at most now.
+    pub window: u64,
 }
 
 /// A block that lost datagrams, collecting repair symbols.
@@ -76,6 +86,11 @@ pub struct FecDecoder {
     /// Groups with pending blocks: first packet number to (length, depth,
     /// pending blocks), so an arriving datagram finds its block.
     pending_groups: std::collections::BTreeMap<u64, (u32, u16, usize)>,
+    /// Blocks that could decode but whose last datagram is newer than any
+    /// received (their repair came first): `(last packet number, block)`.
+    /// Decoding them then would hand the receiver datagrams from its future
+    /// (streams before their promises); they wait until it catches up.
+    deferred: std::collections::BTreeSet<(u64, (u64, u16))>,
     order: VecDeque<(u64, u16)>,
     done: foldhash::HashSet<(u64, u16)>,
     done_order: VecDeque<(u64, u16)>,
@@ -109,6 +124,7 @@ impl FecDecoder {
             largest: None,
             pending: Default::default(),
             pending_groups: Default::default(),
+            deferred: Default::default(),
             order: VecDeque::new(),
             done: Default::default(),
             done_order: VecDeque::new(),
@@ -138,6 +154,13 @@ impl FecDecoder {
             self.resize(INITIAL_WINDOW.min(self.max_window));
         }
         self.largest = Some(self.largest.map_or(pn, |l| l.max(pn)));
+        while let Some(&(last, key)) = self.deferred.first() {
+            if last > pn {
+                break;
+            }
+            self.deferred.pop_first();
+            self.try_decode(key);
+        }
         let n = self.window.len() as u64;
         let slot = &mut self.window[(pn % n) as usize];
         if slot.pn.is_some_and(|old| old > pn) {
@@ -232,6 +255,7 @@ impl FecDecoder {
             let Some(oldest) = self.order.pop_front() else { break };
             if self.pending.contains_key(&oldest) {
                 self.give_up(oldest);
+                self.stats.unrecovered_budget += 1;
             }
         }
     }
@@ -242,14 +266,23 @@ impl FecDecoder {
         self.recovered.pop_front()
     }
 
+    /// Whether rebuilt datagrams wait for [`poll_recovered`](Self::poll_recovered).
+    pub fn has_recovered(&self) -> bool {
+        !self.recovered.is_empty()
+    }
+
     /// Decodes what the symbols held allow, then gives up every block still
     /// waiting for repair (the session ended).
     pub fn finish(&mut self) {
+        // Nothing more will arrive: what can decode, decodes now.
+        self.largest = Some(u64::MAX);
+        self.deferred.clear();
         let keys: Vec<_> = self.order.drain(..).filter(|k| self.pending.contains_key(k)).collect();
         for key in keys {
             self.try_decode(key);
             if self.pending.contains_key(&key) {
                 self.give_up(key);
+                self.stats.unrecovered_at_end += 1;
             }
         }
     }
@@ -266,12 +299,18 @@ impl FecDecoder {
             self.drop_pending(key);
             self.finish_block(key);
         } else if p.repairs.len() as u32 >= missing {
-            self.decode(key);
+            let last = header.last_pn();
+            if self.largest.is_some_and(|l| l >= last) {
+                self.decode(key);
+            } else {
+                self.deferred.insert((last, key));
+            }
         }
     }
 
     /// Sets the window to `slots` slots, keeping what fits.
     fn resize(&mut self, slots: usize) {
+        self.stats.window = slots as u64;
         let old = std::mem::take(&mut self.window);
         self.window = (0..slots).map(|_| Slot::default()).collect();
         for slot in old {
@@ -295,9 +334,11 @@ impl FecDecoder {
     }
 
     /// Whether the block's datagrams lie outside the window (too old to be
-    /// held, or beyond anything received): nothing to rebuild them against.
+    /// held, or more than a window beyond anything received): nothing to
+    /// rebuild them against.
     fn outside_window(&self, h: &RepairHeader) -> bool {
-        let Some(largest) = self.largest else { return true };
+        // Before any datagram, repair read ahead of its datagrams waits for them.
+        let Some(largest) = self.largest else { return false };
         let low = largest.saturating_sub(self.window.len() as u64 - 1);
         h.source_pn(0) < low || h.last_pn() > largest.saturating_add(self.window.len() as u64)
     }
@@ -363,6 +404,7 @@ impl FecDecoder {
             self.stats.blocks_decoded += 1;
         } else {
             self.stats.blocks_unrecovered += 1;
+            self.stats.decode_failures += 1;
         }
         self.finish_block(key);
     }
@@ -411,6 +453,7 @@ impl FecDecoder {
                 Some(p) if p.header.source_pn(0) < low => {
                     self.order.pop_front();
                     self.give_up(key);
+                    self.stats.unrecovered_window += 1;
                 }
                 Some(_) => break,
             }

@@ -294,8 +294,9 @@ proptest! {
         let repairs = encode(config, &sources);
         let lost = |pn: u64| loss[(pn - first) as usize] == 0;
         let lost_repair = |i: usize| lose_repair && repair_loss[i % 1200] == 0;
-        let (mut dec, rebuilt) = decode(&sources, &lost, &repairs, &lost_repair);
+        let (mut dec, mut rebuilt) = decode(&sources, &lost, &repairs, &lost_repair);
         dec.finish();
+        rebuilt.extend(std::iter::from_fn(|| dec.poll_recovered()).map(|(_, d)| d));
         let truly_lost: Vec<_> = sources.iter().filter(|(pn, _)| lost(*pn)).map(|(_, d)| d.clone()).collect();
         for d in &rebuilt {
             prop_assert!(truly_lost.contains(d));

@@ -668,6 +668,10 @@ impl Receiver {
     /// Processes one UDP payload received at `now`.
     pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
         self.handle_numbered(now, datagram, None);
+        // A datagram can complete an FEC block whose repair came first.
+        if self.fec.as_ref().is_some_and(|f| f.has_recovered()) {
+            self.handle_recovered(now);
+        }
     }
 
     /// [`handle_datagram`](Self::handle_datagram), with the packet number
