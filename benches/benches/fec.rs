@@ -66,7 +66,7 @@ fn main() {
             for (pn, d) in datagrams.iter().enumerate() {
                 while next_repair < repairs.len() && repairs[next_repair].0 <= pn {
                     if !lost() {
-                        dec.add_repair(&repairs[next_repair].1);
+                        dec.add_repair(at(pn), &repairs[next_repair].1);
                     }
                     next_repair += 1;
                 }
@@ -82,7 +82,7 @@ fn main() {
             }
             for (_, r) in &repairs[next_repair..] {
                 if !lost() {
-                    dec.add_repair(r);
+                    dec.add_repair(at(n), r);
                 }
             }
             dec.finish();

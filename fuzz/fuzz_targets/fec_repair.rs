@@ -4,6 +4,8 @@
 //! memory only: the decoder's window and repair budget are small here).
 #![no_main]
 
+use std::time::Instant;
+
 use h3m_proto::SessionId;
 use h3m_proto::fec::{FecDecoder, RepairHeader};
 use libfuzzer_sys::fuzz_target;
@@ -21,8 +23,8 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut framed = b"h3mF\x01\x01\x2a".to_vec();
     framed.extend_from_slice(data);
-    dec.add_repair(&framed);
-    dec.add_repair(data);
+    dec.add_repair(Instant::now(), &framed);
+    dec.add_repair(Instant::now(), data);
     while dec.poll_recovered().is_some() {}
     dec.finish();
     assert!(dec.held_bytes() <= 256 * 4096 + (1 << 16));

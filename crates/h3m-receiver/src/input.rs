@@ -114,7 +114,8 @@ impl Input {
         let repair = repair_port.and_then(|port| {
             let mut rc = mc.clone();
             rc.group.set_port(port);
-            rc.recv_buffer = Some(rc.recv_buffer.unwrap_or(4 << 20).min(4 << 20));
+            // As large as the session's: the repair of a group comes in
+            // bursts while the receiver may still be busy with its datagrams.
             match RecvSocket::open(&rc) {
                 Ok((socket, w)) => {
                     warnings.extend(w.iter().map(Warning::to_string));

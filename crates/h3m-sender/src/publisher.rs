@@ -472,6 +472,12 @@ impl Publisher {
     pub async fn close(mut self) -> Result<Closed, PublishError> {
         self.sender.close()?;
         self.drain().await?;
+        // The last FEC repair, spread over the time its group took.
+        while self.sender.repairs_queued() > 0 {
+            let Some(at) = self.sender.poll_timeout() else { break };
+            tokio::time::sleep_until(at.into()).await;
+            self.drain().await?;
+        }
         let stats = self.sender.stats();
         tracing::info!(
             resources = stats.resources,

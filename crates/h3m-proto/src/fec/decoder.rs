@@ -11,6 +11,7 @@
 //! [`FecStats::blocks_unrecovered`]).
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use reed_solomon_simd::ReedSolomonDecoder;
 
@@ -27,6 +28,9 @@ pub const INITIAL_WINDOW: usize = 2048;
 pub const DEFAULT_MAX_WINDOW: usize = 20_480;
 /// Default budget for repair symbols of blocks not yet decodable.
 pub const DEFAULT_REPAIR_BUDGET: usize = 16 << 20;
+/// Longest a decodable block waits for the receiver to reach its last
+/// datagram before it decodes anyway.
+pub const DEFER_LIMIT: Duration = Duration::from_millis(200);
 /// Finished blocks remembered, so their late repair symbols are skipped.
 const DONE_REMEMBERED: usize = 8192;
 
@@ -91,6 +95,12 @@ pub struct FecDecoder {
     /// Decoding them then would hand the receiver datagrams from its future
     /// (streams before their promises); they wait until it catches up.
     deferred: std::collections::BTreeSet<(u64, (u64, u16))>,
+    /// When each deferred block was deferred: after [`DEFER_LIMIT`] it
+    /// decodes anyway (the datagrams it waits for were lost, the last of a
+    /// session or of a pause in a live stream).
+    deferred_at: VecDeque<(Instant, (u64, u16))>,
+    /// The time of the latest call that gave one.
+    clock: Option<Instant>,
     order: VecDeque<(u64, u16)>,
     done: foldhash::HashSet<(u64, u16)>,
     done_order: VecDeque<(u64, u16)>,
@@ -125,6 +135,8 @@ impl FecDecoder {
             pending: Default::default(),
             pending_groups: Default::default(),
             deferred: Default::default(),
+            deferred_at: VecDeque::new(),
+            clock: None,
             order: VecDeque::new(),
             done: Default::default(),
             done_order: VecDeque::new(),
@@ -192,7 +204,8 @@ impl FecDecoder {
 
     /// Handles a repair datagram; datagrams it lets the decoder rebuild
     /// become available from [`poll_recovered`](Self::poll_recovered).
-    pub fn add_repair(&mut self, datagram: &[u8]) {
+    pub fn add_repair(&mut self, now: Instant, datagram: &[u8]) {
+        self.clock = Some(now);
         let (header, symbol) = match RepairHeader::parse(datagram) {
             Ok(x) => x,
             Err(_) => {
@@ -266,6 +279,43 @@ impl FecDecoder {
         self.recovered.pop_front()
     }
 
+    /// When a deferred block is next due to decode anyway.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deferred_at.front().map(|(at, _)| *at + DEFER_LIMIT)
+    }
+
+    /// Decodes the deferred blocks that waited [`DEFER_LIMIT`] by `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.clock = Some(now);
+        while let Some(&(at, key)) = self.deferred_at.front() {
+            if at + DEFER_LIMIT > now {
+                break;
+            }
+            self.deferred_at.pop_front();
+            let last = self.pending.get(&key).map(|p| p.header.last_pn());
+            if let Some(last) = last
+                && self.deferred.remove(&(last, key))
+            {
+                self.decode_now(key);
+            }
+        }
+    }
+
+    /// Decodes the block if its symbols suffice, wherever the receiver is.
+    fn decode_now(&mut self, key: (u64, u16)) {
+        let Some(p) = self.pending.get(&key) else { return };
+        let header = p.header;
+        let missing = self.missing(&header);
+        if self.pending.get(&key).is_some_and(|p| p.repairs.len() as u32 >= missing) {
+            if missing == 0 {
+                self.drop_pending(key);
+                self.finish_block(key);
+            } else {
+                self.decode(key);
+            }
+        }
+    }
+
     /// Whether rebuilt datagrams wait for [`poll_recovered`](Self::poll_recovered).
     pub fn has_recovered(&self) -> bool {
         !self.recovered.is_empty()
@@ -277,6 +327,7 @@ impl FecDecoder {
         // Nothing more will arrive: what can decode, decodes now.
         self.largest = Some(u64::MAX);
         self.deferred.clear();
+        self.deferred_at.clear();
         let keys: Vec<_> = self.order.drain(..).filter(|k| self.pending.contains_key(k)).collect();
         for key in keys {
             self.try_decode(key);
@@ -302,8 +353,10 @@ impl FecDecoder {
             let last = header.last_pn();
             if self.largest.is_some_and(|l| l >= last) {
                 self.decode(key);
-            } else {
-                self.deferred.insert((last, key));
+            } else if self.deferred.insert((last, key))
+                && let Some(now) = self.clock
+            {
+                self.deferred_at.push_back((now, key));
             }
         }
     }

@@ -140,6 +140,13 @@ impl FecEncoder {
         }
     }
 
+    /// Closes the open group at `now`, its repair due over as long as the
+    /// group took, as when it fills (the session ends: a burst of the last
+    /// repair would be the easiest to lose whole).
+    pub fn close_group_now(&mut self, now: Instant) {
+        self.close_group(now, false);
+    }
+
     /// The next repair datagram due at `now` (after closing the open group if
     /// its deadline has passed).
     pub fn poll_repair(&mut self, now: Instant) -> Option<Vec<u8>> {

@@ -85,12 +85,22 @@ impl FecConfig {
         u32::from(self.block) * u32::from(self.depth)
     }
 
-    /// Repair symbols for a block of `sources` source symbols (at least one).
+    /// Repair symbols for a block of `sources` source symbols: `percent` of
+    /// them, rounded up, and [`SHORT_BLOCK_EXTRA`] more for a block shorter
+    /// than `block` (the first group, one closed by its deadline or the
+    /// session's end): the fewer datagrams a block has, the more its share of
+    /// losses varies around the mean, and short blocks are few.
     pub fn repairs_for(&self, sources: u32) -> u16 {
-        let r = (u64::from(sources) * u64::from(self.percent)).div_ceil(100).max(1);
+        let mut r = (u64::from(sources) * u64::from(self.percent)).div_ceil(100).max(1);
+        if sources < u32::from(self.block) {
+            r += SHORT_BLOCK_EXTRA;
+        }
         r.min(u64::from(repair::MAX_BLOCK_REPAIRS)) as u16
     }
 }
+
+/// Repair symbols added to each block shorter than the configured block.
+pub const SHORT_BLOCK_EXTRA: u64 = 2;
 
 /// Why an FEC setting is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -47,7 +47,7 @@ fn decode(
     let mut out = Vec::new();
     for (i, r) in repairs.iter().enumerate() {
         if !lost_repair(i) {
-            dec.add_repair(r);
+            dec.add_repair(Instant::now(), r);
         }
         out.extend(std::iter::from_fn(|| dec.poll_recovered()).map(|(pn, d)| {
             assert_eq!(sources.iter().find(|(p, _)| *p == pn).map(|(_, s)| s), Some(&d), "packet number {pn}");
@@ -107,12 +107,12 @@ fn repair_arriving_before_its_sources_still_rebuilds() {
     for (pn, d) in &sources[..20] {
         dec.add_source(*pn, d);
     }
-    dec.add_repair(&repairs[0]);
+    dec.add_repair(Instant::now(), &repairs[0]);
     for (pn, d) in &sources[21..] {
         dec.add_source(*pn, d);
     }
     for r in &repairs[1..] {
-        dec.add_repair(r);
+        dec.add_repair(Instant::now(), r);
     }
     assert_eq!(dec.poll_recovered(), Some(sources[20].clone()));
 }
@@ -134,7 +134,7 @@ fn a_block_decodes_when_its_sources_arrive_after_all_its_repair() {
         dec.add_source(*pn, d);
     }
     for r in &repairs {
-        dec.add_repair(r);
+        dec.add_repair(Instant::now(), r);
     }
     assert_eq!(dec.poll_recovered(), None);
     // The rest but packet numbers 41 and 60 (blocks 1 and 0).
@@ -164,23 +164,17 @@ fn a_short_group_closes_on_its_deadline_with_one_block_per_datagram() {
     }
     assert_eq!(enc.poll_timeout(), Some(t0 + Duration::from_millis(100)));
     assert!(enc.poll_repair(t0 + Duration::from_millis(99)).is_none());
-    // The deadline closes the group; its repair is due over the next 100 ms.
+    // The deadline closes the group; its repair is due over the next 100 ms:
+    // three blocks of one datagram, one repair symbol each (a copy) and two
+    // more for blocks that short, 9 in all.
     let t1 = t0 + Duration::from_millis(100);
-    assert_eq!(enc.poll_repair(t1).map(|d| d.len()), Some(repairs_len(&sources[0].1)));
-    assert_eq!(enc.poll_timeout(), Some(t1 + Duration::from_millis(100) / 3));
-    assert!(enc.poll_repair(t1 + Duration::from_millis(32)).is_none());
+    let first = enc.poll_repair(t1).unwrap();
+    assert_eq!(first.len(), repairs_len(&sources[0].1));
+    assert_eq!(enc.poll_timeout(), Some(t1 + Duration::from_millis(100) / 9));
+    assert!(enc.poll_repair(t1 + Duration::from_millis(11)).is_none());
     let mut repairs: Vec<_> = std::iter::from_fn(|| enc.poll_repair(t1 + Duration::from_millis(100))).collect();
-    repairs.insert(0, {
-        // The first one again, for the decoding below.
-        let mut again = FecEncoder::new(config, sid());
-        for (pn, d) in &sources {
-            again.add_source(t0, *pn, d);
-        }
-        again.flush(t0);
-        again.poll_repair(t0).unwrap()
-    });
-    // Three blocks of one datagram, one repair symbol each (a copy).
-    assert_eq!(repairs.len(), 3);
+    repairs.insert(0, first);
+    assert_eq!(repairs.len(), 9);
     let (h, _) = RepairHeader::parse(&repairs[1]).unwrap();
     assert_eq!((h.group_first, h.group_len, h.depth, h.block, h.sources()), (3, 3, 8, 1, 1));
     let (_, rebuilt) = decode(&sources, &|pn| pn == 4, &repairs, &|_| false);
@@ -196,11 +190,16 @@ fn a_gap_in_packet_numbers_closes_the_group() {
     for (pn, d) in datagrams(0, 3).iter().chain(&datagrams(10, 2)) {
         enc.add_source(now, *pn, d);
     }
-    let (h, _) = RepairHeader::parse(&enc.poll_repair(now).unwrap()).unwrap();
-    assert_eq!((h.group_first, h.group_len), (0, 3));
+    let groups = |enc: &mut FecEncoder| {
+        let all: Vec<_> = std::iter::from_fn(|| enc.poll_repair(now)).collect();
+        all.iter()
+            .map(|d| RepairHeader::parse(d).map(|(h, _)| (h.group_first, h.group_len)).unwrap())
+            .collect::<Vec<_>>()
+    };
+    // One block of 3: one repair symbol and two for a short block.
+    assert_eq!(groups(&mut enc), vec![(0, 3); 3]);
     enc.flush(now);
-    let (h, _) = RepairHeader::parse(&enc.poll_repair(now).unwrap()).unwrap();
-    assert_eq!((h.group_first, h.group_len), (10, 2));
+    assert_eq!(groups(&mut enc), vec![(10, 2); 3]);
 }
 
 #[test]
@@ -226,11 +225,11 @@ fn junk_and_foreign_repair_is_counted_and_memory_stays_bounded() {
         };
         let mut d = Vec::new();
         h.write(&[0xab; 1000], &mut d);
-        dec.add_repair(&d);
-        dec.add_repair(&d[..40]);
+        dec.add_repair(Instant::now(), &d);
+        dec.add_repair(Instant::now(), &d[..40]);
         let mut foreign = Vec::new();
         RepairHeader { session_id: SessionId::from_hex("2b").unwrap(), ..h }.write(&[0; 1000], &mut foreign);
-        dec.add_repair(&foreign);
+        dec.add_repair(Instant::now(), &foreign);
     }
     let s = *dec.stats();
     assert_eq!((s.repair_malformed, s.repair_foreign), (20_000, 20_000));
@@ -268,7 +267,9 @@ fn config_parses_and_refuses_what_it_cannot_do() {
     assert_eq!("5,size=3".parse::<FecConfig>(), Err(FecConfigError::Syntax("5,size=3".into())));
     assert_eq!("x".parse::<FecConfig>(), Err(FecConfigError::Syntax("x".into())));
     assert_eq!(FecConfig::new(5).repairs_for(512), 26);
-    assert_eq!(FecConfig::new(5).repairs_for(1), 1);
+    // Short blocks (fewer than `block` datagrams) get two more.
+    assert_eq!(FecConfig::new(5).repairs_for(1), 3);
+    assert_eq!(FecConfig::new(5).repairs_for(100), 7);
 }
 
 proptest! {
@@ -329,9 +330,35 @@ proptest! {
         dec.add_source(pn, &data);
         let mut d = b"h3mF\x01\x01\x2a".to_vec();
         d.extend_from_slice(&data);
-        dec.add_repair(&d);
-        dec.add_repair(&data);
+        dec.add_repair(Instant::now(), &d);
+        dec.add_repair(Instant::now(), &data);
         while dec.poll_recovered().is_some() {}
         dec.finish();
     }
+}
+
+#[test]
+fn a_block_waiting_for_datagrams_that_never_come_decodes_after_the_defer_limit() {
+    // The block's last datagrams were lost and nothing newer arrives (the
+    // end of a session, a pause in a live stream): its repair came, so it
+    // decodes once it has waited DEFER_LIMIT.
+    let config = FecConfig { percent: 20, block: 20, depth: 1, deadline: Duration::from_secs(1) };
+    let sources = datagrams(0, 20);
+    let repairs = encode(config, &sources);
+    let mut dec = FecDecoder::new(sid(), DEFAULT_MAX_WINDOW, DEFAULT_REPAIR_BUDGET);
+    for (pn, d) in &sources[..18] {
+        dec.add_source(*pn, d);
+    }
+    let t0 = Instant::now();
+    for r in &repairs {
+        dec.add_repair(t0, r);
+    }
+    assert_eq!(dec.poll_recovered(), None);
+    assert_eq!(dec.poll_timeout(), Some(t0 + super::decoder::DEFER_LIMIT));
+    dec.handle_timeout(t0 + super::decoder::DEFER_LIMIT - Duration::from_millis(1));
+    assert_eq!(dec.poll_recovered(), None);
+    dec.handle_timeout(t0 + super::decoder::DEFER_LIMIT);
+    let got: Vec<_> = std::iter::from_fn(|| dec.poll_recovered()).collect();
+    assert_eq!(got, sources[18..].to_vec());
+    assert_eq!(dec.poll_timeout(), None);
 }

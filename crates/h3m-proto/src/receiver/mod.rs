@@ -68,6 +68,10 @@ pub const MAX_LOST_REPORTED: u64 = 1024;
 /// one range each.
 const MAX_SEEN_RANGES: usize = 4096;
 
+/// [`ReceiverConfig::max_orphan_streams`] once the session is known to carry
+/// FEC (see [`Receiver::handle_repair`]).
+pub const FEC_MAX_ORPHAN_STREAMS: usize = 512;
+
 /// How many recent packet numbers are remembered to tell replays from
 /// reordered packets (as far back as FEC rebuilds datagrams).
 const PN_WINDOW: u64 = 32_768;
@@ -627,7 +631,8 @@ impl Receiver {
         };
         let pushes = self.pushes.values().map(|p| self.push_deadline(p));
         let orphans = self.orphan_streams().map(|(_, s)| s.last_activity + self.config.push_timeout);
-        idle.into_iter().chain(pushes).chain(orphans).min()
+        let fec = self.fec.as_ref().and_then(|f| f.poll_timeout());
+        idle.into_iter().chain(pushes).chain(orphans).chain(fec).min()
     }
 
     /// When a push times out: the push timeout after the later of its own and
@@ -730,7 +735,17 @@ impl Receiver {
     /// though they had just arrived.
     pub fn handle_repair(&mut self, now: Instant, datagram: &[u8]) {
         let Some(fec) = &mut self.fec else { return };
-        fec.add_repair(datagram);
+        fec.add_repair(now, datagram);
+        let due = fec.poll_timeout();
+        if fec.stats().repair_datagrams == 1 {
+            // The session carries FEC: a lost promise or stream start may
+            // come back a group or two later, with many streams waiting.
+            self.request.expect_repair();
+            self.config.max_orphan_streams = self.config.max_orphan_streams.max(FEC_MAX_ORPHAN_STREAMS);
+        }
+        if let Some(at) = due {
+            self.arm(at);
+        }
         self.handle_recovered(now);
     }
 
@@ -1219,6 +1234,11 @@ impl Receiver {
 
     /// Fires the timers due at `now`: push timeouts, orphan streams, idle timeout.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // FEC first: what it rebuilds may complete pushes about to time out.
+        if let Some(fec) = &mut self.fec {
+            fec.handle_timeout(now);
+            self.handle_recovered(now);
+        }
         let timeout = self.config.push_timeout;
         let mut due: Vec<u64> =
             self.pushes.iter().filter(|(_, p)| self.push_deadline(p) <= now).map(|(&id, _)| id).collect();
@@ -1233,6 +1253,7 @@ impl Receiver {
             && !self.ended
             && last + idle <= now
         {
+            self.finish_fec(now);
             self.finish_all();
             self.end_session(SessionEndReason::IdleTimeout);
         }

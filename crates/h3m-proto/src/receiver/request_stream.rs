@@ -34,6 +34,13 @@ pub(crate) const MAX_BOUNDARIES: usize = 64;
 /// A frame start is forgotten once this many frames were parsed after it
 /// became one without it making progress.
 pub(crate) const STALE_FRAMES: u64 = 64;
+/// [`MAX_BOUNDARIES`] and [`STALE_FRAMES`] once the session is known to
+/// carry FEC: a lost promise packet comes back up to two FEC groups later
+/// (some 16 000 datagrams, a few thousand promises of small files), so its
+/// frame start and the bytes after it are kept that long.
+pub(crate) const FEC_MAX_BOUNDARIES: usize = 512;
+/// See [`FEC_MAX_BOUNDARIES`].
+pub(crate) const FEC_STALE_FRAMES: u64 = 4096;
 
 /// A remembered frame start.
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +66,10 @@ pub(crate) struct RequestStream {
     dirty: Option<Range<u64>>,
     /// Fragments and frame starts forgotten to stay within the bounds.
     pub(crate) evicted: u64,
+    /// The bounds in force: [`MAX_BOUNDARIES`] and [`STALE_FRAMES`], or the
+    /// FEC ones ([`RequestStream::expect_repair`]).
+    max_boundaries: usize,
+    stale_frames: u64,
 }
 
 /// A whole frame read from the request stream.
@@ -78,11 +89,20 @@ impl Default for RequestStream {
             read_position: 0,
             dirty: None,
             evicted: 0,
+            max_boundaries: MAX_BOUNDARIES,
+            stale_frames: STALE_FRAMES,
         }
     }
 }
 
 impl RequestStream {
+    /// Lost packets may come back late (the session carries FEC): frame
+    /// starts wait longer before they are forgotten ([`FEC_STALE_FRAMES`]).
+    pub(crate) fn expect_repair(&mut self) {
+        self.max_boundaries = FEC_MAX_BOUNDARIES;
+        self.stale_frames = FEC_STALE_FRAMES;
+    }
+
     /// The memory held bytes cost (see [`Segments::footprint`]).
     pub(crate) fn buffered(&self) -> usize {
         self.pending.footprint()
@@ -154,7 +174,7 @@ impl RequestStream {
 
     /// Makes room for a new frame start at `at`.
     fn make_room_for_boundary(&mut self, at: u64) -> bool {
-        while self.boundaries.len() >= MAX_BOUNDARIES {
+        while self.boundaries.len() >= self.max_boundaries {
             let Some((&far, _)) = self.boundaries.last_key_value() else { return true };
             if far <= at || far <= self.read_position {
                 return false;
@@ -265,7 +285,7 @@ impl RequestStream {
         let stale: Vec<u64> = self
             .boundaries
             .iter()
-            .filter(|&(&k, b)| k != self.read_position && self.frames_parsed - b.since >= STALE_FRAMES)
+            .filter(|&(&k, b)| k != self.read_position && self.frames_parsed - b.since >= self.stale_frames)
             .map(|(&k, _)| k)
             .collect();
         for k in stale {
