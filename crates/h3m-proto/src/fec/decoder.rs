@@ -22,7 +22,8 @@ use crate::SessionId;
 
 /// Window slots before the first repair datagram (about 2.4 MiB of
 /// 1200-byte datagrams): enough to cover the first group's datagrams that
-/// arrive before its repair is known to exist.
+/// arrive before its repair is known to exist. Only a session's first
+/// datagrams are kept before then.
 pub const INITIAL_WINDOW: usize = 2048;
 /// Default most datagrams kept (two default groups and some).
 pub const DEFAULT_MAX_WINDOW: usize = 20_480;
@@ -101,6 +102,12 @@ pub struct FecDecoder {
     deferred_at: VecDeque<(Instant, (u64, u16))>,
     /// The time of the latest call that gave one.
     clock: Option<Instant>,
+    /// A repair datagram of the session arrived: datagrams are kept.
+    active: bool,
+    /// Datagrams seen while not active: the first [`INITIAL_WINDOW`] are
+    /// kept (the first group's repair may be read after them), later ones
+    /// not (a session without FEC costs nothing more).
+    seen_inactive: usize,
     order: VecDeque<(u64, u16)>,
     done: foldhash::HashSet<(u64, u16)>,
     done_order: VecDeque<(u64, u16)>,
@@ -137,6 +144,8 @@ impl FecDecoder {
             deferred: Default::default(),
             deferred_at: VecDeque::new(),
             clock: None,
+            active: false,
+            seen_inactive: 0,
             order: VecDeque::new(),
             done: Default::default(),
             done_order: VecDeque::new(),
@@ -162,6 +171,12 @@ impl FecDecoder {
     /// Keeps the datagram numbered `pn` (as received, before packet
     /// protection is removed) for the blocks it belongs to.
     pub fn add_source(&mut self, pn: u64, datagram: &[u8]) {
+        if !self.active {
+            if self.seen_inactive >= INITIAL_WINDOW {
+                return;
+            }
+            self.seen_inactive += 1;
+        }
         if self.window.is_empty() {
             self.resize(INITIAL_WINDOW.min(self.max_window));
         }
@@ -218,6 +233,7 @@ impl FecDecoder {
             return;
         }
         self.stats.repair_datagrams += 1;
+        self.active = true;
         let wanted = (2 * header.full_group_len as usize + usize::from(header.depth)).min(self.max_window);
         if wanted > self.window.len() {
             self.resize(wanted);

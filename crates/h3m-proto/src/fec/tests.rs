@@ -205,16 +205,17 @@ fn a_gap_in_packet_numbers_closes_the_group() {
 #[test]
 fn junk_and_foreign_repair_is_counted_and_memory_stays_bounded() {
     let mut dec = FecDecoder::new(sid(), 4096, 1 << 20);
-    let sources = datagrams(0, 4096);
+    // Before any repair only a session's first 2048 datagrams are kept.
+    let sources = datagrams(0, 2048);
     for (pn, d) in &sources {
         dec.add_source(*pn, d);
     }
     let before = dec.held_bytes();
-    // Forged symbols for 20 000 blocks that each claim every datagram was lost.
+    // Forged symbols for 20 000 blocks of one datagram each.
     for g in 0..20_000u64 {
         let h = RepairHeader {
             session_id: sid(),
-            group_first: g % 4000,
+            group_first: g % 2000,
             group_len: 1,
             full_group_len: 1,
             depth: 1,
@@ -361,4 +362,18 @@ fn a_block_waiting_for_datagrams_that_never_come_decodes_after_the_defer_limit()
     let got: Vec<_> = std::iter::from_fn(|| dec.poll_recovered()).collect();
     assert_eq!(got, sources[18..].to_vec());
     assert_eq!(dec.poll_timeout(), None);
+}
+
+#[test]
+fn a_session_without_repair_keeps_only_its_first_datagrams() {
+    let mut dec = FecDecoder::new(sid(), DEFAULT_MAX_WINDOW, DEFAULT_REPAIR_BUDGET);
+    for (pn, d) in datagrams(0, 10_000) {
+        dec.add_source(pn, &d);
+    }
+    let first = dec.held_bytes();
+    assert!(first <= super::decoder::INITIAL_WINDOW * 1200, "{first}");
+    for (pn, d) in datagrams(10_000, 10_000) {
+        dec.add_source(pn, &d);
+    }
+    assert_eq!(dec.held_bytes(), first, "nothing more kept without repair");
 }
