@@ -72,12 +72,12 @@ pub struct FecConfig {
 }
 
 impl FecConfig {
-    /// `percent` repair with the default block (512), depth (16) and
+    /// `percent` repair with the default block (256), depth (16) and
     /// deadline (500 ms: a live stream's repair follows its datagrams within
     /// about twice that, and a group spans enough time for its repair to
     /// outlast a 50 ms outage, see the [module docs](self)).
     pub fn new(percent: u16) -> Self {
-        FecConfig { percent, block: 512, depth: 16, deadline: Duration::from_millis(500) }
+        FecConfig { percent, block: 256, depth: 16, deadline: Duration::from_millis(500) }
     }
 
     /// Source datagrams in a full group.

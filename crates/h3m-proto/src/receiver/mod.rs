@@ -72,6 +72,11 @@ const MAX_SEEN_RANGES: usize = 4096;
 /// FEC (see [`Receiver::handle_repair`]).
 pub const FEC_MAX_ORPHAN_STREAMS: usize = 512;
 
+/// [`ReceiverConfig::max_concurrent_pushes`] once the session is known to
+/// carry FEC: pushes that lost a datagram stay open until their group's
+/// repair comes, while later ones go on arriving.
+pub const FEC_MAX_CONCURRENT_PUSHES: usize = 1024;
+
 /// How many recent packet numbers are remembered to tell replays from
 /// reordered packets (as far back as FEC rebuilds datagrams).
 const PN_WINDOW: u64 = 32_768;
@@ -742,6 +747,7 @@ impl Receiver {
             // come back a group or two later, with many streams waiting.
             self.request.expect_repair();
             self.config.max_orphan_streams = self.config.max_orphan_streams.max(FEC_MAX_ORPHAN_STREAMS);
+            self.config.max_concurrent_pushes = self.config.max_concurrent_pushes.max(FEC_MAX_CONCURRENT_PUSHES);
         }
         if let Some(at) = due {
             self.arm(at);

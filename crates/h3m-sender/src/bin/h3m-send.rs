@@ -75,7 +75,7 @@ struct Args {
     repeat_heads: Duration,
     /// Forward error correction: PERCENT repair datagrams per block (e.g. 5;
     /// 15 for 5% loss), to the next UDP port, where receivers that know no
-    /// FEC (nghq's) never look. block=N source datagrams per block (512),
+    /// FEC (nghq's) never look. block=N source datagrams per block (256),
     /// depth=D blocks interleaved (16: a run of D losses costs each block
     /// one), deadline=MS before a group closes (500: bounds the latency of live
     /// streams' repair; a group must span an outage about 8 times to outlast it at 15%).
