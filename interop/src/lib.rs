@@ -126,7 +126,7 @@ pub fn run(config: ReceiverConfig, datagrams: &[Vec<u8>]) -> Outcome {
                     p.response = Some(headers.iter().map(|f| (text(&f.name), text(&f.value))).collect());
                 }
                 Event::Trailers { .. } => {}
-                Event::BodyData { push_id, offset, data } => {
+                Event::BodyData { push_id, offset, data, .. } => {
                     let p = out.pushes.get_mut(&push_id).expect("body for a promised push");
                     let end = offset + data.len() as u64;
                     let set = seen.entry(push_id).or_default();

@@ -518,7 +518,7 @@ mod tests {
         let mut ends = Vec::new();
         while let Some(ev) = rx.poll_event() {
             match ev {
-                Event::BodyData { push_id, offset, data } => {
+                Event::BodyData { push_id, offset, data, .. } => {
                     let b = bodies.entry(push_id).or_default();
                     b.resize(b.len().max(offset as usize + data.len()), 0);
                     b[offset as usize..offset as usize + data.len()].copy_from_slice(&data);

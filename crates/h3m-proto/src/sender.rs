@@ -617,7 +617,7 @@ mod tests {
             let mut complete = 0;
             while let Some(e) = rx.poll_event() {
                 match e {
-                    Event::BodyData { push_id, offset, data } => {
+                    Event::BodyData { push_id, offset, data, .. } => {
                         let b = &mut got[push_id as usize];
                         b.resize(b.len().max(offset as usize + data.len()), 0);
                         b[offset as usize..offset as usize + data.len()].copy_from_slice(&data);

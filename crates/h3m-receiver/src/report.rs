@@ -110,6 +110,11 @@ pub struct ResourceRecord {
     /// How many pushes (copies) were assembled into it: 1 for a single push,
     /// more when copies of it (`--repeat`, `--carousel`) were merged.
     pub copies: u64,
+    /// Body bytes that came in datagrams FEC rebuilt (see `h3m-send --fec`).
+    pub fec_bytes: u64,
+    /// How a resource written complete got its bytes: `multicast` (as sent)
+    /// or `fec` (some from datagrams FEC rebuilt); `null` if not written.
+    pub completed_by: Option<&'static str>,
     /// Everything from this body offset on is missing (the length is unknown).
     pub missing_from: Option<u64>,
     /// Why it is not complete (see the module documentation), `null` if it is.
@@ -137,7 +142,8 @@ impl ResourceRecord {
         let reason = self.reason.as_deref().unwrap_or("");
         match self.status {
             ResourceStatus::Complete => {
-                format!("{head}{} bytes  sha256:{}", self.bytes, self.sha256.as_deref().unwrap_or(""))
+                let fec = if self.fec_bytes > 0 { format!("  fec:{}", self.fec_bytes) } else { String::new() };
+                format!("{head}{} bytes  sha256:{}{fec}", self.bytes, self.sha256.as_deref().unwrap_or(""))
             }
             ResourceStatus::Incomplete => {
                 let plus = if self.missing_from.is_some() { "+" } else { "" };
@@ -684,6 +690,8 @@ mod tests {
             missing: vec![[98304, 100000]],
             missing_ranges: 1,
             copies: 1,
+            fec_bytes: 0,
+            completed_by: None,
             missing_from: None,
             reason: Some("timeout".into()),
             name: b"data.bin".to_vec(),

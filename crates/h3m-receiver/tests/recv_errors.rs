@@ -250,7 +250,7 @@ fn body_ranges(datagrams: &[Vec<u8>]) -> Vec<Vec<(u64, u64, u64)>> {
             rx.handle_datagram(now, d);
             let mut got = Vec::new();
             while let Some(ev) = rx.poll_event() {
-                if let Event::BodyData { push_id, offset, data } = ev {
+                if let Event::BodyData { push_id, offset, data, .. } = ev {
                     got.push((push_id, offset, offset + data.len() as u64));
                 }
             }

@@ -54,7 +54,7 @@ fn receive(
                     *got.promised.entry(path.clone()).or_default() += 1;
                     paths.insert(push_id, path);
                 }
-                Event::BodyData { push_id, offset, data } => {
+                Event::BodyData { push_id, offset, data, .. } => {
                     let body = bodies.entry(push_id).or_default();
                     let end = offset as usize + data.len();
                     if body.len() < end {

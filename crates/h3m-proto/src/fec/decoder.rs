@@ -25,7 +25,8 @@ use crate::SessionId;
 /// arrive before its repair is known to exist. Only a session's first
 /// datagrams are kept before then.
 pub const INITIAL_WINDOW: usize = 2048;
-/// Default most datagrams kept (two default groups and some).
+/// Default most datagrams kept (three default groups and more: configured
+/// groups up to about 6 800 datagrams fit whole).
 pub const DEFAULT_MAX_WINDOW: usize = 20_480;
 /// Default budget for repair symbols of blocks not yet decodable.
 pub const DEFAULT_REPAIR_BUDGET: usize = 16 << 20;
@@ -234,7 +235,10 @@ impl FecDecoder {
         }
         self.stats.repair_datagrams += 1;
         self.active = true;
-        let wanted = (2 * header.full_group_len as usize + usize::from(header.depth)).min(self.max_window);
+        // A group's last repair comes while the next group goes out, and a
+        // busy receiver reads the repair port ahead of its backlog: three
+        // groups.
+        let wanted = (3 * header.full_group_len as usize + usize::from(header.depth)).min(self.max_window);
         if wanted > self.window.len() {
             self.resize(wanted);
         }

@@ -10,7 +10,7 @@
 //!    6+L     8  group's first packet number (full 62-bit value, big-endian)
 //!   14+L     4  group length n: source datagrams in the group (1..)
 //!   18+L     4  full group length: the most datagrams a group of the
-//!               session holds (≥ n; a receiver keeps twice that)
+//!               session holds (≥ n; a receiver keeps three times that)
 //!   22+L     2  depth D: blocks interleaved in the group (1..=1024)
 //!   24+L     2  block index i (< min(D, n))
 //!   26+L     2  repair symbols of this block R (1..)

@@ -272,6 +272,8 @@ pub enum Event {
         offset: u64,
         /// The bytes.
         data: Vec<u8>,
+        /// They came in a datagram FEC rebuilt ([`crate::fec`]).
+        fec: bool,
     },
     /// A push finished, complete or not.
     PushFinished(PushSummary),
@@ -472,6 +474,8 @@ pub struct Receiver {
     events: VecDeque<Event>,
     stats: ReceiverStats,
     scratch: Vec<u8>,
+    /// A datagram FEC rebuilt is being handled.
+    recovering: bool,
     /// FEC: recent datagrams and repair symbols (`None`: FEC off).
     fec: Option<Box<FecDecoder>>,
     /// What [`poll_timeout`](Self::poll_timeout) returns: the earliest timer,
@@ -564,6 +568,7 @@ impl Receiver {
             events: VecDeque::new(),
             stats: ReceiverStats::default(),
             scratch: Vec::new(),
+            recovering: false,
             fec,
             timer_hint: None,
             streamless: BTreeSet::new(),
@@ -758,7 +763,9 @@ impl Receiver {
     /// Handles the datagrams the FEC decoder rebuilt.
     fn handle_recovered(&mut self, now: Instant) {
         while let Some((pn, d)) = self.fec.as_mut().and_then(|f| f.poll_recovered()) {
+            self.recovering = true;
             self.handle_numbered(now, &d, Some(pn));
+            self.recovering = false;
         }
         if let Some(fec) = &self.fec {
             self.stats.fec = *fec.stats();
@@ -1016,7 +1023,7 @@ impl Receiver {
                         continue;
                     }
                     self.stats.body_bytes += data.len() as u64;
-                    self.events.push_back(Event::BodyData { push_id: p, offset, data });
+                    self.events.push_back(Event::BodyData { push_id: p, offset, data, fec: self.recovering });
                 }
             }
         }

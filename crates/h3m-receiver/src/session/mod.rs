@@ -226,7 +226,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
                 self.reporter.emit_progress(|| Record::Trailers { push_id, headers: report::header_pairs(&headers) });
                 self.on_trailers(push_id, headers);
             }
-            Event::BodyData { push_id, offset, data } => self.on_data(push_id, offset, &data),
+            Event::BodyData { push_id, offset, data, fec } => self.on_data(push_id, offset, &data, fec),
             Event::PushFinished(summary) => self.on_finished(summary),
             Event::UnpromisedPush { push_id, stream_id, response } => {
                 let digest = response.as_deref().and_then(announced_sha256);
@@ -347,6 +347,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
                         have: RangeSet::new(),
                         active: 1,
                         copies: 1,
+                        fec_bytes: 0,
                         last: None,
                         first_push: push_id,
                         touched: self.clock_tick,
@@ -427,7 +428,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
         Some(r)
     }
 
-    fn on_data(&mut self, push_id: u64, offset: u64, data: &[u8]) {
+    fn on_data(&mut self, push_id: u64, offset: u64, data: &[u8], fec: bool) {
         let Some(state) = self.pushes.get_mut(&push_id) else { return };
         state.received += data.len() as u64;
         let Fate::Into(id) = state.fate else { return };
@@ -435,6 +436,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
         let Some(r) = self.assembling.get_mut(&id) else { return };
         r.touched = self.clock_tick;
         let end = offset + data.len() as u64;
+        let mut written = 0;
         for gap in r.have.gaps(offset..end) {
             let part = &data[(gap.start - offset) as usize..(gap.end - offset) as usize];
             if let Err(e) = self.writer.write(id, gap.start, part) {
@@ -442,6 +444,10 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
                 self.fail_resource(id, push_id, raw.as_deref(), e);
                 return;
             }
+            written += part.len() as u64;
+        }
+        if fec {
+            r.fec_bytes += written;
         }
         let before = r.have.range_count();
         r.have.insert(offset..end);

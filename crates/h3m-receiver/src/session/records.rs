@@ -133,6 +133,8 @@ impl<S: ResourceSink> Session<'_, '_, S> {
             missing,
             missing_ranges,
             copies: r.copies as u64,
+            fec_bytes: r.fec_bytes,
+            completed_by: None,
             missing_from,
             reason: None,
             name: r.rel.as_os_str().as_encoded_bytes().to_vec(),
@@ -160,6 +162,7 @@ impl<S: ResourceSink> Session<'_, '_, S> {
                 record.missing.clear();
                 record.missing_ranges = 0;
                 record.missing_from = None;
+                record.completed_by = Some(if r.fec_bytes > 0 { "fec" } else { "multicast" });
             }
             if status == ResourceStatus::Refused {
                 record.name = r.raw_path.clone().unwrap_or_default();
@@ -185,6 +188,8 @@ impl<S: ResourceSink> Session<'_, '_, S> {
             missing,
             missing_ranges,
             copies: 1,
+            fec_bytes: 0,
+            completed_by: None,
             missing_from: summary.missing_from,
             reason: None,
             name: match &state.rel {

@@ -62,6 +62,8 @@ pub(super) struct Resource {
     pub(super) active: usize,
     /// Pushes that contributed.
     pub(super) copies: usize,
+    /// Body bytes written from datagrams FEC rebuilt.
+    pub(super) fec_bytes: u64,
     /// The last finished push's summary.
     pub(super) last: Option<PushSummary>,
     pub(super) first_push: u64,

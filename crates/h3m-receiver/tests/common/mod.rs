@@ -437,7 +437,7 @@ impl Report {
         for line in f.stdout.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             match fields.as_slice() {
-                ["complete", name, bytes, "bytes", sha] if sha.starts_with("sha256:") => r.complete.push((
+                ["complete", name, bytes, "bytes", sha, ..] if sha.starts_with("sha256:") => r.complete.push((
                     (*name).to_owned(),
                     bytes.parse().expect("byte count"),
                     sha["sha256:".len()..].to_owned(),
