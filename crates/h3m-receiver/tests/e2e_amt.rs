@@ -232,6 +232,35 @@ fn ipv4_session_through_an_ipv6_tunnel() {
 }
 
 #[test]
+fn fec_repair_comes_through_the_tunnel_and_rebuilds_what_the_tunnel_lost() {
+    // The sender's repair datagrams (port + 1) ride the same (S,G) channel:
+    // the gateway hands them to the receiver's FEC, which rebuilds the
+    // datagrams a 2% drop of the tunnel's AMT Data messages took.
+    const TEST: &str = "fec_repair_comes_through_the_tunnel_and_rebuilds_what_the_tunnel_lost";
+    if skip_unless_root(TEST) {
+        return;
+    }
+    if !nft_available() {
+        eprintln!("SKIP: {TEST}: `nft` not found (apt-get install nftables)");
+        return;
+    }
+    let _serial = serial();
+    let run = Run::new();
+    let _relay = run.relay(RELAY_V4, "h3m-amt-relay");
+    let recv = run.receive("232.1.1.5", SRC_V4, &["--amt", RELAY_V4]);
+    nft_in(
+        &run.lab.gw,
+        "table inet h3mamtloss {\n  chain in {\n    type filter hook input priority 0;\n    \
+         udp sport 2268 numgen random mod 100 < 2 drop\n  }\n}\n",
+    );
+    let tx = run.send("232.1.1.5", SRC_V4, &["--rate", "20M", "--fec", "20"]);
+    let (f, r) = run.finish(tx, recv);
+    assert!(r.count("fec_repair") > 0, "no repair through the tunnel: {}", show(&f));
+    assert!(r.count("fec_recovered") > 0, "nothing rebuilt: {}", show(&f));
+    assert_eq!(r.count("amt_other_ports"), 0, "{}", show(&f));
+}
+
+#[test]
 fn relay_restart_mid_transfer_is_survived_with_repeat() {
     if skip_unless_root("relay_restart_mid_transfer_is_survived_with_repeat") {
         return;
