@@ -49,8 +49,14 @@ pub struct Options {
     pub out_dir: PathBuf,
     /// JSON output instead of text.
     pub json: bool,
-    /// Keep only UDP datagrams to this port (pcap only).
+    /// Keep only UDP datagrams to this port (pcap only), and those to the
+    /// repair port.
     pub port: Option<u16>,
+    /// The FEC repair port (default: `port` + 1; FEC off with the session's
+    /// [`fec_window`](crate::SessionConfig::fec_window) 0). Without `port`
+    /// (or in a `.datagrams` file) repair datagrams are told by their first
+    /// bytes.
+    pub repair_port: Option<u16>,
     /// Sync each file to disk before reporting it written.
     pub fsync: bool,
 }
@@ -64,6 +70,7 @@ impl Options {
             out_dir: out_dir.into(),
             json: false,
             port: None,
+            repair_port: None,
             fsync: false,
         }
     }
@@ -81,7 +88,9 @@ fn run_with(opts: &Options, reporter: &mut Reporter<'_>) -> Outcome {
     let _span =
         tracing::info_span!("session", input = %opts.input.display(), session_id = %opts.session.session_id).entered();
     let fatal = Outcome::fatal;
-    let read_options = ReadOptions { port: opts.port };
+    let fec = opts.session.fec_window > 0;
+    let repair_port = opts.port.and_then(|p| opts.repair_port.or(p.checked_add(1))).filter(|_| fec);
+    let read_options = ReadOptions { port: opts.port, repair_port };
     let mut capture = match capture::CaptureReader::open(&opts.input, &read_options) {
         Ok(c) => c,
         Err(e) => return fatal(reporter, ErrorKind::Input, capture_error(opts, &e), ExitStatus::BadInput),
@@ -123,7 +132,15 @@ fn run_with(opts: &Options, reporter: &mut Reporter<'_>) -> Outcome {
             session.receiver.handle_timeout(now);
             session.drain();
         }
-        session.receiver.handle_datagram(now, &datagram.payload);
+        let repair = match (repair_port, datagram.destination) {
+            (Some(rp), Some(dest)) => dest.port() == rp,
+            _ => fec && datagram.payload.starts_with(&h3m_proto::fec::repair::MAGIC),
+        };
+        if repair {
+            session.receiver.handle_repair(now, &datagram.payload);
+        } else {
+            session.receiver.handle_datagram(now, &datagram.payload);
+        }
         session.drain();
     }
     session.receiver.finish(now);

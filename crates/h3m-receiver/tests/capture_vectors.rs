@@ -117,9 +117,9 @@ fn every_pcap_matches_its_datagrams_file() {
 
         // The port filter keeps everything on the right port, nothing else.
         let bytes = std::fs::read(&pcap_path).unwrap();
-        let same = read_capture(&bytes, &ReadOptions { port: Some(port) }).unwrap();
+        let same = read_capture(&bytes, &ReadOptions { port: Some(port), repair_port: None }).unwrap();
         assert_eq!(same.datagrams, capture.datagrams, "{name}");
-        let other = read_capture(&bytes, &ReadOptions { port: Some(port.wrapping_add(1)) }).unwrap();
+        let other = read_capture(&bytes, &ReadOptions { port: Some(port.wrapping_add(1)), repair_port: None }).unwrap();
         assert!(other.datagrams.is_empty(), "{name}");
         assert_eq!(other.stats.skipped_port, udp, "{name}");
 
@@ -147,7 +147,7 @@ fn every_datagrams_file_reads_back_as_itself() {
         assert_eq!(capture.stats.records, truth.len() as u64);
         assert_eq!(capture.stats.udp_datagrams, truth.len() as u64);
         // The port filter does not apply to .datagrams files.
-        let filtered = read_capture(&bytes, &ReadOptions { port: Some(1) }).unwrap();
+        let filtered = read_capture(&bytes, &ReadOptions { port: Some(1), repair_port: None }).unwrap();
         assert_eq!(filtered.datagrams, capture.datagrams);
         checked += 1;
     }

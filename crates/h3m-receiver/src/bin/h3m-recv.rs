@@ -108,14 +108,15 @@ struct Cli {
     #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "0.3")]
     linger: Duration,
 
-    /// Live: FEC repair (see h3m-send --fec): `auto` listens on the repair
-    /// port (--fec-port, the advertisement's, else the session's port + 1)
-    /// and rebuilds lost datagrams when the session carries repair; `off`
-    /// does not listen.
+    /// FEC repair (see h3m-send --fec): `auto` listens on the repair port
+    /// (--fec-port, the advertisement's, else the session's port + 1; in a
+    /// capture: datagrams to that port with --port, else those that begin
+    /// as repair does) and rebuilds lost datagrams when the session carries
+    /// repair; `off` ignores repair.
     #[arg(long, value_name = "auto|off", default_value = "auto", value_parser = ["auto", "off"])]
     fec: String,
 
-    /// Live: the FEC repair port [default: the advertisement's, else --port + 1].
+    /// The FEC repair port [default: the advertisement's, else --port + 1].
     #[arg(long, value_name = "PORT")]
     fec_port: Option<u16>,
 
@@ -271,6 +272,10 @@ fn main() -> ExitCode {
         offline.session = opts.session;
         offline.json = cli.json;
         offline.port = cli.port;
+        offline.repair_port = cli.fec_port;
+        if cli.fec == "off" {
+            offline.session.fec_window = 0;
+        }
         offline.fsync = cli.fsync;
         let stderr = std::io::stderr();
         let outcome = offline::run(&offline, &mut buffered_stdout(), &mut stderr.lock());

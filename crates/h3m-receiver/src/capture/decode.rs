@@ -15,6 +15,8 @@ use super::{CaptureStats, Datagram};
 pub(super) struct Decoder {
     /// The destination port to keep, if any.
     port: Option<u16>,
+    /// A second destination port to keep with it (FEC repair).
+    repair_port: Option<u16>,
     pub(super) reassembler: Reassembler,
 }
 
@@ -29,8 +31,8 @@ fn non_udp(stats: &mut CaptureStats) -> Option<Datagram> {
 }
 
 impl Decoder {
-    pub(super) fn new(port: Option<u16>, limits: ReassemblyLimits) -> Self {
-        Decoder { port, reassembler: Reassembler::new(limits) }
+    pub(super) fn new(port: Option<u16>, repair_port: Option<u16>, limits: ReassemblyLimits) -> Self {
+        Decoder { port, repair_port, reassembler: Reassembler::new(limits) }
     }
 
     /// Decodes one link-layer frame captured at `timestamp`.
@@ -176,7 +178,7 @@ impl Decoder {
             return malformed(stats);
         };
         let h = udp.header;
-        if self.port.is_some_and(|port| port != h.destination_port) {
+        if self.port.is_some_and(|port| port != h.destination_port && self.repair_port != Some(h.destination_port)) {
             stats.skipped_port += 1;
             return None;
         }

@@ -108,6 +108,9 @@ pub struct ReadOptions {
     /// `.datagrams` files carry no ports, so the filter does not apply to
     /// them.
     pub port: Option<u16>,
+    /// With `port`: also keep datagrams to this port (the session's FEC
+    /// repair port).
+    pub repair_port: Option<u16>,
 }
 
 /// Counters describing what a capture contained (reported as the `capture`
@@ -319,7 +322,7 @@ impl Parser {
             format,
             source,
             stats: CaptureStats::default(),
-            decoder: Decoder::new(opts.port, limits),
+            decoder: Decoder::new(opts.port, opts.repair_port, limits),
             done: false,
         }))
     }

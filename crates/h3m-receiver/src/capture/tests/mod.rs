@@ -749,12 +749,17 @@ fn port_filter_matches_destination_port() {
     w.record(1, 0, &frame(1, &ipv4_udp(2000, 2001, b"b"), false));
     w.record(1, 0, &frame(1, &ipv6_udp(9, 2000, b"c"), false));
     let bytes = w.finish();
-    let capture = read_capture_checked(&bytes, &ReadOptions { port: Some(2000) }).unwrap();
+    let capture = read_capture_checked(&bytes, &ReadOptions { port: Some(2000), repair_port: None }).unwrap();
     let payloads: Vec<_> = capture.datagrams.iter().map(|d| d.payload.clone()).collect();
     assert_eq!(payloads, vec![b"a".to_vec(), b"c".to_vec()]);
     assert_eq!(capture.stats.skipped_port, 1);
     assert_eq!(capture.stats.udp_datagrams, 2);
     assert_eq!(read(&bytes).datagrams.len(), 3);
+    // The FEC repair port is kept with the session's, with its port.
+    let capture = read_capture_checked(&bytes, &ReadOptions { port: Some(2000), repair_port: Some(2001) }).unwrap();
+    let ports: Vec<_> = capture.datagrams.iter().map(|d| d.destination.map(|a| a.port())).collect();
+    assert_eq!(ports, vec![Some(2000), Some(2001), Some(2000)]);
+    assert_eq!(capture.stats.skipped_port, 0);
 }
 
 #[test]
