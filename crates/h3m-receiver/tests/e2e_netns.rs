@@ -1134,9 +1134,25 @@ fn carousel_under_5_percent_loss_delivers_every_file_to_a_late_joiner() {
     // carousel 1.5 s after it started and loses 5% of the datagrams (single
     // datagrams: the sender's GSO is off) completes every file from the later
     // cycles, merging the copies, and names nothing incomplete.
-    const TEST: &str = "carousel_under_5_percent_loss_delivers_every_file_to_a_late_joiner";
-    if skip_unless_root(TEST) || skip_without_tools(TEST, true) {
-        return;
+    carousel_late_joiner("carousel_under_5_percent_loss_delivers_every_file_to_a_late_joiner", &[]);
+}
+
+#[test]
+fn carousel_and_fec_together_deliver_every_file_to_a_late_joiner() {
+    // Both mechanisms at once: the carousel's later cycles and FEC repair
+    // (5% loss on the session's port and on the repair port).
+    let test = "carousel_and_fec_together_deliver_every_file_to_a_late_joiner";
+    if let Some(rep) = carousel_late_joiner(test, &["--fec", "15"]) {
+        assert!(rep.count("fec_recovered") > 0, "nothing rebuilt");
+    }
+}
+
+/// A carousel of 30 segments for 8 s at 10 Mbit/s with `extra` sender
+/// arguments; a receiver joins 1.5 s in, loses 5% of the datagrams to the
+/// session's port and the next, and must write every file (`None`: skipped).
+fn carousel_late_joiner(test: &str, extra: &[&str]) -> Option<Report> {
+    if skip_unless_root(test) || skip_without_tools(test, true) {
+        return None;
     }
     let _serial = serial_and_built();
     let seed = random_u64();
@@ -1151,10 +1167,12 @@ fn carousel_under_5_percent_loss_delivers_every_file_to_a_late_joiner() {
     let link = VethLink::new().expect("veth link");
     gso_off(&link.a, VethLink::A_IF);
     let port = random_port();
-    nft_in(&link.b, &loss_ruleset(port, 5));
+    nft_in(&link.b, &fec_loss_ruleset(port, "numgen random mod 100 < 5"));
     let group = random_ssm_group();
     let source = VethLink::A_V4.to_string();
     let sid = random_session_id();
+    let mut args = vec![src.to_string_lossy().into_owned(), "--carousel".into(), "--duration".into(), "8".into()];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
     let spec = SendSpec {
         side: Side { ns: Some(&link.a), interface: VethLink::A_IF },
         group: &group,
@@ -1163,7 +1181,7 @@ fn carousel_under_5_percent_loss_delivers_every_file_to_a_late_joiner() {
         session_id: &sid,
         // About 0.6 s a cycle: some 13 cycles in 8 s.
         rate: "10M",
-        extra: vec![src.to_string_lossy().into_owned(), "--carousel".into(), "--duration".into(), "8".into()],
+        extra: args,
     };
     let sender = Proc::spawn("h3m-send", spec.side.ns, &send_bin(), &sender_args(&spec), tmp.path(), Stdio::null());
     std::thread::sleep(Duration::from_millis(1500));
@@ -1185,12 +1203,13 @@ fn carousel_under_5_percent_loss_delivers_every_file_to_a_late_joiner() {
     assert_eq!(sent.code, Some(0), "h3m-send: {}", show(&sent));
     let f = rx.wait(Duration::from_secs(30));
     let rep = Report::parse(&f);
-    let label = format!("carousel, 5% loss, late joiner (seed {seed:#x})");
+    let label = format!("{test}: carousel {extra:?}, 5% loss, late joiner (seed {seed:#x})");
     assert_eq!(tree_digests(&out), expected, "{label}: {}", show(&f));
     assert_eq!(rep.complete.len(), expected.len(), "{label}: one `complete` line per file: {}", show(&f));
     assert_eq!(f.code, Some(0), "{label}: {}", show(&f));
     assert!(rep.count("dropped_malformed") == 0, "{label}: {}", show(&f));
     eprintln!("{label}: {} files intact; {}", expected.len(), f.stderr.lines().last().unwrap_or_default());
+    Some(rep)
 }
 
 // ---------------------------------------------------------------------------
