@@ -1348,3 +1348,64 @@ fn fec_15_interleaved_rides_out_50_ms_outages_every_second() {
     let rep = fec_run(TEST, &src, "15", "20M", "numgen inc mod 2400 < 120", false);
     assert!(rep.count("fec_recovered") >= 120, "at least one outage rebuilt");
 }
+
+#[test]
+fn a_live_pipe_with_fec_survives_3_percent_loss() {
+    // `--stdin` is a live stream: FEC groups close on their deadline while
+    // the pipe trickles (3 MiB over ~3 s), and the datagrams the 3% drop
+    // took come back from the repair port.
+    const TEST: &str = "a_live_pipe_with_fec_survives_3_percent_loss";
+    if skip_unless_root(TEST) || skip_without_tools(TEST, true) {
+        return;
+    }
+    let _serial = serial_and_built();
+    let mut rng = Rng(random_u64());
+    let tmp = logs_dir();
+    let link = VethLink::new().expect("veth link");
+    gso_off(&link.a, VethLink::A_IF);
+    let port = random_port();
+    nft_in(&link.b, &fec_loss_ruleset(port, "numgen random mod 100 < 3"));
+    let group = random_ssm_group();
+    let source = VethLink::A_V4.to_string();
+    let sid = random_session_id();
+    let out = tmp.path().join("out");
+    let rx = start_receiver(
+        &RecvSpec {
+            name: "h3m-recv",
+            side: Side { ns: Some(&link.b), interface: VethLink::B_IF },
+            group: &group,
+            port,
+            source: Some(&source),
+            session_id: &sid,
+            out: &out,
+            idle_timeout: "10",
+        },
+        tmp.path(),
+    );
+    let spec = SendSpec {
+        side: Side { ns: Some(&link.a), interface: VethLink::A_IF },
+        group: &group,
+        port,
+        source: Some(&source),
+        session_id: &sid,
+        rate: "50M",
+        extra: ["--stdin", "--path", "live/feed.bin", "--fec", "15"].map(String::from).to_vec(),
+    };
+    let mut tx = Proc::spawn("h3m-send", spec.side.ns, &send_bin(), &sender_args(&spec), tmp.path(), Stdio::piped());
+    let mut stdin = tx.child().stdin.take().expect("stdin");
+    let mut fed = Vec::new();
+    for _ in 0..48 {
+        let chunk = rng.bytes(64 << 10);
+        stdin.write_all(&chunk).expect("feed h3m-send");
+        fed.extend_from_slice(&chunk);
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    drop(stdin);
+    let sent = tx.wait(Duration::from_secs(30));
+    assert_eq!(sent.code, Some(0), "h3m-send --stdin failed: {}", show(&sent));
+    let f = rx.wait(Duration::from_secs(30));
+    let expected = BTreeMap::from([("live/feed.bin".to_owned(), (fed.len() as u64, sha256_hex(&fed)))]);
+    let r = assert_all_intact(&f, &expected, &out);
+    assert!(r.count("fec_recovered") > 0, "nothing rebuilt: {}", show(&f));
+    eprintln!("{TEST}: intact; {}", f.stderr.lines().last().unwrap_or_default());
+}
