@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# FEC benchmark (issue 10): the encoder and decoder alone on one core (CPU per 100 MiB), then
-# h3m-send --fec beside UFTP on the ../shared/perf namespace harness (veth between two namespaces,
-# nftables random drop on both ends, 3 runs a case): --fec 5 at 1% loss and --fec 15 at 5% loss, each
-# invocation with its own lossless runs so that the ratios are same-run. Set PERF=/path/to/run.sh if
-# the harness lives elsewhere; GSO_OFF=1 turns the sender veth's segmentation offload off first (one
-# drop = one datagram instead of a GSO send of up to `depth` datagrams). Root (the harness makes
-# namespaces); about 4 minutes on 2 cores.
+# FEC benchmark (issue 10): the encoder and decoder alone on one core (CPU per 100 MiB), then, with
+# PERF naming the side-by-side harness's run.sh (two namespaces and a veth, nftables random drop on
+# both ends, 3 runs a case; it is not part of this repository), h3m-send --fec beside UFTP: --fec 5 at
+# 1% loss and --fec 15 at 5% loss, each invocation with its own lossless runs so that the ratios are
+# same-run. GSO_OFF=1 turns the sender veth's segmentation offload off first (one drop = one datagram
+# instead of a GSO send of up to `depth` datagrams). Root (the harness makes namespaces); about
+# 4 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-perf=${PERF:-../shared/perf/run.sh}
+perf=${PERF:-}
 cargo build --release -p h3m-sender -p h3m-receiver
 cargo bench -p h3m-benches --bench fec
-if [ ! -x "$perf" ]; then
-    echo "SKIP: $perf not found (set PERF to the harness's run.sh)"
+if [ -z "$perf" ] || [ ! -x "$perf" ]; then
+    echo "SKIP: the side-by-side runs need PERF=/path/to/the/harness/run.sh${perf:+ ($perf is not executable)}"
     exit 0
 fi
 prefix=""

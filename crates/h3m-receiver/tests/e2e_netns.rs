@@ -1164,41 +1164,15 @@ fn carousel_late_joiner(test: &str, extra: &[&str]) -> Option<Report> {
         write_file(&src, &format!("seg/s{i:02}.m4s"), &rng.bytes(len as usize));
     }
     let expected = tree_digests(&src);
-    let link = VethLink::new().expect("veth link");
-    gso_off(&link.a, VethLink::A_IF);
-    let port = random_port();
-    nft_in(&link.b, &fec_loss_ruleset(port, "numgen random mod 100 < 5"));
-    let group = random_ssm_group();
-    let source = VethLink::A_V4.to_string();
-    let sid = random_session_id();
+    let ssm = LossySsm::new("numgen random mod 100 < 5", false);
     let mut args = vec![src.to_string_lossy().into_owned(), "--carousel".into(), "--duration".into(), "8".into()];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
-    let spec = SendSpec {
-        side: Side { ns: Some(&link.a), interface: VethLink::A_IF },
-        group: &group,
-        port,
-        source: Some(&source),
-        session_id: &sid,
-        // About 0.6 s a cycle: some 13 cycles in 8 s.
-        rate: "10M",
-        extra: args,
-    };
+    // About 0.6 s a cycle: some 13 cycles in 8 s.
+    let spec = ssm.send_spec("10M", args);
     let sender = Proc::spawn("h3m-send", spec.side.ns, &send_bin(), &sender_args(&spec), tmp.path(), Stdio::null());
     std::thread::sleep(Duration::from_millis(1500));
     let out = tmp.path().join("out");
-    let rx = start_receiver(
-        &RecvSpec {
-            name: "h3m-recv",
-            side: Side { ns: Some(&link.b), interface: VethLink::B_IF },
-            group: &group,
-            port,
-            source: Some(&source),
-            session_id: &sid,
-            out: &out,
-            idle_timeout: "5",
-        },
-        tmp.path(),
-    );
+    let rx = start_receiver(&ssm.recv_spec("h3m-recv", &out, "5"), tmp.path());
     let sent = sender.wait(Duration::from_secs(30));
     assert_eq!(sent.code, Some(0), "h3m-send: {}", show(&sent));
     let f = rx.wait(Duration::from_secs(30));
@@ -1226,6 +1200,56 @@ fn fec_loss_ruleset(port: u16, rule: &str) -> String {
     )
 }
 
+/// A source-specific session across a fresh veth link whose far side drops
+/// datagrams to its port and the next by `rule` (see [`fec_loss_ruleset`]),
+/// the sender's GSO off unless `gso`: what the FEC tests share.
+struct LossySsm {
+    link: VethLink,
+    group: String,
+    source: String,
+    sid: String,
+    port: u16,
+}
+
+impl LossySsm {
+    fn new(rule: &str, gso: bool) -> LossySsm {
+        let link = VethLink::new().expect("veth link");
+        if !gso {
+            gso_off(&link.a, VethLink::A_IF);
+        }
+        let port = random_port();
+        nft_in(&link.b, &fec_loss_ruleset(port, rule));
+        LossySsm { link, group: random_ssm_group(), source: VethLink::A_V4.to_string(), sid: random_session_id(), port }
+    }
+
+    /// A receiver `name` of the session on the far side, writing into `out`.
+    fn recv_spec<'a>(&'a self, name: &'a str, out: &'a Path, idle_timeout: &'a str) -> RecvSpec<'a> {
+        RecvSpec {
+            name,
+            side: Side { ns: Some(&self.link.b), interface: VethLink::B_IF },
+            group: &self.group,
+            port: self.port,
+            source: Some(&self.source),
+            session_id: &self.sid,
+            out,
+            idle_timeout,
+        }
+    }
+
+    /// The session's sender at `rate` with `extra` arguments.
+    fn send_spec<'a>(&'a self, rate: &'a str, extra: Vec<String>) -> SendSpec<'a> {
+        SendSpec {
+            side: Side { ns: Some(&self.link.a), interface: VethLink::A_IF },
+            group: &self.group,
+            port: self.port,
+            source: Some(&self.source),
+            session_id: &self.sid,
+            rate,
+            extra,
+        }
+    }
+}
+
 /// One FEC run: `src` sent with `fec` at `rate` across a veth with `rule`
 /// dropping on the receiving side; two receivers side by side see the same
 /// loss (the filter runs once per datagram): the default one must write
@@ -1235,42 +1259,13 @@ fn fec_run(test: &str, src: &Path, fec: &str, rate: &str, rule: &str, gso: bool)
     let _serial = serial_and_built();
     let tmp = logs_dir();
     let expected = tree_digests(src);
-    let link = VethLink::new().expect("veth link");
-    if !gso {
-        gso_off(&link.a, VethLink::A_IF);
-    }
-    let port = random_port();
-    nft_in(&link.b, &fec_loss_ruleset(port, rule));
-    let group = random_ssm_group();
-    let source = VethLink::A_V4.to_string();
-    let sid = random_session_id();
+    let ssm = LossySsm::new(rule, gso);
     let out = tmp.path().join("out");
     let out_off = tmp.path().join("out-off");
-    let spec = |name, out| RecvSpec {
-        name,
-        side: Side { ns: Some(&link.b), interface: VethLink::B_IF },
-        group: &group,
-        port,
-        source: Some(&source),
-        session_id: &sid,
-        out,
-        idle_timeout: "10",
-    };
-    let rx = start_receiver(&spec("h3m-recv", &out), tmp.path());
-    let rx_off = start_receiver_with(&spec("h3m-recv-fec-off", &out_off), tmp.path(), &["--fec", "off"]);
-    let sent = run_sender(
-        &SendSpec {
-            side: Side { ns: Some(&link.a), interface: VethLink::A_IF },
-            group: &group,
-            port,
-            source: Some(&source),
-            session_id: &sid,
-            rate,
-            extra: vec![src.to_string_lossy().into_owned(), "--fec".into(), fec.into()],
-        },
-        tmp.path(),
-        Duration::from_secs(120),
-    );
+    let rx = start_receiver(&ssm.recv_spec("h3m-recv", &out, "10"), tmp.path());
+    let rx_off = start_receiver_with(&ssm.recv_spec("h3m-recv-fec-off", &out_off, "10"), tmp.path(), &["--fec", "off"]);
+    let extra = vec![src.to_string_lossy().into_owned(), "--fec".into(), fec.into()];
+    let sent = run_sender(&ssm.send_spec(rate, extra), tmp.path(), Duration::from_secs(120));
     let f = rx.wait(Duration::from_secs(60));
     let f_off = rx_off.wait(Duration::from_secs(60));
     let label = format!("{test}: --fec {fec}, {rule}, gso {gso}");
@@ -1361,36 +1356,11 @@ fn a_live_pipe_with_fec_survives_3_percent_loss() {
     let _serial = serial_and_built();
     let mut rng = Rng(random_u64());
     let tmp = logs_dir();
-    let link = VethLink::new().expect("veth link");
-    gso_off(&link.a, VethLink::A_IF);
-    let port = random_port();
-    nft_in(&link.b, &fec_loss_ruleset(port, "numgen random mod 100 < 3"));
-    let group = random_ssm_group();
-    let source = VethLink::A_V4.to_string();
-    let sid = random_session_id();
+    let ssm = LossySsm::new("numgen random mod 100 < 3", false);
     let out = tmp.path().join("out");
-    let rx = start_receiver(
-        &RecvSpec {
-            name: "h3m-recv",
-            side: Side { ns: Some(&link.b), interface: VethLink::B_IF },
-            group: &group,
-            port,
-            source: Some(&source),
-            session_id: &sid,
-            out: &out,
-            idle_timeout: "10",
-        },
-        tmp.path(),
-    );
-    let spec = SendSpec {
-        side: Side { ns: Some(&link.a), interface: VethLink::A_IF },
-        group: &group,
-        port,
-        source: Some(&source),
-        session_id: &sid,
-        rate: "50M",
-        extra: ["--stdin", "--path", "live/feed.bin", "--fec", "15"].map(String::from).to_vec(),
-    };
+    let rx = start_receiver(&ssm.recv_spec("h3m-recv", &out, "10"), tmp.path());
+    let extra = ["--stdin", "--path", "live/feed.bin", "--fec", "15"].map(String::from).to_vec();
+    let spec = ssm.send_spec("50M", extra);
     let mut tx = Proc::spawn("h3m-send", spec.side.ns, &send_bin(), &sender_args(&spec), tmp.path(), Stdio::piped());
     let mut stdin = tx.child().stdin.take().expect("stdin");
     let mut fed = Vec::new();

@@ -13,6 +13,9 @@ use h3m_receiver::report::Record;
 use h3m_receiver::sink::MemorySink;
 use h3m_receiver::{Session, SessionConfig};
 
+#[path = "support/datagrams_file.rs"]
+mod datagrams_file;
+
 #[test]
 fn resources_say_whether_fec_rebuilt_any_of_their_bytes() {
     let sid = SessionId::from_hex("2a").unwrap();
@@ -70,15 +73,9 @@ fn resources_say_whether_fec_rebuilt_any_of_their_bytes() {
 
 /// Writes `datagrams` as a `.datagrams` capture and receives it offline.
 fn offline(datagrams: &[&[u8]], fec_off: bool) -> (h3m_receiver::offline::Outcome, String) {
-    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("session.datagrams");
-    let mut f = std::fs::File::create(&input).unwrap();
-    for d in datagrams {
-        f.write_all(&(d.len() as u32).to_be_bytes()).unwrap();
-        f.write_all(d).unwrap();
-    }
-    drop(f);
+    datagrams_file::write(&input, datagrams);
     let mut opts = h3m_receiver::offline::Options::new(&input, dir.path().join("out"));
     opts.session.session_id = SessionId::from_hex("2a").unwrap();
     if fec_off {

@@ -3,7 +3,6 @@
 //! already written is recognised and not written again, and a copy whose body
 //! does not match its digest is never written.
 
-use std::io::Write;
 use std::time::UNIX_EPOCH;
 
 use h3m_proto::SessionId;
@@ -11,6 +10,9 @@ use h3m_proto::encoder::EncoderConfig;
 use h3m_proto::protection::NullProtection;
 use h3m_proto::sender::{ResourceMeta, Sender, SenderConfig};
 use h3m_receiver::offline::{self, ExitStatus, Options};
+
+#[path = "support/datagrams_file.rs"]
+mod datagrams_file;
 
 const SID: &str = "5e55";
 
@@ -41,12 +43,7 @@ fn copies(body: &[u8], copies: usize, announced: [u8; 32]) -> Vec<Vec<Vec<u8>>> 
 fn run(datagrams: &[Vec<u8>]) -> (offline::Outcome, tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("session.datagrams");
-    let mut f = std::fs::File::create(&input).unwrap();
-    for d in datagrams {
-        f.write_all(&(d.len() as u32).to_be_bytes()).unwrap();
-        f.write_all(d).unwrap();
-    }
-    drop(f);
+    datagrams_file::write(&input, datagrams);
     let mut opts = Options::new(&input, dir.path().join("out"));
     opts.session.session_id = SessionId::from_hex(SID).unwrap();
     let (mut out, mut err) = (Vec::new(), Vec::new());

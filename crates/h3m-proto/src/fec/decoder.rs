@@ -182,24 +182,27 @@ impl FecDecoder {
             self.resize(INITIAL_WINDOW.min(self.max_window));
         }
         self.largest = Some(self.largest.map_or(pn, |l| l.max(pn)));
+        let n = self.window.len() as u64;
+        let slot = &mut self.window[(pn % n) as usize];
+        // A slot holding a newer datagram: this one is outside the window.
+        if slot.pn.is_none_or(|old| old <= pn) {
+            let fresh = slot.pn != Some(pn);
+            slot.pn = Some(pn);
+            slot.data.clear();
+            slot.data.extend_from_slice(datagram);
+            if fresh {
+                self.source_arrived(pn);
+            }
+        }
+        // Blocks that waited for the receiver to reach their last datagram
+        // (counted with this one in the window, so it is not rebuilt).
+        let largest = self.largest.unwrap_or(pn);
         while let Some(&(last, key)) = self.deferred.first() {
-            if last > pn {
+            if last > largest {
                 break;
             }
             self.deferred.pop_first();
             self.try_decode(key);
-        }
-        let n = self.window.len() as u64;
-        let slot = &mut self.window[(pn % n) as usize];
-        if slot.pn.is_some_and(|old| old > pn) {
-            return; // Older than what the slot holds: outside the window.
-        }
-        let fresh = slot.pn != Some(pn);
-        slot.pn = Some(pn);
-        slot.data.clear();
-        slot.data.extend_from_slice(datagram);
-        if fresh {
-            self.source_arrived(pn);
         }
     }
 
@@ -316,22 +319,7 @@ impl FecDecoder {
             if let Some(last) = last
                 && self.deferred.remove(&(last, key))
             {
-                self.decode_now(key);
-            }
-        }
-    }
-
-    /// Decodes the block if its symbols suffice, wherever the receiver is.
-    fn decode_now(&mut self, key: (u64, u16)) {
-        let Some(p) = self.pending.get(&key) else { return };
-        let header = p.header;
-        let missing = self.missing(&header);
-        if self.pending.get(&key).is_some_and(|p| p.repairs.len() as u32 >= missing) {
-            if missing == 0 {
-                self.drop_pending(key);
-                self.finish_block(key);
-            } else {
-                self.decode(key);
+                self.settle(key, false);
             }
         }
     }
@@ -358,9 +346,17 @@ impl FecDecoder {
         }
     }
 
-    /// Counts what the block misses again; finishes it when it misses
-    /// nothing, decodes it when its symbols suffice.
+    /// [`settle`](Self::settle), waiting for the receiver to reach the
+    /// block's last datagram before decoding.
     fn try_decode(&mut self, key: (u64, u16)) {
+        self.settle(key, true);
+    }
+
+    /// Counts what the block misses again; finishes it when it misses
+    /// nothing, decodes it when its symbols suffice (with `wait`, only once
+    /// the receiver has reached its last datagram; until then it is
+    /// deferred).
+    fn settle(&mut self, key: (u64, u16), wait: bool) {
         let Some(p) = self.pending.get(&key) else { return };
         let header = p.header;
         let missing = self.missing(&header);
@@ -371,7 +367,7 @@ impl FecDecoder {
             self.finish_block(key);
         } else if p.repairs.len() as u32 >= missing {
             let last = header.last_pn();
-            if self.largest.is_some_and(|l| l >= last) {
+            if !wait || self.largest.is_some_and(|l| l >= last) {
                 self.decode(key);
             } else if self.deferred.insert((last, key))
                 && let Some(now) = self.clock

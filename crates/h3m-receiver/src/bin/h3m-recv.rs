@@ -113,8 +113,8 @@ struct Cli {
     /// capture: datagrams to that port with --port, else those that begin
     /// as repair does) and rebuilds lost datagrams when the session carries
     /// repair; `off` ignores repair.
-    #[arg(long, value_name = "auto|off", default_value = "auto", value_parser = ["auto", "off"])]
-    fec: String,
+    #[arg(long, value_name = "auto|off", default_value = "auto")]
+    fec: FecMode,
 
     /// The FEC repair port [default: the advertisement's, else --port + 1].
     #[arg(long, value_name = "PORT")]
@@ -197,6 +197,15 @@ fn parse_session_id(text: &str) -> Result<SessionId, String> {
     SessionId::parse_strict(text).map_err(|e| e.to_string())
 }
 
+/// `--fec`: use FEC repair when the session carries it, or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FecMode {
+    /// Listen on the repair port and rebuild lost datagrams.
+    Auto,
+    /// Ignore repair.
+    Off,
+}
+
 fn parse_secs(text: &str) -> Result<Duration, String> {
     let secs: f64 = text.parse().map_err(|_| format!("`{text}` is not a number of seconds"))?;
     Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is not a usable number of seconds"))
@@ -261,6 +270,10 @@ fn main() -> ExitCode {
     };
     opts.session.verify = verify;
     opts.session.buffer_budget = (cli.max_buffer_mib as usize) << 20;
+    if cli.fec == FecMode::Off {
+        // No window, no repair socket (live) and repair datagrams ignored (captures).
+        opts.session.fec_window = 0;
+    }
     if let Some(t) = cli.push_timeout {
         opts.session.push_timeout = t;
     }
@@ -273,9 +286,6 @@ fn main() -> ExitCode {
         offline.json = cli.json;
         offline.port = cli.port;
         offline.repair_port = cli.fec_port;
-        if cli.fec == "off" {
-            offline.session.fec_window = 0;
-        }
         offline.fsync = cli.fsync;
         let stderr = std::io::stderr();
         let outcome = offline::run(&offline, &mut buffered_stdout(), &mut stderr.lock());
@@ -291,10 +301,7 @@ fn main() -> ExitCode {
     opts.fsync = cli.fsync;
     opts.linger = cli.linger;
     opts.progress = !cli.quiet && !cli.json;
-    if cli.fec == "off" {
-        opts.session.fec_window = 0;
-        opts.repair_port = None;
-    } else if let Some(port) = cli.fec_port {
+    if let Some(port) = cli.fec_port {
         opts.repair_port = Some(port);
     }
     opts.amt = match (cli.amt, cli.amt_dns) {
