@@ -1,0 +1,182 @@
+//! The origin and the client against each other on loopback: byte-exact
+//! ranges over HTTP/3 and HTTP/1.1, the fallback, trust (pin, CA, wrong
+//! pin), and the limits (503 + Retry-After, refused connections).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use h3m_unicast::catalog::{Catalog, Entry, Source};
+use h3m_unicast::client::{ClientConfig, FetchError, OriginUrl, Protocol, RepairClient};
+use h3m_unicast::origin::{Origin, OriginConfig};
+use h3m_unicast::tls::{Identity, Trust};
+
+fn body(n: usize) -> Vec<u8> {
+    (0..n as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
+}
+
+struct Lab {
+    origin: Origin,
+    pin: [u8; 32],
+    body: Vec<u8>,
+    _dir: tempfile::TempDir,
+}
+
+fn lab(tweak: impl FnOnce(&mut OriginConfig)) -> Lab {
+    let body = body(300_000);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.bin");
+    std::fs::write(&file, &body).unwrap();
+    let catalog = Arc::new(Catalog::new());
+    catalog.insert(
+        "/mem/a%20b.txt",
+        Entry { source: Source::Memory(body[..1000].to_vec().into()), content_type: None, sha256: None },
+    );
+    catalog.insert("/big.bin", Entry::file(&file, Some("application/octet-stream".into()), None).unwrap());
+    let identity = Identity::self_signed(&["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let pin = identity.fingerprint();
+    let mut config = OriginConfig::new("127.0.0.1:0".parse().unwrap(), identity);
+    tweak(&mut config);
+    let origin = Origin::spawn(config, catalog).unwrap();
+    Lab { origin, pin, body, _dir: dir }
+}
+
+impl Lab {
+    fn url(&self) -> OriginUrl {
+        OriginUrl::parse(&format!("https://127.0.0.1:{}", self.origin.local_addr().port())).unwrap()
+    }
+}
+
+fn quick(trust: Trust) -> ClientConfig {
+    let mut c = ClientConfig::new(trust);
+    c.connect_timeout = Duration::from_millis(700);
+    c
+}
+
+async fn ranges_are_byte_exact(lab: &Lab, client: &RepairClient) {
+    for range in [0..1u64, 1199..2400, 65_535..200_001, 299_000..300_000] {
+        let got = client.fetch("/big.bin", range.clone()).await.unwrap();
+        assert_eq!(got.range, range);
+        assert_eq!(got.complete, Some(300_000));
+        assert_eq!(&got.body[..], &lab.body[range.start as usize..range.end as usize]);
+    }
+    // Past the end: the origin sends what exists and says so.
+    let tail = client.fetch("/big.bin", 299_990..400_000).await.unwrap();
+    assert_eq!((tail.range, &tail.body[..]), (299_990..300_000, &lab.body[299_990..]));
+    assert_eq!(client.fetch("/mem/a%20b.txt", 10..20).await.unwrap().body, lab.body[10..20]);
+    assert_eq!(client.fetch("/nope", 0..10).await, Err(FetchError::NotFound));
+    assert_eq!(client.fetch("/big.bin", 300_000..300_001).await, Err(FetchError::RangeNotSatisfiable));
+}
+
+#[tokio::test]
+async fn http3_ranges_are_byte_exact_and_counted() {
+    let lab = lab(|_| {});
+    let client = Arc::new(RepairClient::connect(&lab.url(), &quick(Trust::Pin(lab.pin))).await.unwrap());
+    assert_eq!(client.protocol(), Protocol::Http3);
+    ranges_are_byte_exact(&lab, &client).await;
+    // Side by side on one connection.
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..40u64 {
+        let client = Arc::clone(&client);
+        set.spawn(async move { (i, client.fetch("/big.bin", i * 7000..i * 7000 + 1200).await) });
+    }
+    while let Some(done) = set.join_next().await {
+        let (i, got) = done.unwrap();
+        let start = i as usize * 7000;
+        assert_eq!(got.unwrap().body, lab.body[start..start + 1200]);
+    }
+    let c = lab.origin.counters();
+    assert_eq!((c.partial, c.not_found, c.other, c.h3_connections, c.h1_connections), (46, 1, 1, 1, 0));
+    assert_eq!(c.bytes, 1 + 1201 + 134_466 + 1000 + 10 + 10 + 40 * 1200);
+}
+
+#[tokio::test]
+async fn http11_fallback_when_udp_is_dropped() {
+    let lab = lab(|c| c.http3 = false);
+    let client = RepairClient::connect(&lab.url(), &quick(Trust::Pin(lab.pin))).await.unwrap();
+    assert_eq!(client.protocol(), Protocol::Http11);
+    ranges_are_byte_exact(&lab, &client).await;
+    let c = lab.origin.counters();
+    assert_eq!((c.h3_connections, c.h1_connections, c.partial), (0, 1, 6));
+}
+
+#[tokio::test]
+async fn only_the_trusted_certificate_is_accepted() {
+    let lab = lab(|_| {});
+    let wrong = RepairClient::connect(&lab.url(), &quick(Trust::Pin([0; 32]))).await.unwrap_err();
+    assert!(matches!(wrong, FetchError::Connect(_)), "{wrong}");
+    // A CA-signed origin certificate and the CA as the trust anchor.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&leaf_key, &issuer).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_pem, key_pem, ca_pem) = (dir.path().join("c.pem"), dir.path().join("k.pem"), dir.path().join("ca.pem"));
+    std::fs::write(&cert_pem, leaf.pem()).unwrap();
+    std::fs::write(&key_pem, leaf_key.serialize_pem()).unwrap();
+    std::fs::write(&ca_pem, ca_cert.pem()).unwrap();
+    let identity = Identity::from_pem_files(&cert_pem, &key_pem).unwrap();
+    let catalog = Arc::new(Catalog::new());
+    catalog.insert("/x", Entry { source: Source::Memory("xyz".into()), content_type: None, sha256: None });
+    let origin = Origin::spawn(OriginConfig::new("127.0.0.1:0".parse().unwrap(), identity), catalog).unwrap();
+    let url = OriginUrl::parse(&format!("https://127.0.0.1:{}", origin.local_addr().port())).unwrap();
+    let ca = h3m_unicast::tls::load_certs(&ca_pem).unwrap();
+    let client = RepairClient::connect(&url, &quick(Trust::Ca(ca))).await.unwrap();
+    assert_eq!(client.fetch("/x", 1..3).await.unwrap().body, "yz");
+    // The self-signed lab origin does not chain to that CA.
+    let ca = h3m_unicast::tls::load_certs(&ca_pem).unwrap();
+    assert!(matches!(RepairClient::connect(&lab.url(), &quick(Trust::Ca(ca))).await, Err(FetchError::Connect(_))));
+}
+
+#[tokio::test]
+async fn over_the_request_limit_the_origin_answers_503_with_retry_after() {
+    let lab = lab(|c| {
+        c.max_requests = 1;
+        c.retry_after = Duration::from_secs(2);
+    });
+    // Bodies larger than a QUIC stream's window: the origin waits for the
+    // client to read while holding the request's permit.
+    let large = body(3 << 20);
+    lab.origin
+        .catalog()
+        .insert("/large", Entry { source: Source::Memory(large.clone().into()), content_type: None, sha256: None });
+    let client = Arc::new(RepairClient::connect(&lab.url(), &quick(Trust::Pin(lab.pin))).await.unwrap());
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let client = Arc::clone(&client);
+        set.spawn(async move { client.fetch("/large", 0..3 << 20).await });
+    }
+    let (mut ok, mut busy) = (0, 0);
+    while let Some(done) = set.join_next().await {
+        match done.unwrap() {
+            Ok(f) => {
+                assert!(f.body == large);
+                ok += 1;
+            }
+            Err(FetchError::Busy { retry_after }) => {
+                assert_eq!(retry_after, Some(Duration::from_secs(2)));
+                busy += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(ok >= 1 && busy >= 1, "ok {ok} busy {busy}");
+    let c = lab.origin.counters();
+    assert_eq!((c.partial, c.busy), (ok, busy));
+}
+
+#[tokio::test]
+async fn over_the_connection_limit_connections_are_refused() {
+    let lab = lab(|c| {
+        c.max_connections = 1;
+        c.http1 = false;
+    });
+    let first = RepairClient::connect(&lab.url(), &quick(Trust::Pin(lab.pin))).await.unwrap();
+    let second = RepairClient::connect(&lab.url(), &quick(Trust::Pin(lab.pin))).await;
+    assert!(matches!(second, Err(FetchError::Connect(_))));
+    assert_eq!(first.fetch("/big.bin", 0..10).await.unwrap().body, lab.body[..10]);
+    assert_eq!(lab.origin.counters().refused_connections, 1);
+}
