@@ -40,6 +40,7 @@ pub mod receiver;
 pub mod report;
 mod session;
 pub mod sink;
+pub mod unicast_repair;
 pub mod verify;
 pub mod writer;
 

@@ -25,6 +25,7 @@ use crate::receiver::SessionConfig;
 use crate::report::{ErrorKind, Record, Reporter};
 use crate::session::{ExitStatus, Outcome, ReporterRef, Session};
 use crate::sink::ResourceSink;
+use crate::unicast_repair::{AdvertisedOrigin, RepairOptions, Repairer};
 use crate::verify::Clock;
 use crate::writer::ResourceWriter;
 
@@ -59,6 +60,13 @@ pub struct LiveOptions {
     /// The port of the session's FEC repair datagrams (default: the group's
     /// port + 1; `None`: no FEC, as with [`SessionConfig::fec_window`] 0).
     pub repair_port: Option<u16>,
+    /// Unicast repair of what is still incomplete when the session ends
+    /// (`h3m-recv --repair`, see [`crate::unicast_repair`]); `None`: none.
+    pub repair: Option<RepairOptions>,
+    /// The repair origin the advertisement names, for [`RepairOrigin::Auto`].
+    ///
+    /// [`RepairOrigin::Auto`]: crate::unicast_repair::RepairOrigin::Auto
+    pub advertised_repair: AdvertisedOrigin,
 }
 
 impl LiveOptions {
@@ -78,6 +86,8 @@ impl LiveOptions {
             fsync: false,
             amt: None,
             repair_port: group.port().checked_add(1),
+            repair: None,
+            advertised_repair: AdvertisedOrigin::default(),
         }
     }
 
@@ -89,6 +99,7 @@ impl LiveOptions {
         opts.source = adv.source;
         opts.session = SessionConfig::from_advertisement(adv)?;
         opts.repair_port = adv.repair_port();
+        opts.advertised_repair = AdvertisedOrigin { url: adv.repair_origin.clone(), pin: adv.repair_pin };
         Ok(opts)
     }
 }
@@ -238,9 +249,12 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
     };
     // The AMT tunnel's counters reach the summary through this slot.
     let amt_slot = reporter.amt_slot();
-    let mut session = Session::with_reporter(opts.session.receiver(), sink, reporter);
+    let mut config = opts.session.clone();
+    config.keep_unpromised |= opts.repair.is_some();
+    let mut session = Session::with_reporter(config.receiver(), sink, reporter);
     session.set_verify(opts.session.verify.clone());
     session.set_clock(Clock::System);
+    session.set_hold_for_repair(opts.repair.is_some());
     let mut counters = CaptureStats::default();
     let started = Instant::now();
     let mut got_any = false;
@@ -327,8 +341,24 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
         }
         if session.receiver.is_ended() && linger_until.is_none() {
             if opts.follow {
-                // Settle this session, start listening for the next.
+                // Settle this session (and repair it), start listening for the next.
+                let mut repairer = opts.repair.as_ref().map(|r| Repairer::new(r, &opts.advertised_repair));
+                if let Some(repairer) = repairer.as_mut() {
+                    tokio::select! {
+                        _ = repairer.adopt_unpromised(&mut session) => {}
+                        _ = &mut interrupted => {}
+                    }
+                }
                 session.next_session();
+                if let Some(repairer) = repairer.as_mut() {
+                    tokio::select! {
+                        _ = repairer.run(&mut session) => {}
+                        _ = &mut interrupted => {}
+                    }
+                    session.release_held();
+                    session.set_hold_for_repair(true);
+                    session.reporter.flush();
+                }
                 got_any = false;
             } else {
                 linger_until = Some(Instant::now() + opts.linger);
@@ -338,8 +368,24 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
     progress.finish();
     amt_slot.set(input.amt_counters());
     input.close().await;
+    let mut repairer = opts.repair.as_ref().map(|r| Repairer::new(r, &opts.advertised_repair));
+    if let Some(repairer) = repairer.as_mut() {
+        // Streams whose promise was lost get it from the origin's listing.
+        tokio::select! {
+            _ = repairer.adopt_unpromised(&mut session) => {}
+            _ = &mut interrupted => {}
+        }
+    }
     session.receiver.finish(Instant::now());
     session.drain();
+    if let Some(repairer) = repairer.as_mut() {
+        // What is still incomplete is held, then repaired.
+        session.settle_all();
+        tokio::select! {
+            _ = repairer.run(&mut session) => {}
+            _ = &mut interrupted => {}
+        }
+    }
     let (outcome, sink, mut reporter) = session.finish_parts(counters);
     // The last events (the summary), for `receive`'s callback.
     after(&mut reporter);

@@ -43,6 +43,10 @@ use crate::session::{Outcome, ReporterRef, Session as Engine};
 use crate::sink::ResourceSink;
 use crate::verify::{Clock, VerifyOptions};
 
+/// Push streams without their promise kept with
+/// [`SessionConfig::keep_unpromised`].
+const KEPT_UNPROMISED: usize = 512;
+
 /// How a [`Session`] receives: which session, its keys, the checks before a
 /// resource is delivered, and the limits.
 #[derive(Debug, Clone)]
@@ -70,6 +74,11 @@ pub struct SessionConfig {
     /// session's repair datagrams (default 20 480, about 24 MiB at most of
     /// 1200-byte datagrams; `0`: FEC off, `h3m-recv --fec off`).
     pub fec_window: usize,
+    /// Keep push streams whose promise was lost until the session ends (up
+    /// to 512 of them) so that a unicast repair, which learns their
+    /// promises from the origin, keeps what of them arrived (`h3m-recv
+    /// --repair` turns it on).
+    pub keep_unpromised: bool,
 }
 
 impl SessionConfig {
@@ -85,6 +94,7 @@ impl SessionConfig {
             idle_timeout: defaults.idle_timeout,
             buffer_budget: defaults.max_buffered_total,
             fec_window: defaults.fec_window,
+            keep_unpromised: false,
         }
     }
 
@@ -110,6 +120,10 @@ impl SessionConfig {
         config.max_buffered_total = self.buffer_budget;
         config.max_ranges_total = self.buffer_budget / (2 * h3m_proto::receiver::RANGE_COST);
         config.fec_window = self.fec_window;
+        if self.keep_unpromised {
+            config.orphans_wait_for_end = true;
+            config.max_orphan_streams = config.max_orphan_streams.max(KEPT_UNPROMISED);
+        }
         Receiver::new(config)
     }
 }

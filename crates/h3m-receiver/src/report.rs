@@ -112,8 +112,11 @@ pub struct ResourceRecord {
     pub copies: u64,
     /// Body bytes that came in datagrams FEC rebuilt (see `h3m-send --fec`).
     pub fec_bytes: u64,
-    /// How a resource written complete got its bytes: `multicast` (as sent)
-    /// or `fec` (some from datagrams FEC rebuilt); `null` if not written.
+    /// Body bytes fetched from the repair origin (`h3m-recv --repair`).
+    pub repair_bytes: u64,
+    /// How a resource written complete got its bytes: `multicast` (as sent),
+    /// `fec` (some from datagrams FEC rebuilt) or `repair` (some fetched
+    /// from the repair origin); `null` if not written.
     pub completed_by: Option<&'static str>,
     /// Everything from this body offset on is missing (the length is unknown).
     pub missing_from: Option<u64>,
@@ -142,8 +145,14 @@ impl ResourceRecord {
         let reason = self.reason.as_deref().unwrap_or("");
         match self.status {
             ResourceStatus::Complete => {
-                let fec = if self.fec_bytes > 0 { format!("  fec:{}", self.fec_bytes) } else { String::new() };
-                format!("{head}{} bytes  sha256:{}{fec}", self.bytes, self.sha256.as_deref().unwrap_or(""))
+                let mut how = String::new();
+                if self.fec_bytes > 0 {
+                    how.push_str(&format!("  fec:{}", self.fec_bytes));
+                }
+                if self.repair_bytes > 0 {
+                    how.push_str(&format!("  repair:{}", self.repair_bytes));
+                }
+                format!("{head}{} bytes  sha256:{}{how}", self.bytes, self.sha256.as_deref().unwrap_or(""))
             }
             ResourceStatus::Incomplete => {
                 let plus = if self.missing_from.is_some() { "+" } else { "" };
@@ -243,6 +252,10 @@ pub struct SummaryRecord {
     pub resources_repeated: u64,
     /// Resources written complete from the bytes of more than one copy.
     pub resources_merged: u64,
+    /// Resources written complete with bytes fetched from the repair origin.
+    pub resources_repaired: u64,
+    /// Body bytes fetched from the repair origin into resources.
+    pub repaired_bytes: u64,
     /// Push streams whose promise never arrived.
     pub unpromised_pushes: u64,
     /// Pushes lost whole: neither promise nor stream arrived (push IDs are
@@ -299,6 +312,8 @@ impl SummaryRecord {
             ("orphan_streams_dropped", r.orphan_streams_dropped),
             ("repeated", self.resources_repeated),
             ("merged", self.resources_merged),
+            ("repaired", self.resources_repaired),
+            ("repaired_bytes", self.repaired_bytes),
             ("lost_pushes", self.lost_pushes),
             ("headless_streams", self.headless_streams),
             ("suppressed_lines", self.suppressed_lines),
@@ -691,6 +706,7 @@ mod tests {
             missing_ranges: 1,
             copies: 1,
             fec_bytes: 0,
+            repair_bytes: 0,
             completed_by: None,
             missing_from: None,
             reason: Some("timeout".into()),

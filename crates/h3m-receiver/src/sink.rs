@@ -43,6 +43,14 @@ pub trait ResourceSink {
 
     /// Drops resource `id` and whatever of it was stored.
     fn abort(&mut self, id: u64);
+
+    /// Resource `id` will not be written to for a while (it waits for a
+    /// unicast repair): release what can be (a file descriptor). On error the
+    /// resource is dropped. The default does nothing.
+    fn park(&mut self, id: u64) -> Result<(), WriteError> {
+        let _ = id;
+        Ok(())
+    }
 }
 
 impl ResourceSink for ResourceWriter {
@@ -60,6 +68,10 @@ impl ResourceSink for ResourceWriter {
 
     fn abort(&mut self, id: u64) {
         ResourceWriter::abort(self, id)
+    }
+
+    fn park(&mut self, id: u64) -> Result<(), WriteError> {
+        ResourceWriter::park(self, id)
     }
 }
 

@@ -125,6 +125,8 @@ pub struct PartialFile {
     /// Bytes not yet written to the file, which belong at `wbuf_at`.
     wbuf: Vec<u8>,
     wbuf_at: u64,
+    /// Whether the file was created (and then maybe closed by [`park`](Self::park)).
+    created: bool,
 }
 
 impl std::fmt::Debug for PartialFile {
@@ -155,6 +157,7 @@ impl PartialFile {
             committed: false,
             wbuf: Vec::new(),
             wbuf_at: 0,
+            created: false,
         })
     }
 
@@ -175,12 +178,33 @@ impl PartialFile {
     /// The temporary file, created now if it was not yet.
     fn file(&mut self) -> Result<&File, WriteError> {
         if self.file.is_none() {
-            match OpenOptions::new().read(true).write(true).create_new(true).open(&self.temp) {
-                Ok(f) => self.file = Some(f),
+            let mut options = OpenOptions::new();
+            options.read(true).write(true);
+            if self.created {
+                // Parked: open it again, never through a symlink planted since.
+                use std::os::unix::fs::OpenOptionsExt;
+                options.custom_flags(libc::O_NOFOLLOW);
+            } else {
+                options.create_new(true);
+            }
+            match options.open(&self.temp) {
+                Ok(f) => {
+                    self.file = Some(f);
+                    self.created = true;
+                }
                 Err(source) => return Err(self.io(source)),
             }
         }
         self.file.as_ref().ok_or_else(|| self.io(io::Error::other("temporary file not open")))
+    }
+
+    /// Writes out what is gathered and closes the file (its descriptor is
+    /// freed; the next write opens it again). For resources kept a while
+    /// for a repair.
+    pub fn park(&mut self) -> Result<(), WriteError> {
+        self.flush()?;
+        self.file = None;
+        Ok(())
     }
 
     /// Bytes gathered in memory, not yet written to the file.
@@ -300,6 +324,10 @@ impl PartialFile {
     /// Feeds the file's bytes `from..to` to the hasher.
     fn hash_from_file(&mut self, from: u64, to: u64) -> Result<(), WriteError> {
         self.flush()?;
+        if self.created {
+            // Open again if parked.
+            self.file()?;
+        }
         let mut buf = vec![0u8; READ_BACK_CHUNK.min(usize::try_from(to - from).unwrap_or(READ_BACK_CHUNK))];
         let mut at = from;
         while at < to {
@@ -374,7 +402,7 @@ impl PartialFile {
 
 impl Drop for PartialFile {
     fn drop(&mut self) {
-        if !self.committed && self.file.is_some() {
+        if !self.committed && self.created {
             let _ = std::fs::remove_file(&self.temp);
         }
     }
@@ -523,6 +551,19 @@ impl ResourceWriter {
     pub fn abort(&mut self, push_id: u64) {
         self.remove(push_id);
     }
+
+    /// Closes push `push_id`'s temporary file until it is written again (see
+    /// [`PartialFile::park`]); on error the push is dropped.
+    pub fn park(&mut self, push_id: u64) -> Result<(), WriteError> {
+        let Some(entry) = self.open.get_mut(&push_id) else { return Ok(()) };
+        let before = entry.file.buffered();
+        let result = entry.file.park();
+        self.buffered = (self.buffered + entry.file.buffered()).saturating_sub(before);
+        if result.is_err() {
+            self.remove(push_id);
+        }
+        result
+    }
 }
 
 #[cfg(test)]
@@ -637,6 +678,26 @@ mod tests {
         assert_eq!(entries(dir.path()), [format!("{TEMP_PREFIX}6-{}", std::process::id())]);
         drop(w);
         assert!(entries(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn a_parked_file_is_opened_again_for_writes_and_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ResourceWriter::new(dir.path()).unwrap();
+        let data = body(300_000);
+        w.begin(1, "a".into()).unwrap();
+        w.write(1, 0, &data[..100_000]).unwrap();
+        w.write(1, 200_000, &data[200_000..]).unwrap();
+        w.park(1).unwrap();
+        w.write(1, 100_000, &data[100_000..200_000]).unwrap();
+        let written = w.commit(1, 300_000, Some(sha(&data))).unwrap().unwrap();
+        assert_eq!(std::fs::read(&written.path).unwrap(), data);
+        // A parked push given up leaves no temporary file.
+        w.begin(2, "b".into()).unwrap();
+        w.write(2, 0, &data).unwrap();
+        w.park(2).unwrap();
+        w.abort(2);
+        assert_eq!(entries(dir.path()), ["a".to_owned()]);
     }
 
     #[test]

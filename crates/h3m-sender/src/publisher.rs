@@ -25,7 +25,9 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -41,6 +43,7 @@ use h3m_proto::http::digest;
 use h3m_proto::protection::NullProtection;
 use h3m_proto::qpack::HeaderField;
 use h3m_proto::sender::{ResourceMeta, Sender, SenderConfig, SenderStats};
+use h3m_unicast::catalog::{Catalog, Entry, Source, Spool};
 
 /// How a [`Publisher`] sends.
 #[derive(Debug, Clone)]
@@ -81,6 +84,14 @@ pub struct PublisherConfig {
     pub fec: Option<FecConfig>,
     /// The repair port (`None`: the group's port + 1).
     pub fec_port: Option<u16>,
+    /// Unicast repair: every resource published is added to this catalog,
+    /// which an [`h3m_unicast::origin::Origin`] serves (`h3m-send
+    /// --repair-listen`); `None` (the default): none.
+    pub catalog: Option<Arc<Catalog>>,
+    /// The repair origin receivers are told of in the advertisement
+    /// (`repair="https://HOST:PORT"`), with the SHA-256 of its certificate
+    /// (`repair-pin`) when it is self-signed.
+    pub repair_origin: Option<(String, Option<[u8; 32]>)>,
 }
 
 impl PublisherConfig {
@@ -106,6 +117,8 @@ impl PublisherConfig {
             repeat_heads: None,
             fec: None,
             fec_port: None,
+            catalog: None,
+            repair_origin: None,
         }
     }
 
@@ -130,6 +143,10 @@ impl PublisherConfig {
         }
         adv.fec = self.fec;
         adv.fec_port = self.fec.and(self.fec_port);
+        if let Some((url, pin)) = &self.repair_origin {
+            adv.repair_origin = Some(url.clone());
+            adv.repair_pin = *pin;
+        }
         adv
     }
 }
@@ -243,6 +260,10 @@ pub struct Publisher {
     first: Option<Instant>,
     last: Instant,
     warnings: Vec<Warning>,
+    /// Unicast repair: the catalog the origin serves.
+    catalog: Option<Arc<Catalog>>,
+    /// Pushes in flight whose body the catalog gets as it is written.
+    spools: HashMap<u64, Arc<Spool>>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -311,6 +332,8 @@ impl Publisher {
             first: None,
             last: Instant::now(),
             warnings,
+            catalog: config.catalog.clone(),
+            spools: HashMap::new(),
         })
     }
 
@@ -340,7 +363,7 @@ impl Publisher {
     pub async fn publish(&mut self, path: &str, body: &[u8]) -> Result<u64, PublishError> {
         let mut meta = ResourceMeta::file(path, body.len() as u64, SystemTime::now());
         meta.sha256 = Some(sha256(body));
-        let id = self.start(&meta).await?;
+        let (id, _, _) = self.start_signed(&meta, Some(Source::Memory(body.to_vec().into())))?;
         self.write(id, body).await?;
         self.finish(id).await?;
         Ok(id)
@@ -349,11 +372,35 @@ impl Publisher {
     /// Starts a resource described by `meta` (path, length, digest, content
     /// type, copies, whether it is the session's last); its headers are
     /// signed when there is a signer. Returns its push ID.
+    ///
+    /// With unicast repair, the repair origin serves the body as it is
+    /// written (from a spool on disk); see [`start_file`](Self::start_file)
+    /// for a body that is a file.
     pub async fn start(&mut self, meta: &ResourceMeta) -> Result<u64, PublishError> {
-        Ok(self.start_signed(meta)?.0)
+        Ok(self.start_signed(meta, None)?.0)
     }
 
-    fn start_signed(&mut self, meta: &ResourceMeta) -> Result<(u64, Vec<HeaderField>, Vec<HeaderField>), PublishError> {
+    /// [`start`](Self::start) for a body that is the file `file` (as it is
+    /// now): with unicast repair the origin serves it from the file, and
+    /// refuses to once the file changes.
+    pub async fn start_file(&mut self, meta: &ResourceMeta, file: &Path) -> Result<u64, PublishError> {
+        let source = match self.catalog {
+            Some(_) => Some(match Entry::file(file, None, None) {
+                Ok(e) => e.source,
+                Err(e) => return Err(PublishError::Io(e)),
+            }),
+            None => None,
+        };
+        Ok(self.start_signed(meta, source)?.0)
+    }
+
+    /// Starts a push; with unicast repair, adds it to the catalog, served from
+    /// `source` (`None`: a spool the body is written to).
+    fn start_signed(
+        &mut self,
+        meta: &ResourceMeta,
+        source: Option<Source>,
+    ) -> Result<(u64, Vec<HeaderField>, Vec<HeaderField>), PublishError> {
         let mut request = self.sender.request_headers(meta);
         let mut response = self.sender.response_headers(meta);
         if let Some(signer) = &self.signer {
@@ -361,12 +408,43 @@ impl Publisher {
         }
         let id = self.sender.start_with_headers(meta, &request, &response)?;
         tracing::debug!(push_id = id, path = %meta.path, length = meta.length, live = meta.live, "push started");
+        if let Some(catalog) = &self.catalog {
+            let source = match source {
+                Some(s) => s,
+                None => {
+                    let spool = Arc::new(Spool::new()?);
+                    self.spools.insert(id, Arc::clone(&spool));
+                    Source::Spool(spool)
+                }
+            };
+            let field = |name: &str| request.iter().chain(&response).find(|f| f.name == name.as_bytes());
+            let path = field(":path").map(|f| String::from_utf8_lossy(&f.value).into_owned()).unwrap_or_default();
+            let content_type = field("content-type").map(|f| String::from_utf8_lossy(&f.value).into_owned());
+            catalog.note_push(id, path.clone());
+            catalog.insert(path, Entry { source, content_type, sha256: meta.sha256 });
+        }
         Ok((id, request, response))
+    }
+
+    /// Appends to push `id`'s spool, if the catalog serves it from one.
+    fn spool(&mut self, id: u64, data: &[u8]) -> Result<(), PublishError> {
+        if let Some(spool) = self.spools.get(&id) {
+            spool.append(data)?;
+        }
+        Ok(())
+    }
+
+    /// Push `id` ended: its spool (if any) is complete.
+    fn spool_done(&mut self, id: u64) {
+        if let Some(spool) = self.spools.remove(&id) {
+            spool.complete();
+        }
     }
 
     /// Appends body bytes to push `id`, sending every full datagram.
     pub async fn write(&mut self, id: u64, data: &[u8]) -> Result<(), PublishError> {
         self.sender.write(id, data)?;
+        self.spool(id, data)?;
         self.drain().await
     }
 
@@ -380,6 +458,7 @@ impl Publisher {
     /// Ends push `id` (its FIN).
     pub async fn finish(&mut self, id: u64) -> Result<(), PublishError> {
         self.sender.finish(id, None)?;
+        self.spool_done(id);
         self.drain().await
     }
 
@@ -391,6 +470,7 @@ impl Publisher {
     /// these before waiting.
     pub async fn write_batched(&mut self, id: u64, data: &[u8]) -> Result<(), PublishError> {
         self.sender.write(id, data)?;
+        self.spool(id, data)?;
         self.drain_full_batches().await
     }
 
@@ -398,6 +478,7 @@ impl Publisher {
     /// [`write_batched`](Self::write_batched)).
     pub async fn finish_batched(&mut self, id: u64) -> Result<(), PublishError> {
         self.sender.finish(id, None)?;
+        self.spool_done(id);
         self.drain_full_batches().await
     }
 
@@ -409,6 +490,7 @@ impl Publisher {
     /// Resets push `id`: receivers see it incomplete.
     pub async fn abort(&mut self, id: u64) -> Result<(), PublishError> {
         self.sender.abort(id)?;
+        self.spools.remove(&id);
         self.drain().await
     }
 
@@ -419,7 +501,7 @@ impl Publisher {
         let mut meta = ResourceMeta::file(path, 0, SystemTime::now());
         meta.length = None;
         meta.live = true;
-        let (push_id, request, response) = self.start_signed(&meta)?;
+        let (push_id, request, response) = self.start_signed(&meta, None)?;
         self.drain().await?;
         Ok(LiveStream {
             push_id,
@@ -435,6 +517,7 @@ impl Publisher {
         stream.hasher.update(data);
         stream.bytes += data.len() as u64;
         self.sender.write(stream.push_id, data)?;
+        self.spool(stream.push_id, data)?;
         self.flush(stream.push_id).await
     }
 
@@ -448,6 +531,12 @@ impl Publisher {
             signer.sign_trailers(&stream.request, &stream.response, &mut trailers, SystemTime::now())?;
         }
         self.sender.finish(stream.push_id, Some(&trailers))?;
+        self.spool_done(stream.push_id);
+        if let Some(catalog) = &self.catalog
+            && let Some(path) = stream.request.iter().find(|f| f.name == b":path")
+        {
+            catalog.set_sha256(&String::from_utf8_lossy(&path.value), sha256);
+        }
         self.drain().await
     }
 

@@ -195,7 +195,7 @@ async fn send_file(
     meta.sha256 = Some(digest);
     meta.last = last;
     meta.copies = copies;
-    let id = publisher.start(&meta).await?;
+    let id = publisher.start_file(&meta, &entry.file).await?;
     if let Some(body) = whole {
         write_body(publisher, id, &body, sending).await?;
         progress.update(&entry.path, len, Some(len), publisher.stats().bytes);

@@ -20,6 +20,8 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
+use crate::listing::{Listed, Listing, MAX_LISTED};
+
 /// Where a resource's bytes are.
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -217,6 +219,8 @@ fn unique() -> u64 {
 #[derive(Debug, Default)]
 pub struct Catalog {
     entries: RwLock<HashMap<String, Arc<Entry>>>,
+    /// Push IDs to `:path`s (the newest [`MAX_LISTED`] pushes).
+    pushes: RwLock<std::collections::BTreeMap<u64, String>>,
 }
 
 impl Catalog {
@@ -242,6 +246,32 @@ impl Catalog {
                 sha256: Some(sha256),
             });
         }
+    }
+
+    /// Notes that push `push_id` carried the resource at `path` (for the
+    /// [listing](crate::listing)).
+    pub fn note_push(&self, push_id: u64, path: impl Into<String>) {
+        let mut pushes = self.pushes.write().unwrap_or_else(|e| e.into_inner());
+        pushes.insert(push_id, path.into());
+        while pushes.len() > MAX_LISTED {
+            pushes.pop_first();
+        }
+    }
+
+    /// The listing of the pushes noted, with each resource's length and
+    /// SHA-256 as known now.
+    pub fn listing(&self) -> Listing {
+        let pushes = self.pushes.read().unwrap_or_else(|e| e.into_inner());
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        pushes
+            .iter()
+            .map(|(&id, path)| {
+                let e = entries.get(path);
+                let listed =
+                    Listed { path: path.clone(), length: e.and_then(|e| e.len()), sha256: e.and_then(|e| e.sha256) };
+                (id, listed)
+            })
+            .collect()
     }
 
     /// The resource at `path`.

@@ -33,7 +33,7 @@ pub enum UrlError {
 }
 
 /// An origin: `https://HOST[:PORT]` (port 443 by default).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OriginUrl {
     /// The host: a DNS name or an IP address (without brackets).
     pub host: String,

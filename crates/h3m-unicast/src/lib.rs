@@ -12,6 +12,8 @@
 //!   HTTP/1.1 fallback, every answer checked against the range asked for.
 //! * [`tls`]: certificates: PEM files or a self-signed one with its SHA-256
 //!   fingerprint, and how a client trusts the origin (CA, pin, system).
+//! * [`listing`]: the session's pushes (push ID, `:path`, length, SHA-256),
+//!   for receivers that lost a promise.
 //! * [`range`]: the `Range`, `Content-Range` and `Retry-After` fields.
 //!
 //! ```no_run
@@ -37,6 +39,7 @@
 
 pub mod catalog;
 pub mod client;
+pub mod listing;
 pub mod origin;
 pub mod range;
 mod respond;

@@ -95,12 +95,19 @@ struct Stats {
     busy: AtomicU64,
     other: AtomicU64,
     bytes: AtomicU64,
+    listing_bytes: AtomicU64,
     h3_connections: AtomicU64,
     h1_connections: AtomicU64,
     refused_connections: AtomicU64,
 }
 
 impl Stats {
+    /// Counts body bytes sent for a resource or for the listing.
+    fn sent(&self, listing: bool, n: u64) {
+        let slot = if listing { &self.listing_bytes } else { &self.bytes };
+        slot.fetch_add(n, Ordering::Relaxed);
+    }
+
     fn count(&self, status: StatusCode) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let slot = match status {
@@ -129,8 +136,10 @@ pub struct OriginCounters {
     pub busy: u64,
     /// Other answers (`400`, `405`, `410`, `416`, `500`).
     pub other: u64,
-    /// Body bytes sent.
+    /// Body bytes of resources sent.
     pub bytes: u64,
+    /// Bytes of the [listing](crate::listing) sent.
+    pub listing_bytes: u64,
     /// HTTP/3 connections accepted.
     pub h3_connections: u64,
     /// HTTP/1.1 connections accepted.
@@ -289,6 +298,7 @@ impl Origin {
             busy: get(&s.busy),
             other: get(&s.other),
             bytes: get(&s.bytes),
+            listing_bytes: get(&s.listing_bytes),
             h3_connections: get(&s.h3_connections),
             h1_connections: get(&s.h1_connections),
             refused_connections: get(&s.refused_connections),
@@ -347,6 +357,7 @@ async fn serve_h3(endpoint: quinn::Endpoint, shared: Arc<Shared>, mut stopped: w
                     if stream.send_response(resp).await.is_err() {
                         return;
                     }
+                    let listing = a.listing;
                     if let Some(mut body) = a.body {
                         loop {
                             match body.next_chunk() {
@@ -355,7 +366,7 @@ async fn serve_h3(endpoint: quinn::Endpoint, shared: Arc<Shared>, mut stopped: w
                                     if stream.send_data(chunk).await.is_err() {
                                         return;
                                     }
-                                    shared.stats.bytes.fetch_add(n, Ordering::Relaxed);
+                                    shared.stats.sent(listing, n);
                                 }
                                 Ok(None) => break,
                                 Err(e) => {
@@ -399,7 +410,8 @@ async fn serve_h1(
                 async move {
                     let (parts, _) = req.into_parts();
                     let (a, permit) = shared.answer(&parts);
-                    let mut resp = http::Response::new(PlanBody { plan: a.body, shared, _permit: permit });
+                    let mut resp =
+                        http::Response::new(PlanBody { plan: a.body, listing: a.listing, shared, _permit: permit });
                     *resp.status_mut() = a.status;
                     *resp.headers_mut() = a.headers;
                     Ok::<_, Infallible>(resp)
@@ -414,6 +426,7 @@ async fn serve_h1(
 /// An HTTP/1.1 response body read from the catalog chunk by chunk.
 struct PlanBody {
     plan: Option<BodyPlan>,
+    listing: bool,
     shared: Arc<Shared>,
     _permit: Option<OwnedSemaphorePermit>,
 }
@@ -430,7 +443,7 @@ impl http_body::Body for PlanBody {
         let Some(plan) = this.plan.as_mut() else { return Poll::Ready(None) };
         Poll::Ready(match plan.next_chunk() {
             Ok(Some(chunk)) => {
-                this.shared.stats.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                this.shared.stats.sent(this.listing, chunk.len() as u64);
                 Some(Ok(http_body::Frame::data(chunk)))
             }
             Ok(None) => None,

@@ -7,7 +7,10 @@ use std::ops::Range;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
-use crate::catalog::{Catalog, EntryReader, ReadError};
+use std::sync::Arc;
+
+use crate::catalog::{Catalog, Entry, EntryReader, ReadError, Source};
+use crate::listing::{self, LISTING_PATH};
 use crate::range::{ByteRange, ContentRange};
 
 /// Body bytes are read and sent this many at a time.
@@ -20,13 +23,15 @@ pub(crate) struct Answer {
     pub(crate) headers: HeaderMap,
     /// The body to send (none for HEAD and errors).
     pub(crate) body: Option<BodyPlan>,
+    /// It answers for the [listing](crate::listing), not a resource.
+    pub(crate) listing: bool,
 }
 
 impl Answer {
     fn bare(status: StatusCode) -> Answer {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-        Answer { status, headers, body: None }
+        Answer { status, headers, body: None, listing: false }
     }
 
     /// `503` with `Retry-After` (the origin is at its request limit).
@@ -72,7 +77,15 @@ pub(crate) fn answer(catalog: &Catalog, method: &Method, path: &str, range: Opti
         a.headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return a;
     }
-    let Some(entry) = catalog.get(path) else { return Answer::bare(StatusCode::NOT_FOUND) };
+    let entry = if path == LISTING_PATH {
+        let text = listing::format(&catalog.listing());
+        Arc::new(Entry { source: Source::Memory(text.into()), content_type: Some("text/plain".into()), sha256: None })
+    } else {
+        match catalog.get(path) {
+            Some(e) => e,
+            None => return Answer::bare(StatusCode::NOT_FOUND),
+        }
+    };
     let reader = match entry.reader() {
         Ok(r) => r,
         Err(ReadError::Changed) => return Answer::bare(StatusCode::GONE),
@@ -116,7 +129,7 @@ pub(crate) fn answer(catalog: &Catalog, method: &Method, path: &str, range: Opti
     };
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(span.end - span.start));
     let body = (method == Method::GET).then_some(BodyPlan { reader, range: span });
-    Answer { status, headers, body }
+    Answer { status, headers, body, listing: path == LISTING_PATH }
 }
 
 #[cfg(test)]

@@ -180,3 +180,32 @@ async fn over_the_connection_limit_connections_are_refused() {
     assert_eq!(first.fetch("/big.bin", 0..10).await.unwrap().body, lab.body[..10]);
     assert_eq!(lab.origin.counters().refused_connections, 1);
 }
+
+#[tokio::test]
+async fn shutdown_returns_while_a_vanished_client_is_still_connected() {
+    let lab = lab(|_| {});
+    let client = RepairClient::connect(&lab.url(), &quick(Trust::Pin(lab.pin))).await.unwrap();
+    assert_eq!(client.fetch("/big.bin", 0..10).await.unwrap().body, lab.body[..10]);
+    // The peer goes away without closing (as a killed receiver does).
+    std::mem::forget(client);
+    let started = std::time::Instant::now();
+    lab.origin.shutdown();
+    assert!(started.elapsed() < Duration::from_secs(5), "shutdown took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn the_listing_names_each_push_and_is_counted_apart() {
+    let lab = lab(|_| {});
+    let catalog = lab.origin.catalog();
+    catalog.note_push(4, "/big.bin");
+    catalog.note_push(5, "/mem/a%20b.txt");
+    catalog.note_push(6, "/gone");
+    let client = RepairClient::connect(&lab.url(), &quick(Trust::Pin(lab.pin))).await.unwrap();
+    let f = client.fetch(h3m_unicast::listing::LISTING_PATH, 0..1 << 20).await.unwrap();
+    let text = std::str::from_utf8(&f.body).unwrap();
+    assert_eq!(text, "4 300000 - /big.bin\n5 1000 - /mem/a%20b.txt\n6 - - /gone\n");
+    let listed = h3m_unicast::listing::parse(text).unwrap();
+    assert_eq!(listed[&5].length, Some(1000));
+    let c = lab.origin.counters();
+    assert_eq!((c.bytes, c.listing_bytes), (0, text.len() as u64));
+}

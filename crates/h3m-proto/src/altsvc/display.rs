@@ -12,7 +12,8 @@ impl fmt::Display for Advertisement {
     /// A canonical single alt-value: present parameters only, in a fixed order
     /// (source-address, session-id, session-idle-timeout, max-concurrent-resources,
     /// peak-flow-rate, cipher-suite, key, iv, digest-algorithm, signature-algorithm,
-    /// extensions, ma, persist, fec, fec-port, then unknown ones), lowercase hex, quoted authority.
+    /// extensions, ma, persist, fec, fec-port, repair,
+    /// repair-pin, then unknown ones), lowercase hex, quoted authority.
     /// [`parse_one`](super::parse_one) reads it back equal for any advertisement that passes
     /// [`Advertisement::validate`].
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -43,6 +44,8 @@ impl fmt::Debug for Advertisement {
             .field("persist", &self.persist)
             .field("fec", &self.fec)
             .field("fec_port", &self.fec_port)
+            .field("repair_origin", &self.repair_origin)
+            .field("repair_pin", &self.repair_pin.map(hex::encode))
             .field("unknown", &self.unknown)
             .finish()
     }
@@ -134,6 +137,12 @@ impl fmt::Display for Shown<'_> {
         }
         if let Some(port) = ad.fec_port {
             write!(f, "; fec-port={port}")?;
+        }
+        if let Some(origin) = &ad.repair_origin {
+            write!(f, "; repair=\"{origin}\"")?;
+        }
+        if let Some(pin) = &ad.repair_pin {
+            write!(f, "; repair-pin={}", hex::encode(pin))?;
         }
         for (name, value) in &ad.unknown {
             write!(f, "; {name}={}", Value(value))?;

@@ -130,6 +130,8 @@ pub const KNOWN_PARAMETERS: &[&str] = &[
     "persist",
     "fec",
     "fec-port",
+    "repair",
+    "repair-pin",
 ];
 
 /// One h3m session advertisement: a single `h3m...` alt-value of an `Alt-Svc` field.
@@ -196,6 +198,13 @@ pub struct Advertisement {
     pub fec: Option<crate::fec::FecConfig>,
     /// h3m's `fec-port`: the repair port, when not the session's port + 1.
     pub fec_port: Option<u16>,
+    /// h3m's `repair`: the unicast repair origin, `https://HOST:PORT`, which
+    /// serves every resource of the session with byte ranges over HTTP/3
+    /// (and HTTP/1.1).
+    pub repair_origin: Option<String>,
+    /// h3m's `repair-pin`: the SHA-256 of the repair origin's certificate
+    /// (a self-signed one), in hex.
+    pub repair_pin: Option<[u8; 32]>,
     /// Parameters this module does not interpret, in order, name in lowercase, value
     /// unescaped (for example the undefined `max-packet-size` of the draft's
     /// Appendix C).
@@ -295,6 +304,8 @@ impl Advertisement {
             persist: false,
             fec: None,
             fec_port: None,
+            repair_origin: None,
+            repair_pin: None,
             unknown: Vec::new(),
         }
     }

@@ -85,6 +85,19 @@ pub(super) fn build(raw: RawAlt) -> Result<Advertisement, AltSvcError> {
                 let n = parse_number(key, v)?;
                 ad.fec_port = Some(u16::try_from(n).ok().filter(|&p| p != 0).ok_or_else(|| bad_number(key, v))?);
             }
+            "repair" => {
+                if !v.starts_with("https://") || v.len() > 255 || v.bytes().any(|b| !b.is_ascii_graphic()) {
+                    return Err(AltSvcError::BadParameter { name: name.clone(), reason: "not an https:// origin" });
+                }
+                ad.repair_origin = Some(v.to_owned());
+            }
+            "repair-pin" => {
+                let pin = hex::decode(strip_0x(v)).ok().and_then(|b| <[u8; 32]>::try_from(b).ok());
+                ad.repair_pin = Some(pin.ok_or_else(|| AltSvcError::BadParameter {
+                    name: name.clone(),
+                    reason: "not a SHA-256 in hex (64 digits)",
+                })?);
+            }
             _ => ad.unknown.push((name, value)),
         }
     }

@@ -605,3 +605,21 @@ fn fec_parameters_round_trip_and_bad_ones_are_refused() {
         Err(AltSvcError::BadNumber { param: "fec-port", .. })
     ));
 }
+
+#[test]
+fn repair_origin_and_pin_round_trip_and_bad_ones_are_refused() {
+    let pin = "ab".repeat(32);
+    let ad =
+        parse_one(&format!(r#"h3m-07="239.255.0.1:2000"; repair="https://10.0.0.1:4433"; repair-pin={pin}"#)).unwrap();
+    assert_eq!(ad.repair_origin.as_deref(), Some("https://10.0.0.1:4433"));
+    assert_eq!(ad.repair_pin, Some([0xab; 32]));
+    assert_eq!(parse_one(&ad.to_string()).unwrap(), ad);
+    assert!(matches!(
+        parse_one(r#"h3m-07="239.255.0.1:2000"; repair="http://10.0.0.1""#),
+        Err(AltSvcError::BadParameter { name, .. }) if name == "repair"
+    ));
+    assert!(matches!(
+        parse_one(r#"h3m-07="239.255.0.1:2000"; repair-pin=abcd"#),
+        Err(AltSvcError::BadParameter { name, .. }) if name == "repair-pin"
+    ));
+}

@@ -127,6 +127,12 @@ pub struct ReceiverConfig {
     /// ([`Receiver::handle_repair`], see [`crate::fec`]); the receiver then
     /// keeps recent datagrams, at most this many (`0`: no FEC).
     pub fec_window: usize,
+    /// Keep push streams whose promise has not arrived until the session
+    /// ends (within [`max_orphan_streams`](Self::max_orphan_streams) and the
+    /// memory budget) instead of dropping them after the push timeout: a
+    /// driver that can learn lost promises elsewhere (unicast repair's
+    /// listing, [`Receiver::adopt_promise`]) then keeps what of them arrived.
+    pub orphans_wait_for_end: bool,
 }
 
 impl ReceiverConfig {
@@ -151,6 +157,7 @@ impl ReceiverConfig {
             qpack_limits: DecodeLimits::default(),
             end_signals: true,
             fec_window: crate::fec::decoder::DEFAULT_MAX_WINDOW,
+            orphans_wait_for_end: false,
         }
     }
 }
@@ -640,7 +647,9 @@ impl Receiver {
             _ => None,
         };
         let pushes = self.pushes.values().map(|p| self.push_deadline(p));
-        let orphans = self.orphan_streams().map(|(_, s)| s.last_activity + self.config.push_timeout);
+        let orphan_timeout = (!self.config.orphans_wait_for_end).then_some(self.config.push_timeout);
+        let orphans =
+            orphan_timeout.into_iter().flat_map(|t| self.orphan_streams().map(move |(_, s)| s.last_activity + t));
         let fec = self.fec.as_ref().and_then(|f| f.poll_timeout());
         idle.into_iter().chain(pushes).chain(orphans).chain(fec).min()
     }
@@ -1259,8 +1268,11 @@ impl Receiver {
         for id in due {
             self.finish_push(id, Some(IncompleteReason::Timeout));
         }
-        let stale: Vec<u64> =
-            self.orphan_streams().filter(|(_, s)| s.last_activity + timeout <= now).map(|(&id, _)| id).collect();
+        let stale: Vec<u64> = self
+            .orphan_streams()
+            .filter(|(_, s)| !self.config.orphans_wait_for_end && s.last_activity + timeout <= now)
+            .map(|(&id, _)| id)
+            .collect();
         self.drop_orphans(stale);
         if let (Some(last), Some(idle)) = (self.last_packet, self.config.idle_timeout)
             && !self.ended
@@ -1321,6 +1333,23 @@ impl Receiver {
         let orphans: Vec<u64> = self.streams.keys().copied().collect();
         self.drop_orphans(orphans);
         self.end_session(reason);
+        self.timer_hint = self.earliest_timer();
+    }
+
+    /// Push IDs of the push streams that arrived without their PUSH_PROMISE
+    /// and still wait for it (their data is held, within the limits).
+    pub fn unpromised_push_ids(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.waiting.iter().map(|&(push_id, _)| push_id).collect();
+        ids.dedup();
+        ids
+    }
+
+    /// A promise the driver learnt elsewhere (the repair origin's listing of
+    /// the session's pushes) for push `push_id`, whose own PUSH_PROMISE was
+    /// lost: its waiting stream is claimed and parsed as if the promise had
+    /// arrived. Ignored for a push already promised or finished.
+    pub fn adopt_promise(&mut self, now: Instant, push_id: u64, request: Vec<HeaderField>) {
+        self.on_promise(now, push_id, request);
         self.timer_hint = self.earliest_timer();
     }
 

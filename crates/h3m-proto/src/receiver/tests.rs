@@ -526,3 +526,34 @@ fn an_empty_body_is_declared_by_length_or_by_agreeing_digests() {
     assert!(!declares_empty_body(&both));
     assert!(!declares_empty_body(&[]));
 }
+
+#[test]
+fn a_promise_learnt_elsewhere_claims_the_waiting_stream() {
+    use crate::encoder::{EncoderConfig, SessionEncoder};
+    let sid = crate::SessionId::from_hex("2a").unwrap();
+    let (req, resp) = ([HeaderField::new(":path", "/x.bin")], [HeaderField::new(":status", "200")]);
+    let body: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+    let mut datagrams = Vec::new();
+    SessionEncoder::new(EncoderConfig::new(sid)).push(&req, &resp, &body, &mut datagrams).unwrap();
+    let mut rx = Receiver::new(ReceiverConfig::new(sid));
+    let now = Instant::now();
+    // The first datagram carries the promise: lost.
+    for d in &datagrams[1..] {
+        rx.handle_datagram(now, d);
+    }
+    assert_eq!(rx.unpromised_push_ids(), vec![0]);
+    rx.adopt_promise(now, 0, req.to_vec());
+    let mut got = vec![0u8; body.len()];
+    let mut finished = None;
+    while let Some(e) = rx.poll_event() {
+        match e {
+            Event::BodyData { offset, data, .. } => {
+                got[offset as usize..offset as usize + data.len()].copy_from_slice(&data)
+            }
+            Event::PushFinished(s) => finished = Some(s.status),
+            _ => {}
+        }
+    }
+    assert_eq!((got, finished), (body, Some(PushStatus::Complete)));
+    assert!(rx.unpromised_push_ids().is_empty());
+}

@@ -14,7 +14,9 @@ use h3m_net::Interface;
 use h3m_proto::SessionId;
 use h3m_receiver::live::{self, LiveOptions};
 use h3m_receiver::offline::{self, Options};
+use h3m_receiver::unicast_repair::{RepairOptions, RepairOrigin};
 use h3m_receiver::verify::{self, VerifyOptions};
+use h3m_unicast::tls::Trust;
 
 const AFTER_HELP: &str = "\
 Output (text): one line per resource on stdout:
@@ -120,6 +122,35 @@ struct Cli {
     #[arg(long, value_name = "PORT")]
     fec_port: Option<u16>,
 
+    /// Live: unicast repair: when the session ends, fetch exactly the missing
+    /// byte ranges of each incomplete resource (one with a digest) from the
+    /// sender's repair origin (h3m-send --repair-listen) over HTTP/3, else
+    /// HTTP/1.1, and write it once its whole body verifies. `auto`: the
+    /// origin the advertisement names (--alt-svc), else the pushes'
+    /// :authority; or https://HOST:PORT.
+    #[arg(long, value_name = "auto|URL")]
+    repair: Option<RepairOrigin>,
+
+    /// Trust the repair origin's certificate if it chains to one in this PEM
+    /// file [default: the advertised repair-pin for the advertised origin,
+    /// else the system's root certificates].
+    #[arg(long, value_name = "CERT.pem", requires = "repair", conflicts_with = "repair_pin")]
+    repair_ca: Option<PathBuf>,
+
+    /// Trust exactly the repair origin certificate with this SHA-256 (hex, as
+    /// h3m-send prints it for a self-signed one).
+    #[arg(long, value_name = "SHA256", requires = "repair", value_parser = parse_pin)]
+    repair_pin: Option<[u8; 32]>,
+
+    /// Seconds within which the repair starts, at random (so many receivers
+    /// do not ask at once).
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs, requires = "repair")]
+    repair_jitter: Duration,
+
+    /// Most body bits/s fetched by the repair (50M, 1G, ...; `unpaced`: no cap).
+    #[arg(long, value_name = "RATE", default_value = "50M", value_parser = parse_rate, requires = "repair")]
+    repair_rate: Rate,
+
     /// Live: no progress line on a terminal.
     #[arg(long)]
     quiet: bool,
@@ -191,6 +222,18 @@ fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
     text.parse::<SocketAddr>()
         .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
         .map_err(|_| format!("`{text}` is not an address or address:port"))
+}
+
+fn parse_pin(text: &str) -> Result<[u8; 32], String> {
+    h3m_unicast::tls::parse_pin(text).map_err(|e| e.to_string())
+}
+
+/// A rate in bits/s; `None`: no cap.
+#[derive(Debug, Clone, Copy)]
+struct Rate(Option<u64>);
+
+fn parse_rate(text: &str) -> Result<Rate, String> {
+    h3m_net::parse_rate(text).map(Rate).map_err(|e| e.to_string())
 }
 
 fn parse_session_id(text: &str) -> Result<SessionId, String> {
@@ -303,6 +346,20 @@ fn main() -> ExitCode {
     opts.progress = !cli.quiet && !cli.json;
     if let Some(port) = cli.fec_port {
         opts.repair_port = Some(port);
+    }
+    if let Some(origin) = cli.repair {
+        let mut repair = RepairOptions::new(origin);
+        repair.jitter = cli.repair_jitter;
+        repair.rate = cli.repair_rate.0;
+        repair.trust = match (&cli.repair_ca, cli.repair_pin) {
+            (Some(path), _) => match h3m_unicast::tls::load_certs(path) {
+                Ok(certs) => Some(Trust::Ca(certs)),
+                Err(e) => return usage(format!("--repair-ca {e}")),
+            },
+            (None, Some(pin)) => Some(Trust::Pin(pin)),
+            (None, None) => None,
+        };
+        opts.repair = Some(repair);
     }
     opts.amt = match (cli.amt, cli.amt_dns) {
         (Some(h3m_receiver::input::AmtRelay::Auto { .. }), dns) => Some(h3m_receiver::input::AmtRelay::Auto { dns }),

@@ -36,12 +36,14 @@ use crate::writer::WriteError;
 
 mod outcome;
 mod records;
+mod repair;
 mod settle;
 mod state;
 
 pub use outcome::{ExitStatus, Outcome};
+pub(crate) use repair::RepairWant;
 use state::*;
-pub use state::{MAX_ASSEMBLING, MAX_RETAINED_RECORDS};
+pub use state::{MAX_ASSEMBLING, MAX_HELD_FOR_REPAIR, MAX_RETAINED_RECORDS};
 
 /// The reporter of a session: the caller's (the command line's, printing),
 /// or its own (an embedded session's queue).
@@ -76,6 +78,13 @@ pub(crate) struct Session<'r, 'w, S: ResourceSink = crate::writer::ResourceWrite
     pub(crate) reporter: ReporterRef<'r, 'w>,
     pushes: foldhash::HashMap<u64, PushState>,
     assembling: foldhash::HashMap<u64, Resource>,
+    /// Incomplete resources kept, their bytes so far in the sink, for a
+    /// unicast repair ([`Session::set_hold_for_repair`]).
+    held: foldhash::HashMap<u64, Resource>,
+    hold_for_repair: bool,
+    /// The `:authority` of the first promise (where `--repair auto` asks
+    /// for what no held resource names).
+    authority_seen: Option<Vec<u8>>,
     /// Disjoint received ranges across the resources being assembled (their
     /// `have` sets, which the sink's out-of-order bookkeeping mirrors), within
     /// the receiver's range budget ([`ReceiverConfig::max_ranges_total`]).
@@ -125,6 +134,9 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             reporter,
             pushes: foldhash::HashMap::default(),
             assembling: foldhash::HashMap::default(),
+            held: foldhash::HashMap::default(),
+            hold_for_repair: false,
+            authority_seen: None,
             ranges_held: 0,
             by_identity: HashMap::new(),
             written: HashMap::new(),
@@ -266,8 +278,12 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             }
         };
         let copies = copies_of(request);
+        let authority = field(request, b":authority").map(<[u8]>::to_vec);
+        if self.authority_seen.is_none() {
+            self.authority_seen.clone_from(&authority);
+        }
         let request = if self.verify.checks_signatures() { request.to_vec() } else { Vec::new() };
-        self.pushes.insert(push_id, PushState { request, raw_path, rel, received: 0, copies, fate });
+        self.pushes.insert(push_id, PushState { request, raw_path, rel, received: 0, copies, authority, fate });
     }
 
     /// Picks the push's resource: a copy of one written intact (ignored), one
@@ -348,6 +364,9 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
                         active: 1,
                         copies: 1,
                         fec_bytes: 0,
+                        repair_bytes: 0,
+                        repair_tried: false,
+                        authority: state.authority.clone(),
                         last: None,
                         first_push: push_id,
                         touched: self.clock_tick,
@@ -402,8 +421,11 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
     fn enforce_range_budget(&mut self) {
         while self.ranges_held > self.receiver.config().max_ranges_total {
             let Some((&id, _)) = self.assembling.iter().max_by_key(|(_, r)| r.have.range_count()) else {
-                self.ranges_held = 0;
-                return;
+                if !self.drop_most_fragmented_held() {
+                    self.ranges_held = 0;
+                    return;
+                }
+                continue;
             };
             self.drop_assembling(id, "too fragmented: the range budget is spent");
         }
@@ -594,6 +616,10 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             self.by_identity.remove(&(r.rel.clone(), d));
         }
         if !whole {
+            if self.hold_for_repair && !r.repair_tried && self.held.len() < MAX_HELD_FOR_REPAIR && r.is_repairable() {
+                self.hold(id, r);
+                return;
+            }
             self.writer.abort(id);
             let reason = match &r.last {
                 Some(PushSummary { status: PushStatus::Incomplete(reason), .. }) => report::incomplete_reason(reason),

@@ -52,6 +52,10 @@ impl<S: ResourceSink> Session<'_, '_, S> {
                 if record.copies > 1 {
                     self.tally.merged += 1;
                 }
+                if record.repair_bytes > 0 {
+                    self.tally.repaired += 1;
+                    self.tally.repaired_bytes += record.repair_bytes;
+                }
                 self.reporter.emit(&Record::Resource(record.clone()));
                 record
             }
@@ -134,6 +138,7 @@ impl<S: ResourceSink> Session<'_, '_, S> {
             missing_ranges,
             copies: r.copies as u64,
             fec_bytes: r.fec_bytes,
+            repair_bytes: r.repair_bytes,
             completed_by: None,
             missing_from,
             reason: None,
@@ -162,7 +167,13 @@ impl<S: ResourceSink> Session<'_, '_, S> {
                 record.missing.clear();
                 record.missing_ranges = 0;
                 record.missing_from = None;
-                record.completed_by = Some(if r.fec_bytes > 0 { "fec" } else { "multicast" });
+                record.completed_by = Some(if r.repair_bytes > 0 {
+                    "repair"
+                } else if r.fec_bytes > 0 {
+                    "fec"
+                } else {
+                    "multicast"
+                });
             }
             if status == ResourceStatus::Refused {
                 record.name = r.raw_path.clone().unwrap_or_default();
@@ -189,6 +200,7 @@ impl<S: ResourceSink> Session<'_, '_, S> {
             missing_ranges,
             copies: 1,
             fec_bytes: 0,
+            repair_bytes: 0,
             completed_by: None,
             missing_from: summary.missing_from,
             reason: None,

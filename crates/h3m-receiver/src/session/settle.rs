@@ -7,12 +7,25 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
     /// Settles every resource still being assembled (at the end of a session),
     /// then reports the copies that never got their headers, unless another
     /// copy wrote their path.
+    ///
+    /// When holding for a unicast repair, incomplete resources are held and
+    /// the copies without headers and lost pushes wait too (the repair may
+    /// find them in the origin's listing): [`release_held`](Self::release_held)
+    /// judges what is left.
     pub(crate) fn settle_all(&mut self) {
         let mut ids: Vec<u64> = self.assembling.keys().copied().collect();
         ids.sort_unstable();
         for id in ids {
             self.try_commit(id, true);
         }
+        if !self.hold_for_repair {
+            self.judge_deferred();
+        }
+    }
+
+    /// Judges the copies that never got their headers, the unpromised
+    /// streams and the lost pushes deferred to the end of the session.
+    pub(super) fn judge_deferred(&mut self) {
         let written: std::collections::HashSet<[u8; 32]> = self.written.values().copied().collect();
         for (push_id, stream_id, digest) in std::mem::take(&mut self.unpromised_pending) {
             if digest.is_some_and(|d| written.contains(&d)) {
@@ -90,6 +103,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
 
     /// The final summary and outcome, with the sink and the reporter back.
     pub(crate) fn finish_parts(mut self, capture: CaptureStats) -> (Outcome, S, ReporterRef<'r, 'w>) {
+        self.release_held();
         // Pushes the receiver never finished (it finishes all on `finish`).
         let mut left: Vec<u64> = self.pushes.keys().copied().collect();
         left.sort_unstable();
@@ -124,6 +138,8 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             resources_failed: t.failed,
             resources_repeated: self.repeats,
             resources_merged: t.merged,
+            resources_repaired: t.repaired,
+            repaired_bytes: t.repaired_bytes,
             unpromised_pushes: t.unpromised,
             lost_pushes: t.lost,
             headless_streams: t.headless,

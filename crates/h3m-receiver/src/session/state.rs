@@ -30,6 +30,8 @@ pub(super) struct PushState {
     pub(super) received: u64,
     /// The push IDs of the resource's copies its promise listed (`h3m-copies`).
     pub(super) copies: Vec<u64>,
+    /// The promise's `:authority`.
+    pub(super) authority: Option<Vec<u8>>,
     pub(super) fate: Fate,
 }
 
@@ -64,6 +66,12 @@ pub(super) struct Resource {
     pub(super) copies: usize,
     /// Body bytes written from datagrams FEC rebuilt.
     pub(super) fec_bytes: u64,
+    /// Body bytes written from the repair origin.
+    pub(super) repair_bytes: u64,
+    /// Whether a unicast repair was tried (it is held for one only once).
+    pub(super) repair_tried: bool,
+    /// The `:authority` of its first promise (where `--repair auto` asks).
+    pub(super) authority: Option<Vec<u8>>,
     /// The last finished push's summary.
     pub(super) last: Option<PushSummary>,
     pub(super) first_push: u64,
@@ -97,6 +105,11 @@ pub const MAX_RETAINED_RECORDS: usize = 10_000;
 /// delivering into it, is reported incomplete (`evicted`) to make room.
 pub const MAX_ASSEMBLING: usize = 512;
 
+/// At most this many incomplete resources are held at the end of a session
+/// for unicast repair (their temporary files closed meanwhile); beyond it
+/// they are reported incomplete at once.
+pub const MAX_HELD_FOR_REPAIR: usize = 4096;
+
 /// At most this many judgements are deferred to the end of the session
 /// (copies without response headers, unpromised streams); beyond it they are
 /// reported at once.
@@ -112,6 +125,9 @@ pub(super) struct Tally {
     pub(super) complete: u64,
     /// Complete resources assembled from more than one copy.
     pub(super) merged: u64,
+    /// Complete resources with bytes from the repair origin, and those bytes.
+    pub(super) repaired: u64,
+    pub(super) repaired_bytes: u64,
     pub(super) incomplete: u64,
     pub(super) refused: u64,
     pub(super) failed: u64,

@@ -15,7 +15,7 @@ use h3m_net::testns::NetNs;
 
 /// The `h3m-send` binary of this build, next to `h3m-recv`.
 pub fn h3m_send() -> PathBuf {
-    workspace_bin("h3m-send", "h3m-sender", &["h3m-proto", "h3m-net", "h3m-sender"])
+    workspace_bin("h3m-send", "h3m-sender", &["h3m-proto", "h3m-net", "h3m-unicast", "h3m-sender"])
 }
 
 /// The `h3m-amt-relay` binary of this build, next to `h3m-recv`.

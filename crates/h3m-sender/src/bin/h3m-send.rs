@@ -16,6 +16,10 @@ use h3m_proto::protection::CipherSuite;
 use h3m_sender::publisher::PublisherConfig;
 use h3m_sender::run::{SendOptions, advertisement, run};
 use h3m_sender::tree::Ignore;
+use h3m_unicast::catalog::Catalog;
+use h3m_unicast::client::OriginUrl;
+use h3m_unicast::origin::{Origin, OriginConfig};
+use h3m_unicast::tls::Identity;
 
 /// Publish files, directory trees or a live stream over multicast QUIC (h3m-07).
 ///
@@ -48,9 +52,10 @@ struct Args {
     /// Session ID in hex, or `none` [default: nghq's, "Session ID"].
     #[arg(long, default_value = "53657373696f6e204944", value_parser = parse_session_id)]
     session_id: SessionId,
-    /// :authority of every request.
-    #[arg(long, default_value = "localhost")]
-    authority: String,
+    /// :authority of every request [default: the --repair-listen address,
+    /// else localhost].
+    #[arg(long)]
+    authority: Option<String>,
     /// Prefix of every :path.
     #[arg(long, default_value = "/")]
     path_prefix: String,
@@ -67,6 +72,25 @@ struct Args {
     /// every file from a later cycle.
     #[arg(long, conflicts_with_all = ["repeat", "stdin"])]
     carousel: bool,
+    /// Unicast repair: serve every published resource (live ones as they
+    /// grow) with byte ranges over HTTP/3 (UDP) and HTTP/1.1 (TCP, TLS) at
+    /// ADDR:PORT, for receivers started with --repair. It keeps serving after
+    /// the multicast session ends, until Ctrl-C or --repair-linger. The
+    /// origin and, when self-signed, its certificate's SHA-256 are printed and
+    /// advertised (Alt-Svc `repair`, `repair-pin`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    repair_listen: Option<SocketAddr>,
+    /// The repair origin's certificate chain (PEM) [default: a self-signed
+    /// certificate made at start-up].
+    #[arg(long, value_name = "CERT.pem", requires_all = ["repair_key", "repair_listen"])]
+    repair_cert: Option<PathBuf>,
+    /// The private key of --repair-cert (PEM).
+    #[arg(long, value_name = "KEY.pem", requires = "repair_cert")]
+    repair_key: Option<PathBuf>,
+    /// Seconds the repair origin keeps serving after the multicast session
+    /// ends [default: until Ctrl-C].
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "repair_listen")]
+    repair_linger: Option<Duration>,
     /// Seconds between repetitions of the PUSH_PROMISE and response headers of
     /// the pushes in flight, so an h3m receiver joining late learns them (0.5
     /// is a good figure); 0 never, the default: nghq's receiver mishandles the
@@ -180,6 +204,53 @@ fn parse_hex(text: &str) -> Result<Hex, String> {
     hex::decode(text.strip_prefix("0x").unwrap_or(text)).map_err(|_| "not an even number of hex digits".to_owned())
 }
 
+/// A running repair origin, with its certificate's SHA-256 when self-signed.
+type StartedOrigin = (Origin, Option<[u8; 32]>);
+
+/// Starts the repair origin: its identity from the PEM files, else
+/// self-signed (then its fingerprint is returned for the advertisement).
+fn start_origin(
+    listen: SocketAddr,
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+) -> Result<StartedOrigin, Box<dyn std::error::Error>> {
+    let (identity, pin) = match (cert, key) {
+        (Some(c), Some(k)) => (Identity::from_pem_files(c, k)?, None),
+        _ => {
+            let id = Identity::self_signed(&[listen.ip().to_string(), "localhost".into()])?;
+            let pin = id.fingerprint();
+            (id, Some(pin))
+        }
+    };
+    let origin = Origin::spawn(OriginConfig::new(listen, identity), std::sync::Arc::new(Catalog::new()))?;
+    Ok((origin, pin))
+}
+
+/// Waits `for_` after the multicast session (`None`: until Ctrl-C or SIGTERM)
+/// while the repair origin serves late repairs.
+async fn linger(for_: Option<Duration>) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let sleep = async {
+        match for_ {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let terminated = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = sleep => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminated => {}
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let usage = |msg: String| {
@@ -247,7 +318,30 @@ fn main() -> ExitCode {
     publisher.interface = args.interface;
     publisher.ttl = args.ttl;
     publisher.session_id = args.session_id;
-    publisher.authority = args.authority;
+    let origin = match args.repair_listen.map(|listen| start_origin(listen, &args.repair_cert, &args.repair_key)) {
+        Some(Ok(o)) => Some(o),
+        Some(Err(e)) => {
+            eprintln!("h3m-send: --repair-listen: {e}");
+            return ExitCode::from(1);
+        }
+        None => None,
+    };
+    if let Some((origin, pin)) = &origin {
+        let url = OriginUrl { host: origin.local_addr().ip().to_string(), port: origin.local_addr().port() };
+        eprintln!(
+            "h3m-send: repair origin {url} (HTTP/3, HTTP/1.1){}",
+            pin.map(|p| format!(", self-signed certificate sha256 {}", hex::encode(p))).unwrap_or_default()
+        );
+        publisher.catalog = Some(std::sync::Arc::clone(origin.catalog()));
+        publisher.repair_origin = Some((url.to_string(), *pin));
+    }
+    publisher.authority = match (args.authority, &origin) {
+        (Some(a), _) => a,
+        (None, Some((o, _))) => {
+            OriginUrl { host: o.local_addr().ip().to_string(), port: o.local_addr().port() }.authority()
+        }
+        (None, None) => "localhost".into(),
+    };
     publisher.path_prefix = args.path_prefix;
     publisher.rate = args.rate;
     publisher.protection = protection;
@@ -280,7 +374,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(run(&opts)) {
+    let code = match rt.block_on(run(&opts)) {
         Ok(s) => {
             println!(
                 "sent {} resources, {} body bytes in {} datagrams ({} bytes), {:.3} s, {:.1} Mbit/s",
@@ -295,15 +389,28 @@ fn main() -> ExitCode {
                 println!("fec: {} repair datagrams ({} bytes)", s.stats.repair_datagrams, s.stats.repair_bytes);
             }
             if s.skipped.is_empty() {
-                return ExitCode::SUCCESS;
+                ExitCode::SUCCESS
+            } else {
+                let names: Vec<String> = s.skipped.iter().map(|k| k.file.display().to_string()).collect();
+                eprintln!("h3m-send: {} not sent intact: {}", names.len(), names.join(", "));
+                ExitCode::from(1)
             }
-            let names: Vec<String> = s.skipped.iter().map(|k| k.file.display().to_string()).collect();
-            eprintln!("h3m-send: {} not sent intact: {}", names.len(), names.join(", "));
-            ExitCode::from(1)
         }
         Err(e) => {
             eprintln!("h3m-send: {e}");
             ExitCode::from(1)
         }
+    };
+    if let Some((origin, _)) = origin {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        rt.block_on(linger(args.repair_linger));
+        let c = origin.counters();
+        println!(
+            "repair origin: {} requests ({} partial, {} busy, {} not found), {} bytes, listing {} bytes, {} HTTP/3 and {} HTTP/1.1 connections",
+            c.requests, c.partial, c.busy, c.not_found, c.bytes, c.listing_bytes, c.h3_connections, c.h1_connections
+        );
+        origin.shutdown();
     }
+    code
 }
