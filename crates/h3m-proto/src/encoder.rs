@@ -118,6 +118,9 @@ struct OpenPush {
     /// The stream's first bytes (type, push ID, HEADERS and the first DATA
     /// frame's header once written), for [`SessionEncoder::repeat_heads`].
     head: Vec<u8>,
+    /// The stream offset of the body's first byte, when the body is one DATA
+    /// frame (a declared length): see [`SessionEncoder::body_offset`].
+    body_offset: Option<u64>,
 }
 
 /// Packetizes resources into datagrams for one session.
@@ -243,6 +246,14 @@ impl SessionEncoder {
         section.clear();
         qpack::encode_field_section(response, &mut section);
         h3::encode_frame(&h3::H3Frame::Headers(&section), &mut pending).map_err(|_| EncodeError::Exhausted)?;
+        let body_offset = match body_len {
+            Some(d) if self.cfg.data_frame_size.is_none_or(|f| f >= d) => {
+                let mut header = Vec::new();
+                h3::encode_header(h3::DATA, d, &mut header).map_err(|_| EncodeError::Exhausted)?;
+                Some((pending.len() + header.len()) as u64)
+            }
+            _ => None,
+        };
         self.open.push(OpenPush {
             push_id,
             stream_id,
@@ -254,10 +265,19 @@ impl SessionEncoder {
             declared: body_len,
             body_written: 0,
             frame_left: 0,
+            body_offset,
         });
         self.next_push_id += 1;
         self.next_stream_id += 4;
         Ok(push_id)
+    }
+
+    /// Where push `push_id`'s body starts in its stream, when the body is one
+    /// DATA frame (a declared length): a receiver that lost the stream's
+    /// first bytes can place the rest with it. `None` for a body of unknown
+    /// length or in several frames, or a push not open.
+    pub fn body_offset(&self, push_id: u64) -> Option<u64> {
+        self.open.iter().find(|p| p.push_id == push_id).and_then(|p| p.body_offset)
     }
 
     /// Appends body bytes to a push, emitting every full packet.

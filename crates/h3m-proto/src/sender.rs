@@ -262,6 +262,12 @@ impl Sender {
         Ok(id)
     }
 
+    /// Where push `push_id`'s body starts in its stream (see
+    /// [`SessionEncoder::body_offset`](crate::encoder::SessionEncoder::body_offset)).
+    pub fn body_offset(&self, push_id: u64) -> Option<u64> {
+        self.enc.body_offset(push_id)
+    }
+
     /// Adds body bytes; full packets are queued.
     pub fn write(&mut self, push_id: u64, data: &[u8]) -> Result<(), EncodeError> {
         self.enc.write(push_id, data, &mut self.scratch)?;

@@ -267,9 +267,13 @@ impl<'a> Repairer<'a> {
     /// Before the session's pushes are finished: the push streams still
     /// waiting for their lost PUSH_PROMISE get the promise the listing
     /// gives, so what of them arrived is kept and only the rest is fetched.
+    ///
+    /// Streams whose own first bytes were lost (headless) are placed by the
+    /// body offset the listing gives, into a resource held for the repair.
     pub(crate) async fn adopt_unpromised<S: ResourceSink>(&mut self, session: &mut Session<'_, '_, S>) {
         let waiting = session.receiver.unpromised_push_ids();
-        if waiting.is_empty() {
+        let headless = session.receiver.headless_streams();
+        if waiting.is_empty() && headless.is_empty() {
             return;
         }
         let authority = session.authority_seen().unwrap_or_default();
@@ -287,6 +291,15 @@ impl<'a> Repairer<'a> {
             }
         }
         session.drain();
+        for (stream_id, push_id) in headless {
+            let Some(l) = push_id.and_then(|p| listed.get(&p)) else { continue };
+            let (Some(body_offset), Some(_)) = (l.body_offset, l.length) else { continue };
+            let Some(push_id) = push_id else { continue };
+            if let Some(id) = session.adopt(push_id, &l.path, l.length, l.sha256) {
+                let segments = session.receiver.take_headless(stream_id);
+                session.place_headless(id, body_offset, &segments);
+            }
+        }
     }
 
     /// Repairs every resource the session holds (after

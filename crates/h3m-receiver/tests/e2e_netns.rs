@@ -1563,3 +1563,139 @@ fn repair_alone_recovers_5_percent_loss_and_an_origin_down_loses_nothing_else() 
         sent.stdout.trim().replace('\n', "; ")
     );
 }
+
+/// 40 files of 2–20 KiB and one of 1 MiB.
+fn repair_payload(tmp: &Path, rng: &mut Rng) -> std::path::PathBuf {
+    let src = tmp.join("src");
+    write_file(&src, "one.bin", &rng.bytes(1 << 20));
+    for i in 0..40 {
+        let len = rng.range(2_000, 20_000) as usize;
+        write_file(&src, &format!("small/f{i:02}.bin"), &rng.bytes(len));
+    }
+    src
+}
+
+#[test]
+fn repair_refuses_an_origin_that_serves_tampered_bytes() {
+    let test = "repair_refuses_an_origin_that_serves_tampered_bytes";
+    if skip_unless_root(test) || skip_without_tools(test, true) {
+        return;
+    }
+    let _serial = serial_and_built();
+    let tmp = logs_dir();
+    let src = repair_payload(tmp.path(), &mut Rng(random_u64()));
+    let expected = tree_digests(&src);
+    let ssm = LossySsm::without_loss(false);
+    nft_in(&ssm.link.b, &counted_loss_ruleset(ssm.port, 5));
+    let (cert, key, pin) = repair_identity(tmp.path());
+    let out = tmp.path().join("out");
+    // The repair waits out the linger, by when the files are tampered with.
+    let rx = start_receiver_with(
+        &ssm.recv_spec("h3m-recv", &out, "10"),
+        tmp.path(),
+        &["--repair", "auto", "--repair-pin", &pin, "--repair-jitter", "0", "--linger", "4", "--json"],
+    );
+    let origin_port = random_port();
+    let sender = start_repair_sender(
+        &ssm,
+        tmp.path(),
+        "20M",
+        vec![src.to_string_lossy().into_owned()],
+        origin_port,
+        (&cert, &key),
+    );
+    // Every byte flipped, the length and modification time kept: the origin
+    // cannot tell, and serves the wrong bytes.
+    for name in expected.keys() {
+        let path = src.join(name);
+        let modified = fs::metadata(&path).unwrap().modified().unwrap();
+        let flipped: Vec<u8> = fs::read(&path).unwrap().iter().map(|b| !b).collect();
+        fs::write(&path, flipped).unwrap();
+        fs::File::options().write(true).open(&path).unwrap().set_modified(modified).unwrap();
+    }
+    let f = rx.wait(Duration::from_secs(90));
+    let (_, served, _) = stop_origin(sender);
+    assert_eq!(f.code, Some(1), "{}", show(&f));
+    assert_eq!(wrong_files(&out, &expected), Vec::<String>::new(), "tampered bytes written: {}", show(&f));
+    let events: Vec<serde_json::Value> = f.stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let mismatches: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["event"] == "error" && e["kind"] == "digest_mismatch").collect();
+    let refused: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| {
+            e["event"] == "resource"
+                && e["status"] == "incomplete"
+                && e["reason"].as_str().unwrap_or("").starts_with("digest mismatch")
+        })
+        .collect();
+    assert!(served > 0 && !mismatches.is_empty(), "nothing was repaired: {}", show(&f));
+    assert_eq!(mismatches.len(), refused.len(), "{}", show(&f));
+    for r in &refused {
+        let name = r["path"].as_str().unwrap_or_default().trim_start_matches('/').to_owned();
+        assert!(!out.join(&name).exists(), "{name} written");
+    }
+    eprintln!(
+        "{test}: {} of {} files refused after a tampered repair ({served} bytes served), the rest written intact",
+        refused.len(),
+        expected.len()
+    );
+}
+
+#[test]
+fn twenty_receivers_repair_at_once_from_one_origin() {
+    let test = "twenty_receivers_repair_at_once_from_one_origin";
+    if skip_unless_root(test) || skip_without_tools(test, true) {
+        return;
+    }
+    let _serial = serial_and_built();
+    let tmp = logs_dir();
+    let src = repair_payload(tmp.path(), &mut Rng(random_u64()));
+    let expected = tree_digests(&src);
+    let ssm = LossySsm::without_loss(false);
+    nft_in(&ssm.link.b, &counted_loss_ruleset(ssm.port, 5));
+    let (cert, key, pin) = repair_identity(tmp.path());
+    let outs: Vec<std::path::PathBuf> = (0..20).map(|i| tmp.path().join(format!("out{i:02}"))).collect();
+    let names: Vec<String> = (0..20).map(|i| format!("h3m-recv-{i:02}")).collect();
+    let receivers: Vec<Proc> = (0..20)
+        .map(|i| {
+            start_receiver_with(
+                &ssm.recv_spec(&names[i], &outs[i], "10"),
+                tmp.path(),
+                &["--repair", "auto", "--repair-pin", &pin, "--repair-jitter", "2"],
+            )
+        })
+        .collect();
+    let origin_port = random_port();
+    let sender = start_repair_sender(
+        &ssm,
+        tmp.path(),
+        "20M",
+        vec![src.to_string_lossy().into_owned()],
+        origin_port,
+        (&cert, &key),
+    );
+    let finished: Vec<Finished> = receivers.into_iter().map(|r| r.wait(Duration::from_secs(120))).collect();
+    // One drop rule for the namespace: every receiver lost the same datagrams.
+    let dropped = dropped_bytes(&ssm.link.b);
+    let (requests, served, sent) = stop_origin(sender);
+    let (mut repaired, mut lost) = (0, 0);
+    for (i, f) in finished.iter().enumerate() {
+        assert_eq!(f.code, Some(0), "receiver {i}: {}", show(f));
+        assert_eq!(tree_digests(&outs[i]), expected, "receiver {i}: {}", show(f));
+        let rep = Report::parse(f);
+        repaired += rep.count("repaired_bytes");
+        // Each receiver lost what the rule dropped and what its socket
+        // dropped (20 receivers on 2 cores): the packet numbers it never saw,
+        // at most 1200 bytes each.
+        lost += rep.count("packet_number_gaps") * 1200;
+    }
+    // The origin sent each receiver what it lacked, nothing more.
+    assert_eq!(served, repaired, "{}", sent.stdout);
+    assert!(served as f64 <= 1.2 * lost as f64, "served {served} for {lost} lost");
+    eprintln!(
+        "{test}: 20 receivers intact; origin: {requests} requests, {served} bytes for {lost} bytes lost \
+         ({:.2}x; the rule dropped 20 x {dropped})\n  {}",
+        served as f64 / lost as f64,
+        sent.stdout.lines().last().unwrap_or_default()
+    );
+}

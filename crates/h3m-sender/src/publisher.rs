@@ -420,7 +420,7 @@ impl Publisher {
             let field = |name: &str| request.iter().chain(&response).find(|f| f.name == name.as_bytes());
             let path = field(":path").map(|f| String::from_utf8_lossy(&f.value).into_owned()).unwrap_or_default();
             let content_type = field("content-type").map(|f| String::from_utf8_lossy(&f.value).into_owned());
-            catalog.note_push(id, path.clone());
+            catalog.note_push(id, path.clone(), self.sender.body_offset(id));
             catalog.insert(path, Entry { source, content_type, sha256: meta.sha256 });
         }
         Ok((id, request, response))

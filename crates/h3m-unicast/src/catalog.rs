@@ -219,8 +219,8 @@ fn unique() -> u64 {
 #[derive(Debug, Default)]
 pub struct Catalog {
     entries: RwLock<HashMap<String, Arc<Entry>>>,
-    /// Push IDs to `:path`s (the newest [`MAX_LISTED`] pushes).
-    pushes: RwLock<std::collections::BTreeMap<u64, String>>,
+    /// Push IDs to `:path`s and body offsets (the newest [`MAX_LISTED`] pushes).
+    pushes: RwLock<std::collections::BTreeMap<u64, (String, Option<u64>)>>,
 }
 
 impl Catalog {
@@ -248,11 +248,12 @@ impl Catalog {
         }
     }
 
-    /// Notes that push `push_id` carried the resource at `path` (for the
+    /// Notes that push `push_id` carried the resource at `path`, its body
+    /// from stream offset `body_offset` if one DATA frame (for the
     /// [listing](crate::listing)).
-    pub fn note_push(&self, push_id: u64, path: impl Into<String>) {
+    pub fn note_push(&self, push_id: u64, path: impl Into<String>, body_offset: Option<u64>) {
         let mut pushes = self.pushes.write().unwrap_or_else(|e| e.into_inner());
-        pushes.insert(push_id, path.into());
+        pushes.insert(push_id, (path.into(), body_offset));
         while pushes.len() > MAX_LISTED {
             pushes.pop_first();
         }
@@ -265,10 +266,14 @@ impl Catalog {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         pushes
             .iter()
-            .map(|(&id, path)| {
+            .map(|(&id, (path, body_offset))| {
                 let e = entries.get(path);
-                let listed =
-                    Listed { path: path.clone(), length: e.and_then(|e| e.len()), sha256: e.and_then(|e| e.sha256) };
+                let listed = Listed {
+                    path: path.clone(),
+                    length: e.and_then(|e| e.len()),
+                    sha256: e.and_then(|e| e.sha256),
+                    body_offset: *body_offset,
+                };
                 (id, listed)
             })
             .collect()

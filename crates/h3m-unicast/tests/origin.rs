@@ -197,13 +197,13 @@ async fn shutdown_returns_while_a_vanished_client_is_still_connected() {
 async fn the_listing_names_each_push_and_is_counted_apart() {
     let lab = lab(|_| {});
     let catalog = lab.origin.catalog();
-    catalog.note_push(4, "/big.bin");
-    catalog.note_push(5, "/mem/a%20b.txt");
-    catalog.note_push(6, "/gone");
+    catalog.note_push(4, "/big.bin", Some(60));
+    catalog.note_push(5, "/mem/a%20b.txt", None);
+    catalog.note_push(6, "/gone", None);
     let client = RepairClient::connect(&lab.url(), &quick(Trust::Pin(lab.pin))).await.unwrap();
     let f = client.fetch(h3m_unicast::listing::LISTING_PATH, 0..1 << 20).await.unwrap();
     let text = std::str::from_utf8(&f.body).unwrap();
-    assert_eq!(text, "4 300000 - /big.bin\n5 1000 - /mem/a%20b.txt\n6 - - /gone\n");
+    assert_eq!(text, "4 300000 - 60 /big.bin\n5 1000 - - /mem/a%20b.txt\n6 - - - /gone\n");
     let listed = h3m_unicast::listing::parse(text).unwrap();
     assert_eq!(listed[&5].length, Some(1000));
     let c = lab.origin.counters();

@@ -1300,12 +1300,7 @@ impl Receiver {
                     self.events.push_back(Event::UnpromisedPush { push_id, stream_id: id, response });
                 } else if s.stage_is_start() && s.received_bytes() > 0 {
                     self.stats.headless_streams += 1;
-                    let likely_push_id = self
-                        .stream_base
-                        .flatten()
-                        .and_then(|b| id.checked_sub(b))
-                        .filter(|d| d % 4 == 0)
-                        .map(|d| d / 4);
+                    let likely_push_id = self.likely_push_id(id);
                     self.events.push_back(Event::HeadlessStream {
                         stream_id: id,
                         bytes: s.received_bytes(),
@@ -1342,6 +1337,39 @@ impl Receiver {
         let mut ids: Vec<u64> = self.waiting.iter().map(|&(push_id, _)| push_id).collect();
         ids.dedup();
         ids
+    }
+
+    /// The push a stream most likely carries: when every push stream seen so
+    /// far had the ID `base + 4 × push ID` for one `base`, the push ID that fits.
+    fn likely_push_id(&self, stream_id: u64) -> Option<u64> {
+        self.stream_base.flatten().and_then(|b| stream_id.checked_sub(b)).filter(|d| d % 4 == 0).map(|d| d / 4)
+    }
+
+    /// Streams whose start (type and push ID) never arrived, only later
+    /// bytes, with the push each most likely carries (see
+    /// [`Event::HeadlessStream`]); their bytes are held, within the limits.
+    pub fn headless_streams(&self) -> Vec<(u64, Option<u64>)> {
+        let mut out: Vec<(u64, Option<u64>)> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| s.push_id.is_none() && s.stage_is_start() && s.received_bytes() > 0)
+            .map(|(&id, _)| (id, self.likely_push_id(id)))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Takes headless stream `stream_id`'s bytes, at their stream offsets, and
+    /// forgets the stream (no [`Event::HeadlessStream`] for it): a driver
+    /// that learnt where its body starts places them itself.
+    pub fn take_headless(&mut self, stream_id: u64) -> Vec<(u64, Vec<u8>)> {
+        let Some(s) = self.streams.get_mut(&stream_id) else { return Vec::new() };
+        if s.push_id.is_some() || !s.stage_is_start() {
+            return Vec::new();
+        }
+        let taken = s.take_pending();
+        self.close_stream(stream_id);
+        taken
     }
 
     /// A promise the driver learnt elsewhere (the repair origin's listing of

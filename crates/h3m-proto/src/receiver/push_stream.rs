@@ -154,6 +154,12 @@ impl PushStream {
         matches!(self.stage, Stage::StreamType | Stage::PushId)
     }
 
+    /// Takes every held byte, at its stream offset (a headless stream's
+    /// bytes, for a driver that learnt where its body starts).
+    pub(crate) fn take_pending(&mut self) -> Vec<(u64, Vec<u8>)> {
+        self.pending.take(0..u64::MAX)
+    }
+
     /// Drops every held byte; returns the memory they cost (see [`buffered`](Self::buffered)).
     pub(crate) fn release(&mut self) -> usize {
         let footprint = self.pending.footprint();

@@ -557,3 +557,35 @@ fn a_promise_learnt_elsewhere_claims_the_waiting_stream() {
     assert_eq!((got, finished), (body, Some(PushStatus::Complete)));
     assert!(rx.unpromised_push_ids().is_empty());
 }
+
+#[test]
+fn a_headless_stream_hands_over_its_bytes() {
+    use crate::encoder::{EncoderConfig, SessionEncoder};
+    let sid = crate::SessionId::from_hex("2a").unwrap();
+    let (req, resp) = ([HeaderField::new(":path", "/y")], [HeaderField::new(":status", "200")]);
+    let body: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+    let mut datagrams = Vec::new();
+    let mut enc = SessionEncoder::new(EncoderConfig::new(sid));
+    let id = enc.open_push(&req, &resp, Some(body.len() as u64)).unwrap();
+    let body_offset = enc.body_offset(id).unwrap();
+    enc.write(id, &body, &mut datagrams).unwrap();
+    enc.finish(id, None, &mut datagrams).unwrap();
+    let mut rx = Receiver::new(ReceiverConfig::new(sid));
+    let now = Instant::now();
+    // The promise arrives; the stream's first datagram (its head) does not.
+    rx.handle_datagram(now, &datagrams[0]);
+    for d in &datagrams[2..] {
+        rx.handle_datagram(now, d);
+    }
+    let headless = rx.headless_streams();
+    assert_eq!(headless.len(), 1);
+    let taken = rx.take_headless(headless[0].0);
+    let held: usize = taken.iter().map(|(_, b)| b.len()).sum();
+    assert!(held > 3000, "{held}");
+    // The bytes are the body's, at stream offsets past the head.
+    for (at, bytes) in &taken {
+        let b = (at - body_offset) as usize;
+        assert_eq!(&bytes[..], &body[b..b + bytes.len()]);
+    }
+    assert!(rx.headless_streams().is_empty());
+}

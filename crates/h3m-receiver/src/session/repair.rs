@@ -85,10 +85,32 @@ impl<S: ResourceSink> Session<'_, '_, S> {
     /// is the whole length if the origin said. Only bytes still missing are
     /// written. `false` if the resource is no longer held (a write failed).
     pub(crate) fn repair_data(&mut self, id: u64, offset: u64, data: &[u8], complete: Option<u64>) -> bool {
-        let Some(r) = self.held.get_mut(&id) else { return false };
-        if r.length.is_none() {
+        if let Some(r) = self.held.get_mut(&id)
+            && r.length.is_none()
+        {
             r.length = complete;
         }
+        self.held_write(id, offset, data, true)
+    }
+
+    /// Bytes of a headless push stream of held resource `id` (its head lost,
+    /// so the core could not place them): `segments` at stream offsets, the
+    /// body starting at stream offset `body_offset`. They count as received,
+    /// not repaired.
+    pub(crate) fn place_headless(&mut self, id: u64, body_offset: u64, segments: &[(u64, Vec<u8>)]) {
+        for (at, bytes) in segments {
+            let skip = body_offset.saturating_sub(*at).min(bytes.len() as u64) as usize;
+            let offset = (*at + skip as u64).saturating_sub(body_offset);
+            if !self.held_write(id, offset, &bytes[skip..], false) {
+                return;
+            }
+        }
+    }
+
+    /// Writes body bytes into held resource `id`, only those still missing;
+    /// `repair` counts them as fetched. `false` if it is no longer held.
+    fn held_write(&mut self, id: u64, offset: u64, data: &[u8], repair: bool) -> bool {
+        let Some(r) = self.held.get_mut(&id) else { return false };
         let end = offset.saturating_add(data.len() as u64).min(r.length.unwrap_or(u64::MAX));
         if end <= offset {
             return true;
@@ -107,7 +129,9 @@ impl<S: ResourceSink> Session<'_, '_, S> {
             }
             written += part.len() as u64;
         }
-        r.repair_bytes += written;
+        if repair {
+            r.repair_bytes += written;
+        }
         let before = r.have.range_count();
         r.have.insert(offset..end);
         self.ranges_held = (self.ranges_held + r.have.range_count()).saturating_sub(before);
@@ -171,21 +195,38 @@ impl<S: ResourceSink> Session<'_, '_, S> {
     /// `path` (`length` bytes, SHA-256 `sha256`): it is held for a repair,
     /// unless it is a copy of a resource written or held already (then a
     /// repeat). Without a digest (nothing to verify it by) or with a refused
-    /// path, it stays an orphan.
-    pub(crate) fn adopt(&mut self, push_id: u64, path: &str, length: Option<u64>, sha256: Option<[u8; 32]>) {
-        let Some(sha256) = sha256 else { return };
-        let Ok(rel) = paths::sanitize(path.as_bytes()) else { return };
-        let copy = self.written.get(&rel) == Some(&sha256)
-            || self.held.values().any(|r| r.rel == rel && r.sha256.or(r.trailer_sha256) == Some(sha256));
-        if !copy {
+    /// path, it stays an orphan. Returns the held resource its bytes belong
+    /// to (new, or a copy held already).
+    pub(crate) fn adopt(
+        &mut self,
+        push_id: u64,
+        path: &str,
+        length: Option<u64>,
+        sha256: Option<[u8; 32]>,
+    ) -> Option<u64> {
+        let sha256 = sha256?;
+        let rel = paths::sanitize(path.as_bytes()).ok()?;
+        let held_copy = self
+            .held
+            .iter()
+            .find(|(_, r)| r.rel == rel && r.sha256.or(r.trailer_sha256) == Some(sha256))
+            .map(|(&id, r)| (id, r.first_push));
+        let mut adopted = held_copy.map(|(id, _)| id);
+        if let Some((_, first)) = held_copy {
+            // Another copy (unless it is the one adopted from this push's stream).
+            if first != push_id {
+                self.repeats += 1;
+            }
+        } else if self.written.get(&rel) == Some(&sha256) {
+            self.repeats += 1;
+        } else {
             if self.held.len() >= MAX_HELD_FOR_REPAIR {
-                return;
+                return None;
             }
             let id = self.next_resource;
-            if self.writer.begin(id, rel.clone()).is_err() {
-                return;
-            }
+            self.writer.begin(id, rel.clone()).ok()?;
             self.next_resource += 1;
+            adopted = Some(id);
             let r = Resource {
                 raw_path: Some(path.as_bytes().to_vec()),
                 rel,
@@ -206,12 +247,11 @@ impl<S: ResourceSink> Session<'_, '_, S> {
                 copy_headers: Vec::new(),
             };
             self.held.insert(id, r);
-        } else {
-            self.repeats += 1;
         }
         self.unpromised_pending.retain(|o| o.0 != push_id);
         self.headless.retain(|(_, r)| r.push_id != push_id);
         self.lost_pending.retain(|l| l.0 != Some(push_id));
+        adopted
     }
 
     /// Reports held resource `id` incomplete.
