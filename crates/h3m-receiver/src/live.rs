@@ -262,11 +262,20 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
     let mut progress = crate::progress::Progress::new(opts.progress);
     let interrupted = interrupted();
     tokio::pin!(interrupted);
+    // With unicast repair: lost promises are looked up as soon as their
+    // streams turn up, and the repair runs at the end.
+    let mut repairer = opts.repair.as_ref().map(|r| Repairer::new(r, &opts.advertised_repair));
+    let mut last_datagram = Instant::now();
     loop {
         let now = Instant::now();
         // Before the first packet the receiver has no idle timer: the run has one.
         let idle_start = (!got_any).then(|| opts.session.idle_timeout.map(|d| started + d)).flatten();
-        let wake = [session.receiver.poll_timeout(), idle_start, linger_until].into_iter().flatten().min();
+        // With repair, after the end signal a silence of the linger means
+        // nothing more is coming: what is still open is incomplete, and
+        // repaired (without repair, open pushes get their push timeout).
+        let quiet_end =
+            session.receiver.closing().filter(|_| opts.repair.is_some()).map(|_| last_datagram + opts.linger);
+        let wake = [session.receiver.poll_timeout(), idle_start, linger_until, quiet_end].into_iter().flatten().min();
         let sleep = async {
             match wake {
                 Some(t) => tokio::time::sleep_until(t.max(now).into()).await,
@@ -277,6 +286,7 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
             Data(std::io::Result<usize>),
             Timer,
             Interrupted,
+            Lookup((u64, Result<Option<h3m_unicast::listing::Listed>, String>)),
         }
         let wake = {
             // One clock read per batch, taken when its first datagram is handed over.
@@ -292,11 +302,20 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
                 session.drain();
                 // Only a packet of this session starts the receiver's own idle timer.
                 got_any |= session.receiver.stats().packets > 0;
+                last_datagram = now;
+            };
+            let looking_up = repairer.as_ref().is_some_and(|r| r.looking_up());
+            let lookup = async {
+                match repairer.as_mut() {
+                    Some(r) => r.next_lookup().await,
+                    None => std::future::pending().await,
+                }
             };
             tokio::select! {
                 r = input.recv(&mut deliver) => Wake::Data(r),
                 _ = sleep => Wake::Timer,
                 _ = &mut interrupted => Wake::Interrupted,
+                r = lookup, if looking_up => Wake::Lookup(r),
             }
         };
         for line in input.log_lines() {
@@ -304,7 +323,18 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
             eprintln!("h3m-recv: {line}");
         }
         match wake {
-            Wake::Data(Ok(_)) => progress.update(session.receiver.stats().body_bytes, session.settled_count() as usize),
+            Wake::Data(Ok(_)) => {
+                progress.update(session.receiver.stats().body_bytes, session.settled_count() as usize);
+                if let Some(r) = repairer.as_mut() {
+                    r.start_lookups(&session);
+                }
+            }
+            Wake::Lookup(result) => {
+                if let Some(r) = repairer.as_mut() {
+                    r.on_lookup(&mut session, result);
+                    r.start_lookups(&session);
+                }
+            }
             Wake::Data(Err(e)) => {
                 session.run_error(ErrorKind::Network, format!("receive: {e}"));
                 break;
@@ -318,6 +348,22 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
                     session.receiver.end(now, SessionEndReason::IdleTimeout);
                     session.drain();
                     break;
+                }
+                if let Some(reason) = session.receiver.closing()
+                    && let Some(repairer) = repairer.as_mut()
+                    && last_datagram + opts.linger <= now
+                {
+                    // Streams still waiting for a lost promise get it first
+                    // (ending drops them).
+                    tokio::select! {
+                        _ = repairer.adopt_unpromised(&mut session) => {}
+                        _ = &mut interrupted => {}
+                    }
+                    session.receiver.end(Instant::now(), reason);
+                    session.drain();
+                    if !opts.follow {
+                        break;
+                    }
                 }
                 session.receiver.handle_timeout(now);
                 session.drain();
@@ -342,7 +388,6 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
         if session.receiver.is_ended() && linger_until.is_none() {
             if opts.follow {
                 // Settle this session (and repair it), start listening for the next.
-                let mut repairer = opts.repair.as_ref().map(|r| Repairer::new(r, &opts.advertised_repair));
                 if let Some(repairer) = repairer.as_mut() {
                     tokio::select! {
                         _ = repairer.adopt_unpromised(&mut session) => {}
@@ -359,6 +404,8 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
                     session.set_hold_for_repair(true);
                     session.reporter.flush();
                 }
+                // Push IDs start again with the next session.
+                repairer = opts.repair.as_ref().map(|r| Repairer::new(r, &opts.advertised_repair));
                 got_any = false;
             } else {
                 linger_until = Some(Instant::now() + opts.linger);
@@ -368,7 +415,6 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
     progress.finish();
     amt_slot.set(input.amt_counters());
     input.close().await;
-    let mut repairer = opts.repair.as_ref().map(|r| Repairer::new(r, &opts.advertised_repair));
     if let Some(repairer) = repairer.as_mut() {
         // Streams whose promise was lost get it from the origin's listing.
         tokio::select! {

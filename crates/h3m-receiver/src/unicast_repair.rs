@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use h3m_proto::qpack::HeaderField;
 use h3m_unicast::client::{ClientConfig, FetchError, Fetched, OriginUrl, RepairClient, UrlError};
-use h3m_unicast::listing::{self, LISTING_PATH, Listing};
+use h3m_unicast::listing::Listed;
 use h3m_unicast::tls::Trust;
 
 use crate::session::{RepairWant, Session};
@@ -82,19 +82,22 @@ pub struct AdvertisedOrigin {
     pub pin: Option<[u8; 32]>,
 }
 
-/// The longest listing read (about 160 000 pushes).
-const MAX_LISTING_BYTES: u64 = 16 << 20;
-
-/// The whole lines of a listing read up to [`MAX_LISTING_BYTES`].
-fn complete_lines(body: &[u8]) -> &str {
-    let text = match std::str::from_utf8(body) {
-        Ok(t) => t,
-        Err(e) => std::str::from_utf8(&body[..e.valid_up_to()]).unwrap_or_default(),
-    };
-    match text.rfind('\n') {
-        Some(at) => &text[..=at],
-        None => "",
-    }
+/// Connects to `url` once for everyone sharing `cell`.
+async fn connect_once(cell: &ClientCell, url: &OriginUrl, config: &ClientConfig) -> Result<Arc<RepairClient>, String> {
+    cell.get_or_init(|| async {
+        match RepairClient::connect(url, config).await {
+            Ok(c) => {
+                eprintln!("h3m-recv: repair: {} over {}", url, c.protocol().name());
+                Ok(Arc::new(c))
+            }
+            Err(e) => {
+                eprintln!("h3m-recv: repair: {url}: {e}");
+                Err(format!("{url}: {e}"))
+            }
+        }
+    })
+    .await
+    .clone()
 }
 
 /// How many times a request is tried when the origin is busy (`503`).
@@ -169,17 +172,30 @@ async fn fetch(client: Arc<RepairClient>, path: String, range: Range<u64>) -> Re
     }
 }
 
+/// A connection to an origin, made once by whichever task needs it first.
+type ClientCell = Arc<tokio::sync::OnceCell<Result<Arc<RepairClient>, String>>>;
+
+/// What a lookup of a push in the origin's listing found.
+type LookupResult = (u64, Result<Option<Listed>, String>);
+
+/// The most lookups in flight at once.
+const MAX_LOOKUPS: usize = 16;
+
 /// A session's unicast repair: one connection per origin (made when first
-/// needed; a failure is kept), the origin's listing (read once), the jitter
-/// (waited once, before the first request). Its futures may be dropped at
-/// any await (Ctrl-C): what is not repaired stays held and is reported
-/// incomplete at the end.
+/// needed; a failure is kept), lookups of lost promises in the origin's
+/// listing (each push once, during the session as soon as a stream turns
+/// up without its promise, so the stream's bytes are kept), the jitter
+/// (waited once, before the first range is asked for). Its futures may be
+/// dropped at any await (Ctrl-C): what is not repaired stays held and is
+/// reported incomplete at the end.
 pub(crate) struct Repairer<'a> {
     opts: &'a RepairOptions,
     advertised_url: Option<OriginUrl>,
     pin: Option<[u8; 32]>,
-    clients: HashMap<OriginUrl, Result<Arc<RepairClient>, String>>,
-    listing: Option<Listing>,
+    clients: HashMap<OriginUrl, ClientCell>,
+    /// Pushes looked up (or being): what the listing says of them.
+    listed: HashMap<u64, Option<Listed>>,
+    lookups: tokio::task::JoinSet<LookupResult>,
     jittered: bool,
 }
 
@@ -191,7 +207,8 @@ impl<'a> Repairer<'a> {
             advertised_url: advertised.url.as_deref().and_then(|u| OriginUrl::parse(u).ok()),
             pin: advertised.pin,
             clients: HashMap::new(),
-            listing: None,
+            listed: HashMap::new(),
+            lookups: tokio::task::JoinSet::new(),
             jittered: false,
         }
     }
@@ -216,52 +233,107 @@ impl<'a> Repairer<'a> {
         }
     }
 
-    /// The connection to `url`.
-    async fn client(&mut self, url: &OriginUrl) -> Result<Arc<RepairClient>, String> {
-        if let Some(c) = self.clients.get(url) {
-            return c.clone();
-        }
-        self.jitter().await;
+    /// The connection to `url`, made by the first to ask (from any task).
+    fn client_cell(&mut self, url: &OriginUrl) -> (ClientCell, ClientConfig) {
         let mut config = self.opts.client.clone();
         config.trust = match (&self.opts.trust, self.pin) {
             (Some(t), _) => t.clone(),
             (None, Some(pin)) if self.advertised_url.as_ref() == Some(url) => Trust::Pin(pin),
             (None, _) => Trust::System,
         };
-        let entry = match RepairClient::connect(url, &config).await {
-            Ok(c) => {
-                eprintln!("h3m-recv: repair: {} over {}", url, c.protocol().name());
-                Ok(Arc::new(c))
-            }
-            Err(e) => {
-                eprintln!("h3m-recv: repair: {url}: {e}");
-                Err(format!("{url}: {e}"))
-            }
-        };
-        self.clients.insert(url.clone(), entry.clone());
-        entry
+        (Arc::clone(self.clients.entry(url.clone()).or_default()), config)
     }
 
-    /// The session's listing from its origin (read once; empty if it cannot be).
-    async fn listing<S: ResourceSink>(&mut self, session: &Session<'_, '_, S>) -> &Listing {
-        if self.listing.is_none() {
-            let mut listed = Listing::new();
-            if let Some(url) = self.origin_for(session.authority_seen().as_deref())
-                && let Ok(client) = self.client(&url).await
-            {
-                match client
-                    .fetch(LISTING_PATH, 0..MAX_LISTING_BYTES)
-                    .await
-                    .map(|f| listing::parse(complete_lines(&f.body)))
-                {
-                    Ok(Ok(l)) => listed = l,
-                    Ok(Err(e)) => eprintln!("h3m-recv: repair: {url}{LISTING_PATH}: {e}"),
-                    Err(e) => eprintln!("h3m-recv: repair: {url}{LISTING_PATH}: {e}"),
-                }
-            }
-            self.listing = Some(listed);
+    /// The connection to `url`.
+    async fn client(&mut self, url: &OriginUrl) -> Result<Arc<RepairClient>, String> {
+        let (cell, config) = self.client_cell(url);
+        connect_once(&cell, url, &config).await
+    }
+
+    /// Starts looking up, in the origin's listing, the pushes whose streams
+    /// wait for a lost promise (each push once): see
+    /// [`next_lookup`](Self::next_lookup).
+    pub(crate) fn start_lookups<S: ResourceSink>(&mut self, session: &Session<'_, '_, S>) {
+        if !session.receiver.has_unpromised() {
+            return;
         }
-        self.listing.get_or_insert_default()
+        self.look_up(session, session.receiver.unpromised_push_ids());
+    }
+
+    /// Starts looking up `ids` not yet looked up (within [`MAX_LOOKUPS`] in
+    /// flight; the rest at a later call).
+    fn look_up<S: ResourceSink>(&mut self, session: &Session<'_, '_, S>, ids: Vec<u64>) {
+        let Some(url) = self.origin_for(session.authority_seen().as_deref()) else { return };
+        for id in ids {
+            if self.lookups.len() >= MAX_LOOKUPS {
+                break;
+            }
+            if self.listed.contains_key(&id) {
+                continue;
+            }
+            self.listed.insert(id, None);
+            let (cell, config) = self.client_cell(&url);
+            let url = url.clone();
+            self.lookups.spawn(async move {
+                let client = match connect_once(&cell, &url, &config).await {
+                    Ok(c) => c,
+                    Err(e) => return (id, Err(e)),
+                };
+                (id, client.lookup(id).await.map_err(|e| e.to_string()))
+            });
+        }
+    }
+
+    /// Whether lookups are in flight.
+    pub(crate) fn looking_up(&self) -> bool {
+        !self.lookups.is_empty()
+    }
+
+    /// The next lookup to finish (pending forever when none is in flight).
+    pub(crate) async fn next_lookup(&mut self) -> LookupResult {
+        match self.lookups.join_next().await {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => (u64::MAX, Err(e.to_string())),
+            None => std::future::pending().await,
+        }
+    }
+
+    /// A lookup finished: a push still waiting for its promise gets it.
+    pub(crate) fn on_lookup<S: ResourceSink>(&mut self, session: &mut Session<'_, '_, S>, (id, result): LookupResult) {
+        let listed = match result {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(push_id = id, "listing lookup failed: {e}");
+                None
+            }
+        };
+        self.listed.insert(id, listed.clone());
+        if let Some(l) = listed
+            && session.receiver.unpromised_push_ids().contains(&id)
+        {
+            let authority = session.authority_seen().unwrap_or_default();
+            let request = vec![
+                HeaderField::new(":method", "GET"),
+                HeaderField::new(":scheme", "https"),
+                HeaderField::new(":authority", authority.as_str()),
+                HeaderField::new(":path", l.path.as_str()),
+            ];
+            session.receiver.adopt_promise(Instant::now(), id, request);
+            session.drain();
+        }
+    }
+
+    /// Looks up `ids` and waits for every lookup.
+    async fn look_up_all<S: ResourceSink>(&mut self, session: &mut Session<'_, '_, S>, ids: &[u64]) {
+        loop {
+            let todo: Vec<u64> = ids.iter().copied().filter(|id| !self.listed.contains_key(id)).collect();
+            self.look_up(session, todo);
+            if !self.looking_up() {
+                return;
+            }
+            let r = self.next_lookup().await;
+            self.on_lookup(session, r);
+        }
     }
 
     /// Before the session's pushes are finished: the push streams still
@@ -273,28 +345,12 @@ impl<'a> Repairer<'a> {
     pub(crate) async fn adopt_unpromised<S: ResourceSink>(&mut self, session: &mut Session<'_, '_, S>) {
         let waiting = session.receiver.unpromised_push_ids();
         let headless = session.receiver.headless_streams();
-        if waiting.is_empty() && headless.is_empty() {
-            return;
-        }
-        let authority = session.authority_seen().unwrap_or_default();
-        let listed = self.listing(session).await.clone();
-        let now = Instant::now();
-        for id in waiting {
-            if let Some(l) = listed.get(&id) {
-                let request = vec![
-                    HeaderField::new(":method", "GET"),
-                    HeaderField::new(":scheme", "https"),
-                    HeaderField::new(":authority", authority.as_str()),
-                    HeaderField::new(":path", l.path.as_str()),
-                ];
-                session.receiver.adopt_promise(now, id, request);
-            }
-        }
-        session.drain();
+        let ids: Vec<u64> = waiting.iter().copied().chain(headless.iter().filter_map(|h| h.1)).collect();
+        self.look_up_all(session, &ids).await;
         for (stream_id, push_id) in headless {
-            let Some(l) = push_id.and_then(|p| listed.get(&p)) else { continue };
-            let (Some(body_offset), Some(_)) = (l.body_offset, l.length) else { continue };
             let Some(push_id) = push_id else { continue };
+            let Some(Some(l)) = self.listed.get(&push_id).cloned() else { continue };
+            let (Some(body_offset), Some(_)) = (l.body_offset, l.length) else { continue };
             if let Some(id) = session.adopt(push_id, &l.path, l.length, l.sha256) {
                 let segments = session.receiver.take_headless(stream_id);
                 session.place_headless(id, body_offset, &segments);
@@ -307,14 +363,13 @@ impl<'a> Repairer<'a> {
     /// the listing.
     pub(crate) async fn run<S: ResourceSink>(&mut self, session: &mut Session<'_, '_, S>) {
         let orphans = session.orphan_push_ids();
-        if !orphans.is_empty() {
-            let listed = self.listing(session).await.clone();
-            for id in orphans {
-                if let Some(l) = listed.get(&id) {
-                    session.adopt(id, &l.path, l.length, l.sha256);
-                }
+        self.look_up_all(session, &orphans).await;
+        for id in orphans {
+            if let Some(Some(l)) = self.listed.get(&id).cloned() {
+                session.adopt(id, &l.path, l.length, l.sha256);
             }
         }
+        self.jitter().await;
         let mut states: Vec<WantState> = session
             .repair_wants()
             .into_iter()

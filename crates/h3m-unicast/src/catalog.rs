@@ -259,6 +259,19 @@ impl Catalog {
         }
     }
 
+    /// What the listing says of push `push_id`.
+    pub fn listed(&self, push_id: u64) -> Option<Listed> {
+        let pushes = self.pushes.read().unwrap_or_else(|e| e.into_inner());
+        let (path, body_offset) = pushes.get(&push_id)?;
+        let e = self.get(path);
+        Some(Listed {
+            path: path.clone(),
+            length: e.as_ref().and_then(|e| e.len()),
+            sha256: e.as_ref().and_then(|e| e.sha256),
+            body_offset: *body_offset,
+        })
+    }
+
     /// The listing of the pushes noted, with each resource's length and
     /// SHA-256 as known now.
     pub fn listing(&self) -> Listing {

@@ -18,7 +18,11 @@ use bytes::{Buf, Bytes};
 use http::{StatusCode, header};
 use rustls::pki_types::ServerName;
 
+use crate::listing::{self, LISTING_PATH, Listed};
 use crate::range::{ByteRange, ContentRange, parse_retry_after};
+
+/// The longest listing line read (a `:path` of up to about 4 KiB).
+const MAX_LISTING_LINE: u64 = 4200;
 use crate::tls::{ALPN_H3, ALPN_HTTP11, TlsError, Trust};
 
 /// Why an origin URL was not understood.
@@ -376,6 +380,21 @@ impl RepairClient {
         match self.transport {
             Transport::H3 { .. } => Protocol::Http3,
             Transport::H1(_) => Protocol::Http11,
+        }
+    }
+
+    /// What the origin's [listing](crate::listing) says of push `push_id`
+    /// (`None`: the origin does not know it).
+    pub async fn lookup(&self, push_id: u64) -> Result<Option<Listed>, FetchError> {
+        let path = format!("{LISTING_PATH}/{push_id}");
+        match self.fetch(&path, 0..MAX_LISTING_LINE).await {
+            Ok(f) => {
+                let text = std::str::from_utf8(&f.body).map_err(|_| bad("the listing is not UTF-8"))?;
+                let mut listed = listing::parse(text).map_err(|e| bad(e.to_string()))?;
+                Ok(listed.remove(&push_id))
+            }
+            Err(FetchError::NotFound) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 

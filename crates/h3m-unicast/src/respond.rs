@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use std::sync::Arc;
 
 use crate::catalog::{Catalog, Entry, EntryReader, ReadError, Source};
-use crate::listing::{self, LISTING_PATH};
+use crate::listing::{self, LISTING_PATH, Listing};
 use crate::range::{ByteRange, ContentRange};
 
 /// Body bytes are read and sent this many at a time.
@@ -77,9 +77,18 @@ pub(crate) fn answer(catalog: &Catalog, method: &Method, path: &str, range: Opti
         a.headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return a;
     }
-    let entry = if path == LISTING_PATH {
-        let text = listing::format(&catalog.listing());
+    let listing_of = |l: Listing| {
+        let text = listing::format(&l);
         Arc::new(Entry { source: Source::Memory(text.into()), content_type: Some("text/plain".into()), sha256: None })
+    };
+    let one = path.strip_prefix(LISTING_PATH).and_then(|rest| rest.strip_prefix('/'));
+    let entry = if path == LISTING_PATH {
+        listing_of(catalog.listing())
+    } else if let Some(id) = one {
+        match id.parse::<u64>().ok().and_then(|id| Some((id, catalog.listed(id)?))) {
+            Some((id, l)) => listing_of(Listing::from([(id, l)])),
+            None => return Answer::bare(StatusCode::NOT_FOUND),
+        }
     } else {
         match catalog.get(path) {
             Some(e) => e,
@@ -129,7 +138,7 @@ pub(crate) fn answer(catalog: &Catalog, method: &Method, path: &str, range: Opti
     };
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(span.end - span.start));
     let body = (method == Method::GET).then_some(BodyPlan { reader, range: span });
-    Answer { status, headers, body, listing: path == LISTING_PATH }
+    Answer { status, headers, body, listing: path == LISTING_PATH || one.is_some() }
 }
 
 #[cfg(test)]

@@ -206,6 +206,9 @@ async fn the_listing_names_each_push_and_is_counted_apart() {
     assert_eq!(text, "4 300000 - 60 /big.bin\n5 1000 - - /mem/a%20b.txt\n6 - - - /gone\n");
     let listed = h3m_unicast::listing::parse(text).unwrap();
     assert_eq!(listed[&5].length, Some(1000));
+    assert_eq!(client.lookup(4).await.unwrap(), Some(listed[&4].clone()));
+    assert_eq!(client.lookup(7).await.unwrap(), None);
+    let one = "4 300000 - 60 /big.bin\n".len() as u64;
     let c = lab.origin.counters();
-    assert_eq!((c.bytes, c.listing_bytes), (0, text.len() as u64));
+    assert_eq!((c.bytes, c.listing_bytes, c.not_found), (0, text.len() as u64 + one, 1));
 }

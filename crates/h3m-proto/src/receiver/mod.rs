@@ -1331,6 +1331,19 @@ impl Receiver {
         self.timer_hint = self.earliest_timer();
     }
 
+    /// The end signal seen, if any, while pushes are still open (the session
+    /// ends when they finish; a driver that knows no more is coming, e.g.
+    /// after a silence, ends it with [`end`](Self::end)).
+    pub fn closing(&self) -> Option<SessionEndReason> {
+        self.closing.filter(|_| !self.ended)
+    }
+
+    /// Whether a push stream waits for its PUSH_PROMISE (cheap; see
+    /// [`unpromised_push_ids`](Self::unpromised_push_ids)).
+    pub fn has_unpromised(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
     /// Push IDs of the push streams that arrived without their PUSH_PROMISE
     /// and still wait for it (their data is held, within the limits).
     pub fn unpromised_push_ids(&self) -> Vec<u64> {
