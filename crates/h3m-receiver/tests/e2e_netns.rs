@@ -1699,3 +1699,40 @@ fn twenty_receivers_repair_at_once_from_one_origin() {
         sent.stdout.lines().last().unwrap_or_default()
     );
 }
+
+#[test]
+fn fec_too_weak_for_the_loss_and_repair_together_deliver_everything() {
+    let test = "fec_too_weak_for_the_loss_and_repair_together_deliver_everything";
+    if skip_unless_root(test) || skip_without_tools(test, true) {
+        return;
+    }
+    let _serial = serial_and_built();
+    let tmp = logs_dir();
+    let src = fec_payload(tmp.path(), &mut Rng(random_u64()));
+    let expected = tree_digests(&src);
+    let ssm = LossySsm::without_loss(false);
+    nft_in(&ssm.link.b, &counted_loss_ruleset(ssm.port, 5));
+    let (cert, key, pin) = repair_identity(tmp.path());
+    let out = tmp.path().join("out");
+    let rx = start_receiver_with(
+        &ssm.recv_spec("h3m-recv", &out, "10"),
+        tmp.path(),
+        &["--repair", "auto", "--repair-pin", &pin, "--repair-jitter", "0"],
+    );
+    let extra = vec![src.to_string_lossy().into_owned(), "--fec".into(), "5".into()];
+    let sender = start_repair_sender(&ssm, tmp.path(), "50M", extra, random_port(), (&cert, &key));
+    let f = rx.wait(Duration::from_secs(90));
+    let (_, served, _) = stop_origin(sender);
+    let rep = Report::parse(&f);
+    assert_eq!(tree_digests(&out), expected, "{}", show(&f));
+    assert_eq!(f.code, Some(0), "{}", show(&f));
+    // FEC rebuilt most of what was lost, the repair fetched the rest.
+    assert!(rep.count("fec_recovered") > 0, "{}", show(&f));
+    assert_eq!(served, rep.count("repaired_bytes"));
+    eprintln!(
+        "{test}: {} files intact; FEC rebuilt {} datagrams, {} blocks beyond it; repair fetched {served} bytes",
+        expected.len(),
+        rep.count("fec_recovered"),
+        rep.count("fec_blocks_unrecovered")
+    );
+}
