@@ -27,6 +27,7 @@ pub mod logging;
 mod pacer;
 mod packet;
 mod rate;
+mod signals;
 mod socket;
 #[allow(unsafe_code)]
 mod sys;
@@ -41,4 +42,5 @@ pub use pacer::Pacer;
 pub use packet::{CaptureFamily, CapturedFrame, PacketCapture, VIRTIO_NET_HDR_LEN};
 pub use quinn_udp::BATCH_SIZE;
 pub use rate::{MAX_KEPT_RATE, ParseRateError, parse_rate};
+pub use signals::interrupted;
 pub use socket::{DEFAULT_RECV_BUFFER, MulticastConfig, open_receiver, open_sender, open_unicast};

@@ -197,24 +197,6 @@ fn repair_port(opts: &LiveOptions) -> Option<u16> {
     opts.repair_port.filter(|_| opts.session.fec_window > 0)
 }
 
-/// Resolves on SIGINT or SIGTERM (both stop a run cleanly: temporary files
-/// removed, every resource reported, the summary printed).
-async fn interrupted() {
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let terminate = async {
-        match sigterm.as_mut() {
-            Some(s) => {
-                s.recv().await;
-            }
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
-}
-
 /// The live loop: opens the input, feeds the session, runs its timers, ends
 /// on its end signal (after the linger), the idle timeout or a signal;
 /// `after` runs after each batch of datagrams and timer.
@@ -260,7 +242,7 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
     let mut got_any = false;
     let mut linger_until: Option<Instant> = None;
     let mut progress = crate::progress::Progress::new(opts.progress);
-    let interrupted = interrupted();
+    let interrupted = h3m_net::interrupted();
     tokio::pin!(interrupted);
     // With unicast repair: lost promises are looked up as soon as their
     // streams turn up, and the repair runs at the end.

@@ -1476,6 +1476,49 @@ fn wrong_files(out: &Path, expected: &BTreeMap<String, (u64, String)>) -> Vec<St
     tree_digests(out).into_iter().filter(|(name, d)| expected.get(name) != Some(d)).map(|(n, _)| n).collect()
 }
 
+/// What the repair tests share: a source-specific session across a veth
+/// whose far side drops 5% of the session's datagrams (counted), the payload
+/// and its digests, and the origin's certificate.
+struct RepairLab {
+    tmp: tempfile::TempDir,
+    src: std::path::PathBuf,
+    expected: BTreeMap<String, (u64, String)>,
+    ssm: LossySsm,
+    cert: String,
+    key: String,
+    pin: String,
+}
+
+impl RepairLab {
+    fn new(payload: fn(&Path, &mut Rng) -> std::path::PathBuf) -> RepairLab {
+        let tmp = logs_dir();
+        let src = payload(tmp.path(), &mut Rng(random_u64()));
+        let expected = tree_digests(&src);
+        let ssm = LossySsm::without_loss(false);
+        nft_in(&ssm.link.b, &counted_loss_ruleset(ssm.port, 5));
+        let (cert, key, pin) = repair_identity(tmp.path());
+        RepairLab { tmp, src, expected, ssm, cert, key, pin }
+    }
+
+    fn out(&self, name: &str) -> std::path::PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// A receiver `name` writing into `out`, trusting the origin by its pin.
+    fn receiver(&self, name: &str, out: &Path, extra: &[&str]) -> Proc {
+        let mut args = vec!["--repair-pin", &self.pin];
+        args.extend_from_slice(extra);
+        start_receiver_with(&self.ssm.recv_spec(name, out, "10"), self.tmp.path(), &args)
+    }
+
+    /// The sender of the payload with its origin (see [`start_repair_sender`]).
+    fn sender(&self, rate: &str, extra: &[&str]) -> Proc {
+        let mut args = vec![self.src.to_string_lossy().into_owned()];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        start_repair_sender(&self.ssm, self.tmp.path(), rate, args, random_port(), (&self.cert, &self.key))
+    }
+}
+
 #[test]
 fn repair_alone_recovers_5_percent_loss_and_an_origin_down_loses_nothing_else() {
     let test = "repair_alone_recovers_5_percent_loss_and_an_origin_down_loses_nothing_else";
@@ -1483,35 +1526,16 @@ fn repair_alone_recovers_5_percent_loss_and_an_origin_down_loses_nothing_else() 
         return;
     }
     let _serial = serial_and_built();
-    let tmp = logs_dir();
-    let src = fec_payload(tmp.path(), &mut Rng(random_u64()));
-    let expected = tree_digests(&src);
-    let ssm = LossySsm::without_loss(false);
-    nft_in(&ssm.link.b, &counted_loss_ruleset(ssm.port, 5));
-    let origin_port = random_port();
-    let (cert, key, pin) = repair_identity(tmp.path());
-    let (out, out_down, out_none) = (tmp.path().join("out"), tmp.path().join("out-down"), tmp.path().join("out-none"));
-    let rx = start_receiver_with(
-        &ssm.recv_spec("h3m-recv", &out, "10"),
-        tmp.path(),
-        &["--repair", "auto", "--repair-pin", &pin, "--repair-jitter", "0.5"],
-    );
+    let lab = RepairLab::new(fec_payload);
+    let (ssm, expected) = (&lab.ssm, &lab.expected);
+    let (out, out_down, out_none) = (lab.out("out"), lab.out("out-down"), lab.out("out-none"));
+    let rx = lab.receiver("h3m-recv", &out, &["--repair", "auto", "--repair-jitter", "0.5"]);
     // The origin down: nothing listens on port 1.
     let down = format!("https://{}:1", VethLink::A_V4);
-    let rx_down = start_receiver_with(
-        &ssm.recv_spec("h3m-recv-origin-down", &out_down, "10"),
-        tmp.path(),
-        &["--repair", &down, "--repair-pin", &pin, "--repair-jitter", "0", "--json"],
-    );
-    let rx_none = start_receiver(&ssm.recv_spec("h3m-recv-no-repair", &out_none, "10"), tmp.path());
-    let sender = start_repair_sender(
-        &ssm,
-        tmp.path(),
-        "50M",
-        vec![src.to_string_lossy().into_owned()],
-        origin_port,
-        (&cert, &key),
-    );
+    let rx_down =
+        lab.receiver("h3m-recv-origin-down", &out_down, &["--repair", &down, "--repair-jitter", "0", "--json"]);
+    let rx_none = start_receiver(&ssm.recv_spec("h3m-recv-no-repair", &out_none, "10"), lab.tmp.path());
+    let sender = lab.sender("50M", &[]);
     let f = rx.wait(Duration::from_secs(90));
     let f_down = rx_down.wait(Duration::from_secs(90));
     let f_none = rx_none.wait(Duration::from_secs(90));
@@ -1519,7 +1543,7 @@ fn repair_alone_recovers_5_percent_loss_and_an_origin_down_loses_nothing_else() 
     let (requests, served, sent) = stop_origin(sender);
     // With repair: everything, byte for byte; some of it repaired.
     let rep = Report::parse(&f);
-    assert_eq!(tree_digests(&out), expected, "{}", show(&f));
+    assert_eq!(&tree_digests(&out), expected, "{}", show(&f));
     assert_eq!(f.code, Some(0), "{}", show(&f));
     assert!(rep.count("repaired") > 0 && rep.count("repaired_bytes") > 0, "nothing repaired: {}", show(&f));
     assert!(f.stdout.lines().filter(|l| l.contains("  repair:")).count() as u64 == rep.count("repaired"));
@@ -1530,7 +1554,7 @@ fn repair_alone_recovers_5_percent_loss_and_an_origin_down_loses_nothing_else() 
     // The origin down: what multicast brought is written, the rest reported
     // incomplete with its exact missing ranges; nothing wrong is written.
     assert_eq!(f_down.code, Some(1), "{}", show(&f_down));
-    assert_eq!(wrong_files(&out_down, &expected), Vec::<String>::new());
+    assert_eq!(wrong_files(&out_down, expected), Vec::<String>::new());
     let records: Vec<serde_json::Value> = f_down
         .stdout
         .lines()
@@ -1582,28 +1606,12 @@ fn repair_refuses_an_origin_that_serves_tampered_bytes() {
         return;
     }
     let _serial = serial_and_built();
-    let tmp = logs_dir();
-    let src = repair_payload(tmp.path(), &mut Rng(random_u64()));
-    let expected = tree_digests(&src);
-    let ssm = LossySsm::without_loss(false);
-    nft_in(&ssm.link.b, &counted_loss_ruleset(ssm.port, 5));
-    let (cert, key, pin) = repair_identity(tmp.path());
-    let out = tmp.path().join("out");
+    let lab = RepairLab::new(repair_payload);
+    let (src, expected) = (&lab.src, &lab.expected);
+    let out = lab.out("out");
     // The repair waits out the linger, by when the files are tampered with.
-    let rx = start_receiver_with(
-        &ssm.recv_spec("h3m-recv", &out, "10"),
-        tmp.path(),
-        &["--repair", "auto", "--repair-pin", &pin, "--repair-jitter", "0", "--linger", "4", "--json"],
-    );
-    let origin_port = random_port();
-    let sender = start_repair_sender(
-        &ssm,
-        tmp.path(),
-        "20M",
-        vec![src.to_string_lossy().into_owned()],
-        origin_port,
-        (&cert, &key),
-    );
+    let rx = lab.receiver("h3m-recv", &out, &["--repair", "auto", "--repair-jitter", "0", "--linger", "4", "--json"]);
+    let sender = lab.sender("20M", &[]);
     // Every byte flipped, the length and modification time kept: the origin
     // cannot tell, and serves the wrong bytes.
     for name in expected.keys() {
@@ -1616,7 +1624,7 @@ fn repair_refuses_an_origin_that_serves_tampered_bytes() {
     let f = rx.wait(Duration::from_secs(90));
     let (_, served, _) = stop_origin(sender);
     assert_eq!(f.code, Some(1), "{}", show(&f));
-    assert_eq!(wrong_files(&out, &expected), Vec::<String>::new(), "tampered bytes written: {}", show(&f));
+    assert_eq!(wrong_files(&out, expected), Vec::<String>::new(), "tampered bytes written: {}", show(&f));
     let events: Vec<serde_json::Value> = f.stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let mismatches: Vec<&serde_json::Value> =
         events.iter().filter(|e| e["event"] == "error" && e["kind"] == "digest_mismatch").collect();
@@ -1648,32 +1656,13 @@ fn twenty_receivers_repair_at_once_from_one_origin() {
         return;
     }
     let _serial = serial_and_built();
-    let tmp = logs_dir();
-    let src = repair_payload(tmp.path(), &mut Rng(random_u64()));
-    let expected = tree_digests(&src);
-    let ssm = LossySsm::without_loss(false);
-    nft_in(&ssm.link.b, &counted_loss_ruleset(ssm.port, 5));
-    let (cert, key, pin) = repair_identity(tmp.path());
-    let outs: Vec<std::path::PathBuf> = (0..20).map(|i| tmp.path().join(format!("out{i:02}"))).collect();
-    let names: Vec<String> = (0..20).map(|i| format!("h3m-recv-{i:02}")).collect();
+    let lab = RepairLab::new(repair_payload);
+    let (ssm, expected) = (&lab.ssm, &lab.expected);
+    let outs: Vec<std::path::PathBuf> = (0..20).map(|i| lab.out(&format!("out{i:02}"))).collect();
     let receivers: Vec<Proc> = (0..20)
-        .map(|i| {
-            start_receiver_with(
-                &ssm.recv_spec(&names[i], &outs[i], "10"),
-                tmp.path(),
-                &["--repair", "auto", "--repair-pin", &pin, "--repair-jitter", "2"],
-            )
-        })
+        .map(|i| lab.receiver(&format!("h3m-recv-{i:02}"), &outs[i], &["--repair", "auto", "--repair-jitter", "2"]))
         .collect();
-    let origin_port = random_port();
-    let sender = start_repair_sender(
-        &ssm,
-        tmp.path(),
-        "20M",
-        vec![src.to_string_lossy().into_owned()],
-        origin_port,
-        (&cert, &key),
-    );
+    let sender = lab.sender("20M", &[]);
     let finished: Vec<Finished> = receivers.into_iter().map(|r| r.wait(Duration::from_secs(120))).collect();
     // One drop rule for the namespace: every receiver lost the same datagrams.
     let dropped = dropped_bytes(&ssm.link.b);
@@ -1681,7 +1670,7 @@ fn twenty_receivers_repair_at_once_from_one_origin() {
     let (mut repaired, mut lost) = (0, 0);
     for (i, f) in finished.iter().enumerate() {
         assert_eq!(f.code, Some(0), "receiver {i}: {}", show(f));
-        assert_eq!(tree_digests(&outs[i]), expected, "receiver {i}: {}", show(f));
+        assert_eq!(&tree_digests(&outs[i]), expected, "receiver {i}: {}", show(f));
         let rep = Report::parse(f);
         repaired += rep.count("repaired_bytes");
         // Each receiver lost what the rule dropped and what its socket
@@ -1707,24 +1696,15 @@ fn fec_too_weak_for_the_loss_and_repair_together_deliver_everything() {
         return;
     }
     let _serial = serial_and_built();
-    let tmp = logs_dir();
-    let src = fec_payload(tmp.path(), &mut Rng(random_u64()));
-    let expected = tree_digests(&src);
-    let ssm = LossySsm::without_loss(false);
-    nft_in(&ssm.link.b, &counted_loss_ruleset(ssm.port, 5));
-    let (cert, key, pin) = repair_identity(tmp.path());
-    let out = tmp.path().join("out");
-    let rx = start_receiver_with(
-        &ssm.recv_spec("h3m-recv", &out, "10"),
-        tmp.path(),
-        &["--repair", "auto", "--repair-pin", &pin, "--repair-jitter", "0"],
-    );
-    let extra = vec![src.to_string_lossy().into_owned(), "--fec".into(), "5".into()];
-    let sender = start_repair_sender(&ssm, tmp.path(), "50M", extra, random_port(), (&cert, &key));
+    let lab = RepairLab::new(fec_payload);
+    let expected = &lab.expected;
+    let out = lab.out("out");
+    let rx = lab.receiver("h3m-recv", &out, &["--repair", "auto", "--repair-jitter", "0"]);
+    let sender = lab.sender("50M", &["--fec", "5"]);
     let f = rx.wait(Duration::from_secs(90));
     let (_, served, _) = stop_origin(sender);
     let rep = Report::parse(&f);
-    assert_eq!(tree_digests(&out), expected, "{}", show(&f));
+    assert_eq!(&tree_digests(&out), expected, "{}", show(&f));
     assert_eq!(f.code, Some(0), "{}", show(&f));
     // FEC rebuilt most of what was lost, the repair fetched the rest.
     assert!(rep.count("fec_recovered") > 0, "{}", show(&f));

@@ -458,22 +458,18 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
         let Some(r) = self.assembling.get_mut(&id) else { return };
         r.touched = self.clock_tick;
         let end = offset + data.len() as u64;
-        let mut written = 0;
-        for gap in r.have.gaps(offset..end) {
-            let part = &data[(gap.start - offset) as usize..(gap.end - offset) as usize];
-            if let Err(e) = self.writer.write(id, gap.start, part) {
+        let written = match write_missing(&mut self.writer, id, &r.have, offset, data) {
+            Ok(n) => n,
+            Err(e) => {
                 let raw = r.raw_path.clone();
                 self.fail_resource(id, push_id, raw.as_deref(), e);
                 return;
             }
-            written += part.len() as u64;
-        }
+        };
         if fec {
             r.fec_bytes += written;
         }
-        let before = r.have.range_count();
-        r.have.insert(offset..end);
-        self.ranges_held = (self.ranges_held + r.have.range_count()).saturating_sub(before);
+        note_held(&mut r.have, offset..end, &mut self.ranges_held);
         if self.ranges_held > self.receiver.config().max_ranges_total {
             self.enforce_range_budget();
             if !self.assembling.contains_key(&id) {

@@ -115,27 +115,25 @@ impl<S: ResourceSink> Session<'_, '_, S> {
         if end <= offset {
             return true;
         }
-        let mut written = 0;
-        for gap in r.have.gaps(offset..end) {
-            let part = &data[(gap.start - offset) as usize..(gap.end - offset) as usize];
-            if let Err(e) = self.writer.write(id, gap.start, part) {
+        let data = &data[..(end - offset) as usize];
+        match write_missing(&mut self.writer, id, &r.have, offset, data) {
+            Ok(written) => {
+                if repair {
+                    r.repair_bytes += written;
+                }
+                note_held(&mut r.have, offset..end, &mut self.ranges_held);
+                true
+            }
+            Err(e) => {
                 let Some(r) = self.held.remove(&id) else { return false };
                 self.ranges_held = self.ranges_held.saturating_sub(r.have.range_count());
                 let (status, reason, kind) = Self::classify(&e);
                 self.error(kind, r.first_push, r.raw_path.as_deref(), e.to_string());
                 self.writer.abort(id);
                 self.settle(&r, status, Some(reason), None);
-                return false;
+                false
             }
-            written += part.len() as u64;
         }
-        if repair {
-            r.repair_bytes += written;
-        }
-        let before = r.have.range_count();
-        r.have.insert(offset..end);
-        self.ranges_held = (self.ranges_held + r.have.range_count()).saturating_sub(before);
-        true
     }
 
     /// Ends the repair of held resource `id`: committed if it is whole now

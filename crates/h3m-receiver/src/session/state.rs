@@ -157,3 +157,30 @@ pub(super) fn name_path(name: &[u8]) -> PathBuf {
     use std::os::unix::ffi::OsStrExt;
     PathBuf::from(std::ffi::OsStr::from_bytes(name))
 }
+
+/// Writes the bytes of `data` (at body offset `offset`) that `have` lacks
+/// into resource `id` of `writer`; returns how many were written.
+pub(super) fn write_missing<S: ResourceSink>(
+    writer: &mut S,
+    id: u64,
+    have: &RangeSet,
+    offset: u64,
+    data: &[u8],
+) -> Result<u64, WriteError> {
+    let end = offset + data.len() as u64;
+    let mut written = 0;
+    for gap in have.gaps(offset..end) {
+        let part = &data[(gap.start - offset) as usize..(gap.end - offset) as usize];
+        writer.write(id, gap.start, part)?;
+        written += part.len() as u64;
+    }
+    Ok(written)
+}
+
+/// Adds `range` to `have`, keeping `ranges_held` (the session's count of
+/// disjoint ranges across resources) in step.
+pub(super) fn note_held(have: &mut RangeSet, range: std::ops::Range<u64>, ranges_held: &mut usize) {
+    let before = have.range_count();
+    have.insert(range);
+    *ranges_held = (*ranges_held + have.range_count()).saturating_sub(before);
+}

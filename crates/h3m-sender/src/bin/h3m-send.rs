@@ -229,25 +229,14 @@ fn start_origin(
 /// Waits `for_` after the multicast session (`None`: until Ctrl-C or SIGTERM)
 /// while the repair origin serves late repairs.
 async fn linger(for_: Option<Duration>) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let sleep = async {
-        match for_ {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
-        }
-    };
-    let terminated = async {
-        match term.as_mut() {
-            Some(t) => {
-                t.recv().await;
+    match for_ {
+        Some(d) => {
+            tokio::select! {
+                _ = tokio::time::sleep(d) => {}
+                _ = h3m_net::interrupted() => {}
             }
-            None => std::future::pending().await,
         }
-    };
-    tokio::select! {
-        _ = sleep => {}
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminated => {}
+        None => h3m_net::interrupted().await,
     }
 }
 
