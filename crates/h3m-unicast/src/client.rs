@@ -383,7 +383,7 @@ impl RepairClient {
         }
     }
 
-    /// What the origin's [listing](crate::listing) says of push `push_id`
+    /// What the origin's [push listing](crate::listing) says of push `push_id`
     /// (`None`: the origin does not know it).
     pub async fn lookup(&self, push_id: u64) -> Result<Option<Listed>, FetchError> {
         let path = format!("{LISTING_PATH}/{push_id}");
