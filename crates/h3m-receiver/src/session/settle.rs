@@ -103,7 +103,6 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
 
     /// The final summary and outcome, with the sink and the reporter back.
     pub(crate) fn finish_parts(mut self, capture: CaptureStats) -> (Outcome, S, ReporterRef<'r, 'w>) {
-        self.release_held();
         // Pushes the receiver never finished (it finishes all on `finish`).
         let mut left: Vec<u64> = self.pushes.keys().copied().collect();
         left.sort_unstable();
@@ -117,6 +116,9 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             });
         }
         self.settle_all();
+        // What is still held for a repair that did not run (or was
+        // interrupted) is reported now, then the deferred judgements.
+        self.release_held();
         let stats = self.receiver.stats();
         if stats.packets == 0 && stats.foreign_session > 0 {
             let message = format!(
