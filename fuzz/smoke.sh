@@ -13,7 +13,7 @@ set -uo pipefail
 
 cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-20}"
-all_targets=(packet_open h3_frames qpack_decode altsvc_parse receiver capture ip amt_message relay_capture driad_rdata auth_parse fec_repair unicast_fields)
+all_targets=(packet_open h3_frames qpack_decode altsvc_parse receiver capture ip amt_message relay_capture driad_rdata auth_parse fec_repair unicast_fields ambi_manifest)
 if [ "$#" -gt 0 ]; then
     targets=("$@")
 else

@@ -27,6 +27,7 @@
 
 pub mod aead;
 pub mod altsvc;
+pub mod ambi;
 pub mod auth;
 pub mod encoder;
 pub mod encoding;
