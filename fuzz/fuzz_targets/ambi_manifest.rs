@@ -1,16 +1,42 @@
 //! AMBI manifests: `Manifest::parse` at every digest length of the profiles
 //! (8 to 64 bytes); what parses writes back to bytes that parse the same.
+//! Then the gate, fed the input's chunks as datagrams and the manifest
+//! (panics and memory only: its hold budget is small here).
 #![no_main]
 
-use h3m_proto::ambi::Manifest;
+use std::time::{Duration, Instant};
+
+use h3m_proto::ambi::{DigestProfile, Gate, GateConfig, Manifest, PseudoHeader};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&len, bytes)) = data.split_first() else { return };
     let len = usize::from(len % 57) + 8;
-    if let Ok(m) = Manifest::parse(bytes, len) {
+    let parsed = Manifest::parse(bytes, len);
+    if let Ok(m) = &parsed {
         let mut out = Vec::new();
         m.write(&mut out).expect("a parsed manifest writes");
-        assert_eq!(Manifest::parse(&out, len), Ok(m));
+        assert_eq!(Manifest::parse(&out, len).as_ref(), Ok(m));
     }
+    let mut config = GateConfig::new(DigestProfile::default_for(0));
+    config.max_held_bytes = 4096;
+    let mut gate = Gate::new(config);
+    let header = PseudoHeader {
+        source: [10, 0, 0, 1].into(),
+        destination: [232, 0, 0, 1].into(),
+        source_port: 1,
+        destination_port: 2,
+    };
+    let t0 = Instant::now();
+    for chunk in bytes.chunks(24) {
+        let seq = chunk.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        gate.on_datagram(t0, header, seq, chunk);
+    }
+    if let Ok(mut m) = parsed {
+        m.stream_id = 0;
+        let _ = gate.on_manifest(t0, &m);
+    }
+    while gate.poll_released().is_some() {}
+    gate.handle_timeout(t0 + Duration::from_secs(60));
+    assert_eq!(gate.held_bytes(), 0);
 });

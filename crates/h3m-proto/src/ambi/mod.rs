@@ -13,6 +13,10 @@
 //!   and the manifest stream identifier; [`DigestProfile::digest`] hashes the
 //!   draft's pseudo-header ([`PseudoHeader`]) followed by the UDP payload.
 //! * [`packet_sequence`]: where an h3m packet carries its sequence number.
+//! * [`Gate`]: the receiver's gate: datagrams are released only once an
+//!   authenticated manifest lists their digest.
+//! * [`Gate`]: the receiver's gate: datagrams are released only once an
+//!   authenticated manifest lists their digest.
 //!
 //! **Truncation.** A digest is checked against a packet the sender really
 //! sent, so a forger who cannot choose the sender's packets must find a
@@ -32,9 +36,11 @@
 //! protection: a receiver (which holds the session's keys) removes it to
 //! read the number, while the digest covers the protected bytes as sent.
 
-mod manifest;
+pub mod gate;
+pub mod manifest;
 
-pub use manifest::{Manifest, ManifestError, TLV_PAD, TLV_REFRESH_DEADLINE, Tlv};
+pub use gate::{Gate, GateConfig, GateError, GateStats, HOLD_DOWN_WINDOW, Released};
+pub use manifest::{MAX_DIGESTS, Manifest, ManifestError, TLV_PAD, TLV_REFRESH_DEADLINE, Tlv};
 
 use std::net::IpAddr;
 
