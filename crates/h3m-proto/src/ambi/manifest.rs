@@ -144,6 +144,25 @@ impl Manifest {
         })
     }
 
+    /// The first manifest of a byte stream of back-to-back manifests (an
+    /// `application/ambi` body): the manifest and the bytes it took, or
+    /// `None` when the stream does not hold all of it yet.
+    pub fn parse_prefix(bytes: &[u8], digest_len: usize) -> Result<Option<(Manifest, usize)>, ManifestError> {
+        let Some(fixed) = bytes.get(..FIXED) else { return Ok(None) };
+        let flags = u16::from_be_bytes([fixed[12], fixed[13]]);
+        let count = usize::from(flags & 0x7fff);
+        let mut len = FIXED;
+        if flags & 0x8000 != 0 {
+            let Some(space) = bytes.get(FIXED..FIXED + 2) else { return Ok(None) };
+            len += 2 + usize::from(u16::from_be_bytes([space[0], space[1]]));
+        }
+        len += count * digest_len;
+        match bytes.get(..len) {
+            Some(whole) => Manifest::parse(whole, digest_len).map(|m| Some((m, len))),
+            None => Ok(None),
+        }
+    }
+
     /// Appends the manifest's bytes to `out`.
     pub fn write(&self, out: &mut Vec<u8>) -> Result<(), ManifestError> {
         let count = self.count();
@@ -268,6 +287,33 @@ mod tests {
         m.extend_from_slice(&[0, 2]);
         m.extend_from_slice(&[0; 31]);
         assert_eq!(Manifest::parse(&m, 16), Err(ManifestError::DigestBytes { count: 2, len: 16, got: 31 }));
+    }
+
+    #[test]
+    fn a_stream_of_manifests_parses_one_at_a_time() {
+        let m = |seq: u32| Manifest {
+            stream_id: 1,
+            sequence: seq,
+            first_packet: seq * 4,
+            tlvs: if seq == 1 { vec![Tlv::refresh_deadline(5)] } else { Vec::new() },
+            digests: vec![seq as u8; 4 * 8],
+            digest_len: 8,
+        };
+        let mut stream = Vec::new();
+        for seq in 0..3 {
+            m(seq).write(&mut stream).unwrap();
+        }
+        let mut at = 0;
+        for seq in 0..3 {
+            // Every proper prefix of the next manifest is "not yet".
+            let (next, used) = Manifest::parse_prefix(&stream[at..], 8).unwrap().unwrap();
+            for cut in 0..used {
+                assert_eq!(Manifest::parse_prefix(&stream[at..at + cut], 8), Ok(None));
+            }
+            assert_eq!(next, m(seq));
+            at += used;
+        }
+        assert_eq!(at, stream.len());
     }
 
     proptest! {

@@ -15,8 +15,14 @@
 //! * [`packet_sequence`]: where an h3m packet carries its sequence number.
 //! * [`Gate`]: the receiver's gate: datagrams are released only once an
 //!   authenticated manifest lists their digest.
+//! * [`ManifestBuilder`]: the sender's side: digests of datagrams as they
+//!   are queued, overlapping manifests ahead of them.
+//! * [`inband`]: manifests multicast on the session, each signed.
 //! * [`Gate`]: the receiver's gate: datagrams are released only once an
 //!   authenticated manifest lists their digest.
+//! * [`ManifestBuilder`]: the sender's side: digests of datagrams as they
+//!   are queued, overlapping manifests ahead of them.
+//! * [`inband`]: manifests multicast on the session, each signed.
 //!
 //! **Truncation.** A digest is checked against a packet the sender really
 //! sent, so a forger who cannot choose the sender's packets must find a
@@ -36,9 +42,12 @@
 //! protection: a receiver (which holds the session's keys) removes it to
 //! read the number, while the digest covers the protected bytes as sent.
 
+pub mod builder;
 pub mod gate;
+pub mod inband;
 pub mod manifest;
 
+pub use builder::ManifestBuilder;
 pub use gate::{Gate, GateConfig, GateError, GateStats, HOLD_DOWN_WINDOW, Released};
 pub use manifest::{MAX_DIGESTS, Manifest, ManifestError, TLV_PAD, TLV_REFRESH_DEADLINE, Tlv};
 
