@@ -314,6 +314,13 @@ impl Sender {
         Ok(())
     }
 
+    /// The packet number of the datagram [`poll_transmit`](Self::poll_transmit)
+    /// returned last (datagrams are numbered as they are built and queued in
+    /// order: the newest minus those still queued).
+    pub fn last_packet_number(&self) -> u64 {
+        (self.enc.next_packet_number() - 1).saturating_sub(self.queue.len() as u64)
+    }
+
     /// The next datagram to send at `now`: queued data first (with the
     /// repeated promises and heads of open pushes queued behind it when they
     /// are due, see [`SenderConfig::repeat_heads`]), else a PING when the
@@ -335,7 +342,7 @@ impl Sender {
         if let Some(fec) = &mut self.fec {
             // Datagrams are numbered as they are built and queued in order:
             // this one is the newest minus those still queued.
-            let pn = self.enc.next_packet_number() - 1 - self.queue.len() as u64;
+            let pn = (self.enc.next_packet_number() - 1).saturating_sub(self.queue.len() as u64);
             fec.add_source(now, pn, &d);
         }
         Some(d)

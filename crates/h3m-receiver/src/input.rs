@@ -75,7 +75,9 @@ impl AmtRelay {
 pub enum Channel {
     /// The session's port: its packets.
     Session,
-    /// The repair port: FEC repair datagrams ([`h3m_proto::fec`]).
+    /// The repair port: FEC repair datagrams ([`h3m_proto::fec`]) and
+    /// in-band AMBI manifests ([`h3m_proto::ambi::inband`]), told apart by
+    /// their first bytes.
     Repair,
 }
 
@@ -90,6 +92,10 @@ pub enum Input {
         batch: RecvBatch,
         /// The socket on the repair port, with its batch (`None`: no FEC).
         repair: Option<Box<(RecvSocket, RecvBatch)>>,
+        /// Hand over what waits on the side port before each batch of the
+        /// session's datagrams (AMBI: manifests are sent ahead of the data
+        /// they cover) instead of after (FEC: repair after its data).
+        side_first: bool,
     },
     /// An AMT tunnel subscribed to the group.
     Amt {
@@ -127,7 +133,7 @@ impl Input {
                 }
             }
         });
-        Ok((Input::Native { socket, batch: RecvBatch::new(), repair }, warnings))
+        Ok((Input::Native { socket, batch: RecvBatch::new(), repair, side_first: false }, warnings))
     }
 
     /// Subscribes to (`source`, `group`) through an AMT tunnel to the relays
@@ -144,14 +150,14 @@ impl Input {
     }
 
     /// Waits for the next datagrams and hands each UDP payload to `f` with
-    /// the port it came to; returns how many were handed over.
-    pub async fn recv(&mut self, f: &mut dyn FnMut(Channel, &[u8])) -> io::Result<usize> {
+    /// the port it came to and its source; returns how many were handed over.
+    pub async fn recv(&mut self, f: &mut dyn FnMut(Channel, SocketAddr, &[u8])) -> io::Result<usize> {
         match self {
-            Input::Native { socket, batch, repair: None } => {
+            Input::Native { socket, batch, repair: None, .. } => {
                 socket.recv_batch(batch).await?;
                 Ok(Self::deliver(batch, Channel::Session, f))
             }
-            Input::Native { socket, batch, repair: Some(repair) } => {
+            Input::Native { socket, batch, repair: Some(repair), side_first } => {
                 let (repair, repair_batch) = &mut **repair;
                 // Both waits are cancel-safe: a datagram is taken only by the
                 // branch that completes.
@@ -163,6 +169,10 @@ impl Input {
                     biased;
                     r = socket.recv_batch(batch) => {
                         r?;
+                        if *side_first {
+                            let m = Self::deliver_waiting(repair, repair_batch, f)?;
+                            return Ok(m + Self::deliver(batch, Channel::Session, f));
+                        }
                         let n = Self::deliver(batch, Channel::Session, f);
                         Ok(n + Self::deliver_waiting(repair, repair_batch, f)?)
                     }
@@ -175,10 +185,10 @@ impl Input {
                     .recv_batch(&mut |d| {
                         let to = d.destination.port();
                         if to == *port {
-                            f(Channel::Session, d.payload);
+                            f(Channel::Session, d.source, d.payload);
                             n += 1;
                         } else if Some(to) == *repair_port {
-                            f(Channel::Repair, d.payload);
+                            f(Channel::Repair, d.source, d.payload);
                             n += 1;
                         } else {
                             *other_ports += 1;
@@ -195,7 +205,7 @@ impl Input {
     fn deliver_waiting(
         socket: &RecvSocket,
         batch: &mut RecvBatch,
-        f: &mut dyn FnMut(Channel, &[u8]),
+        f: &mut dyn FnMut(Channel, SocketAddr, &[u8]),
     ) -> io::Result<usize> {
         // Not `try_recv_batch`: its readiness flag is only refreshed when the
         // runtime polls for events, which a socket that is never idle delays.
@@ -207,13 +217,21 @@ impl Input {
     }
 
     /// Hands each datagram of `batch` to `f`; returns how many.
-    fn deliver(batch: &RecvBatch, channel: Channel, f: &mut dyn FnMut(Channel, &[u8])) -> usize {
+    fn deliver(batch: &RecvBatch, channel: Channel, f: &mut dyn FnMut(Channel, SocketAddr, &[u8])) -> usize {
         let mut n = 0;
         for d in batch.iter() {
-            f(channel, d.payload);
+            f(channel, d.source, d.payload);
             n += 1;
         }
         n
+    }
+
+    /// Hands over the side port's waiting datagrams before each batch of the
+    /// session's (AMBI manifests ahead of their data), not after (FEC).
+    pub fn set_side_first(&mut self, first: bool) {
+        if let Input::Native { side_first, .. } = self {
+            *side_first = first;
+        }
     }
 
     /// Log lines about the tunnel (relay found, connected, lost, ...), in order.

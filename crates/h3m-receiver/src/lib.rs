@@ -29,6 +29,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod ambi;
 pub mod capture;
 pub mod digest;
 pub mod input;

@@ -19,6 +19,7 @@ use h3m_proto::aead::KeyError;
 use h3m_proto::altsvc::Advertisement;
 use h3m_proto::receiver::SessionEndReason;
 
+use crate::ambi::AmbiReceiver;
 use crate::capture::CaptureStats;
 use crate::input::{AmtRelay, Channel, Input};
 use crate::receiver::SessionConfig;
@@ -63,6 +64,9 @@ pub struct LiveOptions {
     /// Unicast repair of what is still incomplete when the session ends
     /// (`h3m-recv --repair`, see [`crate::unicast_repair`]); `None`: none.
     pub repair: Option<RepairOptions>,
+    /// AMBI: every datagram authenticated by a signed manifest before the
+    /// receiver core sees it (`h3m-recv --ambi`); `None`: none.
+    pub ambi: Option<crate::ambi::AmbiOptions>,
     /// The repair origin the advertisement names, for [`RepairOrigin::Auto`].
     ///
     /// [`RepairOrigin::Auto`]: crate::unicast_repair::RepairOrigin::Auto
@@ -87,6 +91,7 @@ impl LiveOptions {
             amt: None,
             repair_port: group.port().checked_add(1),
             repair: None,
+            ambi: None,
             advertised_repair: AdvertisedOrigin::default(),
         }
     }
@@ -192,9 +197,10 @@ fn nothing_missing<S: ResourceSink>(session: &Session<'_, '_, S>) -> bool {
     session.all_intact() && stats.packet_number_gaps <= stats.reordered_packets
 }
 
-/// The repair port to listen on: none when FEC is off.
+/// The side port to listen on (FEC repair, AMBI manifests): none when FEC
+/// and AMBI are off.
 fn repair_port(opts: &LiveOptions) -> Option<u16> {
-    opts.repair_port.filter(|_| opts.session.fec_window > 0)
+    opts.repair_port.filter(|_| opts.session.fec_window > 0 || opts.ambi.is_some())
 }
 
 /// The live loop: opens the input, feeds the session, runs its timers, ends
@@ -224,7 +230,10 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
     after: &mut dyn FnMut(&mut Reporter<'w>),
 ) -> (Outcome, S) {
     let mut input = match open_input(opts).await {
-        Ok(input) => input,
+        Ok(mut input) => {
+            input.set_side_first(opts.ambi.is_some());
+            input
+        }
         Err(message) => {
             return (Outcome::fatal(&mut reporter, ErrorKind::Network, message, ExitStatus::BadInput), sink);
         }
@@ -248,6 +257,7 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
     // streams turn up, and the repair runs at the end.
     let mut repairer = opts.repair.as_ref().map(|r| Repairer::new(r, &opts.advertised_repair));
     let mut last_datagram = Instant::now();
+    let mut ambi = opts.ambi.as_ref().map(|a| AmbiReceiver::new(a, opts.group, opts.session.session_id.len()));
     loop {
         let now = Instant::now();
         // Before the first packet the receiver has no idle timer: the run has one.
@@ -257,7 +267,11 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
         // repaired (without repair, open pushes get their push timeout).
         let quiet_end =
             session.receiver.closing().filter(|_| opts.repair.is_some()).map(|_| last_datagram + opts.linger);
-        let wake = [session.receiver.poll_timeout(), idle_start, linger_until, quiet_end].into_iter().flatten().min();
+        let gate_timer = ambi.as_ref().and_then(AmbiReceiver::poll_timeout);
+        let wake = [session.receiver.poll_timeout(), idle_start, linger_until, quiet_end, gate_timer]
+            .into_iter()
+            .flatten()
+            .min();
         let sleep = async {
             match wake {
                 Some(t) => tokio::time::sleep_until(t.max(now).into()).await,
@@ -273,13 +287,23 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
         let wake = {
             // One clock read per batch, taken when its first datagram is handed over.
             let mut batch_time = None;
-            let mut deliver = |channel: Channel, payload: &[u8]| {
+            let mut deliver = |channel: Channel, source: SocketAddr, payload: &[u8]| {
                 counters.records += 1;
                 counters.udp_datagrams += 1;
                 let now = *batch_time.get_or_insert_with(Instant::now);
-                match channel {
-                    Channel::Session => session.receiver.handle_datagram(now, payload),
-                    Channel::Repair => session.receiver.handle_repair(now, payload),
+                match (channel, ambi.as_mut()) {
+                    (Channel::Session, None) => session.receiver.handle_datagram(now, payload),
+                    (Channel::Repair, Some(a)) if crate::ambi::is_manifest(payload) => {
+                        a.on_manifest_datagram(now, payload)
+                    }
+                    (Channel::Session, Some(a)) => a.on_session(now, source, payload),
+                    (Channel::Repair, _) => session.receiver.handle_repair(now, payload),
+                }
+                // Only what the gate released reaches the core, with its arrival time.
+                if let Some(a) = ambi.as_mut() {
+                    while let Some(r) = a.poll_released() {
+                        session.receiver.handle_datagram(r.arrival, &r.datagram);
+                    }
                 }
                 session.drain();
                 // Only a packet of this session starts the receiver's own idle timer.
@@ -323,6 +347,9 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
             }
             Wake::Timer => {
                 let now = Instant::now();
+                if let Some(a) = ambi.as_mut() {
+                    a.handle_timeout(now);
+                }
                 if linger_until.is_some_and(|t| t <= now) {
                     break;
                 }
@@ -414,6 +441,7 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
             _ = &mut interrupted => {}
         }
     }
+    session.ambi = ambi.as_ref().map(AmbiReceiver::counters);
     let (outcome, sink, mut reporter) = session.finish_parts(counters);
     // The last events (the summary), for `receive`'s callback.
     after(&mut reporter);

@@ -271,6 +271,8 @@ pub struct SummaryRecord {
     /// How the session ended (`connection_close`, `goaway`, `idle_timeout`,
     /// `end_of_input`), `null` if it did not.
     pub session_end: Option<&'static str>,
+    /// What AMBI's gate did (`--ambi`), `null` without it.
+    pub ambi: Option<crate::ambi::AmbiCounters>,
     /// What the capture held.
     pub capture: CaptureStats,
     /// What the receiver saw and dropped.
@@ -332,6 +334,23 @@ impl SummaryRecord {
         ];
         for (key, value) in extra.iter().filter(|(_, v)| *v > 0) {
             line.push_str(&format!(" {key}={value}"));
+        }
+        if let Some(a) = &self.ambi {
+            // All of them, zeros too: they are the point of running with AMBI.
+            for (key, value) in [
+                ("ambi_authenticated", a.authenticated),
+                ("ambi_on_arrival", a.authenticated_on_arrival),
+                ("ambi_mismatched", a.mismatched),
+                ("ambi_expired", a.expired),
+                ("ambi_over_budget", a.over_budget),
+                ("ambi_replays", a.replays),
+                ("ambi_unsequenced", a.unsequenced),
+                ("ambi_manifests", a.manifests),
+                ("ambi_manifests_bad_signature", a.manifests_bad_signature),
+                ("ambi_manifests_refused", a.manifests_refused),
+            ] {
+                line.push_str(&format!(" {key}={value}"));
+            }
         }
         if self.capture.truncated_tail {
             line.push_str(" capture_truncated_tail=true");

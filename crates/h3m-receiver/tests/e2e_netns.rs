@@ -1716,3 +1716,120 @@ fn fec_too_weak_for_the_loss_and_repair_together_deliver_everything() {
         rep.count("fec_blocks_unrecovered")
     );
 }
+
+// ---------------------------------------------------------------------------
+// 11. AMBI (issue 11): in-band signed manifests, the receiver's gate, an
+//     injector racing the real datagrams with forged ones
+// ---------------------------------------------------------------------------
+
+/// The test keys (interop/vectors/keys).
+fn test_key(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop/vectors/keys").join(name).to_string_lossy().into_owned()
+}
+
+/// Forged datagrams of session `sid`: the same push streams and offsets as
+/// the real session of `expected` (its files in the sender's order), other
+/// bytes; length-prefixed records in a file for the injector.
+fn forged_datagrams(sid: &str, expected: &BTreeMap<String, (u64, String)>, path: &Path, rng: &mut Rng) {
+    use h3m_proto::encoder::{EncoderConfig, SessionEncoder};
+    use h3m_proto::qpack::HeaderField;
+    let mut enc = SessionEncoder::new(EncoderConfig::new(h3m_proto::SessionId::from_hex(sid).expect("hex")));
+    let mut out = Vec::new();
+    for (name, (len, _)) in expected {
+        let req = [HeaderField::new(":path", format!("/{name}"))];
+        let resp = [HeaderField::new(":status", "200")];
+        enc.push(&req, &resp, &rng.bytes(*len as usize), &mut out).expect("encode");
+    }
+    let mut file = Vec::new();
+    for d in &out {
+        file.extend_from_slice(&(d.len() as u32).to_be_bytes());
+        file.extend_from_slice(d);
+    }
+    fs::write(path, file).expect("write forged datagrams");
+}
+
+/// Sends the records of `path` to `group:port` from `source` in `ns`, over
+/// and over, at about `rate` datagrams/s, until killed (TTL 1).
+fn start_injector(ns: &NetNs, group: &str, port: u16, source: &str, path: &Path, rate: u32, logs: &Path) -> Proc {
+    let script = format!(
+        "import socket,struct,time\n\
+         data=open({path:?},'rb').read(); recs=[]; i=0\n\
+         while i<len(data):\n    n=struct.unpack('>I',data[i:i+4])[0]; recs.append(data[i+4:i+4+n]); i+=4+n\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(({source:?},0))\n\
+         s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_IF,socket.inet_aton({source:?}))\n\
+         s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_TTL,1)\n\
+         t=time.time(); k=0\n\
+         while True:\n    for r in recs:\n        s.sendto(r,({group:?},{port}))\n        k+=1\n        \
+         if k%100==0:\n            d=t+k/{rate}-time.time()\n            if d>0: time.sleep(d)\n",
+        path = path.to_string_lossy()
+    );
+    Proc::spawn("injector", Some(ns), Path::new("python3"), &["-c", &script], logs, Stdio::null())
+}
+
+#[test]
+fn ambi_lets_no_forged_datagram_through_and_a_wrong_key_writes_nothing() {
+    let test = "ambi_lets_no_forged_datagram_through_and_a_wrong_key_writes_nothing";
+    if skip_unless_root(test) || skip_without_tools(test, false) {
+        return;
+    }
+    let _serial = serial_and_built();
+    let tmp = logs_dir();
+    let src = repair_payload(tmp.path(), &mut Rng(random_u64()));
+    let expected = tree_digests(&src);
+    let ssm = LossySsm::without_loss(false);
+    let forged = tmp.path().join("forged.bin");
+    forged_datagrams(&ssm.sid, &expected, &forged, &mut Rng(random_u64()));
+    let (trust, other) = (test_key("ed25519.pub.pem"), test_key("other-ed25519.pub.pem"));
+    let (out, out_plain, out_wrong) =
+        (tmp.path().join("out"), tmp.path().join("out-plain"), tmp.path().join("out-wrong"));
+    let rx = start_receiver_with(
+        &ssm.recv_spec("h3m-recv", &out, "5"),
+        tmp.path(),
+        &["--ambi", "inband", "--trust", &trust],
+    );
+    let rx_plain =
+        start_receiver_with(&ssm.recv_spec("h3m-recv-no-ambi", &out_plain, "5"), tmp.path(), &["--trust", &trust]);
+    let rx_wrong = start_receiver_with(
+        &ssm.recv_spec("h3m-recv-wrong-key", &out_wrong, "5"),
+        tmp.path(),
+        &["--ambi", "inband", "--trust", &other],
+    );
+    // The injector races the sender at about 10x its datagram rate (20
+    // Mbit/s is about 2 000 datagrams/s).
+    let injector = start_injector(&ssm.link.a, &ssm.group, ssm.port, &ssm.source, &forged, 20_000, tmp.path());
+    std::thread::sleep(Duration::from_millis(300));
+    let key = test_key("ed25519.key.pem");
+    let extra = vec![src.to_string_lossy().into_owned(), "--sign".into(), key, "--ambi".into(), "inband".into()];
+    let sent = run_sender(&ssm.send_spec("20M", extra), tmp.path(), Duration::from_secs(120));
+    // (Killed: a receiver without AMBI would take its traffic for the session's.)
+    drop(injector);
+    let f = rx.wait(Duration::from_secs(60));
+    let f_plain = rx_plain.wait(Duration::from_secs(60));
+    let f_wrong = rx_wrong.wait(Duration::from_secs(60));
+    let rep = Report::parse(&f);
+    // With AMBI: every file intact, every forged datagram dropped at the gate.
+    assert_eq!(tree_digests(&out), expected, "{}", show(&f));
+    assert_eq!(f.code, Some(0), "{}", show(&f));
+    let dropped = rep.count("ambi_mismatched") + rep.count("ambi_expired") + rep.count("ambi_over_budget");
+    assert!(rep.count("ambi_authenticated") > 0 && dropped > 1000, "{}", show(&f));
+    assert_eq!(rep.count("ambi_manifests_bad_signature"), 0);
+    // Without it, the forgeries reach the receiver and files fail.
+    assert_ne!(f_plain.code, Some(0), "the forgeries did no harm? {}", show(&f_plain));
+    assert_eq!(wrong_files(&out_plain, &expected), Vec::<String>::new(), "wrong bytes written: {}", show(&f_plain));
+    // With a key that did not sign the manifests: nothing gets through.
+    let rep_wrong = Report::parse(&f_wrong);
+    assert_eq!(f_wrong.code, Some(1), "{}", show(&f_wrong));
+    assert!(tree_digests(&out_wrong).is_empty(), "{}", show(&f_wrong));
+    assert_eq!(rep_wrong.count("ambi_authenticated"), 0);
+    assert!(rep_wrong.count("ambi_manifests_bad_signature") > 0, "{}", show(&f_wrong));
+    eprintln!(
+        "{test}: {} files intact; {} datagrams authenticated ({} on arrival), {dropped} forged dropped; \
+         without AMBI: {}; wrong key: {} manifests refused\n  sender: {}",
+        expected.len(),
+        rep.count("ambi_authenticated"),
+        rep.count("ambi_on_arrival"),
+        f_plain.stderr.lines().last().unwrap_or_default(),
+        rep_wrong.count("ambi_manifests_bad_signature"),
+        sent.stdout.trim().replace('\n', "; ")
+    );
+}

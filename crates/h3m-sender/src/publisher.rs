@@ -35,8 +35,9 @@ use h3m_net::{Interface, MulticastConfig, Pacer, SendSocket, Warning};
 use h3m_proto::SessionId;
 use h3m_proto::aead::{HP_RULE_EXTENSION, PacketKeys};
 use h3m_proto::altsvc::{Advertisement, Extension};
+use h3m_proto::ambi::{DigestProfile, ManifestBuilder, PseudoHeader, inband};
 use h3m_proto::auth::keys::{HmacArgError, load_hmac_arg};
-use h3m_proto::auth::{KeyError, PushSigner, SignPushError, SignatureForms, SigningKey};
+use h3m_proto::auth::{KeyError, KeyType, PushSigner, SignPushError, SignatureAlgorithm, SignatureForms, SigningKey};
 use h3m_proto::encoder::{EncodeError, EncoderConfig};
 use h3m_proto::fec::FecConfig;
 use h3m_proto::http::digest;
@@ -88,6 +89,10 @@ pub struct PublisherConfig {
     /// which an [`h3m_unicast::origin::Origin`] serves (`h3m-send
     /// --repair-listen`); `None` (the default): none.
     pub catalog: Option<Arc<Catalog>>,
+    /// AMBI (`h3m-send --ambi inband`): signed manifests of every datagram's
+    /// digest, multicast on the side port (the FEC repair port) ahead of the
+    /// datagrams they cover; `None` (the default): none.
+    pub ambi: Option<AmbiConfig>,
     /// The repair origin receivers are told of in the advertisement
     /// (`repair="https://HOST:PORT"`), with the SHA-256 of its certificate
     /// (`repair-pin`) when it is self-signed.
@@ -118,6 +123,7 @@ impl PublisherConfig {
             fec: None,
             fec_port: None,
             catalog: None,
+            ambi: None,
             repair_origin: None,
         }
     }
@@ -151,6 +157,39 @@ impl PublisherConfig {
     }
 }
 
+/// How a [`Publisher`] authenticates its datagrams with AMBI.
+#[derive(Debug, Clone)]
+pub struct AmbiConfig {
+    /// The digest profile.
+    pub profile: DigestProfile,
+    /// The key manifests are signed with (Ed25519, ECDSA P-256 or RSA-PSS).
+    pub key: Arc<SigningKey>,
+    /// Digests per manifest (at most 69 fit a 1200-byte datagram with
+    /// 16-byte digests and an Ed25519 signature).
+    pub per_manifest: usize,
+    /// Manifests each digest is in (losing a fraction `p` of manifests
+    /// leaves a datagram unauthenticated with probability about
+    /// `p^overlap`).
+    pub overlap: usize,
+}
+
+impl AmbiConfig {
+    /// 64 digests per manifest, each in 4 manifests.
+    pub fn new(profile: DigestProfile, key: Arc<SigningKey>) -> Self {
+        AmbiConfig { profile, key, per_manifest: 64, overlap: 4 }
+    }
+
+    /// The signature algorithm of its key, if AMBI can use it.
+    pub fn algorithm(&self) -> Option<SignatureAlgorithm> {
+        match self.key.key_type() {
+            KeyType::Ed25519 => Some(SignatureAlgorithm::Ed25519),
+            KeyType::EcdsaP256 => Some(SignatureAlgorithm::EcdsaP256Sha256Fixed),
+            KeyType::RsaPss => Some(SignatureAlgorithm::RsaPssSha512),
+            _ => None,
+        }
+    }
+}
+
 /// How often open pushes' promises and heads are repeated when asked for
 /// (`--repeat-heads` with no better figure): a receiver joining at any time
 /// learns a push in flight within half a second (a second if one repetition
@@ -179,6 +218,9 @@ pub enum PublishError {
     /// for the repair (set [`PublisherConfig::fec_port`]).
     #[error("no repair port after port 65535: name one (--fec-port)")]
     NoRepairPort,
+    /// AMBI needs what it cannot have here.
+    #[error("ambi: {0}")]
+    Ambi(String),
 }
 
 /// Why `--sign-hmac KEYID=HEX|@FILE` gave no signer. Messages name the key
@@ -262,6 +304,9 @@ pub struct Publisher {
     warnings: Vec<Warning>,
     /// Unicast repair: the catalog the origin serves.
     catalog: Option<Arc<Catalog>>,
+    /// AMBI: the manifests of the datagrams queued, their key and algorithm.
+    ambi: Option<(ManifestBuilder, Arc<SigningKey>, SignatureAlgorithm)>,
+    ambi_batch: Vec<Vec<u8>>,
     /// Pushes in flight whose body the catalog gets as it is written.
     spools: HashMap<u64, Arc<Spool>>,
 }
@@ -296,9 +341,34 @@ impl Publisher {
         cfg.keepalive = config.keepalive;
         cfg.repeat_heads = config.repeat_heads;
         cfg.fec = config.fec;
-        let repair_dest = match config.fec {
-            Some(_) => config.repair_dest()?,
-            None => config.group,
+        let repair_dest = match (config.fec, &config.ambi) {
+            (None, None) => config.group,
+            _ => config.repair_dest()?,
+        };
+        let ambi = match &config.ambi {
+            None => None,
+            Some(a) => {
+                let alg = a.algorithm().ok_or_else(|| {
+                    PublishError::Ambi("manifests are signed with Ed25519, ECDSA P-256 or RSA-PSS keys".into())
+                })?;
+                if config.protection.is_some() || config.pn_len != 4 {
+                    return Err(PublishError::Ambi(
+                        "cleartext sessions with 4-byte packet numbers only (the packet sequence AMBI reads)".into(),
+                    ));
+                }
+                let local = socket.local_addr()?;
+                let source = config.source.unwrap_or(local.ip());
+                if source.is_unspecified() {
+                    return Err(PublishError::Ambi("the source address is needed (--source)".into()));
+                }
+                let header = PseudoHeader {
+                    source,
+                    destination: config.group.ip(),
+                    source_port: local.port(),
+                    destination_port: config.group.port(),
+                };
+                Some((ManifestBuilder::new(a.profile, header, a.per_manifest, a.overlap), Arc::clone(&a.key), alg))
+            }
         };
         if let Some(fec) = config.fec {
             // A GSO send crosses a veth or tunnel as one packet: one loss
@@ -334,6 +404,8 @@ impl Publisher {
             warnings,
             catalog: config.catalog.clone(),
             spools: HashMap::new(),
+            ambi,
+            ambi_batch: Vec::new(),
         })
     }
 
@@ -600,7 +672,20 @@ impl Publisher {
                 while bytes < self.batch_bytes {
                     let Some(d) = self.sender.poll_transmit(now) else { break };
                     bytes += d.len();
+                    if let Some((builder, _, _)) = &mut self.ambi {
+                        builder.add(self.sender.last_packet_number() as u32, &d);
+                    }
                     self.batch.push(d);
+                }
+            }
+            // AMBI: manifests covering this batch go out before it.
+            self.ambi_batch.clear();
+            if let Some((builder, key, alg)) = &mut self.ambi {
+                builder.flush();
+                while let Some(m) = builder.poll_manifest() {
+                    let sealed = inband::seal(&m, key, *alg).map_err(|e| PublishError::Ambi(e.to_string()))?;
+                    bytes += sealed.len();
+                    self.ambi_batch.push(sealed);
                 }
             }
             self.repair_batch.clear();
@@ -610,11 +695,14 @@ impl Publisher {
                 repair_bytes += d.len();
                 self.repair_batch.push(d);
             }
-            if self.batch.is_empty() && self.repair_batch.is_empty() {
+            if self.batch.is_empty() && self.repair_batch.is_empty() && self.ambi_batch.is_empty() {
                 return Ok(());
             }
             if let Some(at) = self.pacer.reserve(now, bytes + repair_bytes) {
                 tokio::time::sleep_until(at.into()).await;
+            }
+            if !self.ambi_batch.is_empty() {
+                self.socket.send_batch(self.repair_dest, &self.ambi_batch).await?;
             }
             if !self.batch.is_empty() {
                 self.socket.send_batch(self.dest, &self.batch).await?;

@@ -219,6 +219,11 @@ impl Gate {
         &self.stats
     }
 
+    /// Bytes per digest of its profile.
+    pub fn digest_len(&self) -> usize {
+        self.config.profile.digest_len()
+    }
+
     /// Bytes of datagrams held now.
     pub fn held_bytes(&self) -> usize {
         self.held_bytes

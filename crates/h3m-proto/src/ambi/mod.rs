@@ -240,6 +240,14 @@ impl PseudoHeader {
     }
 }
 
+/// The manifest stream identifier of a session when none is given: the
+/// first 4 bytes of the SHA-256 of its session ID (sender and receiver agree
+/// on it without saying).
+pub fn default_manifest_id(session_id: &crate::SessionId) -> u32 {
+    let d = ring::digest::digest(&ring::digest::SHA256, session_id.as_bytes());
+    u32::from_be_bytes([d.as_ref()[0], d.as_ref()[1], d.as_ref()[2], d.as_ref()[3]])
+}
+
 /// The packet sequence number of an h3m datagram (see the
 /// [module docs](self)): 4 bytes at offset 1 + `session_id_len`, as written
 /// with `--pn-len 4` (before header protection, if any, is removed).

@@ -151,6 +151,17 @@ struct Cli {
     #[arg(long, value_name = "RATE", default_value = "50M", value_parser = parse_rate, requires = "repair")]
     repair_rate: Rate,
 
+    /// Live: AMBI (draft-ietf-mboned-ambi): `inband` lets a datagram reach
+    /// the receiver only once a manifest signed by a --trust key lists its
+    /// digest (manifests multicast on the side port, see h3m-send --ambi);
+    /// everything else is dropped and counted (`ambi_*` in the summary).
+    #[arg(long, value_name = "inband", requires = "trust")]
+    ambi: Option<AmbiMode>,
+
+    /// The AMBI digest profile, as the sender's --ambi-digest.
+    #[arg(long, value_name = "ALG[/BITS]", default_value = "sha-256/128", requires = "ambi")]
+    ambi_digest: String,
+
     /// Live: no progress line on a terminal.
     #[arg(long)]
     quiet: bool,
@@ -226,6 +237,13 @@ fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
 
 fn parse_pin(text: &str) -> Result<[u8; 32], String> {
     h3m_unicast::tls::parse_pin(text).map_err(|e| e.to_string())
+}
+
+/// `--ambi`: where manifests come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AmbiMode {
+    /// Multicast on the session's side port, signed.
+    Inband,
 }
 
 /// A rate in bits/s; `None`: no cap.
@@ -360,6 +378,14 @@ fn main() -> ExitCode {
             (None, None) => None,
         };
         opts.repair = Some(repair);
+    }
+    if cli.ambi == Some(AmbiMode::Inband) {
+        let id = h3m_proto::ambi::default_manifest_id(&opts.session.session_id);
+        let profile = match h3m_proto::ambi::DigestProfile::parse(&cli.ambi_digest, id) {
+            Ok(p) => p,
+            Err(e) => return usage(format!("--ambi-digest: {e}")),
+        };
+        opts.ambi = Some(h3m_receiver::ambi::AmbiOptions { profile, trust: opts.session.verify.trust.clone() });
     }
     opts.amt = match (cli.amt, cli.amt_dns) {
         (Some(h3m_receiver::input::AmtRelay::Auto { .. }), dns) => Some(h3m_receiver::input::AmtRelay::Auto { dns }),

@@ -118,6 +118,8 @@ pub(crate) struct Session<'r, 'w, S: ResourceSink = crate::writer::ResourceWrite
     /// A use counter for [`Resource::touched`].
     clock_tick: u64,
     pub(crate) session_end: Option<&'static str>,
+    /// What AMBI's gate did (live runs with `--ambi`), for the summary.
+    pub(crate) ambi: Option<crate::ambi::AmbiCounters>,
     verify: VerifyOptions,
     clock: Clock,
 }
@@ -153,6 +155,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             lost_pending: Vec::new(),
             clock_tick: 0,
             session_end: None,
+            ambi: None,
             verify: VerifyOptions::default(),
             clock: Clock::None,
         }

@@ -148,6 +148,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             suppressed_lines: self.reporter.suppressed(),
             bytes_written: t.bytes_written,
             session_end: self.session_end,
+            ambi: self.ambi,
             capture,
             receiver: self.receiver.stats().clone(),
         };
