@@ -1833,3 +1833,53 @@ fn ambi_lets_no_forged_datagram_through_and_a_wrong_key_writes_nothing() {
         sent.stdout.trim().replace('\n', "; ")
     );
 }
+
+#[test]
+fn ambi_survives_5_percent_of_manifests_lost_and_withheld_manifests_let_nothing_through() {
+    let test = "ambi_survives_5_percent_of_manifests_lost_and_withheld_manifests_let_nothing_through";
+    if skip_unless_root(test) || skip_without_tools(test, false) {
+        return;
+    }
+    let _serial = serial_and_built();
+    let tmp = logs_dir();
+    let src = repair_payload(tmp.path(), &mut Rng(random_u64()));
+    let expected = tree_digests(&src);
+    let ssm = LossySsm::without_loss(false);
+    // 5% of the side port's datagrams (the manifests) dropped, none of the data.
+    let ruleset = format!(
+        "table inet h3mambiloss {{\n  chain in {{\n    type filter hook input priority 0;\n    \
+         udp dport {} numgen random mod 100 < 5 counter drop\n  }}\n}}\n",
+        ssm.port + 1
+    );
+    nft_in(&ssm.link.b, &ruleset);
+    let trust = test_key("ed25519.pub.pem");
+    let out = tmp.path().join("out");
+    let rx = start_receiver_with(&ssm.recv_spec("h3m-recv", &out, "5"), tmp.path(), &["--ambi", "inband", "--trust", &trust]);
+    // A receiver told of another side port never sees a manifest: it must
+    // write nothing, with every datagram held and then expired.
+    let out_none = tmp.path().join("out-none");
+    let rx_none = start_receiver_with(
+        &ssm.recv_spec("h3m-recv-no-manifests", &out_none, "5"),
+        tmp.path(),
+        &["--ambi", "inband", "--trust", &trust, "--fec-port", &(ssm.port + 7).to_string()],
+    );
+    let key = test_key("ed25519.key.pem");
+    let extra = vec![src.to_string_lossy().into_owned(), "--sign".into(), key, "--ambi".into(), "inband".into()];
+    run_sender(&ssm.send_spec("20M", extra), tmp.path(), Duration::from_secs(120));
+    let f = rx.wait(Duration::from_secs(60));
+    let f_none = rx_none.wait(Duration::from_secs(60));
+    let rep = Report::parse(&f);
+    assert_eq!(tree_digests(&out), expected, "{}", show(&f));
+    assert_eq!(f.code, Some(0), "{}", show(&f));
+    assert_eq!(rep.count("ambi_expired") + rep.count("ambi_over_budget"), 0, "{}", show(&f));
+    let rep_none = Report::parse(&f_none);
+    assert!(tree_digests(&out_none).is_empty(), "{}", show(&f_none));
+    assert_eq!((rep_none.count("ambi_authenticated"), rep_none.count("ambi_manifests")), (0, 0));
+    assert!(rep_none.count("ambi_expired") > 1000, "{}", show(&f_none));
+    eprintln!(
+        "{test}: {} files intact with 5% of manifests dropped ({} manifests got through); without manifests: {} datagrams expired, nothing written",
+        expected.len(),
+        rep.count("ambi_manifests"),
+        rep_none.count("ambi_expired")
+    );
+}
