@@ -1854,7 +1854,11 @@ fn ambi_survives_5_percent_of_manifests_lost_and_withheld_manifests_let_nothing_
     nft_in(&ssm.link.b, &ruleset);
     let trust = test_key("ed25519.pub.pem");
     let out = tmp.path().join("out");
-    let rx = start_receiver_with(&ssm.recv_spec("h3m-recv", &out, "5"), tmp.path(), &["--ambi", "inband", "--trust", &trust]);
+    let rx = start_receiver_with(
+        &ssm.recv_spec("h3m-recv", &out, "5"),
+        tmp.path(),
+        &["--ambi", "inband", "--trust", &trust],
+    );
     // A receiver told of another side port never sees a manifest: it must
     // write nothing, with every datagram held and then expired.
     let out_none = tmp.path().join("out-none");
