@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use h3m_proto::ambi::{self, DigestProfile, Gate, GateConfig, PseudoHeader, Released, inband};
 use h3m_proto::auth::VerifyingKey;
-use serde::Serialize;
 
 /// How to authenticate (`h3m-recv --ambi`).
 #[derive(Debug, Clone)]
@@ -21,30 +20,8 @@ pub struct AmbiOptions {
     pub trust: Vec<VerifyingKey>,
 }
 
-/// What AMBI did, for the summary.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct AmbiCounters {
-    /// Datagrams released to the receiver core.
-    pub authenticated: u64,
-    /// Of those, released on arrival (their manifest came first).
-    pub authenticated_on_arrival: u64,
-    /// Datagrams whose digest did not match their manifest's: dropped.
-    pub mismatched: u64,
-    /// Datagrams no manifest covered in time: dropped.
-    pub expired: u64,
-    /// Datagrams dropped because the hold budget was full.
-    pub over_budget: u64,
-    /// Replayed datagrams: dropped.
-    pub replays: u64,
-    /// Datagrams without a readable packet number: dropped.
-    pub unsequenced: u64,
-    /// Manifests accepted.
-    pub manifests: u64,
-    /// Manifest datagrams no trusted key verified.
-    pub manifests_bad_signature: u64,
-    /// Manifests malformed or of another stream.
-    pub manifests_refused: u64,
-}
+/// What AMBI did, for the summary: the gate's counters.
+pub type AmbiCounters = h3m_proto::ambi::GateStats;
 
 /// The gate of a live session.
 #[derive(Debug)]
@@ -53,8 +30,6 @@ pub(crate) struct AmbiReceiver {
     trust: Vec<VerifyingKey>,
     group: SocketAddr,
     session_id_len: usize,
-    bad_signature: u64,
-    refused: u64,
 }
 
 impl AmbiReceiver {
@@ -64,8 +39,6 @@ impl AmbiReceiver {
             trust: opts.trust.clone(),
             group,
             session_id_len,
-            bad_signature: 0,
-            refused: 0,
         }
     }
 
@@ -85,13 +58,12 @@ impl AmbiReceiver {
     pub(crate) fn on_manifest_datagram(&mut self, now: Instant, payload: &[u8]) {
         let len = self.gate_digest_len();
         match inband::open(payload, len, &self.trust) {
+            // A refused manifest is counted by the gate.
             Ok(m) => {
-                if self.gate.on_manifest(now, &m).is_err() {
-                    self.refused += 1;
-                }
+                let _ = self.gate.on_manifest(now, &m);
             }
-            Err(inband::InbandError::BadSignature) => self.bad_signature += 1,
-            Err(_) => self.refused += 1,
+            Err(inband::InbandError::BadSignature) => self.gate.bad_signature(),
+            Err(_) => self.gate.refuse_manifest(),
         }
     }
 
@@ -113,19 +85,7 @@ impl AmbiReceiver {
     }
 
     pub(crate) fn counters(&self) -> AmbiCounters {
-        let s = self.gate.stats();
-        AmbiCounters {
-            authenticated: s.authenticated,
-            authenticated_on_arrival: s.authenticated_on_arrival,
-            mismatched: s.mismatched,
-            expired: s.expired,
-            over_budget: s.over_budget,
-            replays: s.replays,
-            unsequenced: s.unsequenced,
-            manifests: s.manifests,
-            manifests_bad_signature: self.bad_signature,
-            manifests_refused: self.refused + s.manifests_refused,
-        }
+        *self.gate.stats()
     }
 }
 

@@ -1766,6 +1766,12 @@ fn start_injector(ns: &NetNs, group: &str, port: u16, source: &str, path: &Path,
     Proc::spawn("injector", Some(ns), Path::new("python3"), &["-c", &script], logs, Stdio::null())
 }
 
+/// `h3m-send` arguments: `src`, signed with the Ed25519 test key, AMBI in-band.
+fn ambi_sender_args(src: &Path) -> Vec<String> {
+    let key = test_key("ed25519.key.pem");
+    vec![src.to_string_lossy().into_owned(), "--sign".into(), key, "--ambi".into(), "inband".into()]
+}
+
 #[test]
 fn ambi_lets_no_forged_datagram_through_and_a_wrong_key_writes_nothing() {
     let test = "ambi_lets_no_forged_datagram_through_and_a_wrong_key_writes_nothing";
@@ -1798,8 +1804,7 @@ fn ambi_lets_no_forged_datagram_through_and_a_wrong_key_writes_nothing() {
     // Mbit/s is about 2 000 datagrams/s).
     let injector = start_injector(&ssm.link.a, &ssm.group, ssm.port, &ssm.source, &forged, 20_000, tmp.path());
     std::thread::sleep(Duration::from_millis(300));
-    let key = test_key("ed25519.key.pem");
-    let extra = vec![src.to_string_lossy().into_owned(), "--sign".into(), key, "--ambi".into(), "inband".into()];
+    let extra = ambi_sender_args(&src);
     let sent = run_sender(&ssm.send_spec("20M", extra), tmp.path(), Duration::from_secs(120));
     // (Killed: a receiver without AMBI would take its traffic for the session's.)
     drop(injector);
@@ -1867,8 +1872,7 @@ fn ambi_survives_5_percent_of_manifests_lost_and_withheld_manifests_let_nothing_
         tmp.path(),
         &["--ambi", "inband", "--trust", &trust, "--fec-port", &(ssm.port + 7).to_string()],
     );
-    let key = test_key("ed25519.key.pem");
-    let extra = vec![src.to_string_lossy().into_owned(), "--sign".into(), key, "--ambi".into(), "inband".into()];
+    let extra = ambi_sender_args(&src);
     run_sender(&ssm.send_spec("20M", extra), tmp.path(), Duration::from_secs(120));
     let f = rx.wait(Duration::from_secs(60));
     let f_none = rx_none.wait(Duration::from_secs(60));

@@ -114,14 +114,7 @@ mod tests {
     use crate::ambi::{Gate, GateConfig};
     use std::time::Instant;
 
-    fn header() -> PseudoHeader {
-        PseudoHeader {
-            source: [10, 0, 0, 1].into(),
-            destination: [232, 0, 0, 1].into(),
-            source_port: 4000,
-            destination_port: 2000,
-        }
-    }
+    use crate::ambi::test_header as header;
 
     #[test]
     fn every_digest_is_in_overlap_manifests_and_they_precede_their_data() {

@@ -139,6 +139,7 @@ pub enum GateError {
 
 /// What a gate did, counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct GateStats {
     /// Datagrams released (their digest matched).
     pub authenticated: u64,
@@ -156,8 +157,12 @@ pub struct GateStats {
     pub unsequenced: u64,
     /// Manifests accepted.
     pub manifests: u64,
-    /// Manifests refused (wrong stream or digest length).
+    /// Manifests refused: of another stream or digest length, or
+    /// malformed ([`Gate::refuse_manifest`]).
     pub manifests_refused: u64,
+    /// Manifests whose signature no trusted key verified
+    /// ([`Gate::bad_signature`]).
+    pub manifests_bad_signature: u64,
     /// Digests that expired unused.
     pub digests_expired: u64,
 }
@@ -339,6 +344,16 @@ impl Gate {
         }
     }
 
+    /// Counts a manifest the channel could not read (malformed).
+    pub fn refuse_manifest(&mut self) {
+        self.stats.manifests_refused += 1;
+    }
+
+    /// Counts a manifest whose signature did not verify.
+    pub fn bad_signature(&mut self) {
+        self.stats.manifests_bad_signature += 1;
+    }
+
     /// The next released datagram, oldest arrival first.
     pub fn poll_released(&mut self) -> Option<Released> {
         self.released.pop_front()
@@ -391,14 +406,7 @@ impl Gate {
 mod tests {
     use super::*;
 
-    fn header() -> PseudoHeader {
-        PseudoHeader {
-            source: [10, 0, 0, 1].into(),
-            destination: [232, 0, 0, 1].into(),
-            source_port: 4000,
-            destination_port: 2000,
-        }
-    }
+    use crate::ambi::test_header as header;
 
     fn profile() -> DigestProfile {
         DigestProfile::default_for(0x2a)

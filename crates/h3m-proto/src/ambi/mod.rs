@@ -257,6 +257,17 @@ pub fn packet_sequence(datagram: &[u8], session_id_len: usize) -> Option<u32> {
     Some(u32::from_be_bytes(bytes.try_into().ok()?))
 }
 
+/// The pseudo-header of the unit tests: 10.0.0.1:4000 to 232.0.0.1:2000.
+#[cfg(test)]
+pub(crate) fn test_header() -> PseudoHeader {
+    PseudoHeader {
+        source: [10, 0, 0, 1].into(),
+        destination: [232, 0, 0, 1].into(),
+        source_port: 4000,
+        destination_port: 2000,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
