@@ -85,7 +85,7 @@ impl AmbiReceiver {
     }
 
     pub(crate) fn counters(&self) -> AmbiCounters {
-        *self.gate.stats()
+        self.gate.stats()
     }
 }
 

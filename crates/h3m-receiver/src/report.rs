@@ -348,6 +348,8 @@ impl SummaryRecord {
                 ("ambi_manifests", a.manifests),
                 ("ambi_manifests_bad_signature", a.manifests_bad_signature),
                 ("ambi_manifests_refused", a.manifests_refused),
+                ("ambi_release_delay_p50_us", a.release_delay_p50_us),
+                ("ambi_release_delay_p99_us", a.release_delay_p99_us),
             ] {
                 line.push_str(&format!(" {key}={value}"));
             }

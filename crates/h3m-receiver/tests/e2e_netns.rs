@@ -1818,6 +1818,8 @@ fn ambi_lets_no_forged_datagram_through_and_a_wrong_key_writes_nothing() {
     let dropped = rep.count("ambi_mismatched") + rep.count("ambi_expired") + rep.count("ambi_over_budget");
     assert!(rep.count("ambi_authenticated") > 0 && dropped > 1000, "{}", show(&f));
     assert_eq!(rep.count("ambi_manifests_bad_signature"), 0);
+    // Manifests travel ahead: the gate adds (nearly) no delay.
+    assert!(rep.count("ambi_release_delay_p99_us") <= 32_768, "{}", show(&f));
     // Without it, the forgeries reach the receiver and files fail.
     assert_ne!(f_plain.code, Some(0), "the forgeries did no harm? {}", show(&f_plain));
     assert_eq!(wrong_files(&out_plain, &expected), Vec::<String>::new(), "wrong bytes written: {}", show(&f_plain));
@@ -1828,11 +1830,13 @@ fn ambi_lets_no_forged_datagram_through_and_a_wrong_key_writes_nothing() {
     assert_eq!(rep_wrong.count("ambi_authenticated"), 0);
     assert!(rep_wrong.count("ambi_manifests_bad_signature") > 0, "{}", show(&f_wrong));
     eprintln!(
-        "{test}: {} files intact; {} datagrams authenticated ({} on arrival), {dropped} forged dropped; \
-         without AMBI: {}; wrong key: {} manifests refused\n  sender: {}",
+        "{test}: {} files intact; {} datagrams authenticated ({} on arrival, release delay p50/p99 {}/{} µs), \
+         {dropped} forged dropped; without AMBI: {}; wrong key: {} manifests refused\n  sender: {}",
         expected.len(),
         rep.count("ambi_authenticated"),
         rep.count("ambi_on_arrival"),
+        rep.count("ambi_release_delay_p50_us"),
+        rep.count("ambi_release_delay_p99_us"),
         f_plain.stderr.lines().last().unwrap_or_default(),
         rep_wrong.count("ambi_manifests_bad_signature"),
         sent.stdout.trim().replace('\n', "; ")

@@ -165,7 +165,16 @@ pub struct GateStats {
     pub manifests_bad_signature: u64,
     /// Digests that expired unused.
     pub digests_expired: u64,
+    /// The median time from a datagram's arrival to its release, in
+    /// microseconds (0: released on arrival), to a power of two.
+    pub release_delay_p50_us: u64,
+    /// The 99th percentile of that time, in microseconds, to a power of two.
+    pub release_delay_p99_us: u64,
 }
+
+/// Release delays in powers of two of microseconds: bucket `i` holds delays
+/// below `2^i` µs (bucket 0: none), the last everything longer.
+const DELAY_BUCKETS: usize = 24;
 
 /// A datagram released by the gate, with the time it arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,6 +207,7 @@ pub struct Gate {
     held_bytes: usize,
     released: VecDeque<Released>,
     stats: GateStats,
+    delays: [u64; DELAY_BUCKETS],
     scratch: Vec<u8>,
 }
 
@@ -215,13 +225,41 @@ impl Gate {
             held_bytes: 0,
             released: VecDeque::new(),
             stats: GateStats::default(),
+            delays: [0; DELAY_BUCKETS],
             scratch: vec![0; len],
         }
     }
 
-    /// The counters.
-    pub fn stats(&self) -> &GateStats {
-        &self.stats
+    /// The counters, with the release delay's percentiles.
+    pub fn stats(&self) -> GateStats {
+        let mut s = self.stats;
+        s.release_delay_p50_us = self.delay_percentile(50);
+        s.release_delay_p99_us = self.delay_percentile(99);
+        s
+    }
+
+    /// Notes a release `delay` after arrival.
+    fn note_delay(&mut self, delay: Duration) {
+        let us = delay.as_micros().min(u128::from(u64::MAX)) as u64;
+        let bucket = (u64::BITS - us.leading_zeros()) as usize;
+        self.delays[bucket.min(DELAY_BUCKETS - 1)] += 1;
+    }
+
+    /// The `pct` percentile of release delays, as its bucket's bound in µs.
+    fn delay_percentile(&self, pct: u64) -> u64 {
+        let total: u64 = self.delays.iter().sum();
+        if total == 0 {
+            return 0;
+        }
+        let want = (total * pct).div_ceil(100);
+        let mut seen = 0;
+        for (i, n) in self.delays.iter().enumerate() {
+            seen += n;
+            if seen >= want {
+                return if i == 0 { 0 } else { 1 << i };
+            }
+        }
+        1 << (DELAY_BUCKETS - 1)
     }
 
     /// Bytes per digest of its profile.
@@ -268,6 +306,7 @@ impl Gate {
                 self.use_digest(seq);
                 self.stats.authenticated += 1;
                 self.stats.authenticated_on_arrival += 1;
+                self.note_delay(Duration::ZERO);
                 self.released.push_back(Released { arrival: now, datagram: datagram.to_vec() });
             } else {
                 self.stats.mismatched += 1;
@@ -312,6 +351,7 @@ impl Gate {
                     self.held_bytes -= h.datagram.len();
                     if !found && self.matches(&h.header, &h.datagram, digest) {
                         found = true;
+                        self.note_delay(now.saturating_duration_since(h.arrival));
                         released.push(Released { arrival: h.arrival, datagram: h.datagram });
                     } else {
                         self.stats.mismatched += 1;
