@@ -4,6 +4,14 @@
 //! by a trusted key lists its digest; manifests come multicast on the
 //! session's side port ([`h3m_proto::ambi::inband`]). Nothing reaches the
 //! core unauthenticated.
+//!
+//! Signatures are verified when needed: when a datagram comes that no known
+//! digest covers, the newest pending manifest covering it is verified.
+//! Manifests overlap (a sender sends several before each batch of
+//! datagrams), so that one usually covers the others, which are then dropped
+//! unverified: about one verification per batch instead of one per
+//! manifest. While datagrams are held, every pending manifest is verified
+//! at once.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -30,7 +38,12 @@ pub(crate) struct AmbiReceiver {
     trust: Vec<VerifyingKey>,
     group: SocketAddr,
     session_id_len: usize,
+    /// Manifest datagrams not verified yet, oldest first.
+    pending: std::collections::VecDeque<Vec<u8>>,
 }
+
+/// Manifest datagrams kept unverified at most (then they are verified).
+const MAX_PENDING: usize = 64;
 
 impl AmbiReceiver {
     pub(crate) fn new(opts: &AmbiOptions, group: SocketAddr, session_id_len: usize) -> Self {
@@ -39,6 +52,7 @@ impl AmbiReceiver {
             trust: opts.trust.clone(),
             group,
             session_id_len,
+            pending: std::collections::VecDeque::new(),
         }
     }
 
@@ -51,13 +65,25 @@ impl AmbiReceiver {
             destination_port: self.group.port(),
         };
         let seq = ambi::packet_sequence(payload, self.session_id_len);
+        if let Some(s) = seq {
+            // The newest pending manifest that covers it (usually covering the
+            // others too), until its digest is known or none covers it.
+            while !self.gate.knows(s) {
+                let covering = |d: &Vec<u8>| {
+                    inband::peek_coverage(d).is_some_and(|(first, count)| (s.wrapping_sub(first) as usize) < count)
+                };
+                let Some(i) = self.pending.iter().rposition(covering) else { break };
+                self.verify_at(now, i);
+            }
+        }
         self.gate.on_datagram(now, header, seq, payload);
     }
 
-    /// A datagram of the side port that is an in-band manifest.
-    pub(crate) fn on_manifest_datagram(&mut self, now: Instant, payload: &[u8]) {
-        let len = self.gate_digest_len();
-        match inband::open(payload, len, &self.trust) {
+    /// Verifies pending manifest `i`, then drops the pending ones that bring
+    /// nothing new any more.
+    fn verify_at(&mut self, now: Instant, i: usize) {
+        let Some(d) = self.pending.remove(i) else { return };
+        match inband::open(&d, self.gate.digest_len(), &self.trust) {
             // A refused manifest is counted by the gate.
             Ok(m) => {
                 let _ = self.gate.on_manifest(now, &m);
@@ -65,10 +91,30 @@ impl AmbiReceiver {
             Err(inband::InbandError::BadSignature) => self.gate.bad_signature(),
             Err(_) => self.gate.refuse_manifest(),
         }
+        let gate = &self.gate;
+        self.pending.retain(|d| !inband::peek_coverage(d).is_some_and(|(first, count)| gate.covers(first, count)));
     }
 
-    fn gate_digest_len(&self) -> usize {
-        self.gate.digest_len()
+    /// Verifies every pending manifest that brings something new.
+    fn verify_all(&mut self, now: Instant) {
+        while !self.pending.is_empty() {
+            let last = self.pending.len() - 1;
+            self.verify_at(now, last);
+        }
+    }
+
+    /// A datagram of the side port that is an in-band manifest: kept until
+    /// needed (verified at once while datagrams wait).
+    pub(crate) fn on_manifest_datagram(&mut self, now: Instant, payload: &[u8]) {
+        if self.pending.len() >= MAX_PENDING {
+            // Manifests ahead of data not read yet: verify the oldest rather
+            // than drop it (it covers the datagrams that come next).
+            self.verify_at(now, 0);
+        }
+        self.pending.push_back(payload.to_vec());
+        if self.gate.held_bytes() > 0 {
+            self.verify_all(now);
+        }
     }
 
     /// The next datagram released to the core.
@@ -92,4 +138,54 @@ impl AmbiReceiver {
 /// Whether a side-port datagram is an in-band manifest.
 pub(crate) fn is_manifest(payload: &[u8]) -> bool {
     inband::is_inband(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use h3m_proto::ambi::ManifestBuilder;
+    use h3m_proto::auth::{SignatureAlgorithm, SigningKey};
+
+    fn key(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/../../interop/vectors/keys/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    /// A batch's manifests come first; verifying the newest covers the rest,
+    /// so one signature is checked per batch, and every datagram is released.
+    #[test]
+    fn one_verification_per_batch_of_overlapping_manifests() {
+        let signer = SigningKey::from_pem(&key("ed25519.key.pem")).unwrap();
+        let profile = ambi::DigestProfile::default_for(9);
+        let group: SocketAddr = "232.0.0.1:2000".parse().unwrap();
+        let source: SocketAddr = "10.0.0.1:4000".parse().unwrap();
+        let header =
+            PseudoHeader { source: source.ip(), destination: group.ip(), source_port: 4000, destination_port: 2000 };
+        let mut builder = ManifestBuilder::new(profile, header, 64, 4);
+        let opts = AmbiOptions { profile, trust: vec![signer.verifying_key()] };
+        let mut rx = AmbiReceiver::new(&opts, group, 1);
+        let now = Instant::now();
+        let mut released = 0;
+        for batch in 0..10u32 {
+            let datagrams: Vec<Vec<u8>> = (0..64u32)
+                .map(|i| {
+                    let pn = batch * 64 + i;
+                    [&[0x43u8, 0x2a][..], &pn.to_be_bytes(), &[7u8; 100]].concat()
+                })
+                .collect();
+            for (i, d) in datagrams.iter().enumerate() {
+                builder.add(batch * 64 + i as u32, d);
+            }
+            builder.flush();
+            while let Some(m) = builder.poll_manifest() {
+                rx.on_manifest_datagram(now, &inband::seal(&m, &signer, SignatureAlgorithm::Ed25519).unwrap());
+            }
+            for d in &datagrams {
+                rx.on_session(now, source, d);
+                released += std::iter::from_fn(|| rx.poll_released()).count();
+            }
+        }
+        let c = rx.counters();
+        assert_eq!((released, c.authenticated_on_arrival), (640, 640));
+        assert_eq!(c.manifests, 10, "one verified manifest per batch: {c:?}");
+    }
 }

@@ -262,6 +262,18 @@ impl Gate {
         1 << (DELAY_BUCKETS - 1)
     }
 
+    /// Whether the digest of packet `seq` is known (waiting, or used and
+    /// held down).
+    pub fn knows(&self, seq: u32) -> bool {
+        self.digests.contains_key(&seq) || self.used.contains(seq)
+    }
+
+    /// Whether the digests of packets `first .. first + count` are all known
+    /// (a manifest covering only those brings nothing new).
+    pub fn covers(&self, first: u32, count: usize) -> bool {
+        (0..count as u32).all(|i| self.knows(first.wrapping_add(i)))
+    }
+
     /// Bytes per digest of its profile.
     pub fn digest_len(&self) -> usize {
         self.config.profile.digest_len()

@@ -93,6 +93,19 @@ pub fn is_inband(datagram: &[u8]) -> bool {
     datagram.starts_with(INBAND_MAGIC)
 }
 
+/// The first packet sequence number and digest count an in-band manifest
+/// claims, read without checking its signature (to skip verifying one that
+/// would bring nothing new); `None` if it is not one.
+pub fn peek_coverage(datagram: &[u8]) -> Option<(u32, usize)> {
+    if !is_inband(datagram) || datagram.get(4) != Some(&VERSION) {
+        return None;
+    }
+    let m = datagram.get(8..8 + 14)?;
+    let first = u32::from_be_bytes([m[8], m[9], m[10], m[11]]);
+    let count = usize::from(u16::from_be_bytes([m[12], m[13]]) & 0x7fff);
+    Some((first, count))
+}
+
 /// The manifest in `datagram`, if one of `trust` verifies its signature;
 /// digests are `digest_len` bytes.
 pub fn open(datagram: &[u8], digest_len: usize, trust: &[VerifyingKey]) -> Result<Manifest, InbandError> {
@@ -128,6 +141,7 @@ mod tests {
         let signer = SigningKey::from_pem(&pem("ed25519.key.pem")).unwrap();
         let d = seal(&manifest(), &signer, SignatureAlgorithm::Ed25519).unwrap();
         assert!(is_inband(&d));
+        assert_eq!(peek_coverage(&d), Some((77, 4)));
         assert_eq!(d.len(), 8 + 14 + 64 + 64);
         assert_eq!(open(&d, 16, &[signer.verifying_key()]), Ok(manifest()));
         // Another key, a flipped bit anywhere, or a truncation: refused.
