@@ -67,6 +67,9 @@ pub struct LiveOptions {
     /// AMBI: every datagram authenticated by a signed manifest before the
     /// receiver core sees it (`h3m-recv --ambi`); `None`: none.
     pub ambi: Option<crate::ambi::AmbiOptions>,
+    /// The AMBI digest profile the advertisement announces (`ambi=inband`,
+    /// `ambi-digest`), for `h3m-recv --ambi auto`; `None`: it announces none.
+    pub advertised_ambi: Option<String>,
     /// The repair origin the advertisement names, for [`RepairOrigin::Auto`].
     ///
     /// [`RepairOrigin::Auto`]: crate::unicast_repair::RepairOrigin::Auto
@@ -92,6 +95,7 @@ impl LiveOptions {
             repair_port: group.port().checked_add(1),
             repair: None,
             ambi: None,
+            advertised_ambi: None,
             advertised_repair: AdvertisedOrigin::default(),
         }
     }
@@ -105,6 +109,8 @@ impl LiveOptions {
         opts.session = SessionConfig::from_advertisement(adv)?;
         opts.repair_port = adv.repair_port();
         opts.advertised_repair = AdvertisedOrigin { url: adv.repair_origin.clone(), pin: adv.repair_pin };
+        opts.advertised_ambi =
+            adv.ambi.as_ref().map(|_| adv.ambi_digest.clone().unwrap_or_else(|| "sha-256/128".into()));
         Ok(opts)
     }
 }

@@ -149,6 +149,10 @@ impl PublisherConfig {
         }
         adv.fec = self.fec;
         adv.fec_port = self.fec.and(self.fec_port);
+        if let Some(a) = &self.ambi {
+            adv.ambi = Some("inband".into());
+            adv.ambi_digest = Some(a.profile.to_string());
+        }
         if let Some((url, pin)) = &self.repair_origin {
             adv.repair_origin = Some(url.clone());
             adv.repair_pin = *pin;
@@ -723,6 +727,19 @@ pub use h3m_proto::http::digest::sha256;
 mod tests {
     use super::*;
     use h3m_proto::auth::KeyType;
+
+    #[test]
+    fn the_advertisement_announces_ambi() {
+        let pem =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/vectors/keys/ed25519.key.pem")).unwrap();
+        let mut config = PublisherConfig::new("232.0.0.1:2000".parse().unwrap());
+        let profile = DigestProfile::parse("blake2b/96", 1).unwrap();
+        config.ambi = Some(AmbiConfig::new(profile, Arc::new(SigningKey::from_pem(&pem).unwrap())));
+        let text = config.advertisement().to_string();
+        assert!(text.contains(r#"; ambi=inband; ambi-digest="blake2b/96""#), "{text}");
+        let adv = h3m_proto::altsvc::parse_one(&text).unwrap();
+        assert_eq!(adv.ambi_digest.as_deref(), Some("blake2b/96"));
+    }
 
     #[test]
     fn hmac_signers() {

@@ -13,7 +13,7 @@ impl fmt::Display for Advertisement {
     /// (source-address, session-id, session-idle-timeout, max-concurrent-resources,
     /// peak-flow-rate, cipher-suite, key, iv, digest-algorithm, signature-algorithm,
     /// extensions, ma, persist, fec, fec-port, repair,
-    /// repair-pin, then unknown ones), lowercase hex, quoted authority.
+    /// repair-pin, ambi, ambi-digest, then unknown ones), lowercase hex, quoted authority.
     /// [`parse_one`](super::parse_one) reads it back equal for any advertisement that passes
     /// [`Advertisement::validate`].
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -46,6 +46,8 @@ impl fmt::Debug for Advertisement {
             .field("fec_port", &self.fec_port)
             .field("repair_origin", &self.repair_origin)
             .field("repair_pin", &self.repair_pin.map(hex::encode))
+            .field("ambi", &self.ambi)
+            .field("ambi_digest", &self.ambi_digest)
             .field("unknown", &self.unknown)
             .finish()
     }
@@ -143,6 +145,12 @@ impl fmt::Display for Shown<'_> {
         }
         if let Some(pin) = &ad.repair_pin {
             write!(f, "; repair-pin={}", hex::encode(pin))?;
+        }
+        if let Some(ambi) = &ad.ambi {
+            write!(f, "; ambi={ambi}")?;
+        }
+        if let Some(digest) = &ad.ambi_digest {
+            write!(f, "; ambi-digest=\"{digest}\"")?;
         }
         for (name, value) in &ad.unknown {
             write!(f, "; {name}={}", Value(value))?;

@@ -132,6 +132,8 @@ pub const KNOWN_PARAMETERS: &[&str] = &[
     "fec-port",
     "repair",
     "repair-pin",
+    "ambi",
+    "ambi-digest",
 ];
 
 /// One h3m session advertisement: a single `h3m...` alt-value of an `Alt-Svc` field.
@@ -205,6 +207,11 @@ pub struct Advertisement {
     /// h3m's `repair-pin`: the SHA-256 of the repair origin's certificate
     /// (a self-signed one), in hex.
     pub repair_pin: Option<[u8; 32]>,
+    /// h3m's `ambi`: how AMBI manifests travel (`inband`: signed, on the
+    /// side port); `None`: the session has no AMBI.
+    pub ambi: Option<String>,
+    /// h3m's `ambi-digest`: the AMBI digest profile (`sha-256/128`, ...).
+    pub ambi_digest: Option<String>,
     /// Parameters this module does not interpret, in order, name in lowercase, value
     /// unescaped (for example the undefined `max-packet-size` of the draft's
     /// Appendix C).
@@ -306,6 +313,8 @@ impl Advertisement {
             fec_port: None,
             repair_origin: None,
             repair_pin: None,
+            ambi: None,
+            ambi_digest: None,
             unknown: Vec::new(),
         }
     }

@@ -98,6 +98,18 @@ pub(super) fn build(raw: RawAlt) -> Result<Advertisement, AltSvcError> {
                     reason: "not a SHA-256 in hex (64 digits)",
                 })?);
             }
+            "ambi" => {
+                if v != "inband" {
+                    return Err(AltSvcError::BadParameter { name: name.clone(), reason: "not inband" });
+                }
+                ad.ambi = Some(v.to_owned());
+            }
+            "ambi-digest" => {
+                if crate::ambi::DigestProfile::parse(v, 0).is_err() {
+                    return Err(AltSvcError::BadParameter { name: name.clone(), reason: "not ALG[/BITS]" });
+                }
+                ad.ambi_digest = Some(v.to_owned());
+            }
             _ => ad.unknown.push((name, value)),
         }
     }

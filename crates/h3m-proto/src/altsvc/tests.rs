@@ -623,3 +623,19 @@ fn repair_origin_and_pin_round_trip_and_bad_ones_are_refused() {
         Err(AltSvcError::BadParameter { name, .. }) if name == "repair-pin"
     ));
 }
+
+#[test]
+fn ambi_parameters_round_trip_and_bad_ones_are_refused() {
+    let ad = parse_one(r#"h3m-07="232.0.0.1:2000"; source-address="10.0.0.1"; ambi=inband; ambi-digest="blake2b/96""#)
+        .unwrap();
+    assert_eq!((ad.ambi.as_deref(), ad.ambi_digest.as_deref()), (Some("inband"), Some("blake2b/96")));
+    assert_eq!(parse_one(&ad.to_string()).unwrap(), ad);
+    assert!(matches!(
+        parse_one(r#"h3m-07="232.0.0.1:2000"; ambi=https"#),
+        Err(AltSvcError::BadParameter { name, .. }) if name == "ambi"
+    ));
+    assert!(matches!(
+        parse_one(r#"h3m-07="232.0.0.1:2000"; ambi-digest="md5/128""#),
+        Err(AltSvcError::BadParameter { name, .. }) if name == "ambi-digest"
+    ));
+}

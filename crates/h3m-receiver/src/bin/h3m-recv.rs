@@ -155,12 +155,15 @@ struct Cli {
     /// the receiver only once a manifest signed by a --trust key lists its
     /// digest (manifests multicast on the side port, see h3m-send --ambi);
     /// everything else is dropped and counted (`ambi_*` in the summary).
-    #[arg(long, value_name = "inband", requires = "trust")]
+    /// `auto`: as the --alt-svc advertisement announces (`ambi=inband`,
+    /// `ambi-digest`); an error if it announces none.
+    #[arg(long, value_name = "auto|inband", requires = "trust")]
     ambi: Option<AmbiMode>,
 
-    /// The AMBI digest profile, as the sender's --ambi-digest.
-    #[arg(long, value_name = "ALG[/BITS]", default_value = "sha-256/128", requires = "ambi")]
-    ambi_digest: String,
+    /// The AMBI digest profile, as the sender's --ambi-digest [default: the
+    /// advertisement's, else sha-256/128].
+    #[arg(long, value_name = "ALG[/BITS]", requires = "ambi")]
+    ambi_digest: Option<String>,
 
     /// Live: no progress line on a terminal.
     #[arg(long)]
@@ -242,6 +245,8 @@ fn parse_pin(text: &str) -> Result<[u8; 32], String> {
 /// `--ambi`: where manifests come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum AmbiMode {
+    /// As the advertisement announces.
+    Auto,
     /// Multicast on the session's side port, signed.
     Inband,
 }
@@ -379,9 +384,19 @@ fn main() -> ExitCode {
         };
         opts.repair = Some(repair);
     }
-    if cli.ambi == Some(AmbiMode::Inband) {
+    if let Some(mode) = cli.ambi {
+        let digest = match (mode, &cli.ambi_digest, &opts.advertised_ambi) {
+            (_, Some(d), _) => d.clone(),
+            (_, None, Some(d)) => d.clone(),
+            (AmbiMode::Inband, None, None) => "sha-256/128".to_owned(),
+            (AmbiMode::Auto, None, None) => {
+                return usage(
+                    "--ambi auto: the advertisement announces no AMBI (ambi=inband); give --ambi inband".into(),
+                );
+            }
+        };
         let id = h3m_proto::ambi::default_manifest_id(&opts.session.session_id);
-        let profile = match h3m_proto::ambi::DigestProfile::parse(&cli.ambi_digest, id) {
+        let profile = match h3m_proto::ambi::DigestProfile::parse(&digest, id) {
             Ok(p) => p,
             Err(e) => return usage(format!("--ambi-digest: {e}")),
         };
