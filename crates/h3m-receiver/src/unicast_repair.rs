@@ -181,6 +181,11 @@ type LookupResult = (u64, Result<Option<Listed>, String>);
 /// The most lookups in flight at once.
 const MAX_LOOKUPS: usize = 16;
 
+/// The most pushes looked up in one session: streams that turn up without
+/// a promise cost one small request each, and forged ones must not make a
+/// receiver ask without end (about 6 MiB of answers kept at most).
+const MAX_LOOKED_UP: usize = 65_536;
+
 /// A session's unicast repair: one connection per origin (made when first
 /// needed; a failure is kept), lookups of lost promises in the origin's
 /// listing (each push once, during the session as soon as a stream turns
@@ -265,7 +270,7 @@ impl<'a> Repairer<'a> {
     fn look_up<S: ResourceSink>(&mut self, session: &Session<'_, '_, S>, ids: Vec<u64>) {
         let Some(url) = self.origin_for(session.authority_seen().as_deref()) else { return };
         for id in ids {
-            if self.lookups.len() >= MAX_LOOKUPS {
+            if self.lookups.len() >= MAX_LOOKUPS || self.listed.len() >= MAX_LOOKED_UP {
                 break;
             }
             if self.listed.contains_key(&id) {

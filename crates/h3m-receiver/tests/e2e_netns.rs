@@ -1402,20 +1402,11 @@ fn repair_identity(dir: &Path) -> (String, String, String) {
     (cert.to_string_lossy().into_owned(), key.to_string_lossy().into_owned(), pin)
 }
 
-/// Drops `percent`% of the datagrams to `port` and `port + 1` on input,
-/// counting what it drops.
-fn counted_loss_ruleset(port: u16, percent: u32) -> String {
-    format!(
-        "table inet h3mrepairloss {{\n  chain in {{\n    type filter hook input priority 0;\n    \
-         udp dport {{ {port}, {} }} numgen random mod 100 < {percent} counter drop\n  }}\n}}\n",
-        port + 1
-    )
-}
-
-/// The bytes (IP packets) the counted loss rule dropped.
+/// The bytes (IP packets) the loss rule of [`fec_loss_ruleset`] dropped
+/// (its rule must end in `counter`).
 fn dropped_bytes(ns: &NetNs) -> u64 {
     let out = Command::new("ip")
-        .args(["netns", "exec", ns.name(), "nft", "list", "table", "inet", "h3mrepairloss"])
+        .args(["netns", "exec", ns.name(), "nft", "list", "table", "inet", "h3mfecloss"])
         .output()
         .expect("nft list");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -1494,8 +1485,7 @@ impl RepairLab {
         let tmp = logs_dir();
         let src = payload(tmp.path(), &mut Rng(random_u64()));
         let expected = tree_digests(&src);
-        let ssm = LossySsm::without_loss(false);
-        nft_in(&ssm.link.b, &counted_loss_ruleset(ssm.port, 5));
+        let ssm = LossySsm::new("numgen random mod 100 < 5 counter", false);
         let (cert, key, pin) = repair_identity(tmp.path());
         RepairLab { tmp, src, expected, ssm, cert, key, pin }
     }

@@ -333,6 +333,13 @@ impl Gate {
         self.held_bytes += datagram.len();
         self.held.entry(seq).or_default().push(Held { arrival: now, header, datagram: datagram.to_vec() });
         self.held_order.push_back((now, seq));
+        // Entries of datagrams a manifest already took stay until their hold
+        // time: under a flood of held-then-refused forgeries, drop them
+        // early so the order grows with what is held, not with the rate.
+        if self.held_order.len() > 2 * self.held.len() + 1024 {
+            let held = &self.held;
+            self.held_order.retain(|(at, seq)| held.get(seq).is_some_and(|c| c.iter().any(|h| h.arrival == *at)));
+        }
     }
 
     /// An authenticated manifest arrived at `now` (its channel is the
@@ -571,6 +578,23 @@ mod tests {
         assert_eq!(g.held_bytes(), 0);
         assert!(g.stats().expired > 0);
         assert!(drain(&mut g).is_empty());
+    }
+
+    #[test]
+    fn the_hold_order_stays_in_step_with_what_is_held_under_a_flood() {
+        let mut g = Gate::new(GateConfig::new(profile()));
+        let t0 = Instant::now();
+        // Forgeries held, then refused by their manifest, over and over.
+        for round in 0..200u32 {
+            for s in 0..64 {
+                let mut forged = datagram(round * 64 + s);
+                forged[50] ^= 1;
+                g.on_datagram(t0, header(), Some(round * 64 + s), &forged);
+            }
+            g.on_manifest(t0, &manifest(round * 64, 64)).unwrap();
+        }
+        assert_eq!((g.stats().mismatched, g.held_bytes()), (200 * 64, 0));
+        assert!(g.held_order.len() <= 1024 + 64, "{}", g.held_order.len());
     }
 
     #[test]

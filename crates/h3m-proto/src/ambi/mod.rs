@@ -244,8 +244,8 @@ impl PseudoHeader {
 /// first 4 bytes of the SHA-256 of its session ID (sender and receiver agree
 /// on it without saying).
 pub fn default_manifest_id(session_id: &crate::SessionId) -> u32 {
-    let d = ring::digest::digest(&ring::digest::SHA256, session_id.as_bytes());
-    u32::from_be_bytes([d.as_ref()[0], d.as_ref()[1], d.as_ref()[2], d.as_ref()[3]])
+    let d = crate::http::digest::sha256(session_id.as_bytes());
+    u32::from_be_bytes([d[0], d[1], d[2], d[3]])
 }
 
 /// The packet sequence number of an h3m datagram (see the
