@@ -5,8 +5,10 @@
 //! `.h3m-partial-<push id>-<process id>`, created exclusively (`O_EXCL`, never
 //! through a symlink). Body bytes are written at their offsets as they arrive
 //! (`pwrite`), so the body is never held in memory. The SHA-256 is computed
-//! while the bytes arrive in order; bytes that arrived ahead of a gap are read
-//! back from the file once the gap is filled.
+//! off the receive loop, by the [`HashWorker`] thread, over each range of the
+//! file once it follows the hashed prefix (bytes that arrived ahead of a gap
+//! are hashed once the gap is filled); a small body that is still gathered in
+//! memory when it completes is hashed there, at once.
 //!
 //! A complete push is [committed](ResourceWriter::commit): the byte coverage is
 //! checked against the body length, the file is synced, the missing parent
@@ -21,8 +23,11 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use ring::digest;
 
+use crate::hash_worker::{HashKey, HashWorker};
 use crate::paths::{self, PathError, PlaceError};
 
 /// The name prefix of temporary files; a `:path` whose first component starts
@@ -36,9 +41,6 @@ fn stale_partial_pid(name: &[u8]) -> Option<u32> {
     push.parse::<u64>().ok()?;
     pid.parse().ok()
 }
-
-/// Read-back buffer size when hashing bytes that arrived out of order.
-const READ_BACK_CHUNK: usize = 64 * 1024;
 
 /// Contiguous body bytes gathered before one `pwrite`: a write per datagram
 /// costs about 1.1 µs, a write per 64 KiB about 0.5 µs per datagram's worth.
@@ -109,12 +111,17 @@ pub struct Written {
 /// unless it was committed.
 pub struct PartialFile {
     /// The temporary file, created when the first bytes must leave the write
-    /// buffer (a small resource that is given up never touches the disk).
-    file: Option<File>,
+    /// buffer (a small resource that is given up never touches the disk);
+    /// shared with the [`HashWorker`] while it hashes a range of it.
+    file: Option<Arc<File>>,
     temp: PathBuf,
-    hasher: digest::Context,
-    /// Every byte below this offset is written and hashed.
+    /// This file's hash in the [`HashWorker`].
+    hash_key: HashKey,
+    /// Every byte below this offset is written (the hashed prefix, once the
+    /// worker has caught up).
     hashed_to: u64,
+    /// Bytes below this offset are queued for the worker's hash.
+    queued_to: u64,
     /// Written ranges above `hashed_to` (start -> end, merged, disjoint).
     pending: BTreeMap<u64, u64>,
     /// Whether a byte was written twice (the hash is then recomputed from the file).
@@ -149,8 +156,9 @@ impl PartialFile {
         Ok(PartialFile {
             file: None,
             temp,
-            hasher: digest::Context::new(&digest::SHA256),
+            hash_key: HashWorker::get().key(),
             hashed_to: 0,
+            queued_to: 0,
             pending: BTreeMap::new(),
             overlap: false,
             written: 0,
@@ -176,7 +184,7 @@ impl PartialFile {
     }
 
     /// The temporary file, created now if it was not yet.
-    fn file(&mut self) -> Result<&File, WriteError> {
+    fn file(&mut self) -> Result<&Arc<File>, WriteError> {
         if self.file.is_none() {
             let mut options = OpenOptions::new();
             options.read(true).write(true);
@@ -189,7 +197,7 @@ impl PartialFile {
             }
             match options.open(&self.temp) {
                 Ok(f) => {
-                    self.file = Some(f);
+                    self.file = Some(Arc::new(f));
                     self.created = true;
                 }
                 Err(source) => return Err(self.io(source)),
@@ -199,8 +207,8 @@ impl PartialFile {
     }
 
     /// Writes out what is gathered and closes the file (its descriptor is
-    /// freed; the next write opens it again). For resources kept a while
-    /// for a repair.
+    /// freed once the hashing worker is done with it; the next write opens it
+    /// again). For resources kept a while for a repair.
     pub fn park(&mut self) -> Result<(), WriteError> {
         self.flush()?;
         self.file = None;
@@ -223,15 +231,16 @@ impl PartialFile {
         self.buffered_write(offset, data)?;
         self.written += data.len() as u64;
         if offset < self.hashed_to {
-            // Bytes already hashed are written again: hash the whole file at the end.
+            // Bytes already accounted for are written again: hash the whole file at the end.
             self.overlap = true;
             if end <= self.hashed_to {
                 return Ok(());
             }
-            let skip = usize::try_from(self.hashed_to - offset).unwrap_or(data.len());
-            return self.add(self.hashed_to, data.get(skip..).unwrap_or_default());
+            self.add(self.hashed_to, end);
+            return Ok(());
         }
-        self.add(offset, data)
+        self.add(offset, end);
+        Ok(())
     }
 
     /// Writes through the buffer: contiguous small writes are gathered, anything
@@ -247,13 +256,15 @@ impl PartialFile {
                 return Err(self.io(e));
             }
             self.wbuf_at = offset + data.len() as u64;
+            self.queue_hash();
             return Ok(());
         }
         self.wbuf.extend_from_slice(data);
         Ok(())
     }
 
-    /// Writes the gathered bytes to the file.
+    /// Writes the gathered bytes to the file, and queues the prefix that is now
+    /// contiguous for the hashing worker.
     pub fn flush(&mut self) -> Result<(), WriteError> {
         if !self.wbuf.is_empty() {
             let at = self.wbuf_at;
@@ -268,19 +279,36 @@ impl PartialFile {
             self.wbuf_at += self.wbuf.len() as u64;
             self.wbuf.clear();
         }
+        self.queue_hash();
         Ok(())
     }
 
-    /// Accounts for `data` written at `offset >= hashed_to`.
-    fn add(&mut self, offset: u64, data: &[u8]) -> Result<(), WriteError> {
-        let end = offset + data.len() as u64;
+    /// Hands the written prefix not yet queued to the hashing worker (every
+    /// byte below `hashed_to` is in the file when nothing is gathered).
+    fn queue_hash(&mut self) {
+        if self.wbuf.is_empty()
+            && self.queued_to < self.hashed_to
+            && let Some(file) = &self.file
+        {
+            HashWorker::get().hash(self.hash_key, Arc::clone(file), self.queued_to, self.hashed_to);
+            self.queued_to = self.hashed_to;
+        }
+    }
+
+    /// Accounts for `offset..end` written (`offset >= hashed_to`).
+    fn add(&mut self, offset: u64, end: u64) {
         if offset == self.hashed_to {
-            self.hasher.update(data);
             self.hashed_to = end;
-            self.drain_pending()
+            // The pending ranges that now follow the prefix join it.
+            while let Some((&start, &end)) = self.pending.first_key_value() {
+                if start > self.hashed_to {
+                    break;
+                }
+                self.pending.remove(&start);
+                self.hashed_to = self.hashed_to.max(end);
+            }
         } else {
             self.insert_pending(offset, end);
-            Ok(())
         }
     }
 
@@ -305,45 +333,31 @@ impl PartialFile {
         self.pending.insert(start, end);
     }
 
-    /// Hashes the pending ranges that now follow the hashed prefix, reading them back.
-    fn drain_pending(&mut self) -> Result<(), WriteError> {
-        while let Some((&start, &end)) = self.pending.first_key_value() {
-            if start > self.hashed_to {
-                break;
-            }
-            self.pending.remove(&start);
-            if end > self.hashed_to {
-                let from = self.hashed_to;
-                self.hash_from_file(from, end)?;
-                self.hashed_to = end;
-            }
+    /// The body's SHA-256: from memory when the whole body is still gathered
+    /// (a small resource: no file read, no wait), else from the hashing
+    /// worker once it has caught up (every byte again after an overlap).
+    fn sha256(&mut self, body_len: u64) -> Result<[u8; 32], WriteError> {
+        if !self.overlap && self.queued_to == 0 && self.wbuf_at == 0 && self.wbuf.len() as u64 == body_len {
+            // The worker never hears of this file.
+            let mut out = [0u8; 32];
+            out.copy_from_slice(digest::digest(&digest::SHA256, &self.wbuf).as_ref());
+            self.queued_to = body_len;
+            self.flush()?;
+            return Ok(out);
         }
-        Ok(())
-    }
-
-    /// Feeds the file's bytes `from..to` to the hasher.
-    fn hash_from_file(&mut self, from: u64, to: u64) -> Result<(), WriteError> {
         self.flush()?;
-        if self.created {
-            // Open again if parked.
+        let worker = HashWorker::get();
+        if self.overlap {
+            worker.forget(self.hash_key);
+            self.hash_key = worker.key();
+            let file = Arc::clone(self.file()?);
+            worker.hash(self.hash_key, file, 0, body_len);
+        } else if self.created {
+            // Open again if parked, for the last range.
             self.file()?;
+            self.queue_hash();
         }
-        let mut buf = vec![0u8; READ_BACK_CHUNK.min(usize::try_from(to - from).unwrap_or(READ_BACK_CHUNK))];
-        let mut at = from;
-        while at < to {
-            let n = usize::try_from(to - at).unwrap_or(buf.len()).min(buf.len());
-            let chunk = buf.get_mut(..n).unwrap_or_default();
-            let read = match &self.file {
-                Some(file) => file.read_exact_at(chunk, at),
-                None => Err(io::Error::other("nothing written yet")),
-            };
-            if let Err(e) = read {
-                return Err(WriteError::Io { path: self.temp.clone(), source: e });
-            }
-            self.hasher.update(chunk);
-            at += n as u64;
-        }
-        Ok(())
+        worker.finish(self.hash_key).map_err(|e| self.io(e))
     }
 
     /// Checks that exactly `0..body_len` was written, syncs, creates the parents
@@ -359,7 +373,6 @@ impl PartialFile {
         expected: Option<[u8; 32]>,
         fsync: bool,
     ) -> Result<Written, WriteError> {
-        self.flush()?;
         if self.hashed_to != body_len || !self.pending.is_empty() {
             let beyond = self.pending.last_key_value().map_or(self.hashed_to, |(_, &e)| e);
             return Err(WriteError::Inconsistent(format!(
@@ -367,20 +380,14 @@ impl PartialFile {
                 self.hashed_to
             )));
         }
-        if self.overlap {
-            self.hasher = digest::Context::new(&digest::SHA256);
-            self.hash_from_file(0, body_len)?;
-        }
-        let hasher = std::mem::replace(&mut self.hasher, digest::Context::new(&digest::SHA256));
-        let mut sha256 = [0u8; 32];
-        sha256.copy_from_slice(hasher.finish().as_ref());
+        let sha256 = self.sha256(body_len)?;
         if let Some(expected) = expected
             && expected != sha256
         {
             return Err(WriteError::digest_mismatch(expected, sha256));
         }
         // An empty body is a file too.
-        let file = self.file()?;
+        let file = Arc::clone(self.file()?);
         if fsync && let Err(e) = file.sync_all() {
             return Err(self.io(e));
         }
@@ -402,8 +409,13 @@ impl PartialFile {
 
 impl Drop for PartialFile {
     fn drop(&mut self) {
-        if !self.committed && self.created {
-            let _ = std::fs::remove_file(&self.temp);
+        if !self.committed {
+            if self.queued_to > 0 {
+                HashWorker::get().forget(self.hash_key);
+            }
+            if self.created {
+                let _ = std::fs::remove_file(&self.temp);
+            }
         }
     }
 }

@@ -16,6 +16,7 @@
 
 pub mod progress;
 pub mod publisher;
+pub mod read_ahead;
 pub mod run;
 pub mod tree;
 pub mod watch;

@@ -260,9 +260,11 @@ pub struct Closed {
     pub elapsed: Duration,
 }
 
-/// A resource of unknown length being published ([`Publisher::start_stream`]):
-/// its digest goes in trailers when it ends.
-pub struct LiveStream {
+/// A push whose SHA-256 (and signature) go in trailers, computed over the
+/// body as it is written: a live resource of unknown length
+/// ([`Publisher::start_stream`]), or a file sent as it is read, in one pass
+/// ([`Publisher::start_file_trailed`]).
+pub struct TrailedPush {
     push_id: u64,
     request: Vec<HeaderField>,
     response: Vec<HeaderField>,
@@ -270,13 +272,19 @@ pub struct LiveStream {
     bytes: u64,
 }
 
-impl std::fmt::Debug for LiveStream {
+/// A live resource being published: a [`TrailedPush`].
+pub type LiveStream = TrailedPush;
+
+impl std::fmt::Debug for TrailedPush {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LiveStream").field("push_id", &self.push_id).field("bytes", &self.bytes).finish_non_exhaustive()
+        f.debug_struct("TrailedPush")
+            .field("push_id", &self.push_id)
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
     }
 }
 
-impl LiveStream {
+impl TrailedPush {
     /// Its push ID.
     pub fn push_id(&self) -> u64 {
         self.push_id
@@ -285,6 +293,13 @@ impl LiveStream {
     /// Body bytes written so far.
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// The SHA-256 of the body written so far.
+    pub fn sha256(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.hasher.clone().finish().as_ref());
+        out
     }
 }
 
@@ -460,14 +475,16 @@ impl Publisher {
     /// now): with unicast repair the origin serves it from the file, and
     /// refuses to once the file changes.
     pub async fn start_file(&mut self, meta: &ResourceMeta, file: &Path) -> Result<u64, PublishError> {
-        let source = match self.catalog {
-            Some(_) => Some(match Entry::file(file, None, None) {
-                Ok(e) => e.source,
-                Err(e) => return Err(PublishError::Io(e)),
-            }),
-            None => None,
-        };
+        let source = self.file_source(file)?;
         Ok(self.start_signed(meta, source)?.0)
+    }
+
+    /// With unicast repair, the catalog's source for `file` as it is now.
+    fn file_source(&self, file: &Path) -> Result<Option<Source>, PublishError> {
+        match self.catalog {
+            Some(_) => Entry::file(file, None, None).map(|e| Some(e.source)).map_err(PublishError::Io),
+            None => Ok(None),
+        }
     }
 
     /// Starts a push; with unicast repair, adds it to the catalog, served from
@@ -577,9 +594,28 @@ impl Publisher {
         let mut meta = ResourceMeta::file(path, 0, SystemTime::now());
         meta.length = None;
         meta.live = true;
-        let (push_id, request, response) = self.start_signed(&meta, None)?;
+        let push = self.start_trailed(&meta, None)?;
         self.drain().await?;
-        Ok(LiveStream {
+        Ok(push)
+    }
+
+    /// Starts the file `file` (as [`start_file`](Self::start_file)) without
+    /// its digest: `meta.sha256` is ignored, the SHA-256 (and signature) go in
+    /// trailers. Write the body with [`write_batched`](Self::write_batched)
+    /// (or [`write`](Self::write)) and hash it yourself, then
+    /// [`finish_with_sha256`](Self::finish_with_sha256): the file is read once
+    /// (hashed on another thread, by `h3m-send`), and its first datagram
+    /// leaves without waiting for a whole pass over it.
+    pub async fn start_file_trailed(&mut self, meta: &ResourceMeta, file: &Path) -> Result<TrailedPush, PublishError> {
+        let mut meta = meta.clone();
+        meta.sha256 = None;
+        let source = self.file_source(file)?;
+        self.start_trailed(&meta, source)
+    }
+
+    fn start_trailed(&mut self, meta: &ResourceMeta, source: Option<Source>) -> Result<TrailedPush, PublishError> {
+        let (push_id, request, response) = self.start_signed(meta, source)?;
+        Ok(TrailedPush {
             push_id,
             request,
             response,
@@ -589,7 +625,7 @@ impl Publisher {
     }
 
     /// Sends `data` on a live resource at once.
-    pub async fn write_stream(&mut self, stream: &mut LiveStream, data: &[u8]) -> Result<(), PublishError> {
+    pub async fn write_stream(&mut self, stream: &mut TrailedPush, data: &[u8]) -> Result<(), PublishError> {
         stream.hasher.update(data);
         stream.bytes += data.len() as u64;
         self.sender.write(stream.push_id, data)?;
@@ -597,11 +633,21 @@ impl Publisher {
         self.flush(stream.push_id).await
     }
 
-    /// Ends a live resource: `digest` and `repr-digest` trailers (signed when
-    /// there is a signer), then its FIN.
-    pub async fn finish_stream(&mut self, stream: LiveStream) -> Result<(), PublishError> {
-        let mut sha256 = [0u8; 32];
-        sha256.copy_from_slice(stream.hasher.finish().as_ref());
+    /// Ends a [`TrailedPush`] (a live resource or a file): `digest` and
+    /// `repr-digest` trailers (signed when there is a signer), then its FIN.
+    /// Returns the body's SHA-256.
+    pub async fn finish_stream(&mut self, stream: TrailedPush) -> Result<[u8; 32], PublishError> {
+        let sha256 = stream.sha256();
+        self.finish_with_sha256(stream, sha256).await
+    }
+
+    /// Ends a [`TrailedPush`] whose body the caller hashed: `sha256` goes in
+    /// its trailers (signed when there is a signer), then its FIN. Returns it.
+    pub async fn finish_with_sha256(
+        &mut self,
+        stream: TrailedPush,
+        sha256: [u8; 32],
+    ) -> Result<[u8; 32], PublishError> {
         let mut trailers: Vec<HeaderField> = digest::sha256_fields(&sha256).into();
         if let Some(signer) = &self.signer {
             signer.sign_trailers(&stream.request, &stream.response, &mut trailers, SystemTime::now())?;
@@ -613,7 +659,8 @@ impl Publisher {
         {
             catalog.set_sha256(&String::from_utf8_lossy(&path.value), sha256);
         }
-        self.drain().await
+        self.drain().await?;
+        Ok(sha256)
     }
 
     /// Waits until a keep-alive is due (cancel-safe: nothing is sent). A

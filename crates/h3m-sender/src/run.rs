@@ -11,6 +11,7 @@ use h3m_proto::sender::{ResourceMeta, SenderStats};
 
 use crate::progress::Progress;
 use crate::publisher::{PublishError, Publisher, PublisherConfig};
+use crate::read_ahead::{Piece, ReadAhead};
 use crate::tree::{self, Entry, Ignore};
 use crate::watch::Watcher;
 
@@ -38,6 +39,12 @@ pub struct SendOptions {
     pub duration: Option<Duration>,
     /// Names inside directory PATHs never published (`--ignore`, with `--watch`).
     pub ignore: Ignore,
+    /// Hash every file before sending it, its digest in the response headers
+    /// (`--digest-first`). By default a file over 1 MiB whose digest is not
+    /// known yet is hashed as it is sent, its digest in trailers: one pass
+    /// over the file, and its first datagram leaves at once (a file sent more
+    /// than once, with `repeat` or `carousel`, always has it in its headers).
+    pub digest_first: bool,
 }
 
 /// What a run did.
@@ -134,22 +141,36 @@ enum Sending {
 
 /// The SHA-256 of files larger than [`READ_WHOLE_UP_TO`] already hashed in
 /// this run, by path, with the length and modification time they had: a file
-/// sent again unchanged (`--repeat`, `--carousel`) is not read twice a round.
-/// A file changed in place within the same length and modification time
-/// would go out under its old digest, which receivers then refuse (nothing
-/// wrong is written).
+/// sent again unchanged (`--repeat`, `--carousel`) is not read twice a round,
+/// and its digest goes in its response headers. A file changed in place
+/// within the same length and modification time would go out under its old
+/// digest, which receivers then refuse (nothing wrong is written).
+///
+/// A larger file whose digest is not known yet is hashed as it is sent, its
+/// digest in trailers (one pass over the file, the first datagram leaves at
+/// once), unless `first` asks for it in the headers (`--digest-first`: a
+/// whole pass over the file before its first datagram). A file sent more than
+/// once (`--repeat`, `--carousel`) always has it in its headers: receivers
+/// match its copies by it, and the pass is paid once for every round.
 #[derive(Debug, Default)]
-struct Digests(std::collections::HashMap<PathBuf, (u64, Option<SystemTime>, [u8; 32])>);
+struct Digests {
+    known: std::collections::HashMap<PathBuf, (u64, Option<SystemTime>, [u8; 32])>,
+    first: bool,
+}
 
 impl Digests {
+    fn new(first: bool) -> Self {
+        Digests { known: Default::default(), first }
+    }
+
     fn get(&self, file: &std::path::Path, meta: &std::fs::Metadata) -> Option<([u8; 32], u64)> {
-        let &(len, modified, digest) = self.0.get(file)?;
+        let &(len, modified, digest) = self.known.get(file)?;
         (len == meta.len() && modified.is_some() && modified == meta.modified().ok()).then_some((digest, len))
     }
 
     fn insert(&mut self, file: &std::path::Path, meta: Option<&std::fs::Metadata>, digest: [u8; 32], len: u64) {
         if let Some(meta) = meta {
-            self.0.insert(file.to_path_buf(), (len, meta.modified().ok(), digest));
+            self.known.insert(file.to_path_buf(), (len, meta.modified().ok(), digest));
         }
     }
 }
@@ -182,6 +203,11 @@ async fn send_file(
         Err(e) => return Err(skipped(e.to_string(), false)),
     };
     let known = metadata.as_ref().and_then(|m| digests.get(&entry.file, m));
+    // A file sent more than once announces its digest up front: receivers
+    // match its copies by it.
+    if let (None, None, false, true, Some(m)) = (&whole, known, digests.first, copies.is_empty(), &metadata) {
+        return send_file_trailed(publisher, entry, m, last, copies, progress, digests).await;
+    }
     let (digest, len) = match (&whole, known) {
         (Some(body), _) => (h3m_proto::http::digest::sha256(body), body.len() as u64),
         (None, Some(known)) => known,
@@ -225,6 +251,61 @@ async fn send_file(
     finish_body(publisher, id, sending).await
 }
 
+/// Sends a file whose digest is not known yet in one pass: read and hashed
+/// ahead on a second thread ([`ReadAhead`]), the digest in trailers (see
+/// [`Digests`]). A file that
+/// changes length or modification time while it is sent is reset (its
+/// receivers never write it); otherwise its digest is remembered for the
+/// next round.
+async fn send_file_trailed(
+    publisher: &mut Publisher,
+    entry: &Entry,
+    before: &std::fs::Metadata,
+    last: bool,
+    copies: Vec<u64>,
+    progress: &mut Progress,
+    digests: &mut Digests,
+) -> Result<(), SendError> {
+    let skipped = |reason: String, reset: bool| SendError::Skipped(Skipped { file: entry.file.clone(), reset, reason });
+    let len = before.len();
+    let mut meta = ResourceMeta::file(entry.path.clone(), len, SystemTime::now());
+    meta.last = last;
+    meta.copies = copies;
+    let mut ahead = match std::fs::File::open(&entry.file).and_then(|f| ReadAhead::spawn(f, len)) {
+        Ok(ahead) => ahead,
+        Err(e) => return Err(skipped(e.to_string(), false)),
+    };
+    let push = publisher.start_file_trailed(&meta, &entry.file).await?;
+    let mut done = 0u64;
+    let ended = loop {
+        match ahead.next_piece() {
+            Some(Ok(Piece::Data(buf))) => {
+                publisher.write_batched(push.push_id(), &buf).await?;
+                done += buf.len() as u64;
+                ahead.recycle(buf);
+                progress.update(&entry.path, done, Some(len), publisher.stats().bytes);
+            }
+            Some(Ok(Piece::End { sha256 })) => {
+                let now = std::fs::metadata(&entry.file);
+                let same = now.as_ref().is_ok_and(|m| m.len() == len && m.modified().ok() == before.modified().ok());
+                break if same { Ok(sha256) } else { Err("file changed while being sent".to_string()) };
+            }
+            Some(Err(e)) => break Err(e.to_string()),
+            None => break Err("the reading thread ended".to_string()),
+        }
+    };
+    let sha256 = match ended {
+        Ok(sha256) => sha256,
+        Err(reason) => {
+            publisher.abort(push.push_id()).await?;
+            return Err(skipped(reason, true));
+        }
+    };
+    let digest = publisher.finish_with_sha256(push, sha256).await?;
+    digests.insert(&entry.file, Some(before), digest, len);
+    Ok(())
+}
+
 async fn write_body(publisher: &mut Publisher, id: u64, data: &[u8], sending: Sending) -> Result<(), SendError> {
     match sending {
         Sending::Batched => publisher.write_batched(id, data).await?,
@@ -257,7 +338,8 @@ async fn send_stdin(publisher: &mut Publisher, path: &str, progress: &mut Progre
         publisher.write_stream(&mut stream, &buf[..n]).await?;
         progress.update(path, stream.bytes(), None, publisher.stats().bytes);
     }
-    Ok(publisher.finish_stream(stream).await?)
+    publisher.finish_stream(stream).await?;
+    Ok(())
 }
 
 /// Runs a whole send.
@@ -283,13 +365,13 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
     let ends_with_files = !opts.watch && opts.stdin_path.is_none();
     let mut skipped = Vec::new();
     if opts.carousel {
-        carousel(&mut publisher, entries, watcher, deadline, &mut progress, &mut skipped).await?;
+        carousel(&mut publisher, entries, watcher, deadline, &mut progress, &mut skipped, Digests::new(true)).await?;
         let closed = publisher.close().await?;
         progress.finish();
         return Ok(Summary { stats: closed.stats, elapsed: closed.elapsed, skipped });
     }
     let rounds = u64::from(opts.repeat.max(1));
-    let mut digests = Digests::default();
+    let mut digests = Digests::new(opts.digest_first || opts.repeat > 1);
     // Push IDs of each entry's copies: those sent, then those planned (one
     // round later each, as long as no file is skipped).
     let mut copy_ids: Vec<Vec<u64>> = vec![Vec::new(); entries.len()];
@@ -318,7 +400,7 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
         send_stdin(&mut publisher, path, &mut progress).await?;
     }
     if let Some(watcher) = watcher {
-        watch(&mut publisher, watcher, deadline, &mut progress, &mut skipped).await?;
+        watch(&mut publisher, watcher, deadline, &mut progress, &mut skipped, opts.digest_first).await?;
     }
     let closed = publisher.close().await?;
     progress.finish();
@@ -365,6 +447,7 @@ async fn carousel(
     deadline: Option<Instant>,
     progress: &mut Progress,
     skipped: &mut Vec<Skipped>,
+    mut digests: Digests,
 ) -> Result<(), SendError> {
     let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = interrupted.clone();
@@ -376,7 +459,6 @@ async fn carousel(
     let stop =
         || interrupted.load(std::sync::atomic::Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d);
     let mut slots: Vec<Slot> = entries.into_iter().map(|entry| Slot { entry, copies: Vec::new() }).collect();
-    let mut digests = Digests::default();
     let mut i = 0;
     while !stop() {
         if let Some(w) = &mut watcher {
@@ -437,6 +519,7 @@ async fn watch(
     deadline: Option<Instant>,
     progress: &mut Progress,
     skipped: &mut Vec<Skipped>,
+    digest_first: bool,
 ) -> Result<(), SendError> {
     // Ctrl-C (SIGINT) or the deadline, whichever comes first.
     let stop = async {
@@ -459,7 +542,8 @@ async fn watch(
             ready = watcher.next() => {
                 for e in ready? {
                     let sent =
-                        send_file(publisher, &e, false, Vec::new(), progress, Sending::Now, &mut Digests::default()).await;
+                        send_file(publisher, &e, false, Vec::new(), progress, Sending::Now, &mut Digests::new(digest_first))
+                            .await;
                     if note_skipped(sent, skipped)? {
                         watcher.mark_sent(&e);
                     }
@@ -479,7 +563,7 @@ mod digests_tests {
         let file = dir.path().join("big.bin");
         std::fs::write(&file, vec![7u8; 2 << 20]).unwrap();
         let meta = std::fs::metadata(&file).unwrap();
-        let mut digests = Digests::default();
+        let mut digests = Digests::new(true);
         assert_eq!(digests.get(&file, &meta), None);
         let (digest, len) = sha256_file(&file).unwrap();
         digests.insert(&file, Some(&meta), digest, len);

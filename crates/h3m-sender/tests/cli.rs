@@ -205,3 +205,25 @@ fn a_file_that_shrinks_while_sent_is_reset_exits_1_and_is_named() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("sent 1 resources, 10 body bytes"), "{out}");
 }
+
+#[test]
+fn a_file_rewritten_in_place_while_sent_is_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("rewritten.bin");
+    std::fs::write(&big, vec![7u8; 4 << 20]).unwrap();
+    let p = port(3);
+    let socket = join(33, p);
+    // Same length, other bytes, a later modification time: its digest in
+    // trailers would vouch for a mix of both versions, so it is reset.
+    let o = send_and_meanwhile(&loopback_args(&[&big], 33, p, "20M"), &socket, || {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&big).unwrap();
+        f.write_all_at(&[8u8; 1000], 3 << 20).unwrap();
+        f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5)).unwrap();
+    });
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let b = big.display();
+    assert!(err.contains(&format!("h3m-send: reset {b}: file changed while being sent")), "{err}");
+    assert!(err.contains(&format!("h3m-send: 1 not sent intact: {b}\n")), "{err}");
+}

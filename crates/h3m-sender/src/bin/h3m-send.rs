@@ -73,6 +73,13 @@ struct Args {
     /// every file from a later cycle.
     #[arg(long, conflicts_with_all = ["repeat", "stdin"])]
     carousel: bool,
+    /// Hash each file before sending it and announce its SHA-256 in the
+    /// response headers. By default a file over 1 MiB is hashed as it is
+    /// sent and its digest goes in trailers (one pass over the file; its
+    /// first datagram leaves at once); receivers verify either. With --repeat
+    /// or --carousel digests are always in the headers.
+    #[arg(long)]
+    digest_first: bool,
     /// Unicast repair: serve every published resource (live ones as they
     /// grow) with byte ranges over HTTP/3 (UDP) and HTTP/1.1 (TCP, TLS) at
     /// ADDR:PORT, for receivers started with --repair. It keeps serving after
@@ -394,6 +401,7 @@ fn main() -> ExitCode {
         progress: !args.quiet,
         duration: args.duration,
         ignore: if args.watch { Ignore::new(args.ignore) } else { Ignore::none() },
+        digest_first: args.digest_first,
     };
     if args.print_alt_svc {
         println!("Alt-Svc: {}", advertisement(&opts));

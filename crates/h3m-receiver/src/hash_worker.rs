@@ -1,0 +1,190 @@
+//! SHA-256 of the files being written, on a thread of its own.
+//!
+//! Hashing is the largest cost of receiving a big resource (about 0.06 s per
+//! 100 MiB with the CPU's SHA extensions, as much as everything else the
+//! receive loop does), so the loop must not do it: a [`PartialFile`] writes
+//! its bytes and tells the worker which range of the file now follows its
+//! hashed prefix ([`HashWorker::hash`]); the worker reads that range back (from
+//! the page cache) and hashes it. At commit the file asks for the digest
+//! ([`HashWorker::finish`]) and waits for the worker to catch up.
+//!
+//! The queue is bounded ([`QUEUE`] jobs of a few words each, each holding the
+//! file open until it is done): a receive loop that outruns the worker waits
+//! for it instead of growing memory. One worker serves the whole process.
+//!
+//! [`PartialFile`]: crate::writer::PartialFile
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, OnceLock};
+
+/// Jobs waiting for the worker at most.
+pub const QUEUE: usize = 256;
+
+/// Bytes read back per read.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// One file's hash in the worker: an identifier from [`HashWorker::key`].
+pub type HashKey = u64;
+
+enum Job {
+    /// Hash `file`'s bytes `from..to`, which follow what `key` hashed so far.
+    Hash { key: HashKey, file: Arc<File>, from: u64, to: u64 },
+    /// Reply with `key`'s digest (and forget it).
+    Finish { key: HashKey, reply: SyncSender<io::Result<[u8; 32]>> },
+    /// Forget `key`.
+    Forget { key: HashKey },
+}
+
+/// The process's hashing thread (see the [module docs](self)).
+#[derive(Debug)]
+pub struct HashWorker {
+    jobs: SyncSender<Job>,
+    next_key: AtomicU64,
+}
+
+impl HashWorker {
+    /// The process's worker, started on first use.
+    pub fn get() -> &'static HashWorker {
+        static WORKER: OnceLock<HashWorker> = OnceLock::new();
+        WORKER.get_or_init(|| {
+            let (jobs, queue) = sync_channel(QUEUE);
+            // If the thread cannot start, every job fails at `finish`.
+            let _ = std::thread::Builder::new().name("h3m-hash".into()).spawn(move || run(queue));
+            HashWorker { jobs, next_key: AtomicU64::new(0) }
+        })
+    }
+
+    /// A new key, for one file's hash.
+    pub fn key(&self) -> HashKey {
+        self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Queues `file`'s bytes `from..to` for `key`'s hash (they must follow
+    /// what it was given so far, and be written already); waits while the
+    /// queue is full.
+    pub fn hash(&self, key: HashKey, file: Arc<File>, from: u64, to: u64) {
+        if from < to {
+            let _ = self.jobs.send(Job::Hash { key, file, from, to });
+        }
+    }
+
+    /// `key`'s digest once every range queued for it is hashed.
+    pub fn finish(&self, key: HashKey) -> io::Result<[u8; 32]> {
+        let (reply, answer) = sync_channel(1);
+        self.jobs.send(Job::Finish { key, reply }).map_err(|_| io::Error::other("the hashing thread is gone"))?;
+        answer.recv().map_err(|_| io::Error::other("the hashing thread is gone"))?
+    }
+
+    /// Drops `key`'s hash (the file was given up).
+    pub fn forget(&self, key: HashKey) {
+        let _ = self.jobs.send(Job::Forget { key });
+    }
+}
+
+/// One file's hash in progress.
+struct InProgress {
+    hasher: ring::digest::Context,
+    hashed_to: u64,
+    failed: Option<io::Error>,
+}
+
+fn run(queue: Receiver<Job>) {
+    let mut hashes: HashMap<HashKey, InProgress> = HashMap::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    while let Ok(job) = queue.recv() {
+        match job {
+            Job::Hash { key, file, from, to } => {
+                let h = hashes.entry(key).or_insert_with(|| InProgress {
+                    hasher: ring::digest::Context::new(&ring::digest::SHA256),
+                    hashed_to: 0,
+                    failed: None,
+                });
+                if h.failed.is_some() {
+                    continue;
+                }
+                if from != h.hashed_to {
+                    h.failed =
+                        Some(io::Error::other(format!("hash ranges out of order: {from} after {}", h.hashed_to)));
+                    continue;
+                }
+                let mut at = from;
+                while at < to {
+                    let n = usize::try_from(to - at).unwrap_or(READ_CHUNK).min(READ_CHUNK);
+                    let chunk = &mut buf[..n];
+                    if let Err(e) = file.read_exact_at(chunk, at) {
+                        h.failed = Some(e);
+                        break;
+                    }
+                    h.hasher.update(chunk);
+                    at += n as u64;
+                }
+                h.hashed_to = at;
+            }
+            Job::Finish { key, reply } => {
+                let result = match hashes.remove(&key) {
+                    Some(InProgress { failed: Some(e), .. }) => Err(e),
+                    Some(InProgress { hasher, .. }) => {
+                        let mut out = [0u8; 32];
+                        out.copy_from_slice(hasher.finish().as_ref());
+                        Ok(out)
+                    }
+                    None => {
+                        let mut out = [0u8; 32];
+                        out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, b"").as_ref());
+                        Ok(out)
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            Job::Forget { key } => {
+                hashes.remove(&key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn ranges_in_order_give_the_file_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let body: Vec<u8> = (0..700_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::File::create(&path).unwrap().write_all(&body).unwrap();
+        let file = Arc::new(File::open(&path).unwrap());
+        let w = HashWorker::get();
+        let key = w.key();
+        w.hash(key, file.clone(), 0, 1000);
+        w.hash(key, file.clone(), 1000, 1000); // empty: nothing queued
+        w.hash(key, file.clone(), 1000, body.len() as u64);
+        assert_eq!(w.finish(key).unwrap(), h3m_proto::http::digest::sha256(&body));
+        // Nothing queued: the empty body's digest.
+        assert_eq!(w.finish(w.key()).unwrap(), h3m_proto::http::digest::sha256(b""));
+    }
+
+    #[test]
+    fn a_gap_between_ranges_is_an_error_not_a_wrong_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![9u8; 5000]).unwrap();
+        let file = Arc::new(File::open(&path).unwrap());
+        let w = HashWorker::get();
+        let key = w.key();
+        w.hash(key, file.clone(), 0, 1000);
+        w.hash(key, file.clone(), 2000, 3000);
+        let e = w.finish(key).unwrap_err();
+        assert_eq!(e.to_string(), "hash ranges out of order: 2000 after 1000");
+        // A range beyond the end of the file is a read error.
+        let key = w.key();
+        w.hash(key, file, 0, 6000);
+        assert_eq!(w.finish(key).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+}

@@ -1,0 +1,141 @@
+//! Where `h3m-send` puts a file's digest, over loopback multicast: a file over
+//! 1 MiB sent once is hashed as it is sent (on the read-ahead thread), its
+//! SHA-256 in trailers and none in its headers; `--digest-first` puts it in
+//! the headers and sends no trailers; `--repeat` always announces it up front
+//! (receivers match copies by it); a small file always has it in its headers.
+//! Every body arrives byte for byte and matches the digest announced.
+//!
+//! Network safety: groups 239.255.77.34-37, outgoing interface 127.0.0.1, TTL 1.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, UdpSocket};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use h3m_proto::SessionId;
+use h3m_proto::http::digest::announced_sha256;
+use h3m_proto::qpack::HeaderField;
+use h3m_proto::receiver::{Event, Receiver, ReceiverConfig};
+
+/// What one push looked like on the wire.
+#[derive(Default, Debug)]
+struct Push {
+    path: String,
+    headers: Vec<HeaderField>,
+    trailers: Option<Vec<HeaderField>>,
+    body: Vec<u8>,
+    complete: bool,
+}
+
+/// Sends `files` with `extra` arguments to 239.255.77.`octet` and returns every push, in push ID order.
+fn send_and_collect(octet: u8, files: &[&std::path::Path], extra: &[&str]) -> Vec<Push> {
+    let group = Ipv4Addr::new(239, 255, 77, octet);
+    let port = 31_000 + (std::process::id() % 20_000) as u16 + u16::from(octet);
+    let socket = UdpSocket::bind((group, port)).expect("bind");
+    socket.join_multicast_v4(&group, &Ipv4Addr::LOCALHOST).expect("join on 127.0.0.1");
+    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_h3m-send"))
+        .args(files)
+        .args(["--group", &group.to_string(), "--port", &port.to_string(), "--interface", "127.0.0.1"])
+        .args(["--ttl", "1", "--session-id", "0a0e", "--rate", "200M", "--quiet"])
+        .args(extra)
+        .spawn()
+        .expect("start h3m-send");
+    let mut rx = Receiver::new(ReceiverConfig::new(SessionId::new(&[0x0a, 0x0e]).unwrap()));
+    let mut pushes: BTreeMap<u64, Push> = BTreeMap::new();
+    let mut buf = vec![0u8; 65_536];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut exited = None;
+    while Instant::now() < deadline {
+        match socket.recv(&mut buf) {
+            Ok(n) => rx.handle_datagram(Instant::now(), &buf[..n]),
+            Err(_) if exited.is_some() => break,
+            Err(_) => {}
+        }
+        if exited.is_none() {
+            exited = child.try_wait().unwrap();
+        }
+        while let Some(event) = rx.poll_event() {
+            match event {
+                Event::PushPromised { push_id, request } => {
+                    let path = request.iter().find(|f| f.name == b":path").expect(":path");
+                    pushes.entry(push_id).or_default().path = String::from_utf8(path.value.clone()).unwrap();
+                }
+                Event::ResponseHeaders { push_id, headers } => pushes.entry(push_id).or_default().headers = headers,
+                Event::Trailers { push_id, headers } => pushes.entry(push_id).or_default().trailers = Some(headers),
+                Event::BodyData { push_id, offset, data, .. } => {
+                    let body = &mut pushes.entry(push_id).or_default().body;
+                    let end = offset as usize + data.len();
+                    if body.len() < end {
+                        body.resize(end, 0);
+                    }
+                    body[offset as usize..end].copy_from_slice(&data);
+                }
+                Event::PushFinished(s) => pushes.entry(s.push_id).or_default().complete = s.is_complete(),
+                _ => {}
+            }
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "h3m-send failed: {status}");
+    pushes.into_values().collect()
+}
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    h3m_proto::http::digest::sha256(data)
+}
+
+fn files() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf, Vec<u8>, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let big_body: Vec<u8> = (0..(2 << 20) + 777).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let small_body = b"a small file, read whole".to_vec();
+    let big = dir.path().join("big.bin");
+    let small = dir.path().join("small.txt");
+    std::fs::write(&big, &big_body).unwrap();
+    std::fs::write(&small, &small_body).unwrap();
+    (dir, big, small, big_body, small_body)
+}
+
+#[test]
+fn a_big_file_sent_once_has_its_digest_in_trailers() {
+    let (_dir, big, small, big_body, small_body) = files();
+    let pushes = send_and_collect(34, &[&big, &small], &[]);
+    assert_eq!(pushes.len(), 2, "{pushes:?}");
+    let (b, s) = (&pushes[0], &pushes[1]);
+    assert_eq!((b.path.as_str(), s.path.as_str()), ("/big.bin", "/small.txt"));
+    assert!(b.complete && s.complete);
+    assert_eq!(b.body, big_body);
+    assert_eq!(announced_sha256(&b.headers), None, "no digest before the body");
+    assert_eq!(
+        b.headers.iter().find(|f| f.name == b"content-length").map(|f| f.value.clone()),
+        Some(b"2097929".to_vec())
+    );
+    assert_eq!(announced_sha256(b.trailers.as_deref().expect("trailers")), Some(sha256(&big_body)));
+    assert_eq!(s.body, small_body);
+    assert_eq!(announced_sha256(&s.headers), Some(sha256(&small_body)));
+    assert!(s.trailers.is_none());
+}
+
+#[test]
+fn digest_first_puts_it_in_the_headers() {
+    let (_dir, big, _small, big_body, _) = files();
+    let pushes = send_and_collect(35, &[&big], &["--digest-first"]);
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+    assert!(pushes[0].complete);
+    assert_eq!(pushes[0].body, big_body);
+    assert_eq!(announced_sha256(&pushes[0].headers), Some(sha256(&big_body)));
+    assert!(pushes[0].trailers.is_none());
+}
+
+#[test]
+fn copies_announce_it_up_front() {
+    let (_dir, big, _small, big_body, _) = files();
+    let pushes = send_and_collect(36, &[&big], &["--repeat", "2"]);
+    assert_eq!(pushes.len(), 2, "{pushes:?}");
+    for p in &pushes {
+        assert!(p.complete);
+        assert_eq!(p.body, big_body);
+        assert_eq!(announced_sha256(&p.headers), Some(sha256(&big_body)));
+        assert!(p.trailers.is_none());
+    }
+}
