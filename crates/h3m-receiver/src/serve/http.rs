@@ -146,7 +146,7 @@ async fn route<B>(shared: &Arc<Shared>, req: &Request<B>) -> Response<ServeBody>
     let head = method == Method::HEAD;
     let mut resp = match req.uri().path() {
         "/" => text(StatusCode::OK, "text/html; charset=utf-8", status::PAGE.to_owned()),
-        METRICS_PATH => text(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", metrics::render(shared)),
+        METRICS_PATH => text(StatusCode::OK, h3m_unicast::metrics::CONTENT_TYPE, metrics::render(shared)),
         STATUS_PATH => text(StatusCode::OK, "application/json", status::json(shared)),
         EVENTS_PATH if !head => match shared.subscribe() {
             Some(rx) => {

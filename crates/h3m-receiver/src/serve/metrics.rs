@@ -1,6 +1,6 @@
 //! `/metrics`: the receiver's and the server's counters in the Prometheus
-//! text exposition format (version 0.0.4), written by hand: `# HELP` and
-//! `# TYPE` lines, then one `name{label="value"} number` line per sample.
+//! text exposition format (version 0.0.4), written with
+//! [`h3m_unicast::metrics::Exposition`].
 //!
 //! Receiver counters (from the live counters, and the summary at the end):
 //! `h3m_receiver_datagrams_total`, `h3m_receiver_packets_total`,
@@ -17,57 +17,11 @@
 //! `h3m_serve_connections_total`, `h3m_serve_connections_refused_total`,
 //! `h3m_serve_event_feeds`, `h3m_serve_events_dropped_total`.
 
-use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
+use h3m_unicast::metrics::Exposition;
+
 use super::{Shared, lock};
-
-/// A text exposition being written.
-#[derive(Debug, Default)]
-pub struct Exposition {
-    text: String,
-}
-
-impl Exposition {
-    /// An empty one.
-    pub fn new() -> Self {
-        Exposition::default()
-    }
-
-    /// Starts a metric family: its `# HELP` and `# TYPE` lines.
-    pub fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.text, "# HELP {name} {}", help.replace('\\', "\\\\").replace('\n', "\\n"));
-        let _ = writeln!(self.text, "# TYPE {name} {kind}");
-    }
-
-    /// One sample; label values are escaped (`\\`, `\"`, `\n`).
-    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
-        self.text.push_str(name);
-        if !labels.is_empty() {
-            self.text.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.text.push(',');
-                }
-                let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-                let _ = write!(self.text, "{k}=\"{v}\"");
-            }
-            self.text.push('}');
-        }
-        let _ = writeln!(self.text, " {value}");
-    }
-
-    /// A family of one unlabelled sample.
-    pub fn single(&mut self, name: &str, kind: &str, help: &str, value: u64) {
-        self.family(name, kind, help);
-        self.sample(name, &[], value);
-    }
-
-    /// The text.
-    pub fn finish(self) -> String {
-        self.text
-    }
-}
 
 /// The exposition of a server's counters.
 pub(crate) fn render(shared: &Shared) -> String {
@@ -167,22 +121,4 @@ pub(crate) fn render(shared: &Shared) -> String {
     e.single("h3m_serve_event_feeds", "gauge", "/events feeds open.", feeds as u64);
     e.single("h3m_serve_events_dropped_total", c, "Records a slow /events feed missed.", get(&sc.events_dropped));
     e.finish()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exposition_format() {
-        let mut e = Exposition::new();
-        e.family("x_total", "counter", "What x\ncounts.");
-        e.sample("x_total", &[("reason", "a\"b\\c\nd"), ("k", "v")], 7);
-        e.single("y", "gauge", "Y.", 0);
-        assert_eq!(
-            e.finish(),
-            "# HELP x_total What x\\ncounts.\n# TYPE x_total counter\nx_total{reason=\"a\\\"b\\\\c\\nd\",k=\"v\"} 7\n\
-             # HELP y Y.\n# TYPE y gauge\ny 0\n"
-        );
-    }
 }
