@@ -228,8 +228,14 @@ fn complete_resources_are_served_with_their_headers_ranges_and_conditionals() {
     let r = request(addr, "OPTIONS", "/index.html", &[]);
     assert_eq!((r.status, r.header("access-control-allow-methods")), (204, Some("GET, HEAD")));
 
-    // A file changed behind the receiver's back is not served as the resource.
+    // A file changed behind the receiver's back is not served as the
+    // resource: replaced by another of the same length, or rewritten longer.
     let file = rig.dir.path().join("out/index.html");
+    let other = rig.dir.path().join("out/other");
+    std::fs::write(&other, vec![b'x'; page.len()]).unwrap();
+    std::fs::rename(&other, &file).unwrap();
+    let r = get(addr, "/index.html");
+    assert_eq!((r.status, r.header("retry-after")), (503, Some("1")));
     std::fs::write(&file, b"tampered, and longer than it was before").unwrap();
     assert_eq!(get(addr, "/index.html").status, 503);
     std::fs::remove_file(&file).unwrap();
@@ -544,4 +550,66 @@ fn get_fails(addr: SocketAddr) -> bool {
     let _ = tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     let mut buf = Vec::new();
     tcp.read_to_end(&mut buf).is_err() || buf.is_empty()
+}
+
+/// Runs the status page's script in Node (when there is one) against the
+/// server, with a stand-in document and `EventSource`: it renders the
+/// session, the counts and each resource with its state, and logs events.
+#[test]
+fn the_status_page_script_renders_the_status() {
+    if std::process::Command::new("node").arg("--version").output().is_err() {
+        eprintln!("SKIP: no node to run the status page's script");
+        return;
+    }
+    let a = body(10_000, 8);
+    let b = body(10_000, 9);
+    let wire = datagrams(&[("one.bin", &a), ("two.bin", &b)]);
+    let mut rig = Rig::new(|o| o.session.group = "239.255.0.1:2000".into());
+    rig.feed_datagrams(wire[0].iter());
+    rig.feed_datagrams(&wire[1][..1]);
+    rig.end();
+    let page = String::from_utf8(get(rig.addr(), "/").body).unwrap();
+    let script = &page[page.find("<script>").unwrap() + 8..page.find("</script>").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("page.js"), script).unwrap();
+    let harness = dir.path().join("harness.js");
+    std::fs::write(
+        &harness,
+        r#"
+const vm = require("vm");
+const [base, file] = process.argv.slice(2);
+const els = {};
+const document = { getElementById: id => (els[id] ??= { innerHTML: "", textContent: "", scrollTop: 0 }) };
+class EventSource { constructor(url) { EventSource.url = url; EventSource.last = this; } }
+const ctx = { document, EventSource, fetch: (u, o) => fetch(base + u, o), setInterval: () => 0, console };
+vm.createContext(ctx);
+vm.runInContext(require("fs").readFileSync(file, "utf8"), ctx);
+setTimeout(() => {
+  EventSource.last.onmessage({ data: JSON.stringify({ event: "resource", path: "/one.bin", status: "complete" }) });
+  const out = {};
+  for (const [k, v] of Object.entries(els)) out[k] = v.innerHTML || v.textContent;
+  out.events_url = EventSource.url;
+  console.log(JSON.stringify(out));
+}, 1500);
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new("node")
+        .arg(&harness)
+        .arg(format!("http://{}", rig.addr()))
+        .arg(dir.path().join("page.js"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = |k: &str| shown[k].as_str().unwrap_or_default().to_owned();
+    assert_eq!(text("state"), "(run ended, still serving)");
+    assert!(text("session").contains("239.255.0.1:2000"), "{shown}");
+    assert_eq!(text("counts"), "1 complete, 0 pending, 1 incomplete, 0 refused");
+    let res = text("res");
+    assert!(res.contains(r#"<a href="/one.bin">/one.bin</a></td><td class="complete">complete"#), "{res}");
+    assert!(res.contains(r#"<td>/two.bin</td><td class="incomplete">incomplete"#), "{res}");
+    assert!(text("rates").contains("packets"), "{shown}");
+    assert!(text("log").contains("resource /one.bin complete"), "{shown}");
+    assert_eq!(text("events_url"), "/events");
 }

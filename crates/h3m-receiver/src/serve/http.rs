@@ -29,7 +29,7 @@ use h3m_unicast::range::{ByteRange, ContentRange, RangeError};
 use tokio::sync::watch;
 
 use super::body::ServeBody;
-use super::index::{Complete, State};
+use super::index::{Complete, FileIdentity, State};
 use super::{Shared, lock, metrics, status};
 use crate::paths;
 
@@ -148,7 +148,12 @@ async fn route<B>(shared: &Arc<Shared>, req: &Request<B>) -> Response<ServeBody>
         "/" => text(StatusCode::OK, "text/html; charset=utf-8", status::PAGE.to_owned()),
         METRICS_PATH => text(StatusCode::OK, h3m_unicast::metrics::CONTENT_TYPE, metrics::render(shared)),
         STATUS_PATH => text(StatusCode::OK, "application/json", status::json(shared)),
-        EVENTS_PATH if !head => match shared.subscribe() {
+        EVENTS_PATH if head => {
+            let mut r = bare(StatusCode::OK);
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            return r;
+        }
+        EVENTS_PATH => match shared.subscribe() {
             Some(rx) => {
                 let mut r = Response::new(ServeBody::events(rx));
                 let h = r.headers_mut();
@@ -286,7 +291,7 @@ fn file_answer(
         Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, format!("open: {e}\n")),
     };
     match file.metadata() {
-        Ok(m) if m.is_file() && m.len() == c.len => {}
+        Ok(m) if m.is_file() && m.len() == c.len && c.identity.is_none_or(|id| id == FileIdentity::of(&m)) => {}
         // Being replaced by a newer version this very moment, or changed behind our back.
         _ => {
             let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, "changing\n".into());

@@ -8,6 +8,12 @@
 //! promised or given up (its file is intact on disk); a new complete version
 //! replaces it. Waiters of a pending path are woken by every change of it.
 //!
+//! The records come within the reporter's flood limits
+//! ([`crate::report::Reporter::emit_limited`]): under a flood of forged
+//! promises, those beyond the limits are not indexed (their paths are
+//! unknown, `404`), and a path whose final record was suppressed stays
+//! pending until the run ends (its requests time out, `504`).
+//!
 //! Memory is bounded: at most [`MAX_PENDING`] pending paths (the oldest
 //! promise is forgotten first), [`MAX_ENTRIES`] paths in all (the oldest
 //! settled is forgotten first) and [`MAX_PUSHES`] push-to-path mappings.
@@ -40,6 +46,33 @@ pub struct Complete {
     pub sha256: [u8; 32],
     /// Whether FEC or a unicast repair supplied some of it (`multicast`, `fec`, `repair`).
     pub completed_by: Option<&'static str>,
+    /// The written file as the record found it: device, inode and
+    /// modification time (a file replaced or changed since is not served as
+    /// this resource); `None` if it could not be looked at.
+    pub identity: Option<FileIdentity>,
+}
+
+/// What identifies one version of a file on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    /// Device.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i128,
+}
+
+impl FileIdentity {
+    /// The identity of a file's metadata.
+    pub fn of(meta: &std::fs::Metadata) -> FileIdentity {
+        use std::os::unix::fs::MetadataExt;
+        FileIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        }
+    }
 }
 
 /// What is known of a path.
@@ -182,6 +215,43 @@ impl Index {
         self.entries.iter()
     }
 
+    /// The `n` entries changed last, newest first (from the eviction order:
+    /// no scan of the whole index).
+    pub fn recent(&self, n: usize) -> Vec<(&PathBuf, &Entry)> {
+        let mut settled = self.settled_order.iter().rev().peekable();
+        let mut pending = self.pending_order.iter().rev().peekable();
+        let mut out = Vec::with_capacity(n.min(self.entries.len()));
+        while out.len() < n {
+            let next = match (settled.peek(), pending.peek()) {
+                (Some((a, _)), Some((b, _))) if a > b => settled.next(),
+                (Some(_), Some(_)) => pending.next(),
+                (Some(_), None) => settled.next(),
+                (None, Some(_)) => pending.next(),
+                (None, None) => break,
+            };
+            if let Some((_, rel)) = next
+                && let Some(e) = self.entries.get(rel)
+            {
+                out.push((rel, e));
+            }
+        }
+        out
+    }
+
+    /// Paths by state: pending, complete, incomplete, refused.
+    pub fn state_counts(&self) -> [u64; 4] {
+        let mut counts = [0u64; 4];
+        for e in self.entries.values() {
+            counts[match e.state {
+                State::Pending => 0,
+                State::Complete(_) => 1,
+                State::Incomplete { .. } => 2,
+                State::Refused { .. } => 3,
+            }] += 1;
+        }
+        counts
+    }
+
     /// Paths indexed, and of them pending.
     pub fn len(&self) -> (usize, usize) {
         (self.entries.len(), self.pending_order.len())
@@ -260,7 +330,12 @@ impl Index {
         let Some(rel) = record_path(r) else { return };
         let state = match r.status {
             ResourceStatus::Complete => match r.sha256.as_deref().and_then(sha256_of) {
-                Some(sha256) => State::Complete(Complete { len: r.bytes, sha256, completed_by: r.completed_by }),
+                Some(sha256) => {
+                    // One stat per resource written, on the receiver's side.
+                    let identity =
+                        r.file.as_deref().and_then(|f| std::fs::metadata(f).ok()).map(|m| FileIdentity::of(&m));
+                    State::Complete(Complete { len: r.bytes, sha256, completed_by: r.completed_by, identity })
+                }
                 None => return,
             },
             ResourceStatus::Incomplete => State::Incomplete {
@@ -396,6 +471,10 @@ mod tests {
         assert_eq!(index.len(), (2, 0));
         assert_eq!(index.get("c".as_ref()).unwrap().state.word(), "incomplete");
         assert_eq!(index.counters().promised, 5);
+        // Newest first: the pending path given up last, then the segment.
+        let recent: Vec<&PathBuf> = index.recent(5).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(recent, [&PathBuf::from("c"), &PathBuf::from("a/b.m4s")]);
+        assert_eq!(index.state_counts(), [0, 1, 1, 0]);
         assert_eq!((index.counters().complete, index.counters().incomplete), (1, 2));
     }
 

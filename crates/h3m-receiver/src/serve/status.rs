@@ -27,29 +27,10 @@ pub(crate) fn json(shared: &Shared) -> String {
     };
     let (resources, counts, indexed) = {
         let index = lock(&shared.index);
-        let mut counts = [0u64; 4];
-        let mut all: Vec<_> = index
-            .iter()
-            .map(|(rel, e)| {
-                let slot = match e.state {
-                    State::Pending => 0,
-                    State::Complete(_) => 1,
-                    State::Incomplete { .. } => 2,
-                    State::Refused { .. } => 3,
-                };
-                counts[slot] += 1;
-                (e.updated, rel, e)
-            })
-            .collect();
-        let cmp = |a: &(SystemTime, _, _), b: &(SystemTime, _, _)| b.0.cmp(&a.0);
-        if all.len() > MAX_LISTED {
-            all.select_nth_unstable_by(MAX_LISTED, cmp);
-            all.truncate(MAX_LISTED);
-        }
-        all.sort_by(cmp);
-        let listed: Vec<serde_json::Value> = all
+        let listed: Vec<serde_json::Value> = index
+            .recent(MAX_LISTED)
             .into_iter()
-            .map(|(updated, rel, e)| {
+            .map(|(rel, e)| {
                 let (bytes, missing, reason) = match &e.state {
                     State::Complete(c) => (Some(c.len), None, c.completed_by.map(str::to_owned)),
                     State::Incomplete { missing, received, reason } => {
@@ -66,11 +47,11 @@ pub(crate) fn json(shared: &Shared) -> String {
                     "missing": missing,
                     "reason": reason,
                     "content_type": e.content_type,
-                    "updated_ms": millis(updated),
+                    "updated_ms": millis(e.updated),
                 })
             })
             .collect();
-        (listed, counts, index.len().0)
+        (listed, index.state_counts(), index.len().0)
     };
     let s = &shared.opts.session;
     let by_status: serde_json::Map<String, serde_json::Value> =
