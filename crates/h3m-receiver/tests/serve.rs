@@ -124,17 +124,22 @@ impl Resp {
 /// One HTTP/1.1 request on a fresh connection (`Connection: close`); the raw
 /// request target is sent as given.
 fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> Resp {
-    let mut tcp = TcpStream::connect(addr).unwrap();
+    try_request(addr, method, target, headers).expect("an HTTP response")
+}
+
+/// [`request`], `None` when the connection ends without a response.
+fn try_request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> Option<Resp> {
+    let mut tcp = TcpStream::connect(addr).ok()?;
     tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut req = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     for (n, v) in headers {
         req.push_str(&format!("{n}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    tcp.write_all(req.as_bytes()).unwrap();
+    tcp.write_all(req.as_bytes()).ok()?;
     let mut raw = Vec::new();
-    tcp.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
+    tcp.read_to_end(&mut raw).ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8(raw[..split].to_vec()).unwrap();
     let mut lines = head.split("\r\n");
     let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
@@ -144,7 +149,7 @@ fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)
             (n.trim().to_owned(), v.trim().to_owned())
         })
         .collect();
-    Resp { status, headers, body: raw[split + 4..].to_vec() }
+    Some(Resp { status, headers, body: raw[split + 4..].to_vec() })
 }
 
 fn get(addr: SocketAddr, target: &str) -> Resp {
@@ -612,4 +617,35 @@ setTimeout(() => {
     assert!(text("rates").contains("packets"), "{shown}");
     assert!(text("log").contains("resource /one.bin complete"), "{shown}");
     assert_eq!(text("events_url"), "/events");
+}
+
+#[test]
+fn connections_beyond_the_limit_are_closed_at_once() {
+    let page = b"x\n".to_vec();
+    let wire = datagrams(&[("x.txt", &page)]);
+    let mut rig = Rig::new(|o| o.max_connections = 4);
+    rig.feed_datagrams(wire.iter().flatten());
+    let addr = rig.addr();
+    // Four idle connections hold every slot.
+    let held: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // A fifth is accepted and closed without an answer.
+    let mut extra = TcpStream::connect(addr).unwrap();
+    extra.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = extra.write_all(b"GET /x.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut buf = Vec::new();
+    let _ = extra.read_to_end(&mut buf);
+    assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
+    // Once they close, the slots serve again, and the refusal was counted.
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let metrics = loop {
+        if let Some(r) = try_request(addr, "GET", "/metrics", &[]) {
+            break String::from_utf8(r.body).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no slot came free");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(sample(&metrics, "h3m_serve_connections_refused_total").is_some_and(|n| n >= 1), "{metrics}");
+    assert_eq!(get(addr, "/x.txt").body, page);
 }
