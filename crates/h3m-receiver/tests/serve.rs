@@ -310,6 +310,7 @@ fn waiting_times_out_with_504_and_an_incomplete_resource_is_503_with_its_missing
     let r = get(addr, "/a.bin");
     assert_eq!(r.status, 503);
     assert_eq!(r.header("h3m-missing"), Some(expected.join(",").as_str()));
+    assert_eq!(r.header("h3m-missing-ranges"), Some(expected.len().to_string().as_str()));
     assert!(r.header("h3m-reason").is_some());
     // Nothing of it was written, nothing is served.
     assert!(!rig.dir.path().join("out/a.bin").exists());

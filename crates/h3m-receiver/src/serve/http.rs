@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | `GET`/`HEAD` of a complete resource | `200` (or `206` for a satisfiable `Range: bytes=...`, `416` for one past the end, `304` when `If-None-Match` names its ETag) |
 //! | of a promised resource | waits until it settles, then as here; `504` after the wait timeout; `503` + `Retry-After: 1` when too many requests wait already |
-//! | of one given up incomplete | `503`, `h3m-missing: 0-1199,2400-` (the missing byte ranges, inclusive; `a-` to the end), `h3m-reason` |
+//! | of one given up incomplete | `503`, `h3m-missing: 0-1199,2400-` (the missing byte ranges, inclusive; `a-` to the end; the first 64), `h3m-missing-ranges` (how many in all), `h3m-reason` |
 //! | of one refused (digest, signature, unsafe) or failed | `502`, `h3m-reason` |
 //! | of an unknown path | `404` |
 //! | of a path that would leave the output directory (`..`, `%2e%2e`, `%2F`, NUL, ...: [`crate::paths::sanitize`]) | `400` |
@@ -103,7 +103,9 @@ pub(crate) async fn handle<B>(shared: &Arc<Shared>, req: Request<B>) -> Response
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
         h.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("content-range, content-length, etag, h3m-missing, h3m-reason"),
+            HeaderValue::from_static(
+                "content-range, content-length, etag, h3m-missing, h3m-missing-ranges, h3m-reason",
+            ),
         );
     }
     resp
@@ -240,7 +242,7 @@ fn settled_answer<B>(
 ) -> Response<ServeBody> {
     match state {
         State::Complete(c) => file_answer(shared, req.headers(), rel, &c, content_type, head),
-        State::Incomplete { missing, received, reason } => {
+        State::Incomplete { missing, ranges, received, reason } => {
             let mut r = plain(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("incomplete: {received} bytes received, missing {missing} ({reason})\n"),
@@ -250,6 +252,10 @@ fn settled_answer<B>(
                 && !missing.is_empty()
             {
                 h.insert("h3m-missing", v);
+            }
+            if ranges > 0 {
+                // The list holds the first 64 ranges; this says how many there are.
+                h.insert("h3m-missing-ranges", HeaderValue::from(ranges));
             }
             h.insert("h3m-reason", reason_value(&reason));
             r

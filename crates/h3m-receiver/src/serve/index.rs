@@ -85,8 +85,12 @@ pub enum State {
     /// Given up with bytes missing: the missing ranges as `h3m-recv` prints
     /// them (`0-1199,2400-`), the bytes received and the reason.
     Incomplete {
-        /// Missing ranges, inclusive, comma-separated (`a-` to the end).
+        /// Missing ranges, inclusive, comma-separated (`a-` to the end):
+        /// the first [`crate::report::MAX_MISSING_LISTED`] of them.
         missing: String,
+        /// How many missing ranges there are in all (more than `missing`
+        /// lists when the body is that fragmented).
+        ranges: u64,
         /// Body bytes received.
         received: u64,
         /// The reason token.
@@ -340,6 +344,7 @@ impl Index {
             },
             ResourceStatus::Incomplete => State::Incomplete {
                 missing: missing_text(r),
+                ranges: r.missing_ranges.max(r.missing.len() as u64) + u64::from(r.missing_from.is_some()),
                 received: r.bytes,
                 reason: r.reason.clone().unwrap_or_default(),
             },
@@ -379,7 +384,7 @@ impl Index {
     fn give_up_pending(&mut self, reason: &str) {
         let pending: Vec<PathBuf> = std::mem::take(&mut self.pending_order).into_values().collect();
         for rel in pending {
-            let state = State::Incomplete { missing: String::new(), received: 0, reason: reason.to_owned() };
+            let state = State::Incomplete { missing: String::new(), ranges: 0, received: 0, reason: reason.to_owned() };
             self.settle(rel, state);
         }
     }
@@ -453,7 +458,9 @@ mod tests {
         assert_eq!((&e.state, e.content_type.as_deref(), e.length), (&State::Pending, Some("video/mp4"), Some(3000)));
         index.on_record(&Record::Resource(resource(ResourceStatus::Incomplete, "/a/b.m4s")));
         match &index.get("a/b.m4s".as_ref()).unwrap().state {
-            State::Incomplete { missing, .. } => assert_eq!(missing, "0-1199,2400,2800-"),
+            State::Incomplete { missing, ranges, .. } => {
+                assert_eq!((missing.as_str(), *ranges), ("0-1199,2400,2800-", 3))
+            }
             other => panic!("{other:?}"),
         }
         // Another copy: pending again, then complete; a later copy's failure

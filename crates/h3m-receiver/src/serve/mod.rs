@@ -26,6 +26,21 @@
 //!   `/events`: Server-Sent Events, the JSON records `h3m-recv --json`
 //!   prints ([`status`]).
 //!
+//! In a program of your own (`h3m-recv --serve` does the same):
+//!
+//! ```no_run
+//! use h3m_receiver::{live, serve};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let adv = h3m_proto::altsvc::parse_one(r#"h3m-07="239.255.0.1:2000"; session-id=2a"#)?;
+//! let opts = live::LiveOptions::from_advertisement(&adv, "out")?;
+//! let server = serve::Server::spawn(serve::ServeOptions::new("127.0.0.1:8080".parse()?, "out"))?;
+//! let feed = Box::new(server.feed());
+//! let outcome = live::run_observed(&opts, &mut std::io::stdout(), &mut std::io::stderr(), feed).await;
+//! println!("{:?}; still serving until `server` is dropped", outcome.status);
+//! # Ok(()) }
+//! ```
+//!
 //! Load is bounded: [`ServeOptions::max_connections`] connections (more are
 //! closed at once), [`ServeOptions::max_waiters`] requests waiting for a
 //! resource (more are answered `503` + `Retry-After: 1`),

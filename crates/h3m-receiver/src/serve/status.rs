@@ -33,7 +33,7 @@ pub(crate) fn json(shared: &Shared) -> String {
             .map(|(rel, e)| {
                 let (bytes, missing, reason) = match &e.state {
                     State::Complete(c) => (Some(c.len), None, c.completed_by.map(str::to_owned)),
-                    State::Incomplete { missing, received, reason } => {
+                    State::Incomplete { missing, received, reason, .. } => {
                         (Some(*received), Some(missing.clone()), Some(reason.clone()))
                     }
                     State::Refused { reason } => (None, None, Some(reason.clone())),
