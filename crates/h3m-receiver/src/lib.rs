@@ -10,6 +10,9 @@
 //!   or IPv6, natively or through an AMT relay) and runs a session into a
 //!   sink until it ends. [`live::run`] is `h3m-recv`'s live mode.
 //! * [`offline::run`]: a session from a capture (pcap or `.datagrams`).
+//! * [`serve::Server`]: the receiver as a local origin (`h3m-recv --serve`):
+//!   every resource received served over HTTP/1.1, with metrics, a status
+//!   page and the event feed.
 //!
 //! Receiving a session into memory:
 //!
@@ -40,6 +43,7 @@ pub mod paths;
 pub mod progress;
 pub mod receiver;
 pub mod report;
+pub mod serve;
 mod session;
 pub mod sink;
 pub mod unicast_repair;

@@ -119,7 +119,30 @@ impl LiveOptions {
 /// each resource into [`LiveOptions::out_dir`] and printing what happens to
 /// `out` and `err` as `h3m-recv` does.
 pub async fn run(opts: &LiveOptions, out: &mut dyn Write, err: &mut dyn Write) -> Outcome {
+    run_inner(opts, out, err, None).await
+}
+
+/// [`run`], with `observer` seeing every record and the live counters as
+/// they happen (see [`crate::report::Observer`]; `h3m-recv --serve`).
+pub async fn run_observed(
+    opts: &LiveOptions,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    observer: Box<dyn crate::report::Observer>,
+) -> Outcome {
+    run_inner(opts, out, err, Some(observer)).await
+}
+
+async fn run_inner(
+    opts: &LiveOptions,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    observer: Option<Box<dyn crate::report::Observer>>,
+) -> Outcome {
     let mut reporter = Reporter::new(opts.json, out, err);
+    if let Some(observer) = observer {
+        reporter.set_observer(observer);
+    }
     let outcome = match ResourceWriter::new(&opts.out_dir) {
         Ok(w) => {
             let writer = w.with_fsync(opts.fsync);
@@ -392,6 +415,11 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
             }
         }
         after(&mut session.reporter);
+        session.reporter.observe_stats(|| crate::report::LiveStats {
+            receiver: session.receiver.stats().clone(),
+            datagrams: counters.udp_datagrams,
+            amt: input.amt_counters(),
+        });
         // The lines of this batch, in one write.
         session.reporter.flush();
         if session.receiver.is_ended() && !opts.follow && nothing_missing(&session) {

@@ -78,7 +78,21 @@ impl Options {
 
 /// Runs the offline mode, printing to `out` and `err` (see [`crate::report`]).
 pub fn run(opts: &Options, out: &mut dyn Write, err: &mut dyn Write) -> Outcome {
+    run_observed(opts, out, err, None)
+}
+
+/// [`run`], with `observer` (if any) seeing every record as it happens (see
+/// [`crate::report::Observer`]; `h3m-recv --input ... --serve`).
+pub fn run_observed(
+    opts: &Options,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    observer: Option<Box<dyn crate::report::Observer>>,
+) -> Outcome {
     let mut reporter = Reporter::new(opts.json, out, err);
+    if let Some(observer) = observer {
+        reporter.set_observer(observer);
+    }
     let outcome = run_with(opts, &mut reporter);
     reporter.flush();
     outcome

@@ -436,7 +436,44 @@ pub struct Reporter<'a> {
     /// Queue mode ([`Reporter::queue`]): records are kept for the program
     /// instead of printed.
     queue: Option<std::collections::VecDeque<Record>>,
+    /// Sees every record emitted, and the live counters ([`Observer`]);
+    /// boxed once more, so the reporter stays small.
+    observer: Option<Box<Observed>>,
 }
+
+/// A reporter's [`Observer`], and when it last got the counters.
+struct Observed {
+    observer: Box<dyn Observer>,
+    stats_at: Option<std::time::Instant>,
+}
+
+/// Sees what a [`Reporter`] reports, as it happens: every record emitted
+/// (printed or queued), and in live mode the receiver's counters. It is
+/// what `h3m-recv --serve` builds its resource index, metrics and event
+/// feed from ([`crate::serve`]), leaving the session itself untouched.
+pub trait Observer {
+    /// A record, as it is emitted (within the flood limits). With an
+    /// observer, the progress records (`push_promised`, `response_headers`,
+    /// `trailers`) are emitted in text mode too (they are not printed).
+    fn record(&mut self, record: &Record);
+
+    /// The counters so far (live mode, at most every [`STATS_INTERVAL`]).
+    fn stats(&mut self, _stats: &LiveStats) {}
+}
+
+/// The live counters an [`Observer`] gets.
+#[derive(Debug, Clone, Default)]
+pub struct LiveStats {
+    /// The receiver's counters.
+    pub receiver: ReceiverStats,
+    /// UDP datagrams read (session and side port).
+    pub datagrams: u64,
+    /// The AMT tunnel's counters (`--amt`), else `None`.
+    pub amt: Option<crate::input::AmtCounters>,
+}
+
+/// The live counters reach an [`Observer`] at most this often.
+pub const STATS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// At most this many records wait in a [`Reporter::queue`]; beyond it
 /// records are counted as suppressed (a program that never polls does not
@@ -509,7 +546,25 @@ impl<'a> Reporter<'a> {
             progress_limit: LineLimit::new(PROGRESS_BURST, PROGRESS_RATE),
             amt: AmtSlot::default(),
             queue: None,
+            observer: None,
         }
+    }
+
+    /// Lets `observer` see every record from now on (see [`Observer`]).
+    pub fn set_observer(&mut self, observer: Box<dyn Observer>) {
+        self.observer = Some(Box::new(Observed { observer, stats_at: None }));
+    }
+
+    /// Gives the observer, if any, the counters `make` builds, at most
+    /// every [`STATS_INTERVAL`] (live mode calls it after each batch).
+    pub fn observe_stats(&mut self, make: impl FnOnce() -> LiveStats) {
+        let Some(o) = self.observer.as_mut() else { return };
+        let now = std::time::Instant::now();
+        if o.stats_at.is_some_and(|at| now.duration_since(at) < STATS_INTERVAL) {
+            return;
+        }
+        o.stats_at = Some(now);
+        o.observer.stats(&make());
     }
 
     /// A reporter that prints nothing and keeps every record (within the
@@ -535,10 +590,10 @@ impl<'a> Reporter<'a> {
     }
 
     /// Prints a progress event (a promise, response headers, trailers; JSON
-    /// mode only) within its own, larger flood limit. The record is made only
-    /// when it is printed.
+    /// mode only, or given to the [`Observer`]) within its own, larger flood
+    /// limit. The record is made only when it is printed or observed.
     pub fn emit_progress(&mut self, record: impl FnOnce() -> Record) {
-        if self.json && self.progress_limit.allow() {
+        if (self.json || self.observer.is_some()) && self.progress_limit.allow() {
             self.emit(&record());
         }
     }
@@ -574,6 +629,9 @@ impl<'a> Reporter<'a> {
 
     /// Prints one record. Write errors (a closed pipe) are ignored.
     pub fn emit(&mut self, record: &Record) {
+        if let Some(o) = self.observer.as_mut() {
+            o.observer.record(record);
+        }
         if let Some(queue) = &mut self.queue {
             if queue.len() < MAX_QUEUED {
                 queue.push_back(record.clone());

@@ -7,6 +7,7 @@
 //!   length, end the session (see `examples/publish_from_memory.rs`).
 //! * [`run::run`]: `h3m-send`'s run over files, trees, standard input and
 //!   watched directories, on top of the publisher.
+//! * [`metrics`]: the session's counters for Prometheus (`h3m-send --metrics`).
 //!
 //! The sans-IO work (headers, packetization, keep-alives, session end) is
 //! `h3m_proto::sender::Sender`; this crate adds the file system, the clock, the
@@ -14,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod metrics;
 pub mod progress;
 pub mod publisher;
 pub mod read_ahead;

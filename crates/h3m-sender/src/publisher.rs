@@ -97,6 +97,28 @@ pub struct PublisherConfig {
     /// (`repair="https://HOST:PORT"`), with the SHA-256 of its certificate
     /// (`repair-pin`) when it is self-signed.
     pub repair_origin: Option<(String, Option<[u8; 32]>)>,
+    /// Where the session's counters are kept up to date for another thread
+    /// (`h3m-send --metrics`, see [`crate::metrics`]); `None` (the
+    /// default): nowhere.
+    pub shared_stats: Option<Arc<SharedStats>>,
+}
+
+/// The session's counters, shared with another thread: the publisher
+/// stores them after each batch it sends (one uncontended lock per batch).
+#[derive(Debug, Default)]
+pub struct SharedStats {
+    stats: std::sync::Mutex<SenderStats>,
+}
+
+impl SharedStats {
+    /// The counters as last stored.
+    pub fn get(&self) -> SenderStats {
+        *self.stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set(&self, stats: SenderStats) {
+        *self.stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = stats;
+    }
 }
 
 impl PublisherConfig {
@@ -125,6 +147,7 @@ impl PublisherConfig {
             catalog: None,
             ambi: None,
             repair_origin: None,
+            shared_stats: None,
         }
     }
 
@@ -328,6 +351,8 @@ pub struct Publisher {
     ambi_batch: Vec<Vec<u8>>,
     /// Pushes in flight whose body the catalog gets as it is written.
     spools: HashMap<u64, Arc<Spool>>,
+    /// The counters for another thread ([`PublisherConfig::shared_stats`]).
+    shared_stats: Option<Arc<SharedStats>>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -425,6 +450,7 @@ impl Publisher {
             spools: HashMap::new(),
             ambi,
             ambi_batch: Vec::new(),
+            shared_stats: config.shared_stats.clone(),
         })
     }
 
@@ -763,6 +789,9 @@ impl Publisher {
                 self.socket.send_batch(self.repair_dest, &self.repair_batch).await?;
             }
             self.last = Instant::now();
+            if let Some(shared) = &self.shared_stats {
+                shared.set(self.sender.stats());
+            }
         }
     }
 }

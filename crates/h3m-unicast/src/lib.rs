@@ -15,6 +15,7 @@
 //! * [`listing`]: the session's pushes (push ID, `:path`, length, SHA-256),
 //!   for receivers that lost a promise.
 //! * [`range`]: the `Range`, `Content-Range` and `Retry-After` fields.
+//! * [`metrics`]: the Prometheus text exposition, and a `/metrics` server.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -40,6 +41,7 @@
 pub mod catalog;
 pub mod client;
 pub mod listing;
+pub mod metrics;
 pub mod origin;
 pub mod range;
 mod respond;

@@ -14,6 +14,8 @@ use h3m_net::Interface;
 use h3m_proto::SessionId;
 use h3m_receiver::live::{self, LiveOptions};
 use h3m_receiver::offline::{self, Options};
+use h3m_receiver::report::Observer;
+use h3m_receiver::serve::{ServeOptions, Server, SessionInfo};
 use h3m_receiver::unicast_repair::{RepairOptions, RepairOrigin};
 use h3m_receiver::verify::{self, VerifyOptions};
 use h3m_unicast::tls::Trust;
@@ -211,6 +213,25 @@ struct Cli {
     /// Refuse (do not write) a resource that announces no SHA-256 digest.
     #[arg(long)]
     require_digest: bool,
+
+    /// Serve what is received over HTTP/1.1 on ADDR:PORT: each resource at
+    /// its :path (ranges, ETag, If-None-Match; a promised one is answered
+    /// when it completes, 504 after --serve-timeout; 503 with h3m-missing
+    /// when given up incomplete; 404 unknown), /metrics (Prometheus), / (a
+    /// status page), /events (the --json records as Server-Sent Events).
+    /// Live, it implies --follow, and it keeps serving after the run ends
+    /// (also with --input) until Ctrl-C.
+    #[arg(long, value_name = "ADDR:PORT")]
+    serve: Option<SocketAddr>,
+
+    /// With --serve: how long a request for a promised resource waits for it.
+    #[arg(long, value_name = "SECS", value_parser = parse_positive_secs, default_value = "10", requires = "serve")]
+    serve_timeout: Duration,
+
+    /// With --serve: the Access-Control-Allow-Origin of every answer (`*` or
+    /// an origin such as `https://player.example`).
+    #[arg(long, value_name = "ORIGIN", requires = "serve")]
+    serve_cors: Option<String>,
 }
 
 /// Where the datagrams come from.
@@ -346,6 +367,42 @@ fn main() -> ExitCode {
     if let Some(t) = cli.idle_timeout {
         opts.session.idle_timeout = (!t.is_zero()).then_some(t);
     }
+    let server = match cli.serve {
+        Some(listen) => {
+            let mut serve = ServeOptions::new(listen, &cli.out);
+            serve.wait_timeout = cli.serve_timeout;
+            serve.cors = cli.serve_cors.clone();
+            if let Some(cors) = &serve.cors
+                && http::HeaderValue::from_str(cors).is_err()
+            {
+                return usage(format!("--serve-cors: `{cors}` is not a header value"));
+            }
+            serve.session = SessionInfo {
+                group: match &cli.source.input {
+                    Some(input) => input.display().to_string(),
+                    None => opts.group.to_string(),
+                },
+                source: cli.source_addr().or(opts.source).map(|s| s.to_string()),
+                session_id: opts.session.session_id.to_string(),
+                amt: cli.amt.as_ref().map(|a| match a {
+                    h3m_receiver::input::AmtRelay::Address(ip) => ip.to_string(),
+                    h3m_receiver::input::AmtRelay::Auto { .. } => "auto (DRIAD, then anycast)".to_owned(),
+                }),
+            };
+            match Server::spawn(serve) {
+                Ok(server) => {
+                    eprintln!("h3m-recv: serving on http://{}/", server.local_addr());
+                    Some(server)
+                }
+                Err(e) => {
+                    eprintln!("h3m-recv: --serve {e}");
+                    return ExitCode::from(offline::ExitStatus::BadInput.code());
+                }
+            }
+        }
+        None => None,
+    };
+    let observer = || server.as_ref().map(|s| Box::new(s.feed()) as Box<dyn Observer>);
     if let Some(input) = cli.source.input {
         let mut offline = Options::new(input, cli.out);
         offline.session = opts.session;
@@ -354,7 +411,13 @@ fn main() -> ExitCode {
         offline.repair_port = cli.fec_port;
         offline.fsync = cli.fsync;
         let stderr = std::io::stderr();
-        let outcome = offline::run(&offline, &mut buffered_stdout(), &mut stderr.lock());
+        let outcome = offline::run_observed(&offline, &mut buffered_stdout(), &mut stderr.lock(), observer());
+        if server.is_some() {
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(serve_until_interrupted("capture read")),
+                Err(e) => eprintln!("h3m-recv: {e}"),
+            }
+        }
         return ExitCode::from(outcome.status.code());
     }
     if !opts.group.ip().is_multicast() {
@@ -363,7 +426,8 @@ fn main() -> ExitCode {
     opts.source = cli.source_addr().or(opts.source);
     opts.interface = cli.interface;
     opts.json = cli.json;
-    opts.follow = cli.follow;
+    // A local origin keeps listening for the next sessions.
+    opts.follow = cli.follow || server.is_some();
     opts.fsync = cli.fsync;
     opts.linger = cli.linger;
     opts.progress = !cli.quiet && !cli.json;
@@ -417,8 +481,32 @@ fn main() -> ExitCode {
         }
     };
     let stderr = std::io::stderr();
-    let outcome = rt.block_on(live::run(&opts, &mut buffered_stdout(), &mut stderr.lock()));
+    let outcome = rt.block_on(async {
+        let outcome = match observer() {
+            Some(observer) => live::run_observed(&opts, &mut buffered_stdout(), &mut stderr.lock(), observer).await,
+            None => live::run(&opts, &mut buffered_stdout(), &mut stderr.lock()).await,
+        };
+        let interrupted = outcome.summary.as_ref().and_then(|s| s.session_end) == Some("interrupted");
+        if server.is_some() && !interrupted {
+            serve_until_interrupted("reception ended").await;
+        }
+        outcome
+    });
     ExitCode::from(outcome.status.code())
+}
+
+/// Keeps serving (the server runs on its own thread) until SIGINT or SIGTERM.
+async fn serve_until_interrupted(what: &str) {
+    let interrupted = h3m_net::interrupted();
+    tokio::pin!(interrupted);
+    // Polled once first: the signal handlers are in place before the line says so.
+    tokio::select! {
+        biased;
+        _ = &mut interrupted => return,
+        _ = std::future::ready(()) => {}
+    }
+    eprintln!("h3m-recv: {what}; still serving until interrupted (Ctrl-C)");
+    interrupted.await;
 }
 
 /// Standard output, buffered: the per-resource lines of one receive batch go

@@ -14,11 +14,14 @@ use h3m_proto::ambi::{DigestProfile, default_manifest_id};
 use h3m_proto::auth::{PushSigner, SignatureForms, SigningKey};
 use h3m_proto::fec::FecConfig;
 use h3m_proto::protection::CipherSuite;
+use h3m_sender::metrics;
+use h3m_sender::publisher::SharedStats;
 use h3m_sender::publisher::{AmbiConfig, PublisherConfig};
 use h3m_sender::run::{SendOptions, advertisement, run};
 use h3m_sender::tree::Ignore;
 use h3m_unicast::catalog::Catalog;
 use h3m_unicast::client::OriginUrl;
+use h3m_unicast::metrics::MetricsServer;
 use h3m_unicast::origin::{Origin, OriginConfig};
 use h3m_unicast::tls::Identity;
 
@@ -99,6 +102,11 @@ struct Args {
     /// ends [default: until Ctrl-C].
     #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "repair_listen")]
     repair_linger: Option<Duration>,
+    /// Serve the session's counters (datagrams, bytes, resources, repeats,
+    /// FEC repair, the configured rate) in Prometheus text format at
+    /// `http://ADDR:PORT/metrics` while it runs.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
     /// Seconds between repetitions of the PUSH_PROMISE and response headers of
     /// the pushes in flight, so an h3m receiver joining late learns them (0.5
     /// is a good figure); 0 never, the default: nghq's receiver mishandles the
@@ -390,6 +398,25 @@ fn main() -> ExitCode {
         }
         publisher.ambi = Some(ambi);
     }
+    let metrics = match args.metrics {
+        Some(listen) => {
+            let shared = std::sync::Arc::new(SharedStats::default());
+            publisher.shared_stats = Some(std::sync::Arc::clone(&shared));
+            let (rate, started) = (publisher.rate, std::time::Instant::now());
+            let render = std::sync::Arc::new(move || metrics::render(&shared.get(), rate, started.elapsed()));
+            match MetricsServer::spawn(listen, render) {
+                Ok(server) => {
+                    eprintln!("h3m-send: metrics on http://{}/metrics", server.local_addr());
+                    Some(server)
+                }
+                Err(e) => {
+                    eprintln!("h3m-send: --metrics {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        None => None,
+    };
     let opts = SendOptions {
         publisher,
         paths: args.paths,
@@ -451,5 +478,6 @@ fn main() -> ExitCode {
         );
         origin.shutdown();
     }
+    drop(metrics);
     code
 }
