@@ -189,6 +189,14 @@ struct Cli {
     #[arg(long, value_name = "MIB", default_value = "24", value_parser = clap::value_parser!(u32).range(1..=65536))]
     max_buffer_mib: u32,
 
+    /// Socket receive buffer in MiB to ask the kernel for (beyond
+    /// net.core.rmem_max when the receiver has CAP_NET_ADMIN; a clamp is
+    /// reported). It absorbs the bursts a busy receiver falls behind by: at
+    /// 8 Gbit/s (`h3m-send --rate max`) 16 MiB or more. [default: 64, or
+    /// 100 ms of the --alt-svc's peak-flow-rate when more, up to 1024]
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=2047))]
+    recv_buffer_mib: Option<u32>,
+
     /// End the session after this many seconds without a packet; 0 never [default: 60].
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     idle_timeout: Option<Duration>,
@@ -357,6 +365,9 @@ fn main() -> ExitCode {
     };
     opts.session.verify = verify;
     opts.session.buffer_budget = (cli.max_buffer_mib as usize) << 20;
+    if let Some(mib) = cli.recv_buffer_mib {
+        opts.recv_buffer = (mib as usize) << 20;
+    }
     if cli.fec == FecMode::Off {
         // No window, no repair socket (live) and repair datagrams ignored (captures).
         opts.session.fec_window = 0;
