@@ -258,8 +258,9 @@ fn check_target(full: &Path, rel: &Path) -> Result<(), PlaceError> {
 }
 
 /// Like [`check_parents`], creating the missing parents one at a time (each
-/// new one checked again, so a symlink planted meanwhile is still refused).
-/// Returns the full target path, `root` joined with `rel`.
+/// new one checked again, so a symlink planted meanwhile is still refused),
+/// but not the target itself. Returns the full target path, `root` joined
+/// with `rel`.
 pub fn create_parents(root: &Path, rel: &Path) -> Result<PathBuf, PlaceError> {
     let parts = normal_components(rel);
     let (last, parents) = parts.split_last().ok_or(PathError::Empty)?;
@@ -281,8 +282,10 @@ pub fn create_parents(root: &Path, rel: &Path) -> Result<PathBuf, PlaceError> {
             return Err(PlaceError::Io { path: full, source });
         }
     }
+    // A target that became a directory since `check_parents` makes the
+    // rename fail (`EISDIR`): the writer reports it as
+    // [`PathError::TargetIsDirectory`] without another `stat` per file.
     full.push(last);
-    check_target(&full, rel)?;
     Ok(full)
 }
 

@@ -393,6 +393,9 @@ impl PartialFile {
         }
         let target = paths::create_parents(root, rel)?;
         if let Err(source) = std::fs::rename(&self.temp, &target) {
+            if source.kind() == io::ErrorKind::IsADirectory {
+                return Err(PathError::TargetIsDirectory { path: rel.to_path_buf() }.into());
+            }
             return Err(WriteError::Io { path: target, source });
         }
         self.committed = true;
@@ -758,6 +761,24 @@ mod tests {
         assert!(matches!(w.commit(9, 2, None), Some(Err(WriteError::Refused(PathError::SymlinkParent { .. })))));
         assert_eq!(entries(dir.path()), ["sub"]);
         assert!(entries(outside.path()).is_empty());
+    }
+
+    #[test]
+    fn a_directory_made_at_the_target_after_begin_is_refused_at_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ResourceWriter::new(dir.path()).unwrap();
+        w.begin(4, "x".into()).unwrap();
+        w.write(4, 0, b"hi").unwrap();
+        std::fs::create_dir(dir.path().join("x")).unwrap();
+        std::fs::write(dir.path().join("x/kept"), b"k").unwrap();
+        let r = w.commit(4, 2, None);
+        assert!(
+            matches!(&r, Some(Err(WriteError::Refused(PathError::TargetIsDirectory { path }))) if path == Path::new("x")),
+            "{r:?}"
+        );
+        // Nothing replaced, no temporary file left.
+        assert_eq!(entries(dir.path()), ["x"]);
+        assert_eq!(std::fs::read(dir.path().join("x/kept")).unwrap(), b"k");
     }
 
     #[test]
