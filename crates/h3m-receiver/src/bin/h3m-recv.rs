@@ -192,7 +192,7 @@ struct Cli {
     /// Socket receive buffer in MiB to ask the kernel for (beyond
     /// net.core.rmem_max when the receiver has CAP_NET_ADMIN; a clamp is
     /// reported). It absorbs the bursts a busy receiver falls behind by: at
-    /// 8 Gbit/s (`h3m-send --rate max`) 16 MiB or more. [default: 64, or
+    /// 6 Gbit/s (`h3m-send --rate max`) 16 MiB or more. [default: 64, or
     /// 100 ms of the --alt-svc's peak-flow-rate when more, up to 1024]
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=2047))]
     recv_buffer_mib: Option<u32>,

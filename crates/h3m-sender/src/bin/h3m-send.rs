@@ -63,9 +63,10 @@ struct Args {
     /// Prefix of every :path.
     #[arg(long, default_value = "/")]
     path_prefix: String,
-    /// Peak rate in bits/s of UDP payload (10M, 1.5G, 800k); `max` is 8G, the
-    /// fastest rate a receiver on a 2-vCPU VM keeps without loss (with a
-    /// receive buffer of 16 MiB or more); `unpaced` does not pace at all.
+    /// Peak rate in bits/s of UDP payload (10M, 1.5G, 800k); `max` is 6G, the
+    /// fastest rate a receiver sharing a 2-vCPU VM with the sender keeps
+    /// without loss (with a receive buffer of 16 MiB or more); `unpaced`
+    /// does not pace at all.
     #[arg(long, default_value = "10M", value_parser = parse_rate)]
     rate: Rate,
     /// Send the whole set N times (new push IDs each time), for late joiners and loss.
