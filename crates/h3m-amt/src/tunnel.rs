@@ -15,16 +15,20 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
-use tokio::net::UdpSocket;
+use h3m_net::{RecvBatch, RecvSocket};
 
 use crate::gateway::{Gateway, GatewayConfig, GatewayEvent, Rng, SubscribeError, SystemRng};
 use crate::inner::InnerDatagram;
 
-/// Most datagrams taken from the socket per [`Tunnel::recv_batch`] call.
-const BATCH: usize = 64;
+/// Most `recvmmsg` calls per [`Tunnel::recv_batch`] call (each takes up to
+/// 32 buffers, each up to 64 KiB of GRO-coalesced AMT Data).
+const READS: usize = 2;
 
 struct Peer {
-    socket: UdpSocket,
+    /// `recvmmsg` + UDP GRO (a relay sending AMT Data with GSO, as
+    /// `h3m-amt-relay` does, is read a super-datagram at a time); requests
+    /// go out of its tokio socket.
+    socket: RecvSocket,
     connected: Option<SocketAddr>,
 }
 
@@ -35,7 +39,7 @@ pub struct Tunnel {
     bind_v6: Ipv6Addr,
     v4: Option<Peer>,
     v6: Option<Peer>,
-    buf: Box<[u8]>,
+    batch: RecvBatch,
     send_errors: u64,
     recv_buffer: Option<usize>,
     warnings: Vec<String>,
@@ -61,7 +65,7 @@ impl Tunnel {
             bind_v6: Ipv6Addr::UNSPECIFIED,
             v4: None,
             v6: None,
-            buf: vec![0u8; 65_536].into_boxed_slice(),
+            batch: RecvBatch::new(),
             send_errors: 0,
             recv_buffer: Some(h3m_net::DEFAULT_RECV_BUFFER),
             warnings: Vec::new(),
@@ -132,7 +136,7 @@ impl Tunnel {
             if slot.is_none() {
                 let opened = h3m_net::open_unicast(SocketAddr::new(bind, 0), self.recv_buffer)
                     .map_err(io::Error::other)
-                    .and_then(|(s, w)| Ok((UdpSocket::from_std(s)?, w)));
+                    .and_then(|(s, w)| Ok((RecvSocket::from_std(s)?, w)));
                 match opened {
                     Ok((socket, warnings)) => {
                         self.warnings.extend(warnings.iter().map(ToString::to_string));
@@ -150,10 +154,10 @@ impl Tunnel {
             let Some(peer) = slot.as_mut() else { continue };
             let sent = async {
                 if peer.connected != Some(t.destination) {
-                    peer.socket.connect(t.destination).await?;
+                    peer.socket.get_ref().connect(t.destination).await?;
                     peer.connected = Some(t.destination);
                 }
-                peer.socket.send(&t.payload).await
+                peer.socket.get_ref().send(&t.payload).await
             }
             .await;
             if sent.is_err() {
@@ -193,15 +197,17 @@ impl Tunnel {
                 Err(e) => return Err(e),
             };
             let mut delivered = 0;
-            for _ in 0..BATCH {
+            for _ in 0..READS {
                 let Some(peer) = (if ipv6 { &self.v6 } else { &self.v4 }) else { break };
-                match peer.socket.try_recv_from(&mut self.buf) {
-                    Ok((n, from)) => {
+                match peer.socket.try_recv_batch(&mut self.batch) {
+                    Ok(_) => {
                         let now = Instant::now();
-                        let from = SocketAddr::new(from.ip().to_canonical(), from.port());
-                        if let Some(d) = self.gateway.handle_datagram(now, from, &self.buf[..n]) {
-                            deliver(d);
-                            delivered += 1;
+                        for d in self.batch.iter() {
+                            let from = SocketAddr::new(d.source.ip().to_canonical(), d.source.port());
+                            if let Some(d) = self.gateway.handle_datagram(now, from, d.payload) {
+                                deliver(d);
+                                delivered += 1;
+                            }
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -225,9 +231,9 @@ impl Tunnel {
     }
 }
 
-async fn readable(socket: Option<&UdpSocket>) -> io::Result<()> {
+async fn readable(socket: Option<&RecvSocket>) -> io::Result<()> {
     match socket {
-        Some(s) => s.readable().await,
+        Some(s) => s.get_ref().readable().await,
         None => std::future::pending().await,
     }
 }

@@ -138,13 +138,15 @@ impl Input {
 
     /// Subscribes to (`source`, `group`) through an AMT tunnel to the relays
     /// of `config` (tried in order); datagrams to `repair_port` are FEC repair.
+    /// The tunnel's socket asks for a `recv_buffer`-byte receive buffer.
     pub fn amt(
         config: GatewayConfig,
         source: Option<IpAddr>,
         group: SocketAddr,
         repair_port: Option<u16>,
+        recv_buffer: usize,
     ) -> Result<Input, SubscribeError> {
-        let mut tunnel = Box::new(Tunnel::new(config));
+        let mut tunnel = Box::new(Tunnel::new(config).recv_buffer(Some(recv_buffer)));
         tunnel.subscribe(source, group.ip())?;
         Ok(Input::Amt { tunnel, port: group.port(), repair_port, other_ports: 0 })
     }

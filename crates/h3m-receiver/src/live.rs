@@ -225,7 +225,7 @@ async fn open_input(opts: &LiveOptions) -> Result<Input, String> {
         }
         Some(relay) => {
             let config = relay.gateway_config(opts.source, opts.group.ip()).await;
-            Input::amt(config, opts.source, opts.group, repair_port(opts))
+            Input::amt(config, opts.source, opts.group, repair_port(opts), opts.recv_buffer)
                 .map_err(|e| format!("amt subscribe {}: {e}", opts.group))
         }
     }

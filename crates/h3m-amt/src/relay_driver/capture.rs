@@ -9,7 +9,6 @@ use std::time::Instant;
 use h3m_net::{CaptureFamily, CapturedFrame, MulticastConfig, PacketCapture, open_receiver};
 use tokio::net::UdpSocket;
 
-use super::sockets::send_data;
 use super::{BATCH, Capture, CaptureMode, DriverConfig, DriverError, DriverEvent, RelayDriver};
 use crate::gateway::Channel;
 use crate::inner;
@@ -145,6 +144,7 @@ impl RelayDriver {
                 }
             }
         }
+        self.data.flush(&self.listen, &mut self.counters).await;
     }
 
     /// Forwards the datagram(s) of the frame now in `self.frame`.
@@ -162,7 +162,7 @@ impl RelayDriver {
                 self.counters.captured += 1;
                 let packet = packet.get(..len).unwrap_or_default();
                 let routes = self.relay.forward(Instant::now(), packet, &mut self.message);
-                send_data(&self.listen, &self.message, routes, &mut self.counters).await;
+                self.data.add(&self.listen, &self.message, routes, &mut self.counters).await;
             }
             Ok(outcome) => {
                 if matches!(outcome, Outcome::Split(_)) {
@@ -171,7 +171,7 @@ impl RelayDriver {
                 for datagram in self.segments.iter() {
                     self.counters.captured += 1;
                     let routes = self.relay.forward(Instant::now(), datagram, &mut self.message);
-                    send_data(&self.listen, &self.message, routes, &mut self.counters).await;
+                    self.data.add(&self.listen, &self.message, routes, &mut self.counters).await;
                 }
             }
             Err(_) => self.counters.capture_invalid += 1,
@@ -204,7 +204,7 @@ impl RelayDriver {
                                 continue;
                             }
                             let routes = self.relay.forward(Instant::now(), &self.packet_buf, &mut self.message);
-                            send_data(&self.listen, &self.message, routes, &mut self.counters).await;
+                            self.data.add(&self.listen, &self.message, routes, &mut self.counters).await;
                         }
                         Err(e) => {
                             if e.kind() != io::ErrorKind::WouldBlock {
@@ -216,5 +216,6 @@ impl RelayDriver {
                 }
             }
         }
+        self.data.flush(&self.listen, &mut self.counters).await;
     }
 }

@@ -59,7 +59,7 @@ pub use self::stats::DriverStats;
 
 use self::capture::{Membership, open_capture};
 use self::handle::Command;
-use self::sockets::{Listener, listen_socket, pick, poll_io};
+use self::sockets::{DataBatches, Listener, listen_socket, pick, poll_io};
 use self::stats::Counters;
 use crate::gateway::{Channel, Rng, SystemRng};
 use crate::relay::{Relay, RelayEvent};
@@ -80,6 +80,8 @@ pub struct RelayDriver {
     events: broadcast::Sender<DriverEvent>,
     buf: Vec<u8>,
     frame: Vec<u8>,
+    /// AMT Data gathered into GSO sends per gateway, sent after each read.
+    data: DataBatches,
     segments: Segments,
     packet_buf: Vec<u8>,
     message: Vec<u8>,
@@ -147,6 +149,7 @@ pub fn bind_with_rng(
         events,
         buf: vec![0; 65_536],
         frame: Vec::new(),
+        data: DataBatches::default(),
         segments: Segments::new(),
         packet_buf: Vec::with_capacity(65_536),
         message: Vec::with_capacity(65_536),
@@ -238,7 +241,7 @@ impl RelayDriver {
     async fn flush(&mut self) {
         while let Some(t) = self.relay.poll_transmit() {
             let sent = match pick(&self.listen, t.source) {
-                Some(s) => s.send_to(&t.payload, t.destination).await.map(|_| ()),
+                Some(s) => s.send_one(t.destination, &t.payload).await,
                 None => Err(io::Error::from(io::ErrorKind::AddrNotAvailable)),
             };
             if sent.is_err() {
@@ -261,7 +264,7 @@ impl RelayDriver {
         for i in 0..self.listen.len() {
             for _ in 0..BATCH {
                 let l = &self.listen[i];
-                match l.socket.try_recv_from(&mut self.buf) {
+                match l.socket.get_ref().try_recv_from(&mut self.buf) {
                     Ok((n, from)) => {
                         let data = self.buf.get(..n).unwrap_or_default();
                         self.relay.handle_datagram(Instant::now(), l.local, from, data);
