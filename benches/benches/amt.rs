@@ -5,11 +5,12 @@
 //!   Data messages, each an IPv4 UDP datagram with a 1200-byte payload (an h3m
 //!   packet), checks the relay's address, the inner IPv4 and UDP headers and
 //!   checksums and the (S,G) subscription, and hands the payload back.
-//! - `relay_forward_1` / `relay_forward_100`: a [`Relay`] with 1 or 100
+//! - `relay_forward_1` / `_10` / `_100`: a [`Relay`] with 1, 10 or 100
 //!   gateways subscribed to the channel takes each native packet (a whole
 //!   IPv4/UDP datagram), checks it, looks up the subscribers and writes one
-//!   Multicast Data message plus the list of destinations (the send itself,
-//!   one `sendmsg` per gateway, is the socket's cost and not measured here).
+//!   Multicast Data message plus the list of destinations (the sends, GSO
+//!   batches per gateway in the driver, are the socket's cost and not
+//!   measured here).
 //!
 //! Run: `cargo bench -p h3m-benches --bench amt`. Criterion prints the time per
 //! 10 000 packets with packets/s (`elements`) and MiB/s of UDP payload.
@@ -126,7 +127,7 @@ fn bench(c: &mut Criterion) {
                 packet
             })
             .collect();
-        for gateways in [1usize, 100] {
+        for gateways in [1usize, 10, 100] {
             let mut relay_sm = relay_with(gateways, relay, s.ip(), g.ip());
             let mut out = Vec::with_capacity(2048);
             group.bench_function(format!("relay_forward_{gateways}"), |b| {

@@ -184,10 +184,15 @@ impl RecvSocket {
         Ok(RecvSocket { io, state })
     }
 
-    /// [`open_receiver`] + [`RecvSocket::from_std`].
+    /// [`open_receiver`] + [`RecvSocket::from_std`], with GRO off when [`MulticastConfig::gro`] is false.
     pub fn open(cfg: &MulticastConfig) -> Result<(Self, Vec<Warning>), NetError> {
         let (socket, warnings) = open_receiver(cfg)?;
-        Ok((RecvSocket::from_std(socket).map_err(NetError::Runtime)?, warnings))
+        let socket = RecvSocket::from_std(socket).map_err(NetError::Runtime)?;
+        if !cfg.gro {
+            use std::os::fd::AsFd;
+            crate::sys::set_udp_gro(socket.io.as_fd(), false).map_err(NetError::opt("UDP_GRO"))?;
+        }
+        Ok((socket, warnings))
     }
 
     /// The tokio socket.

@@ -39,6 +39,10 @@ pub struct MulticastConfig {
     /// joins on different interfaces) on one group:port a datagram can go to the wrong socket only. Set it
     /// only to share a port with a program that uses `SO_REUSEPORT` alone.
     pub reuse_port: bool,
+    /// UDP GRO on receivers ([`crate::RecvSocket::open`]): the kernel coalesces a burst of equal-size
+    /// datagrams into one buffer, split again in user space. Default true; false reads one datagram per
+    /// buffer (`recvmmsg` alone), for comparisons (`h3m-recv --no-gro`).
+    pub gro: bool,
 }
 
 impl MulticastConfig {
@@ -54,6 +58,7 @@ impl MulticastConfig {
             recv_buffer: Some(DEFAULT_RECV_BUFFER),
             send_buffer: None,
             reuse_port: false,
+            gro: true,
         }
     }
 

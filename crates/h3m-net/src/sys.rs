@@ -330,3 +330,8 @@ pub(crate) fn register_readable_file(file: std::fs::File) -> io::Result<tokio::i
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(file, tokio::io::Interest::READABLE) }
         .map_err(|e| e.into_parts().1)
 }
+
+/// `UDP_GRO` on or off (Linux 5.0+; quinn-udp turns it on where it can).
+pub(crate) fn set_udp_gro(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    setsockopt(fd, libc::SOL_UDP, libc::UDP_GRO, &libc::c_int::from(on))
+}

@@ -52,6 +52,9 @@ pub struct LiveOptions {
     pub linger: Duration,
     /// Socket receive buffer to ask for.
     pub recv_buffer: usize,
+    /// UDP GRO on the multicast socket (default true; `h3m-recv --no-gro`
+    /// turns it off for comparisons).
+    pub gro: bool,
     /// Show progress on a terminal.
     pub progress: bool,
     /// Sync each file to disk before reporting it written ([`run`]).
@@ -89,6 +92,7 @@ impl LiveOptions {
             follow: false,
             linger: Duration::from_millis(300),
             recv_buffer: DEFAULT_RECV_BUFFER,
+            gro: true,
             progress: false,
             fsync: false,
             amt: None,
@@ -216,6 +220,7 @@ async fn open_input(opts: &LiveOptions) -> Result<Input, String> {
             mc.source = opts.source;
             mc.interface = opts.interface.clone();
             mc.recv_buffer = Some(opts.recv_buffer);
+            mc.gro = opts.gro;
             let (input, warnings) =
                 Input::native(&mc, repair_port(opts)).map_err(|e| format!("join {}: {e}", opts.group))?;
             for w in warnings {

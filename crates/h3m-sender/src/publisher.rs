@@ -89,6 +89,11 @@ pub struct PublisherConfig {
     /// which an [`h3m_unicast::origin::Origin`] serves (`h3m-send
     /// --repair-listen`); `None` (the default): none.
     pub catalog: Option<Arc<Catalog>>,
+    /// Most datagrams per GSO send (`None`: the kernel's limit, 64; `1`: one
+    /// `sendmsg` per datagram). With FEC the interleaving depth caps it too.
+    pub gso_segments: Option<usize>,
+    /// Datagrams per paced batch (`None`: about 1 ms at the rate, 1 to 64).
+    pub batch_datagrams: Option<usize>,
     /// AMBI (`h3m-send --ambi inband`): signed manifests of every datagram's
     /// digest, multicast on the side port (the FEC repair port) ahead of the
     /// datagrams they cover; `None` (the default): none.
@@ -148,6 +153,8 @@ impl PublisherConfig {
             ambi: None,
             repair_origin: None,
             shared_stats: None,
+            gso_segments: None,
+            batch_datagrams: None,
         }
     }
 
@@ -414,10 +421,14 @@ impl Publisher {
                 Some((ManifestBuilder::new(a.profile, header, a.per_manifest, a.overlap), Arc::clone(&a.key), alg))
             }
         };
+        if let Some(segments) = config.gso_segments {
+            socket.limit_gso_segments(segments);
+        }
         if let Some(fec) = config.fec {
             // A GSO send crosses a veth or tunnel as one packet: one loss
             // takes all of it, at most one datagram of each interleaved block.
-            socket.limit_gso_segments(usize::from(fec.depth));
+            let depth = usize::from(fec.depth);
+            socket.limit_gso_segments(config.gso_segments.map_or(depth, |g| g.min(depth)));
         }
         let protection = match &config.protection {
             Some(k) => k.protection(),
@@ -427,11 +438,12 @@ impl Publisher {
         // Pace in batches of about 1 ms at the rate (timers are ~1 ms
         // granular), at least one datagram, at most 64; allow a burst of 2 ms
         // at the rate (a 1 ms burst holds only ~85% of the rate).
-        let batch_bytes = match config.rate {
-            Some(r) => ((r / 8 / 1000) as usize).clamp(size, 64 * size),
-            None => 64 * size,
+        let batch_bytes = match (config.batch_datagrams, config.rate) {
+            (Some(n), _) => n.clamp(1, 1024) * size,
+            (None, Some(r)) => ((r / 8 / 1000) as usize).clamp(size, 64 * size),
+            (None, None) => 64 * size,
         };
-        let burst = config.rate.map_or(0, |r| r / 8 / 500).max(4 * size as u64);
+        let burst = config.rate.map_or(0, |r| r / 8 / 500).max(4 * size as u64).max(batch_bytes as u64);
         Ok(Publisher {
             sender: Sender::new(cfg, protection),
             max_datagram_size: size,

@@ -197,6 +197,11 @@ struct Cli {
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=2047))]
     recv_buffer_mib: Option<u32>,
 
+    /// Read one datagram per receive buffer (recvmmsg without UDP GRO), for
+    /// comparisons; GRO is on by default.
+    #[arg(long)]
+    no_gro: bool,
+
     /// End the session after this many seconds without a packet; 0 never [default: 60].
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     idle_timeout: Option<Duration>,
@@ -368,6 +373,7 @@ fn main() -> ExitCode {
     if let Some(mib) = cli.recv_buffer_mib {
         opts.recv_buffer = (mib as usize) << 20;
     }
+    opts.gro = !cli.no_gro;
     if cli.fec == FecMode::Off {
         // No window, no repair socket (live) and repair datagrams ignored (captures).
         opts.session.fec_window = 0;

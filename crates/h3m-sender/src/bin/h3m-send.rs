@@ -146,6 +146,14 @@ struct Args {
     /// Largest UDP payload in bytes.
     #[arg(long, default_value_t = 1200, value_parser = clap::value_parser!(u16).range(64..=65_507))]
     max_datagram_size: u16,
+    /// Most datagrams per GSO send (1: one sendmsg per datagram, for
+    /// comparisons) [default: the kernel's limit, 64].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    gso_segments: Option<u16>,
+    /// Datagrams per paced batch: the burst the socket gets at once
+    /// [default: about 1 ms at --rate, 1 to 64].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    batch: Option<u16>,
     /// Packet-number length in bytes (1-4).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=4))]
     pn_len: u8,
@@ -375,6 +383,8 @@ fn main() -> ExitCode {
     publisher.rate = args.rate;
     publisher.protection = protection;
     publisher.max_datagram_size = usize::from(args.max_datagram_size);
+    publisher.gso_segments = args.gso_segments.map(usize::from);
+    publisher.batch_datagrams = args.batch.map(usize::from);
     publisher.pn_len = usize::from(args.pn_len);
     publisher.keepalive = args.keepalive.max(Duration::from_millis(50));
     publisher.signer = signer;
