@@ -33,6 +33,13 @@ pub const DEFAULT_REPAIR_BUDGET: usize = 16 << 20;
 /// Longest a decodable block waits for the receiver to reach its last
 /// datagram before it decodes anyway.
 pub const DEFER_LIMIT: Duration = Duration::from_millis(200);
+
+/// How far (in packet numbers) beyond the largest datagram handled a repair
+/// datagram's block may end and still be kept: a receiver that falls behind
+/// reads the repair port (a twentieth of the traffic) ahead of the backlog in
+/// its data socket's receive buffer, which holds up to ~55 000 datagrams at
+/// the default 64 MiB. What is kept stays within the repair budget.
+pub const REPAIR_AHEAD: u64 = 1 << 18;
 /// Finished blocks remembered, so their late repair symbols are skipped.
 const DONE_REMEMBERED: usize = 8192;
 
@@ -409,7 +416,8 @@ impl FecDecoder {
         // Before any datagram, repair read ahead of its datagrams waits for them.
         let Some(largest) = self.largest else { return false };
         let low = largest.saturating_sub(self.window.len() as u64 - 1);
-        h.source_pn(0) < low || h.last_pn() > largest.saturating_add(self.window.len() as u64)
+        let ahead = (self.window.len() as u64).max(REPAIR_AHEAD);
+        h.source_pn(0) < low || h.last_pn() > largest.saturating_add(ahead)
     }
 
     /// Source datagrams of the block the window does not hold.

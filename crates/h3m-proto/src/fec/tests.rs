@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
-use super::decoder::{DEFAULT_MAX_WINDOW, DEFAULT_REPAIR_BUDGET};
+use super::decoder::{DEFAULT_MAX_WINDOW, DEFAULT_REPAIR_BUDGET, REPAIR_AHEAD};
 use super::*;
 use crate::SessionId;
 
@@ -376,4 +376,30 @@ fn a_session_without_repair_keeps_only_its_first_datagrams() {
         dec.add_source(pn, &d);
     }
     assert_eq!(dec.held_bytes(), first, "nothing more kept without repair");
+}
+
+#[test]
+fn repair_read_far_ahead_of_a_backlog_is_kept_until_its_sources_come() {
+    // A receiver behind by ~6 windows: it has handled datagram 0 only when
+    // the repair of datagrams 40 000.. arrives (its data socket holds the rest).
+    let config = FecConfig { percent: 10, block: 40, depth: 1, deadline: Duration::from_secs(1) };
+    let first = 40_000;
+    let sources = datagrams(first, 40);
+    let repairs = encode(config, &sources);
+    let mut dec = FecDecoder::new(sid(), 4096, DEFAULT_REPAIR_BUDGET);
+    let early = datagrams(0, 1);
+    dec.add_source(early[0].0, &early[0].1);
+    for r in &repairs {
+        dec.add_repair(Instant::now(), r);
+    }
+    assert_eq!(dec.stats().repair_unneeded, 0, "kept, not dropped as outside the window");
+    for (pn, d) in sources.iter().filter(|(pn, _)| *pn != first + 7) {
+        dec.add_source(*pn, d);
+    }
+    assert_eq!(dec.poll_recovered(), Some(sources[7].clone()));
+    // Beyond REPAIR_AHEAD it is not kept.
+    let far = datagrams(first + REPAIR_AHEAD + 1_000, 40);
+    let before = dec.stats().repair_unneeded;
+    dec.add_repair(Instant::now(), &encode(config, &far)[0]);
+    assert_eq!(dec.stats().repair_unneeded, before + 1);
 }
