@@ -9,10 +9,12 @@
 # MODES="fec repair" (default both) picks them; GSO_OFF=1 turns the sender veth's segmentation
 # offload off first (one drop = one datagram instead of a GSO send). Root (the harness makes
 # namespaces); about 10 minutes on 2 cores for both modes (UFTP's small files at 5% take ~75 s).
+# RATE sets h3m-send's --rate (default max).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 perf=${PERF:-}
 modes=${MODES:-fec repair}
+rate=${RATE:-max}
 cargo build --release -p h3m-sender -p h3m-receiver
 case " $modes " in *" fec "*) cargo bench -p h3m-benches --bench fec ;; esac
 if [ -z "$perf" ] || [ ! -x "$perf" ]; then
@@ -31,7 +33,7 @@ for mode in $modes; do
         for case in "1 5" "5 15"; do
             set -- $case
             echo "== ${1}% loss, --fec $2${GSO_OFF:+ (sender GSO off)}"
-            H3M_BIN_DIR=$PWD/target/release "$perf" --no-install --tools uftp,h3m --loss "$1" \
+            H3M_BIN_DIR=$PWD/target/release "$perf" --no-install --tools uftp,h3m --loss "$1" --set "h3m.rate=$rate" \
                 --set "h3m.tx=${prefix}$tx --fec $2 {src_dir}"
         done
         ;;
@@ -44,7 +46,7 @@ for mode in $modes; do
         pin=$(openssl x509 -in "$dir/origin.pem" -outform DER | sha256sum | cut -d' ' -f1)
         for loss in 1 5; do
             echo "== ${loss}% loss, unicast repair, no FEC${GSO_OFF:+ (sender GSO off)}"
-            H3M_BIN_DIR=$PWD/target/release "$perf" --no-install --tools uftp,h3m --loss "$loss" \
+            H3M_BIN_DIR=$PWD/target/release "$perf" --no-install --tools uftp,h3m --loss "$loss" --set "h3m.rate=$rate" \
                 --set "h3m.tx=${prefix}$tx --repair-listen {tx_addr}:4433 --repair-cert $dir/origin.pem --repair-key $dir/origin.key --repair-linger 60 {src_dir}" \
                 --set "h3m.rx=$rx --repair https://{tx_addr}:4433 --repair-pin $pin --repair-jitter 0"
         done
