@@ -35,7 +35,7 @@
 pub mod ambi;
 pub mod capture;
 pub mod digest;
-pub mod hash_worker;
+pub mod file_worker;
 pub mod input;
 pub mod live;
 pub mod offline;

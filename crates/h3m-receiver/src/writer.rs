@@ -4,11 +4,12 @@
 //! (so the final rename stays on one filesystem), named
 //! `.h3m-partial-<push id>-<process id>`, created exclusively (`O_EXCL`, never
 //! through a symlink). Body bytes are written at their offsets as they arrive
-//! (`pwrite`), so the body is never held in memory. The SHA-256 is computed
-//! off the receive loop, by the [`HashWorker`] thread, over each range of the
-//! file once it follows the hashed prefix (bytes that arrived ahead of a gap
-//! are hashed once the gap is filled); a small body that is still gathered in
-//! memory when it completes is hashed there, at once.
+//! (`pwrite`), so the body is never held in memory. Writing and the SHA-256 are
+//! off the receive loop, on the [`FileWorker`] thread: each gathered run of
+//! bytes is written there, and each range of the file is hashed once it
+//! follows the hashed prefix (bytes that arrived ahead of a gap are hashed
+//! once the gap is filled). A small body that is still gathered in memory
+//! when it completes is hashed and written at once, without the worker.
 //!
 //! A complete push is [committed](ResourceWriter::commit): the byte coverage is
 //! checked against the body length, the file is synced, the missing parent
@@ -27,7 +28,7 @@ use std::sync::Arc;
 
 use ring::digest;
 
-use crate::hash_worker::{HashKey, HashWorker};
+use crate::file_worker::{FileWorker, HashKey};
 use crate::paths::{self, PathError, PlaceError};
 
 /// The name prefix of temporary files; a `:path` whose first component starts
@@ -112,16 +113,18 @@ pub struct Written {
 pub struct PartialFile {
     /// The temporary file, created when the first bytes must leave the write
     /// buffer (a small resource that is given up never touches the disk);
-    /// shared with the [`HashWorker`] while it hashes a range of it.
+    /// shared with the [`FileWorker`] while it hashes a range of it.
     file: Option<Arc<File>>,
     temp: PathBuf,
-    /// This file's hash in the [`HashWorker`].
+    /// This file's hash in the [`FileWorker`].
     hash_key: HashKey,
     /// Every byte below this offset is written (the hashed prefix, once the
     /// worker has caught up).
     hashed_to: u64,
     /// Bytes below this offset are queued for the worker's hash.
     queued_to: u64,
+    /// Whether bytes were handed to the worker to write.
+    handed: bool,
     /// Written ranges above `hashed_to` (start -> end, merged, disjoint).
     pending: BTreeMap<u64, u64>,
     /// Whether a byte was written twice (the hash is then recomputed from the file).
@@ -156,9 +159,10 @@ impl PartialFile {
         Ok(PartialFile {
             file: None,
             temp,
-            hash_key: HashWorker::get().key(),
+            hash_key: FileWorker::get().key(),
             hashed_to: 0,
             queued_to: 0,
+            handed: false,
             pending: BTreeMap::new(),
             overlap: false,
             written: 0,
@@ -206,9 +210,9 @@ impl PartialFile {
         self.file.as_ref().ok_or_else(|| self.io(io::Error::other("temporary file not open")))
     }
 
-    /// Writes out what is gathered and closes the file (its descriptor is
-    /// freed once the hashing worker is done with it; the next write opens it
-    /// again). For resources kept a while for a repair.
+    /// Hands what is gathered to the worker and closes the file (its
+    /// descriptor is freed once the worker is done with it; the next write
+    /// opens it again). For resources kept a while for a repair.
     pub fn park(&mut self) -> Result<(), WriteError> {
         self.flush()?;
         self.file = None;
@@ -252,34 +256,50 @@ impl PartialFile {
             self.wbuf_at = offset;
         }
         if data.len() >= WRITE_BUFFER {
-            if let Err(e) = self.file()?.write_all_at(data, offset) {
-                return Err(self.io(e));
-            }
+            let file = Arc::clone(self.file()?);
+            FileWorker::get().write(self.hash_key, file, offset, data.to_vec());
+            self.handed = true;
             self.wbuf_at = offset + data.len() as u64;
             self.queue_hash();
             return Ok(());
+        }
+        if self.wbuf.capacity() == 0 && self.handed {
+            // A big body (it was handed over before): its next run is as long.
+            self.wbuf.reserve(WRITE_BUFFER);
         }
         self.wbuf.extend_from_slice(data);
         Ok(())
     }
 
-    /// Writes the gathered bytes to the file, and queues the prefix that is now
-    /// contiguous for the hashing worker.
+    /// Hands the gathered bytes to the worker to write, and queues the prefix
+    /// that is now contiguous for its hash.
     pub fn flush(&mut self) -> Result<(), WriteError> {
+        if !self.wbuf.is_empty() {
+            let file = Arc::clone(self.file()?);
+            let at = self.wbuf_at;
+            let wbuf = std::mem::take(&mut self.wbuf);
+            self.wbuf_at += wbuf.len() as u64;
+            FileWorker::get().write(self.hash_key, file, at, wbuf);
+            self.handed = true;
+        }
+        self.queue_hash();
+        Ok(())
+    }
+
+    /// Writes the gathered bytes on this thread (a small body at its commit:
+    /// no hand-over, no wait).
+    fn flush_here(&mut self) -> Result<(), WriteError> {
         if !self.wbuf.is_empty() {
             let at = self.wbuf_at;
             let wbuf = std::mem::take(&mut self.wbuf);
             let result = self.file().map(|f| f.write_all_at(&wbuf, at));
-            self.wbuf = wbuf;
+            self.wbuf_at += wbuf.len() as u64;
             match result {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(self.io(e)),
                 Err(e) => return Err(e),
             }
-            self.wbuf_at += self.wbuf.len() as u64;
-            self.wbuf.clear();
         }
-        self.queue_hash();
         Ok(())
     }
 
@@ -290,7 +310,7 @@ impl PartialFile {
             && self.queued_to < self.hashed_to
             && let Some(file) = &self.file
         {
-            HashWorker::get().hash(self.hash_key, Arc::clone(file), self.queued_to, self.hashed_to);
+            FileWorker::get().hash(self.hash_key, Arc::clone(file), self.queued_to, self.hashed_to);
             self.queued_to = self.hashed_to;
         }
     }
@@ -334,21 +354,24 @@ impl PartialFile {
     }
 
     /// The body's SHA-256: from memory when the whole body is still gathered
-    /// (a small resource: no file read, no wait), else from the hashing
-    /// worker once it has caught up (every byte again after an overlap).
+    /// (a small resource: written here, no file read, no wait), else from the
+    /// worker once it has written and hashed everything handed to it (every
+    /// byte again after an overlap).
     fn sha256(&mut self, body_len: u64) -> Result<[u8; 32], WriteError> {
-        if !self.overlap && self.queued_to == 0 && self.wbuf_at == 0 && self.wbuf.len() as u64 == body_len {
+        if !self.overlap && !self.handed && self.wbuf_at == 0 && self.wbuf.len() as u64 == body_len {
             // The worker never hears of this file.
             let mut out = [0u8; 32];
             out.copy_from_slice(digest::digest(&digest::SHA256, &self.wbuf).as_ref());
             self.queued_to = body_len;
-            self.flush()?;
+            self.flush_here()?;
             return Ok(out);
         }
         self.flush()?;
-        let worker = HashWorker::get();
+        let worker = FileWorker::get();
         if self.overlap {
-            worker.forget(self.hash_key);
+            // Everything written (a failure reported) first, then every byte
+            // hashed again.
+            worker.finish(self.hash_key).map_err(|e| self.io(e))?;
             self.hash_key = worker.key();
             let file = Arc::clone(self.file()?);
             worker.hash(self.hash_key, file, 0, body_len);
@@ -413,8 +436,8 @@ impl PartialFile {
 impl Drop for PartialFile {
     fn drop(&mut self) {
         if !self.committed {
-            if self.queued_to > 0 {
-                HashWorker::get().forget(self.hash_key);
+            if self.queued_to > 0 || self.handed {
+                FileWorker::get().forget(self.hash_key);
             }
             if self.created {
                 let _ = std::fs::remove_file(&self.temp);

@@ -1,16 +1,19 @@
-//! SHA-256 of the files being written, on a thread of its own.
+//! Writing and hashing the files being received, on a thread of its own.
 //!
-//! Hashing is the largest cost of receiving a big resource (about 0.06 s per
+//! SHA-256 is the largest cost of receiving a big resource (about 0.06 s per
 //! 100 MiB with the CPU's SHA extensions, as much as everything else the
-//! receive loop does), so the loop must not do it: a [`PartialFile`] writes
-//! its bytes and tells the worker which range of the file now follows its
-//! hashed prefix ([`HashWorker::hash`]); the worker reads that range back (from
-//! the page cache) and hashes it. At commit the file asks for the digest
-//! ([`HashWorker::finish`]) and waits for the worker to catch up.
+//! receive loop does) and writing the next, so the loop does neither: a
+//! [`PartialFile`] hands each gathered run of bytes to the worker
+//! ([`FileWorker::write`]) and tells it which range of the file now follows its
+//! hashed prefix ([`FileWorker::hash`]); the worker writes, then reads that
+//! range back (from the page cache) and hashes it, in the order it was asked.
+//! At commit the file asks for the digest ([`FileWorker::finish`]) and waits
+//! for the worker to catch up; a failed write is reported there.
 //!
-//! The queue is bounded ([`QUEUE`] jobs of a few words each, each holding the
-//! file open until it is done): a receive loop that outruns the worker waits
-//! for it instead of growing memory. One worker serves the whole process.
+//! The queue is bounded ([`QUEUE`] jobs, each holding the file open and at
+//! most 64 KiB of bytes to write, so at most 16 MiB): a receive loop that
+//! outruns the worker waits for it instead of growing memory. One worker
+//! serves the whole process.
 //!
 //! [`PartialFile`]: crate::writer::PartialFile
 
@@ -28,10 +31,12 @@ pub const QUEUE: usize = 256;
 /// Bytes read back per read.
 const READ_CHUNK: usize = 256 * 1024;
 
-/// One file's hash in the worker: an identifier from [`HashWorker::key`].
+/// One file's hash in the worker: an identifier from [`FileWorker::key`].
 pub type HashKey = u64;
 
 enum Job {
+    /// Write `data` at `at` in `file` (for `key`'s file).
+    Write { key: HashKey, file: Arc<File>, at: u64, data: Vec<u8> },
     /// Hash `file`'s bytes `from..to`, which follow what `key` hashed so far.
     Hash { key: HashKey, file: Arc<File>, from: u64, to: u64 },
     /// Reply with `key`'s digest (and forget it).
@@ -42,21 +47,29 @@ enum Job {
 
 /// The process's hashing thread (see the [module docs](self)).
 #[derive(Debug)]
-pub struct HashWorker {
+pub struct FileWorker {
     jobs: SyncSender<Job>,
     next_key: AtomicU64,
 }
 
-impl HashWorker {
+impl FileWorker {
     /// The process's worker, started on first use.
-    pub fn get() -> &'static HashWorker {
-        static WORKER: OnceLock<HashWorker> = OnceLock::new();
+    pub fn get() -> &'static FileWorker {
+        static WORKER: OnceLock<FileWorker> = OnceLock::new();
         WORKER.get_or_init(|| {
             let (jobs, queue) = sync_channel(QUEUE);
             // If the thread cannot start, every job fails at `finish`.
             let _ = std::thread::Builder::new().name("h3m-hash".into()).spawn(move || run(queue));
-            HashWorker { jobs, next_key: AtomicU64::new(0) }
+            FileWorker { jobs, next_key: AtomicU64::new(0) }
         })
+    }
+
+    /// Queues `data` to be written at `at` in `file` (for `key`'s file); waits
+    /// while the queue is full. A failure is reported by [`finish`](Self::finish).
+    pub fn write(&self, key: HashKey, file: Arc<File>, at: u64, data: Vec<u8>) {
+        if !data.is_empty() {
+            let _ = self.jobs.send(Job::Write { key, file, at, data });
+        }
     }
 
     /// A new key, for one file's hash.
@@ -96,14 +109,19 @@ struct InProgress {
 fn run(queue: Receiver<Job>) {
     let mut hashes: HashMap<HashKey, InProgress> = HashMap::new();
     let mut buf = vec![0u8; READ_CHUNK];
+    let new = || InProgress { hasher: ring::digest::Context::new(&ring::digest::SHA256), hashed_to: 0, failed: None };
     while let Ok(job) = queue.recv() {
         match job {
+            Job::Write { key, file, at, data } => {
+                let h = hashes.entry(key).or_insert_with(new);
+                if h.failed.is_none()
+                    && let Err(e) = file.write_all_at(&data, at)
+                {
+                    h.failed = Some(e);
+                }
+            }
             Job::Hash { key, file, from, to } => {
-                let h = hashes.entry(key).or_insert_with(|| InProgress {
-                    hasher: ring::digest::Context::new(&ring::digest::SHA256),
-                    hashed_to: 0,
-                    failed: None,
-                });
+                let h = hashes.entry(key).or_insert_with(new);
                 if h.failed.is_some() {
                     continue;
                 }
@@ -160,7 +178,7 @@ mod tests {
         let body: Vec<u8> = (0..700_000u32).map(|i| (i % 253) as u8).collect();
         std::fs::File::create(&path).unwrap().write_all(&body).unwrap();
         let file = Arc::new(File::open(&path).unwrap());
-        let w = HashWorker::get();
+        let w = FileWorker::get();
         let key = w.key();
         w.hash(key, file.clone(), 0, 1000);
         w.hash(key, file.clone(), 1000, 1000); // empty: nothing queued
@@ -171,12 +189,33 @@ mod tests {
     }
 
     #[test]
+    fn writes_land_before_the_ranges_queued_after_them_are_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = Arc::new(std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path).unwrap());
+        let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let w = FileWorker::get();
+        let key = w.key();
+        // The second half first, then the first half: hashed once contiguous.
+        w.write(key, file.clone(), 150_000, body[150_000..].to_vec());
+        w.write(key, file.clone(), 0, body[..150_000].to_vec());
+        w.hash(key, file.clone(), 0, body.len() as u64);
+        assert_eq!(w.finish(key).unwrap(), h3m_proto::http::digest::sha256(&body));
+        assert_eq!(std::fs::read(&path).unwrap(), body);
+        // A write that fails (a read-only descriptor) is reported at finish.
+        let read_only = Arc::new(File::open(&path).unwrap());
+        let key = w.key();
+        w.write(key, read_only, 0, vec![1u8; 10]);
+        assert!(w.finish(key).is_err());
+    }
+
+    #[test]
     fn a_gap_between_ranges_is_an_error_not_a_wrong_digest() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, vec![9u8; 5000]).unwrap();
         let file = Arc::new(File::open(&path).unwrap());
-        let w = HashWorker::get();
+        let w = FileWorker::get();
         let key = w.key();
         w.hash(key, file.clone(), 0, 1000);
         w.hash(key, file.clone(), 2000, 3000);
