@@ -16,6 +16,7 @@
 //!   for receivers that lost a promise.
 //! * [`range`]: the `Range`, `Content-Range` and `Retry-After` fields.
 //! * [`metrics`]: the Prometheus text exposition, and a `/metrics` server.
+//! * [`server_thread`]: the thread each server runs on, and its stop switch.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -45,4 +46,5 @@ pub mod metrics;
 pub mod origin;
 pub mod range;
 mod respond;
+pub mod server_thread;
 pub mod tls;

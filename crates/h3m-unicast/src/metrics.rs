@@ -17,6 +17,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use crate::server_thread::ServerThread;
 use std::convert::Infallible;
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -106,8 +107,7 @@ pub enum MetricsError {
 /// delays the program's own work); dropping it stops it.
 pub struct MetricsServer {
     local_addr: SocketAddr,
-    stop: Option<watch::Sender<bool>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: ServerThread,
 }
 
 impl std::fmt::Debug for MetricsServer {
@@ -140,7 +140,7 @@ impl MetricsServer {
             })
             .map_err(|e| MetricsError::Start(e.to_string()))?;
         tracing::info!(%local_addr, "metrics on /metrics");
-        Ok(MetricsServer { local_addr, stop: Some(stop), thread: Some(thread) })
+        Ok(MetricsServer { local_addr, thread: ServerThread::new(stop, thread) })
     }
 
     /// The bound address.
@@ -150,22 +150,7 @@ impl MetricsServer {
 
     /// Stops serving and waits for the thread.
     pub fn shutdown(mut self) {
-        self.stop_now();
-    }
-
-    fn stop_now(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(true);
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        self.stop_now();
+        self.thread.stop();
     }
 }
 

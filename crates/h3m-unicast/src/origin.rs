@@ -10,6 +10,7 @@
 //! `503` with `Retry-After`, which h3m receivers honour), HTTP/3 streams per
 //! connection capped by the transport.
 
+use crate::server_thread::ServerThread;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -180,8 +181,7 @@ impl Shared {
 pub struct Origin {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
-    stop: Option<watch::Sender<bool>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: ServerThread,
 }
 
 impl Origin {
@@ -273,7 +273,7 @@ impl Origin {
             Err(_) => return Err(OriginError::Start("the origin thread ended".into())),
         }
         tracing::info!(%local_addr, "repair origin serving (HTTP/3{})", if config.http1 { " and HTTP/1.1" } else { "" });
-        Ok(Origin { local_addr, shared, stop: Some(stop), thread: Some(thread) })
+        Ok(Origin { local_addr, shared, thread: ServerThread::new(stop, thread) })
     }
 
     /// The bound address.
@@ -307,22 +307,7 @@ impl Origin {
 
     /// Stops serving (connections are closed) and waits for the thread.
     pub fn shutdown(mut self) {
-        self.stop_now();
-    }
-
-    fn stop_now(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(true);
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Origin {
-    fn drop(&mut self) {
-        self.stop_now();
+        self.thread.stop();
     }
 }
 

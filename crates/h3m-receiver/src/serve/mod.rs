@@ -47,6 +47,7 @@
 //! [`MAX_SUBSCRIBERS`] event feeds, and the index's own bounds
 //! ([`index::MAX_ENTRIES`]).
 
+use h3m_unicast::server_thread::ServerThread;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -285,8 +286,7 @@ impl Observer for Feed {
 pub struct Server {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
-    stop: Option<watch::Sender<bool>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: ServerThread,
 }
 
 impl Server {
@@ -330,7 +330,7 @@ impl Server {
             Err(_) => return Err(ServeError::Start("the serve thread ended".into())),
         }
         tracing::info!(%local_addr, "serving received resources over HTTP/1.1");
-        Ok(Server { local_addr, shared, stop: Some(stop), thread: Some(thread) })
+        Ok(Server { local_addr, shared, thread: ServerThread::new(stop, thread) })
     }
 
     /// The bound address.
@@ -345,21 +345,6 @@ impl Server {
 
     /// Stops serving (connections are closed) and waits for the thread.
     pub fn shutdown(mut self) {
-        self.stop_now();
-    }
-
-    fn stop_now(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(true);
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop_now();
+        self.thread.stop();
     }
 }
