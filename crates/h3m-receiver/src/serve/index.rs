@@ -132,6 +132,20 @@ pub struct Entry {
     seq: u64,
 }
 
+impl Entry {
+    /// A resource promised, nothing else known yet.
+    fn pending(seq: u64) -> Self {
+        Entry {
+            state: State::Pending,
+            content_type: None,
+            length: None,
+            updated: SystemTime::now(),
+            notify: Arc::new(Notify::new()),
+            seq,
+        }
+    }
+}
+
 /// Counts of what the index saw (for `/metrics`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IndexCounters {
@@ -308,17 +322,7 @@ impl Index {
             self.pending_order.insert(seq, rel);
         } else {
             let seq = self.next();
-            self.entries.insert(
-                rel.clone(),
-                Entry {
-                    state: State::Pending,
-                    content_type: None,
-                    length: None,
-                    updated: SystemTime::now(),
-                    notify: Arc::new(Notify::new()),
-                    seq,
-                },
-            );
+            self.entries.insert(rel.clone(), Entry::pending(seq));
             self.pending_order.insert(seq, rel);
         }
         self.enforce_bounds();
@@ -359,14 +363,7 @@ impl Index {
     /// newer complete one) and wakes its waiters.
     fn settle(&mut self, rel: PathBuf, state: State) {
         let seq = self.next();
-        let entry = self.entries.entry(rel.clone()).or_insert_with(|| Entry {
-            state: State::Pending,
-            content_type: None,
-            length: None,
-            updated: SystemTime::now(),
-            notify: Arc::new(Notify::new()),
-            seq,
-        });
+        let entry = self.entries.entry(rel.clone()).or_insert_with(|| Entry::pending(seq));
         if matches!(entry.state, State::Complete(_)) && !matches!(state, State::Complete(_)) {
             return;
         }
