@@ -232,6 +232,16 @@ fn existing_dir(full: &Path, rel: &Path) -> Result<bool, PlaceError> {
 /// either does not exist yet or is a real directory (not a symlink), and that
 /// `rel` itself is not a directory.
 pub fn check_parents(root: &Path, rel: &Path) -> Result<(), PlaceError> {
+    if let Some(full) = check_parent_dirs(root, rel)? {
+        check_target(&full, rel)?;
+    }
+    Ok(())
+}
+
+/// [`check_parents`] without the look at `rel` itself (one `stat` less per
+/// resource: the writer's rename reports a directory there). Returns the full
+/// target path when every parent exists.
+pub fn check_parent_dirs(root: &Path, rel: &Path) -> Result<Option<PathBuf>, PlaceError> {
     let parts = normal_components(rel);
     let (last, parents) = parts.split_last().ok_or(PathError::Empty)?;
     let mut full = root.to_path_buf();
@@ -240,11 +250,11 @@ pub fn check_parents(root: &Path, rel: &Path) -> Result<(), PlaceError> {
         full.push(part);
         relative.push(part);
         if !existing_dir(&full, &relative)? {
-            return Ok(());
+            return Ok(None);
         }
     }
     full.push(last);
-    check_target(&full, rel)
+    Ok(Some(full))
 }
 
 /// Refuses a target that exists as a directory.

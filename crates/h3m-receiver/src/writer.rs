@@ -534,7 +534,9 @@ impl ResourceWriter {
         if paths::first_component_starts_with(&rel, TEMP_PREFIX.as_bytes()) {
             return Err(PathError::Reserved.into());
         }
-        paths::check_parents(&self.root, &rel)?;
+        // The target itself is not looked at: a directory there fails the
+        // rename at commit ([`PathError::TargetIsDirectory`]).
+        paths::check_parent_dirs(&self.root, &rel)?;
         let temp = self.root.join(format!("{TEMP_PREFIX}{push_id}-{}", self.pid));
         let file = PartialFile::create(temp)?;
         self.open.insert(push_id, Entry { file, rel });
@@ -787,7 +789,7 @@ mod tests {
     }
 
     #[test]
-    fn a_directory_made_at_the_target_after_begin_is_refused_at_commit() {
+    fn a_directory_at_the_target_is_refused_at_commit() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = ResourceWriter::new(dir.path()).unwrap();
         w.begin(4, "x".into()).unwrap();
@@ -802,6 +804,12 @@ mod tests {
         // Nothing replaced, no temporary file left.
         assert_eq!(entries(dir.path()), ["x"]);
         assert_eq!(std::fs::read(dir.path().join("x/kept")).unwrap(), b"k");
+        // A directory there before the push began: refused the same way.
+        w.begin(5, "x".into()).unwrap();
+        w.write(5, 0, &body(100_000)).unwrap();
+        let r = w.commit(5, 100_000, None);
+        assert!(matches!(&r, Some(Err(WriteError::Refused(PathError::TargetIsDirectory { .. })))), "{r:?}");
+        assert_eq!(entries(dir.path()), ["x"]);
     }
 
     #[test]
