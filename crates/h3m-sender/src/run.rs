@@ -43,8 +43,19 @@ pub struct SendOptions {
     /// (`--digest-first`). By default a file over 1 MiB whose digest is not
     /// known yet is hashed as it is sent, its digest in trailers: one pass
     /// over the file, and its first datagram leaves at once (a file sent more
-    /// than once, with `repeat` or `carousel`, always has it in its headers).
+    /// than once, with `repeat` or `carousel`, and every file of a session
+    /// with unicast repair always has it in its headers).
     pub digest_first: bool,
+}
+
+impl SendOptions {
+    /// Whether every file's digest goes in its response headers (see
+    /// [`SendOptions::digest_first`]): asked for, a file sent more than once
+    /// (receivers match copies by it), or unicast repair (a receiver that lost
+    /// the trailers could not verify a repaired body otherwise).
+    fn digests_in_headers(&self) -> bool {
+        self.digest_first || self.repeat > 1 || self.carousel || self.publisher.catalog.is_some()
+    }
 }
 
 /// What a run did.
@@ -151,7 +162,9 @@ enum Sending {
 /// once), unless `first` asks for it in the headers (`--digest-first`: a
 /// whole pass over the file before its first datagram). A file sent more than
 /// once (`--repeat`, `--carousel`) always has it in its headers: receivers
-/// match its copies by it, and the pass is paid once for every round.
+/// match its copies by it, and the pass is paid once for every round; so does
+/// every file of a session with unicast repair (a receiver that lost the
+/// trailers verifies a repaired body against the headers' digest).
 #[derive(Debug, Default)]
 struct Digests {
     known: std::collections::HashMap<PathBuf, (u64, Option<SystemTime>, [u8; 32])>,
@@ -371,7 +384,7 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
         return Ok(Summary { stats: closed.stats, elapsed: closed.elapsed, skipped });
     }
     let rounds = u64::from(opts.repeat.max(1));
-    let mut digests = Digests::new(opts.digest_first || opts.repeat > 1);
+    let mut digests = Digests::new(opts.digests_in_headers());
     // Push IDs of each entry's copies: those sent, then those planned (one
     // round later each, as long as no file is skipped).
     let mut copy_ids: Vec<Vec<u64>> = vec![Vec::new(); entries.len()];
@@ -400,7 +413,7 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
         send_stdin(&mut publisher, path, &mut progress).await?;
     }
     if let Some(watcher) = watcher {
-        watch(&mut publisher, watcher, deadline, &mut progress, &mut skipped, opts.digest_first).await?;
+        watch(&mut publisher, watcher, deadline, &mut progress, &mut skipped, opts.digests_in_headers()).await?;
     }
     let closed = publisher.close().await?;
     progress.finish();

@@ -1,8 +1,9 @@
 //! Where `h3m-send` puts a file's digest, over loopback multicast: a file over
 //! 1 MiB sent once is hashed as it is sent (on the read-ahead thread), its
 //! SHA-256 in trailers and none in its headers; `--digest-first` puts it in
-//! the headers and sends no trailers; `--repeat` always announces it up front
-//! (receivers match copies by it); a small file always has it in its headers.
+//! the headers and sends no trailers; `--repeat` and `--repair-listen` always
+//! announce it up front (receivers match copies by it; a repaired body is
+//! verified against it); a small file always has it in its headers.
 //! Every body arrives byte for byte and matches the digest announced.
 //!
 //! Network safety: groups 239.255.77.34-37, outgoing interface 127.0.0.1, TTL 1.
@@ -138,4 +139,18 @@ fn copies_announce_it_up_front() {
         assert_eq!(announced_sha256(&p.headers), Some(sha256(&big_body)));
         assert!(p.trailers.is_none());
     }
+}
+
+#[test]
+fn with_unicast_repair_it_is_in_the_headers() {
+    // A receiver that lost the trailers must still verify a repaired body.
+    let (_dir, big, _small, big_body, _) = files();
+    let port = 41_000 + (std::process::id() % 20_000) as u16;
+    let listen = format!("127.0.0.1:{port}");
+    let pushes = send_and_collect(37, &[&big], &["--repair-listen", &listen, "--repair-linger", "0"]);
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+    assert!(pushes[0].complete);
+    assert_eq!(pushes[0].body, big_body);
+    assert_eq!(announced_sha256(&pushes[0].headers), Some(sha256(&big_body)));
+    assert!(pushes[0].trailers.is_none());
 }
