@@ -7,7 +7,7 @@
 //!   or `group=ADDR:PORT source=ADDR session-id=HEX ...`).
 //! * [`watcher::Watcher`]: one session's state, I/O-free: fed datagrams and
 //!   the time.
-//! * `driver` (next): joins each session and drives the watchers.
+//! * [`driver::run`]: joins each session and drives the watchers.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -23,5 +23,5 @@
 //! ```
 
 pub mod config;
-
+pub mod driver;
 pub mod watcher;
