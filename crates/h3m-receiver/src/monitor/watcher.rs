@@ -32,7 +32,16 @@ pub struct Counters {
     pub reordered: u64,
     /// Packets whose number had already been received.
     pub duplicates: u64,
+    /// Times the packet numbers started again lower (more than
+    /// [`RESTART_DISTANCE`] below the largest: the sender was restarted
+    /// with the same session ID).
+    pub restarts: u64,
 }
+
+/// A packet number this far below the largest received is not a late
+/// packet but a sender that started again (reordering that deep does not
+/// happen on a multicast path).
+pub const RESTART_DISTANCE: u64 = 1024;
 
 /// What a watcher reports at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +145,10 @@ impl Watcher {
                 self.largest = Some(packet_number);
             }
             Some(l) if packet_number == l => c.duplicates += 1,
+            Some(l) if l - packet_number > RESTART_DISTANCE => {
+                c.restarts += 1;
+                self.largest = Some(packet_number);
+            }
             Some(_) => {
                 // Late: it was counted as lost when the gap opened (or it is
                 // a duplicate of a late one, which the count cannot tell).
@@ -269,6 +282,17 @@ mod tests {
         }
         w.on_datagram(t0, &packet(&sid(), 70_002));
         assert_eq!(w.snapshot(t0).counters.lost, 4 + 2);
+    }
+
+    #[test]
+    fn a_restarted_sender_is_not_a_flood_of_late_packets() {
+        let t0 = Instant::now();
+        let mut w = watcher(t0);
+        for pn in (0..5000).chain(0..10).chain(12..20) {
+            w.on_packet(t0, pn, 1);
+        }
+        let c = w.snapshot(t0).counters;
+        assert_eq!((c.restarts, c.lost, c.reordered), (1, 2, 0), "10 and 11 lost after the restart");
     }
 
     #[test]
