@@ -19,7 +19,8 @@ CONFIG lists one session per line (`#` starts a comment):
 
 Output: one JSON line per session every --interval (event \"status\"), one on
 every up/down change (\"change\") and with --once one at the end (\"final\").
-Exit status with --once: 0 all up, 1 any down, 2 usage or configuration error.";
+Exit status with --once: 0 all up, 1 any down, 2 usage or configuration error,
+130 interrupted (Ctrl-C) before the end.";
 
 /// Watches multicast sessions and reports which are up.
 #[derive(Debug, Parser)]
@@ -82,15 +83,20 @@ fn main() -> ExitCode {
     };
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr();
+    let once = opts.once.is_some();
     let result = runtime.block_on(async {
         tokio::select! {
-            r = driver::run(entries, &opts, &mut out, &mut err) => r,
-            _ = tokio::signal::ctrl_c() => Ok(true),
+            r = driver::run(entries, &opts, &mut out, &mut err) => r.map(Some),
+            _ = tokio::signal::ctrl_c() => Ok(None),
         }
     });
     match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        Ok(Some(true)) => ExitCode::SUCCESS,
+        Ok(Some(false)) => ExitCode::from(1),
+        // Stopped: watching until stopped is a success; a --once check that
+        // did not finish is not.
+        Ok(None) if once => ExitCode::from(130),
+        Ok(None) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("h3m-monitor: {e}");
             ExitCode::from(2)
