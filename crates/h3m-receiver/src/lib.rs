@@ -13,6 +13,9 @@
 //! * [`serve::Server`]: the receiver as a local origin (`h3m-recv --serve`):
 //!   every resource received served over HTTP/1.1, with metrics, a status
 //!   page and the event feed.
+//! * [`monitor`]: stream monitoring (`h3m-monitor`): which of a list of
+//!   sessions are up, with rate, loss and last packet, as JSON lines and on
+//!   `/metrics`.
 //!
 //! Receiving a session into memory:
 //!
@@ -38,6 +41,7 @@ pub mod digest;
 pub mod file_worker;
 pub mod input;
 pub mod live;
+pub mod monitor;
 pub mod offline;
 pub mod paths;
 pub mod progress;
