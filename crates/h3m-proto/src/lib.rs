@@ -18,6 +18,7 @@
 //! - [`receiver`]: the receiver state machine, datagrams in, events out.
 //! - [`encoder`]: resources into datagrams, the packetizing core of a sender.
 //! - [`sender`]: the sender state machine: header conventions, keep-alives, session end.
+//! - [`qlog`]: qlog (JSON-SEQ) records of packets, frames and pushes.
 //!
 //! Beside them: [`encoding`] (base64), [`http`] (dates, digest fields,
 //! content types, percent-encoding, structured fields) and [`auth`] (content
@@ -37,6 +38,7 @@ pub mod h3;
 pub mod http;
 pub mod packet;
 pub mod protection;
+pub mod qlog;
 pub mod qpack;
 pub mod receiver;
 pub mod sender;
