@@ -20,6 +20,7 @@
 //!   after it.
 
 use std::io::Write;
+use std::time::Instant;
 
 use crate::SessionId;
 use crate::frame::{Frame, FrameReader};
@@ -334,6 +335,87 @@ impl QlogWriter {
         }
         out.write_all(&self.buf)?;
         self.written += self.buf.len() as u64;
+        Ok(())
+    }
+}
+
+/// A [`QlogWriter`] with its output and its start: what a sender or receiver
+/// keeps while it logs. Times are given as [`Instant`]s and written relative to
+/// `start`.
+pub struct QlogTrace {
+    writer: QlogWriter,
+    out: Box<dyn Write + Send>,
+    start: Instant,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for QlogTrace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QlogTrace").field("writer", &self.writer).field("start", &self.start).finish_non_exhaustive()
+    }
+}
+
+impl QlogTrace {
+    /// Starts a trace: writes the header record to `out`. `reference_time_ms`
+    /// (milliseconds since the Unix epoch) is the wall-clock time of `start`.
+    pub fn new(
+        mut out: Box<dyn Write + Send>,
+        title: &str,
+        vantage: VantagePoint,
+        start: Instant,
+        reference_time_ms: u64,
+        max_bytes: u64,
+    ) -> Result<Self, QlogError> {
+        let mut writer = QlogWriter::new(max_bytes);
+        writer.header(&mut out, title, vantage, reference_time_ms)?;
+        Ok(QlogTrace { writer, out, start, scratch: Vec::new() })
+    }
+
+    fn ms(&self, now: Instant) -> f64 {
+        now.saturating_duration_since(self.start).as_secs_f64() * 1000.0
+    }
+
+    /// The writer (bytes written, whether it stopped).
+    pub fn writer(&self) -> &QlogWriter {
+        &self.writer
+    }
+
+    /// Logs a datagram of the session sent or received at `now`. A datagram
+    /// that does not open as a packet of the session is not logged.
+    pub fn datagram(
+        &mut self,
+        now: Instant,
+        direction: Direction,
+        datagram: &[u8],
+        session_id: &SessionId,
+        protection: &dyn PacketProtection,
+    ) -> Result<(), QlogError> {
+        if self.writer.is_stopped() {
+            return Ok(());
+        }
+        let largest = self.writer.largest_packet_number();
+        let Ok(trace) = PacketTrace::open(datagram, session_id, largest, protection, &mut self.scratch) else {
+            return Ok(());
+        };
+        let ms = self.ms(now);
+        self.writer.packet(&mut self.out, ms, direction, &trace)
+    }
+
+    /// Logs a push promise ([`QlogWriter::push_promised`]).
+    pub fn push_promised(&mut self, now: Instant, push_id: u64, path: &str) -> Result<(), QlogError> {
+        let ms = self.ms(now);
+        self.writer.push_promised(&mut self.out, ms, push_id, path)
+    }
+
+    /// Logs a finished push ([`QlogWriter::push_resolved`]).
+    pub fn push_resolved(&mut self, now: Instant, push_id: u64, complete: bool) -> Result<(), QlogError> {
+        let ms = self.ms(now);
+        self.writer.push_resolved(&mut self.out, ms, push_id, complete)
+    }
+
+    /// Flushes the output.
+    pub fn flush(&mut self) -> Result<(), QlogError> {
+        self.out.flush()?;
         Ok(())
     }
 }

@@ -111,3 +111,36 @@ fn foreign_packet_is_an_error() {
     assert!(PacketTrace::open(&d, &other, None, &NullProtection, &mut scratch).is_err());
     assert!(PacketTrace::open(&[], &other, None, &NullProtection, &mut scratch).is_err());
 }
+
+#[derive(Clone, Default)]
+struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn trace_logs_session_datagrams_only() {
+    let sid = SessionId::new(&[1, 2, 3, 4]).unwrap();
+    let shared = Shared::default();
+    let start = Instant::now();
+    let mut t = QlogTrace::new(Box::new(shared.clone()), "x", VantagePoint::Server, start, 5, 1 << 20).unwrap();
+    let mut payload = Vec::new();
+    encode_stream(1, 0, b"abc", false, false, &mut payload).unwrap();
+    for pn in 0..300 {
+        t.datagram(start, Direction::Sent, &datagram(pn, &payload), &sid, &NullProtection).unwrap();
+    }
+    t.datagram(start, Direction::Sent, b"junk", &sid, &NullProtection).unwrap();
+    t.push_promised(start, 0, "/x").unwrap();
+    t.flush().unwrap();
+    let bytes = shared.0.lock().unwrap().clone();
+    let events = validate(&bytes);
+    assert_eq!(events.len(), 301);
+    assert_eq!(events[299]["data"]["header"]["packet_number"], 299);
+}
