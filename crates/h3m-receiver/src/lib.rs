@@ -45,6 +45,7 @@ pub mod monitor;
 pub mod offline;
 pub mod paths;
 pub mod progress;
+pub mod qlog;
 pub mod receiver;
 pub mod report;
 pub mod serve;

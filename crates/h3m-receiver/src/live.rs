@@ -291,6 +291,7 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
     let mut session = Session::with_reporter(config.receiver(), sink, reporter);
     session.set_verify(opts.session.verify.clone());
     session.set_clock(Clock::System);
+    session.set_qlog(config.open_qlog());
     session.set_hold_for_repair(opts.repair.is_some());
     let mut counters = CaptureStats::default();
     let started = Instant::now();
@@ -338,7 +339,7 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
                 counters.udp_datagrams += 1;
                 let now = *batch_time.get_or_insert_with(Instant::now);
                 match (channel, ambi.as_mut()) {
-                    (Channel::Session, None) => session.receiver.handle_datagram(now, payload),
+                    (Channel::Session, None) => session.receive(now, payload),
                     (Channel::Repair, Some(a)) if crate::ambi::is_manifest(payload) => {
                         a.on_manifest_datagram(now, payload)
                     }
@@ -348,7 +349,7 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
                 // Only what the gate released reaches the core, with its arrival time.
                 if let Some(a) = ambi.as_mut() {
                     while let Some(r) = a.poll_released() {
-                        session.receiver.handle_datagram(r.arrival, &r.datagram);
+                        session.receive(r.arrival, &r.datagram);
                     }
                 }
                 session.drain();

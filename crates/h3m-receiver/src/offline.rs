@@ -118,6 +118,7 @@ fn run_with(opts: &Options, reporter: &mut Reporter<'_>) -> Outcome {
     };
     let mut session = Session::new(opts.session.receiver(), writer, reporter);
     session.set_verify(opts.session.verify.clone());
+    session.set_qlog(opts.session.open_qlog());
     // Until the capture gives a time (a .datagrams file never does), the
     // freshness clock is the system's.
     if opts.session.verify.max_age.is_some() {
@@ -153,7 +154,7 @@ fn run_with(opts: &Options, reporter: &mut Reporter<'_>) -> Outcome {
         if repair {
             session.receiver.handle_repair(now, &datagram.payload);
         } else {
-            session.receiver.handle_datagram(now, &datagram.payload);
+            session.receive(now, &datagram.payload);
         }
         session.drain();
     }

@@ -79,6 +79,8 @@ pub struct SessionConfig {
     /// promises from the origin, keeps what of them arrived (`h3m-recv
     /// --repair` turns it on).
     pub keep_unpromised: bool,
+    /// Write a qlog trace of the session (`h3m-recv --qlog DIR`; `None`: off).
+    pub qlog: Option<crate::qlog::QlogOptions>,
 }
 
 impl SessionConfig {
@@ -95,6 +97,7 @@ impl SessionConfig {
             buffer_budget: defaults.max_buffered_total,
             fec_window: defaults.fec_window,
             keep_unpromised: false,
+            qlog: None,
         }
     }
 
@@ -107,6 +110,11 @@ impl SessionConfig {
             config.idle_timeout = Some(idle);
         }
         Ok(config)
+    }
+
+    /// The qlog trace [`qlog`](Self::qlog) asks for, if its file can be created.
+    pub(crate) fn open_qlog(&self) -> Option<Box<h3m_proto::qlog::QlogTrace>> {
+        self.qlog.as_ref().and_then(|q| crate::qlog::open_receiver(q, &self.session_id))
     }
 
     /// The sans-IO receiver this configuration describes.
@@ -146,6 +154,7 @@ impl<S: ResourceSink> Session<S> {
     /// judged against the system clock.
     pub fn new(config: SessionConfig, sink: S) -> Self {
         let mut engine = Engine::with_reporter(config.receiver(), sink, ReporterRef::Owned(Reporter::queue()));
+        engine.set_qlog(config.open_qlog());
         engine.set_verify(config.verify);
         engine.set_clock(Clock::System);
         Session { engine, datagrams: 0 }
@@ -155,7 +164,7 @@ impl<S: ResourceSink> Session<S> {
     /// sessions and malformed ones are counted and dropped.
     pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
         self.datagrams += 1;
-        self.engine.receiver.handle_datagram(now, datagram);
+        self.engine.receive(now, datagram);
         self.engine.drain();
     }
 

@@ -245,6 +245,18 @@ struct Cli {
     /// an origin such as `https://player.example`).
     #[arg(long, value_name = "ORIGIN", requires = "serve")]
     serve_cors: Option<String>,
+
+    /// Write a qlog trace (JSON-SEQ: packets received with their frames,
+    /// push promises and results) to DIR/<session-id>-receiver.sqlog; open
+    /// it in qvis (https://qvis.quictools.info).
+    #[arg(long, value_name = "DIR")]
+    qlog: Option<PathBuf>,
+
+    /// With --qlog: stop logging (with a final note) once the file reaches
+    /// this many MiB.
+    #[arg(long, value_name = "MIB", default_value = "1024", requires = "qlog",
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    qlog_max_mib: u64,
 }
 
 /// Where the datagrams come from.
@@ -383,6 +395,11 @@ fn main() -> ExitCode {
     }
     if let Some(t) = cli.idle_timeout {
         opts.session.idle_timeout = (!t.is_zero()).then_some(t);
+    }
+    if let Some(dir) = &cli.qlog {
+        let mut q = h3m_receiver::qlog::QlogOptions::new(dir);
+        q.max_bytes = cli.qlog_max_mib << 20;
+        opts.session.qlog = Some(q);
     }
     let server = match cli.serve {
         Some(listen) => {

@@ -122,6 +122,10 @@ pub(crate) struct Session<'r, 'w, S: ResourceSink = crate::writer::ResourceWrite
     pub(crate) ambi: Option<crate::ambi::AmbiCounters>,
     verify: VerifyOptions,
     clock: Clock,
+    /// `--qlog`: the trace, and the time of the last datagram (push events
+    /// are stamped with it). Dropped after a write error.
+    qlog: Option<Box<h3m_proto::qlog::QlogTrace>>,
+    qlog_now: std::time::Instant,
 }
 
 impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
@@ -158,6 +162,8 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             ambi: None,
             verify: VerifyOptions::default(),
             clock: Clock::None,
+            qlog: None,
+            qlog_now: std::time::Instant::now(),
         }
     }
 
@@ -172,6 +178,45 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
     /// the datagram about to be handled).
     pub(crate) fn set_clock(&mut self, clock: Clock) {
         self.clock = clock;
+    }
+
+    /// Sets the qlog trace (`None`: off).
+    pub(crate) fn set_qlog(&mut self, qlog: Option<Box<h3m_proto::qlog::QlogTrace>>) {
+        self.qlog = qlog;
+    }
+
+    /// Hands a datagram of the session to the receiver, logging it first when
+    /// qlog is on.
+    pub(crate) fn receive(&mut self, now: std::time::Instant, datagram: &[u8]) {
+        if let Some(q) = self.qlog.as_mut() {
+            self.qlog_now = now;
+            let config = self.receiver.config();
+            let r = q.datagram(
+                now,
+                h3m_proto::qlog::Direction::Received,
+                datagram,
+                &config.session_id,
+                config.protection.as_ref(),
+            );
+            self.qlog_result(r);
+        }
+        self.receiver.handle_datagram(now, datagram);
+    }
+
+    /// Turns qlog off after a write error, with a warning.
+    fn qlog_result(&mut self, r: Result<(), h3m_proto::qlog::QlogError>) {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "qlog off");
+            self.qlog = None;
+        }
+    }
+
+    /// Flushes the qlog trace.
+    pub(crate) fn flush_qlog(&mut self) {
+        if let Some(q) = self.qlog.as_mut() {
+            let r = q.flush();
+            self.qlog_result(r);
+        }
     }
 
     /// Handles every event the receiver has.
@@ -266,6 +311,10 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
 
     fn on_promise(&mut self, push_id: u64, request: &[HeaderField]) {
         let raw_path = field(request, b":path").map(<[u8]>::to_vec);
+        if let Some(q) = self.qlog.as_mut() {
+            let r = q.push_promised(self.qlog_now, push_id, &lossy(raw_path.as_deref().unwrap_or_default()));
+            self.qlog_result(r);
+        }
         self.reporter.emit_progress(|| Record::PushPromised {
             push_id,
             path: raw_path.as_deref().map(lossy),
@@ -556,6 +605,10 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
 
     fn on_finished(&mut self, summary: PushSummary) {
         let push_id = summary.push_id;
+        if let Some(q) = self.qlog.as_mut() {
+            let r = q.push_resolved(self.qlog_now, push_id, summary.status == PushStatus::Complete);
+            self.qlog_result(r);
+        }
         let Some(mut state) = self.pushes.remove(&push_id) else { return };
         match std::mem::replace(&mut state.fate, Fate::Done) {
             Fate::Repeat => self.repeats += 1,

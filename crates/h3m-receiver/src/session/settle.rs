@@ -116,6 +116,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             });
         }
         self.settle_all();
+        self.flush_qlog();
         // What is still held for a repair that did not run (or was
         // interrupted) is reported now, then the deferred judgements.
         self.release_held();
