@@ -18,6 +18,7 @@
 pub mod metrics;
 pub mod progress;
 pub mod publisher;
+pub mod qlog;
 pub mod read_ahead;
 pub mod run;
 pub mod tree;

@@ -106,6 +106,10 @@ pub struct PublisherConfig {
     /// (`h3m-send --metrics`, see [`crate::metrics`]); `None` (the
     /// default): nowhere.
     pub shared_stats: Option<Arc<SharedStats>>,
+    /// Write a qlog trace of the datagrams sent (`h3m-send --qlog DIR`, see
+    /// [`crate::qlog`]); `None` (the default): none. A trace that cannot be
+    /// created is a warning, not an error.
+    pub qlog: Option<crate::qlog::QlogConfig>,
 }
 
 /// The session's counters, shared with another thread: the publisher
@@ -153,6 +157,7 @@ impl PublisherConfig {
             ambi: None,
             repair_origin: None,
             shared_stats: None,
+            qlog: None,
             gso_segments: None,
             batch_datagrams: None,
         }
@@ -360,6 +365,8 @@ pub struct Publisher {
     spools: HashMap<u64, Arc<Spool>>,
     /// The counters for another thread ([`PublisherConfig::shared_stats`]).
     shared_stats: Option<Arc<SharedStats>>,
+    /// `--qlog`: the trace (dropped after a write error).
+    qlog: Option<crate::qlog::SenderQlog>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -434,6 +441,15 @@ impl Publisher {
             Some(k) => k.protection(),
             None => Box::new(NullProtection),
         };
+        let qlog = config.qlog.as_ref().and_then(|q| {
+            let protection: Box<dyn h3m_proto::protection::PacketProtection> = match &config.protection {
+                Some(k) => k.protection(),
+                None => Box::new(NullProtection),
+            };
+            crate::qlog::SenderQlog::open(q, config.session_id, protection)
+                .inspect_err(|e| tracing::warn!(error = %e, "qlog off"))
+                .ok()
+        });
         let size = config.max_datagram_size;
         // Pace in batches of about 1 ms at the rate (timers are ~1 ms
         // granular), at least one datagram, at most 64; allow a burst of 2 ms
@@ -463,6 +479,7 @@ impl Publisher {
             ambi,
             ambi_batch: Vec::new(),
             shared_stats: config.shared_stats.clone(),
+            qlog,
         })
     }
 
@@ -728,6 +745,11 @@ impl Publisher {
             tokio::time::sleep_until(at.into()).await;
             self.drain().await?;
         }
+        if let Some(q) = &mut self.qlog
+            && let Err(e) = q.flush()
+        {
+            tracing::warn!(error = %e, "qlog");
+        }
         let stats = self.sender.stats();
         tracing::info!(
             resources = stats.resources,
@@ -796,6 +818,12 @@ impl Publisher {
             if !self.batch.is_empty() {
                 self.socket.send_batch(self.dest, &self.batch).await?;
                 self.first.get_or_insert(now);
+                if let Some(q) = &mut self.qlog
+                    && let Err(e) = q.sent(now, &self.batch)
+                {
+                    tracing::warn!(error = %e, "qlog off");
+                    self.qlog = None;
+                }
             }
             if !self.repair_batch.is_empty() {
                 self.socket.send_batch(self.repair_dest, &self.repair_batch).await?;

@@ -227,3 +227,59 @@ fn a_file_rewritten_in_place_while_sent_is_reset() {
     assert!(err.contains(&format!("h3m-send: reset {b}: file changed while being sent")), "{err}");
     assert!(err.contains(&format!("h3m-send: 1 not sent intact: {b}\n")), "{err}");
 }
+
+/// `--qlog DIR`: one `quic:packet_sent` per datagram of the session (here a
+/// protected one), numbered from 0, whose STREAM frames carry at least the
+/// file's bytes; every record is JSON-SEQ with the qlog schema's required
+/// fields.
+#[test]
+fn qlog_logs_every_datagram_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("q.bin");
+    std::fs::write(&file, vec![5u8; 40_000]).unwrap();
+    let qlog = dir.path().join("qlog");
+    let p = port(4);
+    let socket = join(34, p);
+    socket.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+    let counter = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let mut n = 0u64;
+        while socket.recv(&mut buf).is_ok() {
+            n += 1;
+        }
+        n
+    });
+    let mut args = loopback_args(&[&file], 34, p, "20M");
+    for a in ["--cipher-suite", "1301", "--qlog", qlog.to_str().unwrap(), "--qlog-max-mib", "4"] {
+        args.push(a.to_owned());
+    }
+    let o = h3m_send(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let received = counter.join().unwrap();
+
+    let bytes = std::fs::read(qlog.join("0a0d-sender.sqlog")).expect("the qlog file");
+    assert_eq!(bytes.first(), Some(&0x1e));
+    assert_eq!(bytes.last(), Some(&b'\n'));
+    let mut records = bytes[1..].split(|&b| b == 0x1e).map(|r| {
+        assert_eq!(r.last(), Some(&b'\n'));
+        serde_json::from_slice::<serde_json::Value>(r).expect("a JSON record")
+    });
+    let header = records.next().unwrap();
+    assert_eq!(header["qlog_format"], "JSON-SEQ");
+    assert_eq!(header["trace"]["vantage_point"]["type"], "server");
+    assert!(header["trace"]["common_fields"]["reference_time"].is_u64());
+    let mut sent = 0u64;
+    let mut stream_bytes = 0u64;
+    for e in records {
+        assert!(e["time"].is_number());
+        assert!(e["data"].is_object());
+        assert_eq!(e["name"], "quic:packet_sent");
+        assert_eq!(e["data"]["header"]["packet_number"], sent);
+        sent += 1;
+        for f in e["data"]["frames"].as_array().unwrap() {
+            stream_bytes += f["length"].as_u64().filter(|_| f["frame_type"] == "stream").unwrap_or(0);
+        }
+    }
+    assert_eq!(sent, received, "one event per datagram");
+    assert!(stream_bytes >= 40_000, "{stream_bytes}");
+}

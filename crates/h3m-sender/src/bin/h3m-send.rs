@@ -108,6 +108,16 @@ struct Args {
     /// `http://ADDR:PORT/metrics` while it runs.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<SocketAddr>,
+    /// Write a qlog trace (JSON-SEQ: every datagram sent with its packet
+    /// number and frames) to DIR/<session-id>-sender.sqlog; open it in qvis
+    /// (https://qvis.quictools.info).
+    #[arg(long, value_name = "DIR")]
+    qlog: Option<PathBuf>,
+    /// With --qlog: stop logging (with a final note) once the file reaches
+    /// this many MiB.
+    #[arg(long, value_name = "MIB", default_value = "1024", requires = "qlog",
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    qlog_max_mib: u64,
     /// Seconds between repetitions of the PUSH_PROMISE and response headers of
     /// the pushes in flight, so an h3m receiver joining late learns them (0.5
     /// is a good figure); 0 never, the default: nghq's receiver mishandles the
@@ -408,6 +418,11 @@ fn main() -> ExitCode {
             return usage("--ambi: the --sign key must be Ed25519, ECDSA P-256 or RSA-PSS".into());
         }
         publisher.ambi = Some(ambi);
+    }
+    if let Some(dir) = &args.qlog {
+        let mut q = h3m_sender::qlog::QlogConfig::new(dir);
+        q.max_bytes = args.qlog_max_mib << 20;
+        publisher.qlog = Some(q);
     }
     let metrics = match args.metrics {
         Some(listen) => {
