@@ -15,6 +15,9 @@ use h3m_receiver::qlog::QlogOptions;
 use h3m_receiver::sink::MemorySink;
 use h3m_receiver::{Session, SessionConfig};
 
+#[path = "support/datagrams_file.rs"]
+mod datagrams_file;
+
 /// Checks JSON-SEQ framing and the qlog main schema's required fields; returns
 /// the events.
 fn validate(bytes: &[u8]) -> Vec<serde_json::Value> {
@@ -126,4 +129,40 @@ fn unwritable_qlog_dir_leaves_reception_alone() {
     }
     let (outcome, _, _) = session.finish(Instant::now());
     assert_eq!(outcome.summary.unwrap().resources_complete, 1);
+}
+
+/// `h3m-recv --input CAPTURE --qlog DIR`: the capture's datagrams, one event
+/// each, in `DIR/<session-id>-receiver.sqlog`; `--qlog-max-mib 0` is a usage
+/// error.
+#[test]
+fn h3m_recv_input_writes_the_qlog_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let sid = SessionId::from_hex("2a").unwrap();
+    let datagrams = h3m_receiver::receiver::example_session(sid);
+    let capture = dir.path().join("c.datagrams");
+    datagrams_file::write(&capture, &datagrams);
+    let run = |qlog: &std::path::Path, max: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_h3m-recv"));
+        cmd.arg("--input").arg(&capture).args(["--session-id", "2a", "--out"]).arg(dir.path().join("out"));
+        cmd.arg("--qlog").arg(qlog);
+        if let Some(m) = max {
+            cmd.args(["--qlog-max-mib", m]);
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let q = dir.path().join("q");
+    run(&q, None);
+    let events = validate(&std::fs::read(q.join("2a-receiver.sqlog")).unwrap());
+    let received = events.iter().filter(|e| e["name"] == "quic:packet_received").count();
+    assert_eq!(received, datagrams.len());
+    assert!(events.iter().any(|e| e["name"] == "http:push_resolved" && e["data"]["decision"] == "claimed"));
+    let usage = std::process::Command::new(env!("CARGO_BIN_EXE_h3m-recv"))
+        .arg("--input")
+        .arg(&capture)
+        .args(["--qlog-max-mib", "0", "--qlog"])
+        .arg(&q)
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
 }
