@@ -10,13 +10,18 @@
 //! and `common_fields`); the rest are events with a relative `time` in
 //! milliseconds, a `name` of the form `category:event` and a `data` object.
 //!
+//! Event names are those of qlog 0.3 (the version this header declares, and
+//! the one qvis and quiche's `.sqlog` files use): `transport:` for the QUIC
+//! events, which later drafts rename `quic:`, and `generic:` for the
+//! warning, later `loglevel:`.
+//!
 //! Events written:
-//! - `quic:packet_sent` / `quic:packet_received`: header (`packet_type` `1RTT`,
+//! - `transport:packet_sent` / `transport:packet_received`: header (`packet_type` `1RTT`,
 //!   `packet_number`), `raw.length` and the frames ([`PacketTrace`]).
 //! - `http:frame_parsed` with a `push_promise` frame when a push is promised.
 //! - `http:push_resolved` when a push completes (`claimed`) or ends incomplete
 //!   (`abandoned`).
-//! - `loglevel:warning` once, when the size bound is reached; nothing is written
+//! - `generic:warning` once, when the size bound is reached; nothing is written
 //!   after it.
 
 use std::io::Write;
@@ -54,9 +59,9 @@ impl VantagePoint {
 /// Whether a packet was sent or received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
-    /// `quic:packet_sent`.
+    /// `transport:packet_sent`.
     Sent,
-    /// `quic:packet_received`.
+    /// `transport:packet_received`.
     Received,
 }
 
@@ -167,7 +172,7 @@ pub enum QlogError {
 /// Writes a qlog trace as JSON-SEQ records, up to a size bound.
 ///
 /// Once the next record would take the output past `max_bytes`, a single
-/// `loglevel:warning` event says so and every later call writes nothing.
+/// `generic:warning` event says so and every later call writes nothing.
 #[derive(Debug)]
 pub struct QlogWriter {
     max_bytes: u64,
@@ -223,7 +228,7 @@ impl QlogWriter {
         self.emit(out)
     }
 
-    /// Writes a `quic:packet_sent` or `quic:packet_received` event at
+    /// Writes a `transport:packet_sent` or `transport:packet_received` event at
     /// `time_ms` milliseconds after the reference time.
     pub fn packet(
         &mut self,
@@ -234,8 +239,8 @@ impl QlogWriter {
     ) -> Result<(), QlogError> {
         self.largest_pn = Some(self.largest_pn.map_or(trace.packet_number, |l| l.max(trace.packet_number)));
         let name = match direction {
-            Direction::Sent => "quic:packet_sent",
-            Direction::Received => "quic:packet_received",
+            Direction::Sent => "transport:packet_sent",
+            Direction::Received => "transport:packet_received",
         };
         self.start_event(time_ms, name);
         let _ = write!(
@@ -328,7 +333,7 @@ impl QlogWriter {
             self.buf.push(RECORD_SEPARATOR);
             let _ = writeln!(
                 self.buf,
-                "{{\"time\":{time},\"name\":\"loglevel:warning\",\"data\":{{\"code\":\"h3m_qlog_size_limit\",\
+                "{{\"time\":{time},\"name\":\"generic:warning\",\"data\":{{\"code\":\"h3m_qlog_size_limit\",\
                  \"message\":\"qlog size limit of {} bytes reached; nothing more is logged\"}}}}",
                 self.max_bytes
             );

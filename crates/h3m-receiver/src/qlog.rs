@@ -1,7 +1,7 @@
 //! `h3m-recv --qlog DIR`: a qlog trace of the session (see [`h3m_proto::qlog`])
 //! written to `DIR/<session-id>-receiver.sqlog`.
 //!
-//! Every datagram of the session is a `quic:packet_received` event with its
+//! Every datagram of the session is a `transport:packet_received` event with its
 //! packet number, length and frames; push promises are `http:frame_parsed`
 //! events and finished pushes `http:push_resolved` (`claimed` when complete,
 //! `abandoned` otherwise). The file stops growing at

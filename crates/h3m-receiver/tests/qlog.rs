@@ -89,7 +89,7 @@ fn receiver_qlog_matches_what_was_sent() {
 
     let path = dir.path().join("q").join("2a-receiver.sqlog");
     let events = validate(&std::fs::read(&path).unwrap());
-    let received: Vec<_> = events.iter().filter(|e| e["name"] == "quic:packet_received").collect();
+    let received: Vec<_> = events.iter().filter(|e| e["name"] == "transport:packet_received").collect();
     assert_eq!(received.len() as u64, datagrams);
     assert_eq!(datagrams, sent.len() as u64);
     let mut logged = 0u64;
@@ -154,7 +154,7 @@ fn h3m_recv_input_writes_the_qlog_file() {
     let q = dir.path().join("q");
     run(&q, None);
     let events = validate(&std::fs::read(q.join("2a-receiver.sqlog")).unwrap());
-    let received = events.iter().filter(|e| e["name"] == "quic:packet_received").count();
+    let received = events.iter().filter(|e| e["name"] == "transport:packet_received").count();
     assert_eq!(received, datagrams.len());
     assert!(events.iter().any(|e| e["name"] == "http:push_resolved" && e["data"]["decision"] == "claimed"));
     let usage = std::process::Command::new(env!("CARGO_BIN_EXE_h3m-recv"))

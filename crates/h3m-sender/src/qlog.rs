@@ -1,6 +1,6 @@
 //! `h3m-send --qlog DIR`: a qlog trace of the session (see
 //! [`h3m_proto::qlog`]) written to `DIR/<session-id>-sender.sqlog`: one
-//! `quic:packet_sent` event per datagram of the session, with its packet
+//! `transport:packet_sent` event per datagram of the session, with its packet
 //! number, length and frames. The file stops growing at
 //! [`QlogConfig::max_bytes`], with one final note. Open it in qvis
 //! (<https://qvis.quictools.info>, "Load file").

@@ -228,7 +228,7 @@ fn a_file_rewritten_in_place_while_sent_is_reset() {
     assert!(err.contains(&format!("h3m-send: 1 not sent intact: {b}\n")), "{err}");
 }
 
-/// `--qlog DIR`: one `quic:packet_sent` per datagram of the session (here a
+/// `--qlog DIR`: one `transport:packet_sent` per datagram of the session (here a
 /// protected one), numbered from 0, whose STREAM frames carry at least the
 /// file's bytes; every record is JSON-SEQ with the qlog schema's required
 /// fields.
@@ -273,7 +273,7 @@ fn qlog_logs_every_datagram_sent() {
     for e in records {
         assert!(e["time"].is_number());
         assert!(e["data"].is_object());
-        assert_eq!(e["name"], "quic:packet_sent");
+        assert_eq!(e["name"], "transport:packet_sent");
         assert_eq!(e["data"]["header"]["packet_number"], sent);
         sent += 1;
         for f in e["data"]["frames"].as_array().unwrap() {

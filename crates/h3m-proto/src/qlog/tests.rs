@@ -63,7 +63,7 @@ fn records_are_json_seq_with_required_fields() {
     let events = validate(&out);
     assert_eq!(events.len(), 5);
     let p = &events[0];
-    assert_eq!(p["name"], "quic:packet_received");
+    assert_eq!(p["name"], "transport:packet_received");
     assert_eq!(p["data"]["header"]["packet_number"], 42);
     assert_eq!(p["data"]["header"]["packet_type"], "1RTT");
     assert_eq!(p["data"]["raw"]["length"], d.len());
@@ -76,7 +76,7 @@ fn records_are_json_seq_with_required_fields() {
     assert_eq!(frames[0]["fin"], true);
     assert_eq!(frames[1]["frame_type"], "ping");
     assert_eq!(frames[2]["frame_type"], "padding");
-    assert_eq!(events[1]["name"], "quic:packet_sent");
+    assert_eq!(events[1]["name"], "transport:packet_sent");
     assert_eq!(events[2]["data"]["frame"]["push_id"], 7);
     assert_eq!(events[2]["data"]["frame"]["headers"][0]["value"], "/a\\b\n\u{1}");
     assert_eq!(events[3]["data"]["decision"], "claimed");
@@ -98,9 +98,9 @@ fn size_bound_ends_with_one_note() {
     assert!(out.len() <= 2048, "{} bytes", out.len());
     let events = validate(&out);
     let last = events.last().unwrap();
-    assert_eq!(last["name"], "loglevel:warning");
-    assert_eq!(events.iter().filter(|e| e["name"] == "loglevel:warning").count(), 1);
-    assert!(events[..events.len() - 1].iter().all(|e| e["name"] == "quic:packet_sent"));
+    assert_eq!(last["name"], "generic:warning");
+    assert_eq!(events.iter().filter(|e| e["name"] == "generic:warning").count(), 1);
+    assert!(events[..events.len() - 1].iter().all(|e| e["name"] == "transport:packet_sent"));
 }
 
 #[test]
