@@ -247,8 +247,8 @@ struct Cli {
     serve_cors: Option<String>,
 
     /// Write a qlog trace (JSON-SEQ: packets received with their frames,
-    /// push promises and results) to DIR/<session-id>-receiver.sqlog; open
-    /// it in qvis (https://qvis.quictools.info).
+    /// push promises and results) to DIR/SESSIONID-receiver.sqlog; open
+    /// it in qvis at qvis.quictools.info.
     #[arg(long, value_name = "DIR")]
     qlog: Option<PathBuf>,
 

@@ -109,8 +109,8 @@ struct Args {
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<SocketAddr>,
     /// Write a qlog trace (JSON-SEQ: every datagram sent with its packet
-    /// number and frames) to DIR/<session-id>-sender.sqlog; open it in qvis
-    /// (https://qvis.quictools.info).
+    /// number and frames) to DIR/SESSIONID-sender.sqlog; open it in qvis
+    /// at qvis.quictools.info.
     #[arg(long, value_name = "DIR")]
     qlog: Option<PathBuf>,
     /// With --qlog: stop logging (with a final note) once the file reaches
