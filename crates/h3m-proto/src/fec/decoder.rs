@@ -30,6 +30,13 @@ pub const INITIAL_WINDOW: usize = 2048;
 pub const DEFAULT_MAX_WINDOW: usize = 20_480;
 /// Default budget for repair symbols of blocks not yet decodable.
 pub const DEFAULT_REPAIR_BUDGET: usize = 16 << 20;
+
+/// What a held repair symbol costs the budget beyond its bytes: its `Vec`
+/// and index, and at most its block's entries in the pending map, the
+/// pending groups and the give-up order. Forged repair with the smallest
+/// symbols (2 bytes) for ever new blocks is then held to the budget in
+/// entries too, not only in symbol bytes.
+const SYMBOL_OVERHEAD: usize = 192;
 /// Longest a decodable block waits for the receiver to reach its last
 /// datagram before it decodes anyway.
 pub const DEFER_LIMIT: Duration = Duration::from_millis(200);
@@ -171,9 +178,15 @@ impl FecDecoder {
         &self.stats
     }
 
-    /// Bytes held: the window's datagrams and the pending repair symbols.
+    /// Bytes held: the window's datagrams and the pending repair symbols
+    /// (each charged its bookkeeping too).
     pub fn held_bytes(&self) -> usize {
         self.window.iter().map(|s| s.data.capacity()).sum::<usize>() + self.held
+    }
+
+    /// Blocks waiting for more symbols or for their datagrams.
+    pub fn pending_blocks(&self) -> usize {
+        self.pending.len()
     }
 
     /// Keeps the datagram numbered `pn` (as received, before packet
@@ -286,7 +299,7 @@ impl FecDecoder {
         }
         let p = self.pending.get_mut(&key).expect("inserted above");
         p.repairs.push((header.repair_index, symbol.to_vec()));
-        self.held += symbol.len();
+        self.held += symbol.len() + SYMBOL_OVERHEAD;
         // Count again when the symbols may suffice, when the block's last
         // symbol arrives, and now and then (sources may arrive after the
         // first repair symbol: the repair port is read on its own).
@@ -496,7 +509,7 @@ impl FecDecoder {
     /// Removes a pending block and releases its symbols.
     fn drop_pending(&mut self, key: (u64, u16)) {
         if let Some(p) = self.pending.remove(&key) {
-            self.held -= p.repairs.iter().map(|(_, s)| s.len()).sum::<usize>();
+            self.held -= p.repairs.iter().map(|(_, s)| s.len() + SYMBOL_OVERHEAD).sum::<usize>();
             if let Some(g) = self.pending_groups.get_mut(&key.0) {
                 g.2 -= 1;
                 if g.2 == 0 {

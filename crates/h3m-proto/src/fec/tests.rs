@@ -403,3 +403,31 @@ fn repair_read_far_ahead_of_a_backlog_is_kept_until_its_sources_come() {
     dec.add_repair(Instant::now(), &encode(config, &far)[0]);
     assert_eq!(dec.stats().repair_unneeded, before + 1);
 }
+
+#[test]
+fn a_flood_of_tiny_forged_symbols_for_new_blocks_is_held_to_the_budget_in_blocks_too() {
+    // 2-byte symbols (the smallest) for 100 000 distinct blocks, all within
+    // the repair-ahead range of a receiver that has handled datagram 0.
+    let budget = 1 << 20;
+    let mut dec = FecDecoder::new(sid(), 4096, budget);
+    dec.add_source(0, &datagrams(0, 1)[0].1);
+    for g in 0..100_000u64 {
+        let h = RepairHeader {
+            session_id: sid(),
+            group_first: 1 + g,
+            group_len: 2,
+            full_group_len: 2,
+            depth: 1,
+            block: 0,
+            repair_count: 1,
+            repair_index: 0,
+            symbol_len: 2,
+        };
+        let mut d = Vec::new();
+        h.write(&[0, 1], &mut d);
+        dec.add_repair(Instant::now(), &d);
+    }
+    // Each pending block costs at least 2 + 192 of the budget.
+    assert!(dec.pending_blocks() <= budget / 194, "{} blocks pending", dec.pending_blocks());
+    assert!(dec.stats().unrecovered_budget > 0, "older blocks were given up for the budget");
+}
