@@ -123,7 +123,8 @@ pub struct PartialFile {
     hashed_to: u64,
     /// Bytes below this offset are queued for the worker's hash.
     queued_to: u64,
-    /// Whether bytes were handed to the worker to write.
+    /// Whether bytes were handed to the worker to write (only then does the
+    /// worker know this file, hash ranges included).
     handed: bool,
     /// Written ranges above `hashed_to` (start -> end, merged, disjoint).
     pending: BTreeMap<u64, u64>,
@@ -362,7 +363,6 @@ impl PartialFile {
             // The worker never hears of this file.
             let mut out = [0u8; 32];
             out.copy_from_slice(digest::digest(&digest::SHA256, &self.wbuf).as_ref());
-            self.queued_to = body_len;
             self.flush_here()?;
             return Ok(out);
         }
@@ -436,7 +436,7 @@ impl PartialFile {
 impl Drop for PartialFile {
     fn drop(&mut self) {
         if !self.committed {
-            if self.queued_to > 0 || self.handed {
+            if self.handed {
                 FileWorker::get().forget(self.hash_key);
             }
             if self.created {

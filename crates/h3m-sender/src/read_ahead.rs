@@ -79,8 +79,8 @@ impl ReadAhead {
 
 impl Drop for ReadAhead {
     fn drop(&mut self) {
-        // Unblock a reader waiting to hand over a piece, then wait for it.
-        while self.pieces.try_recv().is_ok() {}
+        // Dropping the receiving end fails the reader's next (or waiting)
+        // hand-over, which ends it; then wait for it.
         let (_, closed) = sync_channel(0);
         self.pieces = closed;
         if let Some(t) = self.thread.take() {

@@ -165,7 +165,7 @@ enum Sending {
 /// match its copies by it, and the pass is paid once for every round; so does
 /// every file of a session with unicast repair (a receiver that lost the
 /// trailers verifies a repaired body against the headers' digest).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Digests {
     known: std::collections::HashMap<PathBuf, (u64, Option<SystemTime>, [u8; 32])>,
     first: bool,
