@@ -20,6 +20,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
+use crate::feed::Feed;
 use crate::listing::{Listed, Listing, MAX_LISTED};
 
 /// Where a resource's bytes are.
@@ -221,6 +222,8 @@ pub struct Catalog {
     entries: RwLock<HashMap<String, Arc<Entry>>>,
     /// Push IDs to `:path`s and body offsets (the newest [`MAX_LISTED`] pushes).
     pushes: RwLock<std::collections::BTreeMap<u64, (String, Option<u64>)>>,
+    /// Streaming responses by path (see [`crate::feed`]).
+    feeds: RwLock<HashMap<String, Arc<Feed>>>,
 }
 
 impl Catalog {
@@ -290,6 +293,17 @@ impl Catalog {
                 (id, listed)
             })
             .collect()
+    }
+
+    /// Serves `feed` at `path`: every `GET` of it is a response that
+    /// streams the feed's chunks until the feed is closed.
+    pub fn insert_feed(&self, path: impl Into<String>, feed: Arc<Feed>) {
+        self.feeds.write().unwrap_or_else(|e| e.into_inner()).insert(path.into(), feed);
+    }
+
+    /// The feed at `path`.
+    pub fn feed(&self, path: &str) -> Option<Arc<Feed>> {
+        self.feeds.read().unwrap_or_else(|e| e.into_inner()).get(path).cloned()
     }
 
     /// The resource at `path`.

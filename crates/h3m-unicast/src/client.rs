@@ -105,10 +105,14 @@ pub struct ClientConfig {
     pub http3: bool,
     /// Fall back to HTTP/1.1 over TLS (TCP).
     pub http1: bool,
+    /// An HTTP/3 connection that hears nothing for this long is lost
+    /// (keep-alives go out at a third of it, at most every 5 s).
+    pub idle_timeout: Duration,
 }
 
 impl ClientConfig {
-    /// HTTP/3 first, then HTTP/1.1; 3 s to connect, 30 s per request.
+    /// HTTP/3 first, then HTTP/1.1; 3 s to connect, 30 s per request, 30 s
+    /// idle.
     pub fn new(trust: Trust) -> Self {
         ClientConfig {
             trust,
@@ -116,6 +120,7 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(30),
             http3: true,
             http1: true,
+            idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -236,8 +241,9 @@ async fn connect_h3(url: &OriginUrl, addr: SocketAddr, config: &ClientConfig) ->
         .map_err(|e| FetchError::Tls(e.to_string()))?;
     let mut client = quinn::ClientConfig::new(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
-    transport.max_idle_timeout(Some(Duration::from_secs(30).try_into().expect("30 s is a valid idle timeout")));
-    transport.keep_alive_interval(Some(Duration::from_secs(5)));
+    let idle = config.idle_timeout.clamp(Duration::from_millis(100), Duration::from_secs(600));
+    transport.max_idle_timeout(Some(idle.try_into().map_err(|_| FetchError::Connect("idle timeout".into()))?));
+    transport.keep_alive_interval(Some((idle / 3).min(Duration::from_secs(5))));
     client.transport_config(Arc::new(transport));
     endpoint.set_default_client_config(client);
     let name = url.host.clone();
@@ -409,6 +415,46 @@ impl RepairClient {
         }
     }
 
+    /// Opens the long-lived response at `path` (a [feed](crate::feed)):
+    /// its chunks as they come. Only the head is subject to
+    /// [`ClientConfig::request_timeout`]; the body runs until the origin ends
+    /// it or the stream is dropped.
+    pub async fn stream(&self, path: &str) -> Result<BodyStream, FetchError> {
+        match tokio::time::timeout(self.request_timeout, self.stream_inner(path)).await {
+            Ok(r) => r,
+            Err(_) => Err(FetchError::Timeout),
+        }
+    }
+
+    async fn stream_inner(&self, path: &str) -> Result<BodyStream, FetchError> {
+        let transport_err = |e: &dyn std::fmt::Display| FetchError::Transport(e.to_string());
+        let whole = 0..0;
+        match &self.transport {
+            Transport::H3 { send_request, .. } => {
+                let req = http::Request::get(format!("https://{}{path}", self.url.authority()))
+                    .body(())
+                    .map_err(|e| bad(e.to_string()))?;
+                let mut sr = send_request.clone();
+                let mut stream = sr.send_request(req).await.map_err(|e| transport_err(&e))?;
+                stream.finish().await.map_err(|e| transport_err(&e))?;
+                let resp = stream.recv_response().await.map_err(|e| transport_err(&e))?;
+                Head::of(resp.status(), resp.headers()).expect(&whole)?;
+                Ok(BodyStream { inner: BodyInner::H3(Box::new(stream)) })
+            }
+            Transport::H1(sender) => {
+                let req = http::Request::get(path)
+                    .header(header::HOST, self.url.authority())
+                    .body(http_body_util::Empty::<Bytes>::new())
+                    .map_err(|e| bad(e.to_string()))?;
+                let mut sender = sender.lock().await;
+                sender.ready().await.map_err(|e| transport_err(&e))?;
+                let resp = sender.send_request(req).await.map_err(|e| transport_err(&e))?;
+                Head::of(resp.status(), resp.headers()).expect(&whole)?;
+                Ok(BodyStream { inner: BodyInner::H1(resp.into_body()) })
+            }
+        }
+    }
+
     async fn fetch_inner(&self, path: &str, asked: &Range<u64>, range_value: &str) -> Result<Fetched, FetchError> {
         let transport_err = |e: &dyn std::fmt::Display| FetchError::Transport(e.to_string());
         match &self.transport {
@@ -466,6 +512,52 @@ impl RepairClient {
                     return Err(bad(format!("the body ended after {} of {} bytes", g.body.len(), g.want)));
                 }
                 Ok(Fetched { range, complete, body: g.body.into() })
+            }
+        }
+    }
+}
+
+enum BodyInner {
+    H3(Box<h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>>),
+    H1(hyper::body::Incoming),
+}
+
+/// A response body read as it comes ([`RepairClient::stream`]).
+pub struct BodyStream {
+    inner: BodyInner,
+}
+
+impl std::fmt::Debug for BodyStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let protocol = match self.inner {
+            BodyInner::H3(_) => Protocol::Http3,
+            BodyInner::H1(_) => Protocol::Http11,
+        };
+        f.debug_struct("BodyStream").field("protocol", &protocol).finish()
+    }
+}
+
+impl BodyStream {
+    /// The next bytes of the body; `None` at its end.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, FetchError> {
+        let transport_err = |e: &dyn std::fmt::Display| FetchError::Transport(e.to_string());
+        match &mut self.inner {
+            BodyInner::H3(stream) => match stream.recv_data().await.map_err(|e| transport_err(&e))? {
+                Some(mut buf) => Ok(Some(buf.copy_to_bytes(buf.remaining()))),
+                None => Ok(None),
+            },
+            BodyInner::H1(body) => {
+                use http_body_util::BodyExt;
+                loop {
+                    match body.frame().await {
+                        None => return Ok(None),
+                        Some(frame) => {
+                            if let Ok(data) = frame.map_err(|e| transport_err(&e))?.into_data() {
+                                return Ok(Some(data));
+                            }
+                        }
+                    }
+                }
             }
         }
     }

@@ -14,6 +14,8 @@
 //!   fingerprint, and how a client trusts the origin (CA, pin, system).
 //! * [`listing`]: the session's pushes (push ID, `:path`, length, SHA-256),
 //!   for receivers that lost a promise.
+//! * [`feed`]: long-lived streaming responses (AMBI manifests,
+//!   `application/ambi`), bounded whatever the subscribers do.
 //! * [`range`]: the `Range`, `Content-Range` and `Retry-After` fields.
 //! * [`metrics`]: the Prometheus text exposition, and a `/metrics` server.
 //! * [`server_thread`]: the thread each server runs on, and its stop switch.
@@ -41,6 +43,7 @@
 
 pub mod catalog;
 pub mod client;
+pub mod feed;
 pub mod listing;
 pub mod metrics;
 pub mod origin;

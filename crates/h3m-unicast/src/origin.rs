@@ -24,6 +24,7 @@ use http::{StatusCode, header};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::catalog::{Catalog, ReadError};
+use crate::feed::{SubscribeError, Subscription};
 use crate::respond::{Answer, BodyPlan, answer};
 use crate::tls::{ALPN_H3, ALPN_HTTP11, Identity, TlsError};
 
@@ -173,6 +174,44 @@ impl Shared {
         };
         self.stats.count(a.status);
         (a, permit)
+    }
+}
+
+/// What a request for a [feed](crate::feed::Feed)'s path gets.
+enum FeedAnswer {
+    /// `200`, the feed's chunks as the body (`None` for `HEAD`).
+    Stream(http::HeaderMap, Option<Subscription>),
+    /// An error status (`503` at the subscriber limit, `405`, `410` closed).
+    Status(StatusCode),
+}
+
+impl Shared {
+    /// The answer to a request for a feed's path; `None`: not a feed.
+    fn feed(&self, req: &http::request::Parts) -> Option<FeedAnswer> {
+        let feed = self.catalog.feed(req.uri.path())?;
+        let a = if req.method != http::Method::GET && req.method != http::Method::HEAD {
+            FeedAnswer::Status(StatusCode::METHOD_NOT_ALLOWED)
+        } else {
+            let mut headers = http::HeaderMap::new();
+            if let Ok(ct) = http::HeaderValue::from_str(feed.content_type()) {
+                headers.insert(header::CONTENT_TYPE, ct);
+            }
+            headers.insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+            if req.method == http::Method::HEAD {
+                FeedAnswer::Stream(headers, None)
+            } else {
+                match feed.subscribe() {
+                    Ok(s) => FeedAnswer::Stream(headers, Some(s)),
+                    Err(SubscribeError::Full) => FeedAnswer::Status(StatusCode::SERVICE_UNAVAILABLE),
+                    Err(SubscribeError::Closed) => FeedAnswer::Status(StatusCode::GONE),
+                }
+            }
+        };
+        self.stats.count(match &a {
+            FeedAnswer::Stream(..) => StatusCode::OK,
+            FeedAnswer::Status(s) => *s,
+        });
+        Some(a)
     }
 }
 
@@ -335,6 +374,10 @@ async fn serve_h3(endpoint: quinn::Endpoint, shared: Arc<Shared>, mut stopped: w
                 tokio::spawn(async move {
                     let Ok((req, mut stream)) = resolver.resolve_request().await else { return };
                     let (parts, ()) = req.into_parts();
+                    if let Some(f) = shared.feed(&parts) {
+                        stream_feed_h3(&mut stream, f, &shared).await;
+                        return;
+                    }
                     let (a, _permit) = shared.answer(&parts);
                     let mut resp = http::Response::new(());
                     *resp.status_mut() = a.status;
@@ -368,6 +411,38 @@ async fn serve_h3(endpoint: quinn::Endpoint, shared: Arc<Shared>, mut stopped: w
         });
     }
     endpoint.close(0u32.into(), b"origin closed");
+    // Long enough for the close to reach the clients (they learn at once,
+    // not at their idle timeout).
+    let _ = tokio::time::timeout(Duration::from_millis(500), endpoint.wait_idle()).await;
+}
+
+/// Answers a feed request over HTTP/3: the head, then every chunk until the
+/// feed ends (or the client goes).
+async fn stream_feed_h3(
+    stream: &mut h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
+    answer: FeedAnswer,
+    shared: &Shared,
+) {
+    let (status, headers, subscription) = match answer {
+        FeedAnswer::Stream(h, s) => (StatusCode::OK, h, s),
+        FeedAnswer::Status(s) => (s, http::HeaderMap::new(), None),
+    };
+    let mut resp = http::Response::new(());
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    if stream.send_response(resp).await.is_err() {
+        return;
+    }
+    if let Some(mut sub) = subscription {
+        while let Some(chunk) = sub.next().await {
+            let n = chunk.len() as u64;
+            if stream.send_data(chunk).await.is_err() {
+                return;
+            }
+            shared.stats.sent(false, n);
+        }
+    }
+    let _ = stream.finish().await;
 }
 
 async fn serve_h1(
@@ -394,17 +469,76 @@ async fn serve_h1(
                 let shared = Arc::clone(&shared);
                 async move {
                     let (parts, _) = req.into_parts();
+                    if let Some(f) = shared.feed(&parts) {
+                        let (status, headers, subscription) = match f {
+                            FeedAnswer::Stream(h, s) => (StatusCode::OK, h, s),
+                            FeedAnswer::Status(s) => (s, http::HeaderMap::new(), None),
+                        };
+                        let body = AnswerBody::Feed { subscription, shared };
+                        let mut resp = http::Response::new(body);
+                        *resp.status_mut() = status;
+                        *resp.headers_mut() = headers;
+                        return Ok::<_, Infallible>(resp);
+                    }
                     let (a, permit) = shared.answer(&parts);
-                    let mut resp =
-                        http::Response::new(PlanBody { plan: a.body, listing: a.listing, shared, _permit: permit });
+                    let mut resp = http::Response::new(AnswerBody::Plan(PlanBody {
+                        plan: a.body,
+                        listing: a.listing,
+                        shared,
+                        _permit: permit,
+                    }));
                     *resp.status_mut() = a.status;
                     *resp.headers_mut() = a.headers;
-                    Ok::<_, Infallible>(resp)
+                    Ok(resp)
                 }
             });
             let io = hyper_util::rt::TokioIo::new(tls);
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
         });
+    }
+}
+
+/// An HTTP/1.1 response body: a resource's bytes, or a feed's chunks.
+enum AnswerBody {
+    /// Read from the catalog chunk by chunk.
+    Plan(PlanBody),
+    /// A feed's chunks as they are published (none: `HEAD` or an error).
+    Feed { subscription: Option<Subscription>, shared: Arc<Shared> },
+}
+
+impl http_body::Body for AnswerBody {
+    type Data = Bytes;
+    type Error = ReadError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, ReadError>>> {
+        match self.get_mut() {
+            AnswerBody::Plan(p) => Pin::new(p).poll_frame(cx),
+            AnswerBody::Feed { subscription: None, .. } => Poll::Ready(None),
+            AnswerBody::Feed { subscription: Some(s), shared } => s.poll_next(cx).map(|c| {
+                c.map(|chunk| {
+                    shared.stats.sent(false, chunk.len() as u64);
+                    Ok(http_body::Frame::data(chunk))
+                })
+            }),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            AnswerBody::Plan(p) => http_body::Body::is_end_stream(p),
+            AnswerBody::Feed { subscription, .. } => subscription.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            AnswerBody::Plan(p) => http_body::Body::size_hint(p),
+            AnswerBody::Feed { subscription: None, .. } => http_body::SizeHint::with_exact(0),
+            AnswerBody::Feed { subscription: Some(_), .. } => http_body::SizeHint::default(),
+        }
     }
 }
 

@@ -212,3 +212,50 @@ async fn the_listing_names_each_push_and_is_counted_apart() {
     let c = lab.origin.counters();
     assert_eq!((c.bytes, c.listing_bytes, c.not_found), (0, text.len() as u64 + one, 1));
 }
+
+/// A feed (a long-lived response) over HTTP/3 and over HTTP/1.1: the
+/// backlog first, then chunks as they are published, byte for byte; closing
+/// the feed ends the body; a full feed answers 503.
+#[tokio::test]
+async fn a_feed_streams_its_chunks_over_both_protocols() {
+    use h3m_unicast::feed::{Feed, FeedLimits};
+    let feed = Arc::new(Feed::new(
+        "application/ambi",
+        FeedLimits { backlog: 2, backlog_bytes: 1 << 20, queue: 64, max_subscribers: 2 },
+    ));
+    let lab = lab(|_| {});
+    lab.origin.catalog().insert_feed("/.well-known/h3m/ambi", Arc::clone(&feed));
+    for c in [&b"zero"[..], b"one", b"two"] {
+        feed.publish(bytes::Bytes::from_static(c));
+    }
+    let mut bodies = Vec::new();
+    for http3 in [true, false] {
+        let mut config = quick(Trust::Pin(lab.pin));
+        config.http3 = http3;
+        let client = RepairClient::connect(&lab.url(), &config).await.unwrap();
+        assert_eq!(client.protocol(), if http3 { Protocol::Http3 } else { Protocol::Http11 });
+        let stream = client.stream("/.well-known/h3m/ambi").await.unwrap();
+        bodies.push((client, stream));
+    }
+    // Both subscribed: the limit refuses a third.
+    let third = RepairClient::connect(&lab.url(), &quick(Trust::Pin(lab.pin))).await.unwrap();
+    assert!(matches!(third.stream("/.well-known/h3m/ambi").await, Err(FetchError::Busy { .. })));
+    let expected: Vec<u8> = (0..200u32).flat_map(|i| i.to_be_bytes()).collect();
+    for chunk in expected.chunks(40) {
+        feed.publish(bytes::Bytes::copy_from_slice(chunk));
+    }
+    feed.close();
+    for (client, mut stream) in bodies {
+        let mut got = Vec::new();
+        let read = async {
+            while let Some(c) = stream.next_chunk().await.unwrap() {
+                got.extend_from_slice(&c);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), read).await.expect("the body ends when the feed closes");
+        assert_eq!(got, [&b"onetwo"[..], &expected].concat(), "{:?}", client.protocol());
+    }
+    assert!(matches!(third.stream("/.well-known/h3m/ambi").await, Err(FetchError::Status(410))));
+    let c = feed.counters();
+    assert_eq!((c.subscribed, c.refused, c.published), (2, 1, 3 + 20));
+}

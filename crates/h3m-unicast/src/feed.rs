@@ -1,0 +1,244 @@
+//! Long-lived streaming responses: a [`Feed`] is a sequence of chunks that
+//! a producer publishes as they happen (AMBI manifests, `application/ambi`)
+//! and that every subscriber receives as one response body that never ends
+//! while the feed is open.
+//!
+//! Memory is bounded whatever the subscribers do: the feed keeps the last
+//! [`FeedLimits::backlog`] chunks, at most [`FeedLimits::backlog_bytes`]
+//! bytes of them (a new subscriber starts with them, so what was published
+//! just before it connected still reaches it), each
+//! subscriber has a queue of [`FeedLimits::queue`] chunks, and a subscriber
+//! whose queue is full when a chunk is published is dropped (its response
+//! ends; it reconnects and starts again from the backlog) rather than
+//! delaying the producer or the others. At most
+//! [`FeedLimits::max_subscribers`] subscribe at once.
+//!
+//! [`publish`](Feed::publish) never blocks and needs no runtime, so a
+//! producer on any thread can call it.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+/// How much a [`Feed`] keeps and for how many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedLimits {
+    /// Chunks kept for new subscribers.
+    pub backlog: usize,
+    /// Bytes of chunks kept for new subscribers at most.
+    pub backlog_bytes: usize,
+    /// Chunks queued per subscriber at most (beyond: the subscriber is dropped).
+    pub queue: usize,
+    /// Subscribers at once.
+    pub max_subscribers: usize,
+}
+
+impl Default for FeedLimits {
+    /// 64 chunks (at most 1 MiB) of backlog, 1024 queued per subscriber,
+    /// 1024 subscribers.
+    fn default() -> Self {
+        FeedLimits { backlog: 64, backlog_bytes: 1 << 20, queue: 1024, max_subscribers: 1024 }
+    }
+}
+
+/// What a feed did, counted as it happens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedCounters {
+    /// Chunks published.
+    pub published: u64,
+    /// Subscriptions accepted.
+    pub subscribed: u64,
+    /// Subscriptions refused at [`FeedLimits::max_subscribers`].
+    pub refused: u64,
+    /// Subscribers dropped because their queue was full.
+    pub lagged: u64,
+    /// Subscribers now.
+    pub subscribers: usize,
+}
+
+/// Why a subscription was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    /// The feed has [`FeedLimits::max_subscribers`] already.
+    #[error("the feed has its most subscribers")]
+    Full,
+    /// The feed was closed.
+    #[error("the feed is closed")]
+    Closed,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    backlog: VecDeque<Bytes>,
+    backlog_bytes: usize,
+    subscribers: Vec<mpsc::Sender<Bytes>>,
+    closed: bool,
+    counters: FeedCounters,
+}
+
+/// A stream of chunks to any number of subscribers (see the [module
+/// docs](self)).
+#[derive(Debug)]
+pub struct Feed {
+    content_type: String,
+    limits: FeedLimits,
+    inner: Mutex<Inner>,
+}
+
+impl Feed {
+    /// An open feed whose responses are of `content_type`.
+    pub fn new(content_type: impl Into<String>, limits: FeedLimits) -> Feed {
+        let limits = FeedLimits { queue: limits.queue.max(1), ..limits };
+        Feed { content_type: content_type.into(), limits, inner: Mutex::new(Inner::default()) }
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The `content-type` of its responses.
+    pub fn content_type(&self) -> &str {
+        &self.content_type
+    }
+
+    /// Sends `chunk` to every subscriber (dropping those whose queue is
+    /// full) and keeps it in the backlog. Never blocks.
+    pub fn publish(&self, chunk: Bytes) {
+        if chunk.is_empty() {
+            return;
+        }
+        let mut inner = self.inner();
+        if inner.closed {
+            return;
+        }
+        inner.counters.published += 1;
+        let before = inner.subscribers.len();
+        inner.subscribers.retain(|s| s.try_send(chunk.clone()).is_ok());
+        let dropped = before - inner.subscribers.len();
+        inner.counters.lagged += dropped as u64;
+        inner.backlog_bytes += chunk.len();
+        inner.backlog.push_back(chunk);
+        while inner.backlog.len() > self.limits.backlog || inner.backlog_bytes > self.limits.backlog_bytes {
+            let Some(old) = inner.backlog.pop_front() else { break };
+            inner.backlog_bytes -= old.len();
+        }
+    }
+
+    /// A new subscription: the backlog, then every chunk published from now on.
+    pub fn subscribe(&self) -> Result<Subscription, SubscribeError> {
+        let mut inner = self.inner();
+        if inner.closed {
+            return Err(SubscribeError::Closed);
+        }
+        inner.subscribers.retain(|s| !s.is_closed());
+        if inner.subscribers.len() >= self.limits.max_subscribers {
+            inner.counters.refused += 1;
+            return Err(SubscribeError::Full);
+        }
+        let (tx, rx) = mpsc::channel(self.limits.backlog + self.limits.queue);
+        for chunk in &inner.backlog {
+            // The channel has room for the whole backlog.
+            let _ = tx.try_send(chunk.clone());
+        }
+        inner.subscribers.push(tx);
+        inner.counters.subscribed += 1;
+        Ok(Subscription { rx })
+    }
+
+    /// Ends every subscription (their responses end) and refuses new ones.
+    pub fn close(&self) {
+        let mut inner = self.inner();
+        inner.closed = true;
+        inner.subscribers.clear();
+        inner.backlog.clear();
+        inner.backlog_bytes = 0;
+    }
+
+    /// Its counters so far.
+    pub fn counters(&self) -> FeedCounters {
+        let mut inner = self.inner();
+        inner.subscribers.retain(|s| !s.is_closed());
+        FeedCounters { subscribers: inner.subscribers.len(), ..inner.counters }
+    }
+}
+
+/// One subscriber's chunks, in publication order; it ends when the feed is
+/// closed or dropped this subscriber for lagging.
+#[derive(Debug)]
+pub struct Subscription {
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl Subscription {
+    /// The next chunk; `None` at the end.
+    pub async fn next(&mut self) -> Option<Bytes> {
+        self.rx.recv().await
+    }
+
+    /// The next chunk, polled (for a response body).
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(s: &mut Subscription) -> Vec<Bytes> {
+        std::iter::from_fn(|| s.rx.try_recv().ok()).collect()
+    }
+
+    #[test]
+    fn subscribers_get_the_backlog_then_what_follows() {
+        let feed =
+            Feed::new("application/ambi", FeedLimits { backlog: 2, backlog_bytes: 100, queue: 8, max_subscribers: 4 });
+        feed.publish(Bytes::from_static(b"a"));
+        let mut early = feed.subscribe().unwrap();
+        feed.publish(Bytes::from_static(b"b"));
+        feed.publish(Bytes::from_static(b"c"));
+        let mut late = feed.subscribe().unwrap();
+        feed.publish(Bytes::from_static(b"d"));
+        assert_eq!(drain(&mut early), [&b"a"[..], b"b", b"c", b"d"]);
+        assert_eq!(drain(&mut late), [&b"b"[..], b"c", b"d"], "the backlog keeps the last 2");
+        feed.close();
+        assert_eq!(early.rx.try_recv(), Err(mpsc::error::TryRecvError::Disconnected));
+        assert_eq!(feed.subscribe().unwrap_err(), SubscribeError::Closed);
+    }
+
+    #[test]
+    fn a_lagging_subscriber_is_dropped_and_the_rest_go_on() {
+        let feed = Feed::new("x", FeedLimits { backlog: 0, backlog_bytes: 0, queue: 3, max_subscribers: 2 });
+        let mut slow = feed.subscribe().unwrap();
+        let mut fast = feed.subscribe().unwrap();
+        assert_eq!(feed.subscribe().unwrap_err(), SubscribeError::Full);
+        for i in 0..10u8 {
+            feed.publish(Bytes::from(vec![i]));
+            assert_eq!(drain(&mut fast), [Bytes::from(vec![i])]);
+        }
+        assert_eq!(drain(&mut slow).len(), 3, "its queue, then nothing");
+        assert_eq!(slow.rx.try_recv(), Err(mpsc::error::TryRecvError::Disconnected));
+        let c = feed.counters();
+        assert_eq!((c.published, c.subscribed, c.refused, c.lagged, c.subscribers), (10, 2, 1, 1, 1));
+        drop(fast);
+        assert_eq!(feed.counters().subscribers, 0);
+        assert!(feed.subscribe().is_ok(), "a dropped subscriber's place is free again");
+    }
+
+    #[test]
+    fn memory_is_bounded_under_a_flood_of_chunks() {
+        let feed = Feed::new("x", FeedLimits { backlog: 4, backlog_bytes: 200, queue: 16, max_subscribers: 8 });
+        let subs: Vec<_> = (0..8).map(|_| feed.subscribe().unwrap()).collect();
+        for _ in 0..100_000 {
+            feed.publish(Bytes::from_static(&[0; 64]));
+        }
+        let inner = feed.inner();
+        assert_eq!((inner.backlog.len(), inner.backlog_bytes), (3, 192), "200 bytes hold 3 chunks");
+        drop(inner);
+        assert_eq!(feed.counters().subscribers, 0, "none read: all dropped");
+        drop(subs);
+    }
+}
