@@ -1,12 +1,15 @@
 //! AMBI manifests: `Manifest::parse` at every digest length of the profiles
 //! (8 to 64 bytes); what parses writes back to bytes that parse the same.
 //! Then the gate, fed the input's chunks as datagrams and the manifest
-//! (panics and memory only: its hold budget is small here).
+//! (panics and memory only: its hold budget is small here). And the
+//! `application/ambi` stream reader, fed the input in 7-byte chunks: it
+//! yields the manifests `parse_prefix` finds, or an error, never more bytes
+//! held than were given.
 #![no_main]
 
 use std::time::{Duration, Instant};
 
-use h3m_proto::ambi::{DigestProfile, Gate, GateConfig, Manifest, PseudoHeader};
+use h3m_proto::ambi::{DigestProfile, Gate, GateConfig, Manifest, ManifestStream, PseudoHeader};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -17,6 +20,20 @@ fuzz_target!(|data: &[u8]| {
         let mut out = Vec::new();
         m.write(&mut out).expect("a parsed manifest writes");
         assert_eq!(Manifest::parse(&out, len).as_ref(), Ok(m));
+    }
+    let mut stream = ManifestStream::new(len);
+    let mut given = 0;
+    'read: for chunk in bytes.chunks(7) {
+        stream.push(chunk);
+        given += chunk.len();
+        loop {
+            match stream.next_manifest() {
+                Ok(Some(m)) => assert_eq!(m.digest_len, len),
+                Ok(None) => break,
+                Err(_) => break 'read,
+            }
+        }
+        assert!(stream.buffered() <= given);
     }
     let mut config = GateConfig::new(DigestProfile::default_for(0));
     config.max_held_bytes = 4096;

@@ -1,31 +1,72 @@
-//! Receiving with AMBI (`h3m-recv --ambi inband --trust KEY.pem`): every
-//! datagram of the session passes the gate ([`h3m_proto::ambi::Gate`])
-//! before the receiver core sees it, released only once a manifest signed
-//! by a trusted key lists its digest; manifests come multicast on the
-//! session's side port ([`h3m_proto::ambi::inband`]). Nothing reaches the
-//! core unauthenticated.
+//! Receiving with AMBI (`h3m-recv --ambi`): every datagram of the session
+//! passes the gate ([`h3m_proto::ambi::Gate`]) before the receiver core sees
+//! it, released only once an authenticated manifest lists its digest.
+//! Nothing reaches the core unauthenticated. Manifests come by one of two
+//! channels ([`ManifestChannel`]):
 //!
-//! Signatures are verified when needed: when a datagram comes that no known
-//! digest covers, the newest pending manifest covering it is verified.
-//! Manifests overlap (a sender sends several before each batch of
-//! datagrams), so that one usually covers the others, which are then dropped
-//! unverified: about one verification per batch instead of one per
-//! manifest. While datagrams are held, every pending manifest is verified
-//! at once.
+//! * **in-band** (`--ambi inband --trust KEY.pem`): multicast on the
+//!   session's side port ([`h3m_proto::ambi::inband`]), each signed by a
+//!   trusted key. Signatures are verified when needed: when a datagram comes
+//!   that no known digest covers, the newest pending manifest covering it is
+//!   verified. Manifests overlap (a sender sends several before each batch
+//!   of datagrams), so that one usually covers the others, which are then
+//!   dropped unverified: about one verification per batch instead of one per
+//!   manifest. While datagrams are held, every pending manifest is verified
+//!   at once.
+//! * **HTTPS** (`--ambi https://HOST:PORT/.well-known/h3m/ambi`): an
+//!   `application/ambi` response that never ends, from the sender's origin
+//!   ([`https`]): TLS authenticates the manifests, so they need no
+//!   signature. A lost or failed channel reconnects with exponential
+//!   back-off from 1 s (the draft's), held datagrams waiting meanwhile.
+
+pub mod https;
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use h3m_proto::ambi::{self, DigestProfile, Gate, GateConfig, PseudoHeader, Released, inband};
+use h3m_proto::ambi::{self, DigestProfile, Gate, GateConfig, Manifest, PseudoHeader, Released, inband};
 use h3m_proto::auth::VerifyingKey;
+
+/// Where manifests come from.
+#[derive(Debug, Clone)]
+pub enum ManifestChannel {
+    /// Multicast on the session's side port, signed by one of these keys.
+    Inband {
+        /// The keys manifests must be signed with.
+        trust: Vec<VerifyingKey>,
+    },
+    /// Streamed over HTTPS (HTTP/3, else HTTP/1.1).
+    Https(https::HttpsChannel),
+}
+
+/// What an advertisement announces of AMBI (`ambi`, `ambi-digest`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvertisedAmbi {
+    /// The channels: `inband`, `https` or `both`.
+    pub channels: String,
+    /// The digest profile (`sha-256/128` when not announced).
+    pub digest: String,
+}
+
+impl AdvertisedAmbi {
+    /// Whether manifests are multicast on the session.
+    pub fn inband(&self) -> bool {
+        matches!(self.channels.as_str(), "inband" | "both")
+    }
+
+    /// Whether the repair origin streams them.
+    pub fn https(&self) -> bool {
+        matches!(self.channels.as_str(), "https" | "both")
+    }
+}
 
 /// How to authenticate (`h3m-recv --ambi`).
 #[derive(Debug, Clone)]
 pub struct AmbiOptions {
     /// The digest profile (hash, truncation, manifest stream identifier).
     pub profile: DigestProfile,
-    /// The keys manifests must be signed with.
-    pub trust: Vec<VerifyingKey>,
+    /// Where manifests come from.
+    pub channel: ManifestChannel,
 }
 
 /// What AMBI did, for the summary: the gate's counters.
@@ -38,20 +79,44 @@ pub(crate) struct AmbiReceiver {
     trust: Vec<VerifyingKey>,
     group: SocketAddr,
     session_id_len: usize,
+    /// With `--cipher-suite`: the session's header protection, removed from
+    /// a copy of each datagram's first bytes to read its sequence number.
+    unmask: Option<Unmask>,
     /// Manifest datagrams not verified yet, oldest first.
     pending: std::collections::VecDeque<Vec<u8>>,
+}
+
+/// A session's packet protection, for reading sequence numbers under header
+/// protection.
+struct Unmask(Box<dyn h3m_proto::protection::PacketProtection>);
+
+impl std::fmt::Debug for Unmask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Unmask").field(&self.0.suite()).finish()
+    }
 }
 
 /// Manifest datagrams kept unverified at most (then they are verified).
 const MAX_PENDING: usize = 64;
 
 impl AmbiReceiver {
-    pub(crate) fn new(opts: &AmbiOptions, group: SocketAddr, session_id_len: usize) -> Self {
+    pub(crate) fn new(
+        opts: &AmbiOptions,
+        group: SocketAddr,
+        session_id_len: usize,
+        keys: Option<&h3m_proto::aead::PacketKeys>,
+    ) -> Self {
+        let trust = match &opts.channel {
+            ManifestChannel::Inband { trust } => trust.clone(),
+            // In-band manifests are refused: no key is trusted.
+            ManifestChannel::Https(_) => Vec::new(),
+        };
         AmbiReceiver {
             gate: Gate::new(GateConfig::new(opts.profile)),
-            trust: opts.trust.clone(),
+            trust,
             group,
             session_id_len,
+            unmask: keys.map(|k| Unmask(k.protection())),
             pending: std::collections::VecDeque::new(),
         }
     }
@@ -64,7 +129,10 @@ impl AmbiReceiver {
             source_port: source.port(),
             destination_port: self.group.port(),
         };
-        let seq = ambi::packet_sequence(payload, self.session_id_len);
+        let seq = match &self.unmask {
+            None => ambi::packet_sequence(payload, self.session_id_len),
+            Some(Unmask(p)) => ambi::protected_packet_sequence(payload, self.session_id_len, &**p),
+        };
         if let Some(s) = seq {
             // The newest pending manifest that covers it (usually covering the
             // others too), until its digest is known or none covers it.
@@ -117,6 +185,22 @@ impl AmbiReceiver {
         }
     }
 
+    /// What the HTTPS channel brought or did.
+    pub(crate) fn on_channel_event(&mut self, now: Instant, event: https::ChannelEvent) {
+        match event {
+            https::ChannelEvent::Manifest(m) => self.on_trusted_manifest(now, &m),
+            https::ChannelEvent::Connected(_) => self.gate.channel_connected(),
+            https::ChannelEvent::Lost { .. } => self.gate.channel_lost(),
+        }
+    }
+
+    /// A manifest from a channel that authenticated it (TLS).
+    fn on_trusted_manifest(&mut self, now: Instant, m: &Manifest) {
+        // A manifest of another stream or digest length is counted by the
+        // gate (the channel checked both already).
+        let _ = self.gate.on_manifest(now, m);
+    }
+
     /// The next datagram released to the core.
     pub(crate) fn poll_released(&mut self) -> Option<Released> {
         self.gate.poll_released()
@@ -161,8 +245,8 @@ mod tests {
         let header =
             PseudoHeader { source: source.ip(), destination: group.ip(), source_port: 4000, destination_port: 2000 };
         let mut builder = ManifestBuilder::new(profile, header, 64, 4);
-        let opts = AmbiOptions { profile, trust: vec![signer.verifying_key()] };
-        let mut rx = AmbiReceiver::new(&opts, group, 1);
+        let opts = AmbiOptions { profile, channel: ManifestChannel::Inband { trust: vec![signer.verifying_key()] } };
+        let mut rx = AmbiReceiver::new(&opts, group, 1, None);
         let now = Instant::now();
         let mut released = 0;
         for batch in 0..10u32 {

@@ -19,7 +19,8 @@ use h3m_proto::aead::KeyError;
 use h3m_proto::altsvc::Advertisement;
 use h3m_proto::receiver::SessionEndReason;
 
-use crate::ambi::AmbiReceiver;
+use crate::ambi::https::{ChannelEvent, ChannelTask};
+use crate::ambi::{AmbiReceiver, ManifestChannel};
 use crate::capture::CaptureStats;
 use crate::input::{AmtRelay, Channel, Input};
 use crate::receiver::SessionConfig;
@@ -67,12 +68,14 @@ pub struct LiveOptions {
     /// Unicast repair of what is still incomplete when the session ends
     /// (`h3m-recv --repair`, see [`crate::unicast_repair`]); `None`: none.
     pub repair: Option<RepairOptions>,
-    /// AMBI: every datagram authenticated by a signed manifest before the
-    /// receiver core sees it (`h3m-recv --ambi`); `None`: none.
+    /// AMBI: every datagram authenticated by a manifest (signed, or over
+    /// HTTPS) before the receiver core sees it (`h3m-recv --ambi`); `None`:
+    /// none.
     pub ambi: Option<crate::ambi::AmbiOptions>,
-    /// The AMBI digest profile the advertisement announces (`ambi=inband`,
-    /// `ambi-digest`), for `h3m-recv --ambi auto`; `None`: it announces none.
-    pub advertised_ambi: Option<String>,
+    /// The AMBI channels and digest profile the advertisement announces
+    /// (`ambi`, `ambi-digest`), for `h3m-recv --ambi auto`; `None`: it
+    /// announces none.
+    pub advertised_ambi: Option<crate::ambi::AdvertisedAmbi>,
     /// The repair origin the advertisement names, for [`RepairOrigin::Auto`].
     ///
     /// [`RepairOrigin::Auto`]: crate::unicast_repair::RepairOrigin::Auto
@@ -114,8 +117,10 @@ impl LiveOptions {
         opts.session = SessionConfig::from_advertisement(adv)?;
         opts.repair_port = adv.repair_port();
         opts.advertised_repair = AdvertisedOrigin { url: adv.repair_origin.clone(), pin: adv.repair_pin };
-        opts.advertised_ambi =
-            adv.ambi.as_ref().map(|_| adv.ambi_digest.clone().unwrap_or_else(|| "sha-256/128".into()));
+        opts.advertised_ambi = adv.ambi.as_ref().map(|channels| crate::ambi::AdvertisedAmbi {
+            channels: channels.clone(),
+            digest: adv.ambi_digest.clone().unwrap_or_else(|| "sha-256/128".into()),
+        });
         Ok(opts)
     }
 }
@@ -304,7 +309,15 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
     // streams turn up, and the repair runs at the end.
     let mut repairer = opts.repair.as_ref().map(|r| Repairer::new(r, &opts.advertised_repair));
     let mut last_datagram = Instant::now();
-    let mut ambi = opts.ambi.as_ref().map(|a| AmbiReceiver::new(a, opts.group, opts.session.session_id.len()));
+    let mut ambi = opts
+        .ambi
+        .as_ref()
+        .map(|a| AmbiReceiver::new(a, opts.group, opts.session.session_id.len(), opts.session.protection.as_ref()));
+    // AMBI over HTTPS: the manifest stream, read by a task of its own.
+    let mut manifest_channel = opts.ambi.as_ref().and_then(|a| match &a.channel {
+        ManifestChannel::Https(c) => Some((c.to_string(), ChannelTask::spawn(c, a.profile))),
+        ManifestChannel::Inband { .. } => None,
+    });
     loop {
         let now = Instant::now();
         // Before the first packet the receiver has no idle timer: the run has one.
@@ -330,6 +343,7 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
             Timer,
             Interrupted,
             Lookup((u64, Result<Option<h3m_unicast::listing::Listed>, String>)),
+            Manifests(Option<ChannelEvent>),
         }
         let wake = {
             // One clock read per batch, taken when its first datagram is handed over.
@@ -364,7 +378,16 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
                     None => std::future::pending().await,
                 }
             };
+            let manifests = async {
+                match manifest_channel.as_mut() {
+                    Some((_, task)) => task.next().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                // Manifests first: those a batch of datagrams needs are then known.
+                biased;
+                e = manifests => Wake::Manifests(e),
                 r = input.recv(&mut deliver) => Wake::Data(r),
                 _ = sleep => Wake::Timer,
                 _ = &mut interrupted => Wake::Interrupted,
@@ -382,6 +405,27 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
                     r.start_lookups(&session);
                 }
             }
+            Wake::Manifests(Some(event)) => {
+                if let Some(((url, _), a)) = manifest_channel.as_ref().zip(ambi.as_mut()) {
+                    match &event {
+                        ChannelEvent::Connected(protocol) => {
+                            eprintln!("h3m-recv: AMBI manifests from {url} ({})", protocol.name());
+                        }
+                        ChannelEvent::Lost { reason, retry_in } => eprintln!(
+                            "h3m-recv: AMBI manifest channel {url}: {reason}; again in {:.1} s",
+                            retry_in.as_secs_f64()
+                        ),
+                        ChannelEvent::Manifest(_) => {}
+                    }
+                    let now = Instant::now();
+                    a.on_channel_event(now, event);
+                    while let Some(r) = a.poll_released() {
+                        session.receive(r.arrival, &r.datagram);
+                    }
+                    session.drain();
+                }
+            }
+            Wake::Manifests(None) => manifest_channel = None,
             Wake::Lookup(result) => {
                 if let Some(r) = repairer.as_mut() {
                     r.on_lookup(&mut session, result);

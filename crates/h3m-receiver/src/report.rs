@@ -353,6 +353,13 @@ impl SummaryRecord {
             ] {
                 line.push_str(&format!(" {key}={value}"));
             }
+            // An HTTPS manifest channel's connections, when there is one.
+            if a.channel_connects + a.channel_losses > 0 {
+                line.push_str(&format!(
+                    " ambi_channel_connects={} ambi_channel_losses={}",
+                    a.channel_connects, a.channel_losses
+                ));
+            }
         }
         if self.capture.truncated_tail {
             line.push_str(" capture_truncated_tail=true");

@@ -258,6 +258,82 @@ fn protected_session_ignores_an_injector_without_the_key() {
     assert!(stderr.contains(&format!("dropped_protection={injected_datagrams} ")), "{injected_datagrams}: {stderr}");
 }
 
+/// AMBI on a protected session: anyone with the session's key (every
+/// receiver has it) can forge datagrams that decrypt; with in-band AMBI the
+/// receiver takes only what a manifest signed by the sender's key lists
+/// (digests over the protected bytes, sequence numbers read under header
+/// protection), so a key holder's forgeries are dropped.
+#[test]
+fn ambi_on_a_protected_session_drops_a_key_holders_forgeries() {
+    let keys_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/vectors/keys/");
+    let base = tempfile::tempdir().unwrap();
+    let (src, evil) = (base.path().join("src"), base.path().join("evil"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&evil).unwrap();
+    let genuine: Vec<u8> = (0..300_000u32).map(|i| (i * 17 % 251) as u8).collect();
+    std::fs::write(src.join("data.bin"), &genuine).unwrap();
+    std::fs::write(evil.join("data.bin"), vec![0xee; 300_000]).unwrap();
+    let port = (unique_port() + 6).to_string();
+    let session = ["--group", "239.255.77.13", "--port", &port, "--interface", "127.0.0.1", "--session-id", "2c"];
+    let keys =
+        ["--cipher-suite", "1301", "--key", "000102030405060708090a0b0c0d0e0f", "--iv", "a0a1a2a3a4a5a6a7a8a9aaab"];
+    let trust = format!("{keys_dir}ed25519.pub.pem");
+    let sign = format!("{keys_dir}ed25519.key.pem");
+    let ambi = ["--source", "127.0.0.1", "--sign", &sign, "--ambi", "inband"];
+    // The advertisement (keys, AMBI) the sender prints; nobody listens to this run.
+    let first = Command::new(h3m_send())
+        .arg(&src)
+        .args(session)
+        .args(keys)
+        .args(ambi)
+        .args(["--print-alt-svc", "--quiet"])
+        .output()
+        .unwrap();
+    let adv = String::from_utf8_lossy(&first.stdout);
+    let line = adv.lines().find_map(|l| l.strip_prefix("Alt-Svc: ")).expect("an Alt-Svc line").to_owned();
+    assert!(line.contains("cipher-suite=1301") && line.contains("ambi=inband"), "{line}");
+    let (out, out_plain) = (base.path().join("out"), base.path().join("out-plain"));
+    let mut args = vec!["--alt-svc", &line, "--interface", "127.0.0.1", "--idle-timeout", "4"];
+    let mut plain = start_receiver(&args, &out_plain);
+    args.extend(["--ambi", "auto", "--trust", &trust]);
+    let mut recv = start_receiver(&args, &out);
+    // A key holder forges the file first, then the sender sends it, signed manifests ahead.
+    let forged = Command::new(h3m_send())
+        .arg(&evil)
+        .args(session)
+        .args(keys)
+        .args(["--rate", "100M", "--quiet", "--source", "127.0.0.1"])
+        .output()
+        .unwrap();
+    assert!(forged.status.success(), "{}", String::from_utf8_lossy(&forged.stderr));
+    let sent = Command::new(h3m_send())
+        .arg(&src)
+        .args(session)
+        .args(keys)
+        .args(ambi)
+        .args(["--rate", "100M", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    let output = recv.0.take().unwrap().wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), genuine, "no forged byte");
+    let count = |key: &str| -> u64 {
+        let at = stderr.find(&format!(" {key}=")).unwrap_or_else(|| panic!("{key}: {stderr}"));
+        stderr[at + key.len() + 2..].split(' ').next().unwrap().parse().unwrap()
+    };
+    // Every genuine datagram authenticated; the forgeries held, then
+    // dropped (mismatched once the real manifest came, or expired).
+    assert!(count("ambi_authenticated") > 250 && count("ambi_manifests") > 0, "{stderr}");
+    assert!(count("ambi_mismatched") + count("ambi_expired") > 250, "{stderr}");
+    assert_eq!(count("dropped_protection"), 0, "the forgeries decrypt: {stderr}");
+    // Without AMBI the key holder's file is taken for the sender's.
+    let plain = plain.0.take().unwrap().wait_with_output().unwrap();
+    let written = std::fs::read(out_plain.join("data.bin")).unwrap_or_default();
+    assert_ne!(written, genuine, "the forgery did no harm? {}", String::from_utf8_lossy(&plain.stderr));
+}
+
 #[test]
 fn signed_sessions_are_written_only_with_the_senders_key() {
     let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/vectors/keys/");

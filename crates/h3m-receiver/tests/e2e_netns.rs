@@ -1767,6 +1767,42 @@ fn start_injector(ns: &NetNs, group: &str, port: u16, source: &str, path: &Path,
     Proc::spawn("injector", Some(ns), Path::new("python3"), &["-c", &script], logs, Stdio::null())
 }
 
+/// Like [`start_injector`], but the forgeries take the live session's
+/// packet numbers: it first listens to the group (in the sender's namespace)
+/// for one of the session's datagrams, then gives its records the packet
+/// numbers that follow that one's (4 bytes after the first byte and the
+/// `sid_len`-byte session ID), so they race the real datagrams still to
+/// come.
+fn start_copying_injector(
+    spec: (&NetNs, &str, u16, &str),
+    sid_len: usize,
+    path: &Path,
+    rate: u32,
+    logs: &Path,
+) -> Proc {
+    let (ns, group, port, source) = spec;
+    let at = 1 + sid_len;
+    let script = format!(
+        "import socket,struct,time\n\
+         data=open({path:?},'rb').read(); recs=[]; i=0\n\
+         while i<len(data):\n    n=struct.unpack('>I',data[i:i+4])[0]; recs.append(bytearray(data[i+4:i+4+n])); i+=4+n\n\
+         r=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); r.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         r.bind(({group:?},{port}))\n\
+         r.setsockopt(socket.IPPROTO_IP,socket.IP_ADD_MEMBERSHIP,socket.inet_aton({group:?})+socket.inet_aton({source:?}))\n\
+         d=r.recv(2048); base=struct.unpack('>I',d[{at}:{at}+4])[0]+1; r.close()\n\
+         print('base',base,flush=True)\n\
+         for k,rec in enumerate(recs): rec[{at}:{at}+4]=struct.pack('>I',(base+k)&0xffffffff)\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(({source:?},0))\n\
+         s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_IF,socket.inet_aton({source:?}))\n\
+         s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_TTL,1)\n\
+         t=time.time(); k=0\n\
+         while True:\n    for rec in recs:\n        s.sendto(rec,({group:?},{port}))\n        k+=1\n        \
+         if k%100==0:\n            d=t+k/{rate}-time.time()\n            if d>0: time.sleep(d)\n",
+        path = path.to_string_lossy()
+    );
+    Proc::spawn("copying-injector", Some(ns), Path::new("python3"), &["-c", &script], logs, Stdio::null())
+}
+
 /// `h3m-send` arguments: `src`, signed with the Ed25519 test key, AMBI in-band.
 fn ambi_sender_args(src: &Path) -> Vec<String> {
     let key = test_key("ed25519.key.pem");
@@ -1894,5 +1930,129 @@ fn ambi_survives_5_percent_of_manifests_lost_and_withheld_manifests_let_nothing_
         expected.len(),
         rep.count("ambi_manifests"),
         rep_none.count("ambi_expired")
+    );
+}
+
+/// Waits until `p`'s stderr holds `needle`.
+fn wait_stderr(p: &Proc, needle: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !p.logs().1.contains(needle) {
+        assert!(Instant::now() < deadline, "no {needle:?} within {timeout:?}: {:?}", p.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// AMBI over HTTPS: the sender's origin streams the manifests
+/// (`h3m-send --ambi https`), TLS authenticates them. Files appear in a
+/// watched directory while an injector races the real datagrams at 10x with
+/// forged ones that take the session's next packet numbers. With AMBI every
+/// file is intact; without it the forgeries break the files. (The channel
+/// failing, backing off and coming back is the receiver's unit test
+/// `the_channel_reconnects_after_a_loss_and_refuses_another_stream`.)
+#[test]
+fn ambi_over_https_lets_no_forged_datagram_through() {
+    let test = "ambi_over_https_lets_no_forged_datagram_through";
+    if skip_unless_root(test) || skip_without_tools(test, false) {
+        return;
+    }
+    let _serial = serial_and_built();
+    let tmp = logs_dir();
+    let src = repair_payload(tmp.path(), &mut Rng(random_u64()));
+    let expected = tree_digests(&src);
+    let ssm = LossySsm::without_loss(false);
+    let forged = tmp.path().join("forged.bin");
+    forged_datagrams(&ssm.sid, &expected, &forged, &mut Rng(random_u64()));
+    let (cert, key, pin) = repair_identity(tmp.path());
+    let origin = format!("{}:{}", VethLink::A_V4, random_port());
+    // The sender watches an empty directory (silent until a file comes);
+    // its origin serves the manifest stream.
+    let live = tmp.path().join("live");
+    fs::create_dir_all(&live).expect("live dir");
+    let args: Vec<String> = [
+        live.to_str().expect("utf-8"),
+        "--watch",
+        "--watch-interval",
+        "0.2",
+        "--duration",
+        "15",
+        "--keepalive",
+        "0.2",
+        "--ambi",
+        "https",
+        "--repair-listen",
+        &origin,
+        "--repair-cert",
+        &cert,
+        "--repair-key",
+        &key,
+        "--repair-linger",
+        "0",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let spec = ssm.send_spec("20M", args);
+    let sender = Proc::spawn("h3m-send", spec.side.ns, &send_bin(), &sender_args(&spec), tmp.path(), Stdio::null());
+    wait_stderr(&sender, "repair origin", Duration::from_secs(15));
+    let (out, out_plain) = (tmp.path().join("out"), tmp.path().join("out-plain"));
+    let url = format!("https://{origin}");
+    let rx =
+        start_receiver_with(&ssm.recv_spec("h3m-recv", &out, "30"), tmp.path(), &["--ambi", &url, "--ambi-pin", &pin]);
+    let rx_plain = start_receiver(&ssm.recv_spec("h3m-recv-no-ambi", &out_plain, "30"), tmp.path());
+    wait_stderr(&rx, "AMBI manifests from", Duration::from_secs(15));
+    let staging = tmp.path().join("staging");
+    let publish = |name: &str| {
+        let (from, to, stage) = (src.join(name), live.join(name), staging.join(name));
+        fs::create_dir_all(stage.parent().expect("parent")).expect("staging dir");
+        fs::create_dir_all(to.parent().expect("parent")).expect("live dir");
+        fs::copy(&from, &stage).expect("copy");
+        fs::rename(&stage, &to).expect("rename into the watched tree");
+    };
+    // The first file starts the session; the injector hears it and races
+    // the rest at about 10x the sender's datagram rate, with the packet
+    // numbers the session is about to use.
+    let mut names = expected.keys();
+    publish(names.next().expect("a file"));
+    let link = (&ssm.link.a, ssm.group.as_str(), ssm.port, ssm.source.as_str());
+    let injector = start_copying_injector(link, ssm.sid.len() / 2, &forged, 20_000, tmp.path());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !injector.logs().0.contains("base") {
+        assert!(Instant::now() < deadline, "the injector heard no datagram: {:?}", injector.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    for name in names {
+        publish(name);
+    }
+    let sent = sender.wait(Duration::from_secs(60));
+    drop(injector);
+    let f = rx.wait(Duration::from_secs(60));
+    let f_plain = rx_plain.wait(Duration::from_secs(60));
+    assert_eq!(sent.code, Some(0), "h3m-send: {}", show(&sent));
+    let rep = Report::parse(&f);
+    assert_eq!(tree_digests(&out), expected, "{}", show(&f));
+    assert_eq!(f.code, Some(0), "{}", show(&f));
+    let dropped = rep.count("ambi_mismatched") + rep.count("ambi_expired") + rep.count("ambi_over_budget");
+    assert!(rep.count("ambi_authenticated") > 0 && dropped > 1000, "{}", show(&f));
+    assert!(rep.count("ambi_channel_connects") >= 1, "{}", show(&f));
+    // No signature involved: the manifests came over TLS.
+    assert_eq!(rep.count("ambi_manifests_bad_signature"), 0);
+    assert!(rep.count("ambi_manifests") > 0);
+    // Without it the forgeries do harm: files fail, or (forged pushes
+    // carry no digest) forged bytes are written under the real names.
+    let forged_written = wrong_files(&out_plain, &expected);
+    assert!(f_plain.code != Some(0) || !forged_written.is_empty(), "the forgeries did no harm? {}", show(&f_plain));
+    eprintln!(
+        "{test}: {} files intact; {} datagrams authenticated ({} on arrival, release delay p50/p99 {}/{} µs) by {} \
+         manifests over HTTPS ({} connections); {dropped} forged dropped; without AMBI: {} forged files written, {}",
+        expected.len(),
+        rep.count("ambi_authenticated"),
+        rep.count("ambi_on_arrival"),
+        rep.count("ambi_release_delay_p50_us"),
+        rep.count("ambi_release_delay_p99_us"),
+        rep.count("ambi_manifests"),
+        rep.count("ambi_channel_connects"),
+        forged_written.len(),
+        f_plain.stderr.lines().last().unwrap_or_default(),
     );
 }

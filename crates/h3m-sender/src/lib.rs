@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod ambi_metadata;
 pub mod metrics;
 pub mod progress;
 pub mod publisher;

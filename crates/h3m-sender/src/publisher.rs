@@ -25,7 +25,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
@@ -45,6 +45,7 @@ use h3m_proto::protection::NullProtection;
 use h3m_proto::qpack::HeaderField;
 use h3m_proto::sender::{ResourceMeta, Sender, SenderConfig, SenderStats};
 use h3m_unicast::catalog::{Catalog, Entry, Source, Spool};
+use h3m_unicast::feed::{Feed, FeedLimits};
 
 /// How a [`Publisher`] sends.
 #[derive(Debug, Clone)]
@@ -185,7 +186,7 @@ impl PublisherConfig {
         adv.fec = self.fec;
         adv.fec_port = self.fec.and(self.fec_port);
         if let Some(a) = &self.ambi {
-            adv.ambi = Some("inband".into());
+            adv.ambi = Some(a.channels().into());
             adv.ambi_digest = Some(a.profile.to_string());
         }
         if let Some((url, pin)) = &self.repair_origin {
@@ -196,35 +197,93 @@ impl PublisherConfig {
     }
 }
 
-/// How a [`Publisher`] authenticates its datagrams with AMBI.
+/// [`AmbiConfig::lead`] with the HTTPS channel, by default.
+pub const HTTPS_LEAD: Duration = Duration::from_millis(10);
+
+/// How a [`Publisher`] authenticates its datagrams with AMBI: manifests of
+/// every datagram's digest, ahead of the datagrams, by one channel or both.
 #[derive(Debug, Clone)]
 pub struct AmbiConfig {
     /// The digest profile.
     pub profile: DigestProfile,
-    /// The key manifests are signed with (Ed25519, ECDSA P-256 or RSA-PSS).
-    pub key: Arc<SigningKey>,
+    /// The in-band channel: manifests multicast on the side port, each
+    /// signed with this key (Ed25519, ECDSA P-256 or RSA-PSS); `None`: no
+    /// in-band manifests.
+    pub key: Option<Arc<SigningKey>>,
+    /// The HTTPS channel: manifests published to this feed, which the repair
+    /// origin streams as `application/ambi` at
+    /// [`h3m_proto::ambi::MANIFEST_PATH`] (see [`AmbiConfig::serve`]);
+    /// `None`: none.
+    pub feed: Option<Arc<Feed>>,
     /// Digests per manifest (at most 69 fit a 1200-byte datagram with
     /// 16-byte digests and an Ed25519 signature).
     pub per_manifest: usize,
     /// Manifests each digest is in (losing a fraction `p` of manifests
     /// leaves a datagram unauthenticated with probability about
-    /// `p^overlap`).
+    /// `p^overlap`; 1 is enough over HTTPS, which loses nothing).
     pub overlap: usize,
+    /// How long after its manifest is published a datagram leaves. Over
+    /// HTTPS a manifest takes longer than a datagram multicast at the same
+    /// moment (unicast, through the origin); one that arrives after its
+    /// datagram leaves the datagram waiting in the receiver's hold buffer,
+    /// which a flood of forgeries can fill. It must exceed how much slower
+    /// the unicast path is (10 ms by default with a feed; none in-band only,
+    /// where manifests leave just before their batch on the same path).
+    pub lead: Duration,
 }
 
 impl AmbiConfig {
-    /// 64 digests per manifest, each in 4 manifests.
-    pub fn new(profile: DigestProfile, key: Arc<SigningKey>) -> Self {
-        AmbiConfig { profile, key, per_manifest: 64, overlap: 4 }
+    /// In-band only: 64 digests per manifest, each in 4 manifests.
+    pub fn inband(profile: DigestProfile, key: Arc<SigningKey>) -> Self {
+        AmbiConfig { profile, key: Some(key), feed: None, per_manifest: 64, overlap: 4, lead: Duration::ZERO }
     }
 
-    /// The signature algorithm of its key, if AMBI can use it.
+    /// HTTPS only: 64 digests per manifest, each in one manifest, published
+    /// to `feed` 10 ms ahead of their datagrams.
+    pub fn https(profile: DigestProfile, feed: Arc<Feed>) -> Self {
+        AmbiConfig { profile, key: None, feed: Some(feed), per_manifest: 64, overlap: 1, lead: HTTPS_LEAD }
+    }
+
+    /// A feed for the HTTPS channel, served by `catalog`'s origin at
+    /// [`h3m_proto::ambi::MANIFEST_PATH`], with the session's AMBI metadata
+    /// (`ietf-ambi` JSON, see [`crate::ambi_metadata`]) at
+    /// [`h3m_proto::ambi::METADATA_PATH`].
+    pub fn serve(catalog: &Catalog, metadata: String) -> Arc<Feed> {
+        // The backlog covers a receiver's data hold (2 s) at any rate up to
+        // 6 Gbit/s (about 10 MB of 16-byte digests a second): a receiver
+        // whose channel (re)connects within it authenticates every datagram
+        // it holds. One chunk per paced batch (about 1 ms).
+        let limits = FeedLimits { backlog: 4096, backlog_bytes: 24 << 20, queue: 1024, max_subscribers: 4096 };
+        let feed = Arc::new(Feed::new(h3m_proto::ambi::MEDIA_TYPE, limits));
+        catalog.insert_feed(h3m_proto::ambi::MANIFEST_PATH, Arc::clone(&feed));
+        catalog.insert(
+            h3m_proto::ambi::METADATA_PATH,
+            Entry {
+                source: Source::Memory(metadata.into()),
+                content_type: Some("application/yang-data+json".into()),
+                sha256: None,
+            },
+        );
+        feed
+    }
+
+    /// The signature algorithm of its in-band key, if AMBI can use it.
     pub fn algorithm(&self) -> Option<SignatureAlgorithm> {
-        match self.key.key_type() {
+        match self.key.as_ref()?.key_type() {
             KeyType::Ed25519 => Some(SignatureAlgorithm::Ed25519),
             KeyType::EcdsaP256 => Some(SignatureAlgorithm::EcdsaP256Sha256Fixed),
             KeyType::RsaPss => Some(SignatureAlgorithm::RsaPssSha512),
             _ => None,
+        }
+    }
+
+    /// The channels, as the advertisement's `ambi` names them: `inband`,
+    /// `https` or `both`.
+    pub fn channels(&self) -> &'static str {
+        match (self.key.is_some(), self.feed.is_some()) {
+            (true, true) => "both",
+            (false, true) => "https",
+            _ => "inband",
         }
     }
 }
@@ -358,8 +417,8 @@ pub struct Publisher {
     warnings: Vec<Warning>,
     /// Unicast repair: the catalog the origin serves.
     catalog: Option<Arc<Catalog>>,
-    /// AMBI: the manifests of the datagrams queued, their key and algorithm.
-    ambi: Option<(ManifestBuilder, Arc<SigningKey>, SignatureAlgorithm)>,
+    /// AMBI: the manifests of the datagrams queued, and where they go.
+    ambi: Option<AmbiSender>,
     ambi_batch: Vec<Vec<u8>>,
     /// Pushes in flight whose body the catalog gets as it is written.
     spools: HashMap<u64, Arc<Spool>>,
@@ -406,12 +465,21 @@ impl Publisher {
         let ambi = match &config.ambi {
             None => None,
             Some(a) => {
-                let alg = a.algorithm().ok_or_else(|| {
-                    PublishError::Ambi("manifests are signed with Ed25519, ECDSA P-256 or RSA-PSS keys".into())
-                })?;
-                if config.protection.is_some() || config.pn_len != 4 {
+                let signer = match &a.key {
+                    Some(key) => Some((
+                        Arc::clone(key),
+                        a.algorithm().ok_or_else(|| {
+                            PublishError::Ambi("manifests are signed with Ed25519, ECDSA P-256 or RSA-PSS keys".into())
+                        })?,
+                    )),
+                    None => None,
+                };
+                if signer.is_none() && a.feed.is_none() {
+                    return Err(PublishError::Ambi("no manifest channel (a signing key or a feed)".into()));
+                }
+                if config.pn_len != 4 {
                     return Err(PublishError::Ambi(
-                        "cleartext sessions with 4-byte packet numbers only (the packet sequence AMBI reads)".into(),
+                        "4-byte packet numbers only (the packet sequence AMBI reads)".into(),
                     ));
                 }
                 let local = socket.local_addr()?;
@@ -425,7 +493,14 @@ impl Publisher {
                     source_port: local.port(),
                     destination_port: config.group.port(),
                 };
-                Some((ManifestBuilder::new(a.profile, header, a.per_manifest, a.overlap), Arc::clone(&a.key), alg))
+                Some(AmbiSender {
+                    builder: ManifestBuilder::new(a.profile, header, a.per_manifest, a.overlap),
+                    signer,
+                    feed: a.feed.clone(),
+                    ahead: VecDeque::new(),
+                    lead: a.lead,
+                    lead_datagrams: lead_datagrams(a.lead, config.rate, config.max_datagram_size),
+                })
             }
         };
         if let Some(segments) = config.gso_segments {
@@ -779,24 +854,56 @@ impl Publisher {
             let now = Instant::now();
             self.batch.clear();
             let mut bytes = 0;
-            if more(self.sender.queued()) {
-                while bytes < self.batch_bytes {
-                    let Some(d) = self.sender.poll_transmit(now) else { break };
-                    bytes += d.len();
-                    if let Some((builder, _, _)) = &mut self.ambi {
-                        builder.add(self.sender.last_packet_number() as u32, &d);
+            let ahead = self.ambi.as_ref().map_or(0, |a| a.ahead.len());
+            if more(self.sender.queued() + ahead) {
+                match &mut self.ambi {
+                    None => {
+                        while bytes < self.batch_bytes {
+                            let Some(d) = self.sender.poll_transmit(now) else { break };
+                            bytes += d.len();
+                            self.batch.push(d);
+                        }
                     }
-                    self.batch.push(d);
+                    Some(a) => {
+                        // Datagrams are made (and their digests listed) ahead
+                        // of the batch that leaves now, and leave `lead`
+                        // after their manifests.
+                        let want = self.batch_bytes.div_ceil(self.max_datagram_size) + a.lead_datagrams;
+                        while a.ahead.len() < want {
+                            let Some(d) = self.sender.poll_transmit(now) else { break };
+                            a.builder.add(self.sender.last_packet_number() as u32, &d);
+                            a.ahead.push_back((now + a.lead, d));
+                        }
+                        while bytes < self.batch_bytes {
+                            match a.ahead.front() {
+                                Some((due, _)) if *due <= now => {}
+                                _ => break,
+                            }
+                            let Some((_, d)) = a.ahead.pop_front() else { break };
+                            bytes += d.len();
+                            self.batch.push(d);
+                        }
+                    }
                 }
             }
-            // AMBI: manifests covering this batch go out before it.
+            // AMBI: manifests covering this batch (and those ahead) go out before it.
             self.ambi_batch.clear();
-            if let Some((builder, key, alg)) = &mut self.ambi {
-                builder.flush();
-                while let Some(m) = builder.poll_manifest() {
-                    let sealed = inband::seal(&m, key, *alg).map_err(|e| PublishError::Ambi(e.to_string()))?;
-                    bytes += sealed.len();
-                    self.ambi_batch.push(sealed);
+            if let Some(a) = &mut self.ambi {
+                a.builder.flush();
+                let mut body = Vec::new();
+                while let Some(m) = a.builder.poll_manifest() {
+                    if let Some((key, alg)) = &a.signer {
+                        let sealed = inband::seal(&m, key, *alg).map_err(|e| PublishError::Ambi(e.to_string()))?;
+                        bytes += sealed.len();
+                        self.ambi_batch.push(sealed);
+                    }
+                    if a.feed.is_some() {
+                        m.write(&mut body).map_err(|e| PublishError::Ambi(e.to_string()))?;
+                    }
+                }
+                // The manifests in one chunk, published before the batch leaves.
+                if let Some(feed) = &a.feed {
+                    feed.publish(body.into());
                 }
             }
             self.repair_batch.clear();
@@ -807,7 +914,15 @@ impl Publisher {
                 self.repair_batch.push(d);
             }
             if self.batch.is_empty() && self.repair_batch.is_empty() && self.ambi_batch.is_empty() {
-                return Ok(());
+                // Datagrams waiting for their manifests' lead: wait, then go on.
+                let due = self.ambi.as_ref().and_then(|a| a.ahead.front().map(|(due, _)| *due));
+                match due {
+                    Some(due) if more(self.sender.queued() + self.ambi.as_ref().map_or(0, |a| a.ahead.len())) => {
+                        tokio::time::sleep_until(due.into()).await;
+                        continue;
+                    }
+                    _ => return Ok(()),
+                }
             }
             if let Some(at) = self.pacer.reserve(now, bytes + repair_bytes) {
                 tokio::time::sleep_until(at.into()).await;
@@ -836,6 +951,37 @@ impl Publisher {
     }
 }
 
+/// AMBI, as a publisher runs it: the manifests of the datagrams queued, the
+/// in-band key and algorithm, the HTTPS feed.
+#[derive(Debug)]
+struct AmbiSender {
+    builder: ManifestBuilder,
+    signer: Option<(Arc<SigningKey>, SignatureAlgorithm)>,
+    feed: Option<Arc<Feed>>,
+    /// Datagrams made and listed in manifests already, not sent yet, each
+    /// with the time it may leave.
+    ahead: VecDeque<(Instant, Vec<u8>)>,
+    /// How long after its manifest a datagram leaves ([`AmbiConfig::lead`]).
+    lead: Duration,
+    /// How many datagrams [`Self::ahead`] may hold beyond the batch being
+    /// sent ([`lead_datagrams`]).
+    lead_datagrams: usize,
+}
+
+/// How many datagrams are made ahead so that `lead` never slows a session
+/// at `rate`: twice the lead's worth (at least 20 ms of it), 64 to 16 384
+/// (unpaced: the most; 16 384 datagrams over a 10 ms lead keep 15 Gbit/s);
+/// none without a lead.
+fn lead_datagrams(lead: Duration, rate: Option<u64>, max_datagram_size: usize) -> usize {
+    if lead.is_zero() {
+        return 0;
+    }
+    let per_second = rate.map_or(u64::MAX, |bits| bits / 8 / max_datagram_size.max(1) as u64);
+    let window = (2 * lead).max(Duration::from_millis(20));
+    let n = u128::from(per_second).saturating_mul(window.as_micros()) / 1_000_000;
+    usize::try_from(n).unwrap_or(usize::MAX).clamp(64, 16_384)
+}
+
 /// The SHA-256 of `data`.
 pub use h3m_proto::http::digest::sha256;
 
@@ -850,11 +996,35 @@ mod tests {
             std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/vectors/keys/ed25519.key.pem")).unwrap();
         let mut config = PublisherConfig::new("232.0.0.1:2000".parse().unwrap());
         let profile = DigestProfile::parse("blake2b/96", 1).unwrap();
-        config.ambi = Some(AmbiConfig::new(profile, Arc::new(SigningKey::from_pem(&pem).unwrap())));
+        let mut ambi = AmbiConfig::inband(profile, Arc::new(SigningKey::from_pem(&pem).unwrap()));
+        config.ambi = Some(ambi.clone());
         let text = config.advertisement().to_string();
         assert!(text.contains(r#"; ambi=inband; ambi-digest="blake2b/96""#), "{text}");
         let adv = h3m_proto::altsvc::parse_one(&text).unwrap();
         assert_eq!(adv.ambi_digest.as_deref(), Some("blake2b/96"));
+        let catalog = Catalog::new();
+        ambi.feed = Some(AmbiConfig::serve(&catalog, "{}".into()));
+        assert_eq!(ambi.channels(), "both");
+        config.ambi = Some(AmbiConfig { key: None, ..ambi });
+        let adv = h3m_proto::altsvc::parse_one(&config.advertisement().to_string()).unwrap();
+        assert_eq!(adv.ambi.as_deref(), Some("https"));
+        let feed = catalog.feed(h3m_proto::ambi::MANIFEST_PATH).unwrap();
+        assert_eq!(feed.content_type(), "application/ambi");
+        assert!(catalog.get(h3m_proto::ambi::METADATA_PATH).is_some());
+    }
+
+    #[test]
+    fn datagrams_made_ahead_cover_twice_the_lead() {
+        let ms = Duration::from_millis;
+        assert_eq!(lead_datagrams(Duration::ZERO, Some(1_000_000_000), 1200), 0);
+        // 20 Mbit/s of 1200-byte datagrams: about 2083/s, 41 in 20 ms: the floor.
+        assert_eq!(lead_datagrams(ms(10), Some(20_000_000), 1200), 64);
+        // 1 Gbit/s: 104 166/s, 2083 in 20 ms, 4166 in 40.
+        assert_eq!(lead_datagrams(ms(10), Some(1_000_000_000), 1200), 2083);
+        assert_eq!(lead_datagrams(ms(20), Some(1_000_000_000), 1200), 4166);
+        // Faster, or unpaced: the cap.
+        assert_eq!(lead_datagrams(ms(10), Some(10_000_000_000), 1200), 16_384);
+        assert_eq!(lead_datagrams(ms(10), None, 1200), 16_384);
     }
 
     #[test]

@@ -208,7 +208,8 @@ pub struct Advertisement {
     /// (a self-signed one), in hex.
     pub repair_pin: Option<[u8; 32]>,
     /// h3m's `ambi`: how AMBI manifests travel (`inband`: signed, on the
-    /// side port); `None`: the session has no AMBI.
+    /// side port; `https`: streamed by the repair origin at
+    /// [`crate::ambi::MANIFEST_PATH`]; `both`); `None`: the session has no AMBI.
     pub ambi: Option<String>,
     /// h3m's `ambi-digest`: the AMBI digest profile (`sha-256/128`, ...).
     pub ambi_digest: Option<String>,

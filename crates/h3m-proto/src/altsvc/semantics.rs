@@ -99,8 +99,8 @@ pub(super) fn build(raw: RawAlt) -> Result<Advertisement, AltSvcError> {
                 })?);
             }
             "ambi" => {
-                if v != "inband" {
-                    return Err(AltSvcError::BadParameter { name: name.clone(), reason: "not inband" });
+                if !matches!(v, "inband" | "https" | "both") {
+                    return Err(AltSvcError::BadParameter { name: name.clone(), reason: "not inband, https or both" });
                 }
                 ad.ambi = Some(v.to_owned());
             }

@@ -630,8 +630,13 @@ fn ambi_parameters_round_trip_and_bad_ones_are_refused() {
         .unwrap();
     assert_eq!((ad.ambi.as_deref(), ad.ambi_digest.as_deref()), (Some("inband"), Some("blake2b/96")));
     assert_eq!(parse_one(&ad.to_string()).unwrap(), ad);
+    for channels in ["https", "both"] {
+        let ad = parse_one(&format!(r#"h3m-07="232.0.0.1:2000"; ambi={channels}"#)).unwrap();
+        assert_eq!(ad.ambi.as_deref(), Some(channels));
+        assert_eq!(parse_one(&ad.to_string()).unwrap(), ad);
+    }
     assert!(matches!(
-        parse_one(r#"h3m-07="232.0.0.1:2000"; ambi=https"#),
+        parse_one(r#"h3m-07="232.0.0.1:2000"; ambi=tls"#),
         Err(AltSvcError::BadParameter { name, .. }) if name == "ambi"
     ));
     assert!(matches!(

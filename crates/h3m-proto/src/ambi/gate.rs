@@ -165,6 +165,11 @@ pub struct GateStats {
     pub manifests_bad_signature: u64,
     /// Digests that expired unused.
     pub digests_expired: u64,
+    /// Times an HTTPS manifest channel connected ([`Gate::channel_connected`]).
+    pub channel_connects: u64,
+    /// Times it failed to connect or was lost, or was disconnected for
+    /// sending what was not a manifest of this stream ([`Gate::channel_lost`]).
+    pub channel_losses: u64,
     /// The median time from a datagram's arrival to its release, in
     /// microseconds (0: released on arrival), to a power of two.
     pub release_delay_p50_us: u64,
@@ -406,6 +411,16 @@ impl Gate {
     /// Counts a manifest the channel could not read (malformed).
     pub fn refuse_manifest(&mut self) {
         self.stats.manifests_refused += 1;
+    }
+
+    /// Counts a connection of a manifest channel.
+    pub fn channel_connected(&mut self) {
+        self.stats.channel_connects += 1;
+    }
+
+    /// Counts a manifest channel that failed or was lost.
+    pub fn channel_lost(&mut self) {
+        self.stats.channel_losses += 1;
     }
 
     /// Counts a manifest whose signature did not verify.

@@ -18,11 +18,8 @@
 //! * [`ManifestBuilder`]: the sender's side: digests of datagrams as they
 //!   are queued, overlapping manifests ahead of them.
 //! * [`inband`]: manifests multicast on the session, each signed.
-//! * [`Gate`]: the receiver's gate: datagrams are released only once an
-//!   authenticated manifest lists their digest.
-//! * [`ManifestBuilder`]: the sender's side: digests of datagrams as they
-//!   are queued, overlapping manifests ahead of them.
-//! * [`inband`]: manifests multicast on the session, each signed.
+//! * [`ManifestStream`]: manifests read from an `application/ambi` body
+//!   (the HTTPS channel), chunk by chunk.
 //!
 //! **Truncation.** A digest is checked against a packet the sender really
 //! sent, so a forger who cannot choose the sender's packets must find a
@@ -46,12 +43,25 @@ pub mod builder;
 pub mod gate;
 pub mod inband;
 pub mod manifest;
+pub mod stream;
 
 pub use builder::ManifestBuilder;
 pub use gate::{Gate, GateConfig, GateError, GateStats, HOLD_DOWN_WINDOW, Released};
 pub use manifest::{MAX_DIGESTS, Manifest, ManifestError, TLV_PAD, TLV_REFRESH_DEADLINE, Tlv};
+pub use stream::ManifestStream;
 
 use std::net::IpAddr;
+
+/// The media type of a manifest stream over HTTPS (back-to-back manifests).
+pub const MEDIA_TYPE: &str = "application/ambi";
+
+/// Where an h3m origin (`h3m-send --repair-listen`) streams a session's
+/// manifests (`h3m-send --ambi https`), as [`MEDIA_TYPE`].
+pub const MANIFEST_PATH: &str = "/.well-known/h3m/ambi";
+
+/// Where an h3m origin serves the session's AMBI metadata (the draft's
+/// `ietf-ambi` YANG data, as JSON).
+pub const METADATA_PATH: &str = "/.well-known/h3m/ambi.json";
 
 /// The IP protocol number of UDP, in the pseudo-header.
 const PROTO_UDP: u8 = 17;
@@ -257,6 +267,29 @@ pub fn packet_sequence(datagram: &[u8], session_id_len: usize) -> Option<u32> {
     Some(u32::from_be_bytes(bytes.try_into().ok()?))
 }
 
+/// The packet sequence number of an h3m datagram sent with packet
+/// protection (`--cipher-suite`): header protection removed from a copy of
+/// its first bytes (the datagram itself, whose digest counts the protected
+/// bytes, is untouched). `None` when it is too short, or its packet number
+/// is not 4 bytes (the sequence AMBI reads).
+pub fn protected_packet_sequence(
+    datagram: &[u8],
+    session_id_len: usize,
+    protection: &dyn crate::protection::PacketProtection,
+) -> Option<u32> {
+    // The header, the packet number and the 16-byte sample after it.
+    let pn_offset = 1 + session_id_len;
+    let len = pn_offset + 4 + 16;
+    let mut head = [0u8; 1 + crate::session_id::MAX_SESSION_ID_LEN + 4 + 16];
+    let head = head.get_mut(..len)?;
+    head.copy_from_slice(datagram.get(..len)?);
+    protection.unprotect_header(head, pn_offset).ok()?;
+    if head[0] & 0x03 != 3 {
+        return None;
+    }
+    packet_sequence(head, session_id_len)
+}
+
 /// The pseudo-header of the unit tests: 10.0.0.1:4000 to 232.0.0.1:2000.
 #[cfg(test)]
 pub(crate) fn test_header() -> PseudoHeader {
@@ -271,6 +304,34 @@ pub(crate) fn test_header() -> PseudoHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Under header protection the sequence number is read from an unmasked
+    /// copy; the bytes as sent are not the number.
+    #[test]
+    fn protected_sequence_numbers_are_read_under_header_protection() {
+        use crate::aead::PacketKeys;
+        use crate::encoder::{EncoderConfig, SessionEncoder};
+        use crate::protection::CipherSuite;
+        let keys = PacketKeys::new(CipherSuite::Aes128Gcm, &[7; 16], &[9; 12]).unwrap();
+        let sid = crate::SessionId::from_hex("0102030405060708").unwrap();
+        let mut cfg = EncoderConfig::new(sid);
+        cfg.first_packet_number = 0x0102_0300;
+        let mut enc = SessionEncoder::with_protection(cfg, keys.protection());
+        let mut out = Vec::new();
+        let req = [crate::qpack::HeaderField::new(":path", "/a")];
+        let resp = [crate::qpack::HeaderField::new(":status", "200")];
+        enc.push(&req, &resp, &[5u8; 5000], &mut out).unwrap();
+        assert!(out.len() > 3);
+        let mut masked = 0;
+        for (i, d) in out.iter().enumerate() {
+            let pn = 0x0102_0300 + i as u32;
+            assert_eq!(protected_packet_sequence(d, 8, &*keys.protection()), Some(pn));
+            masked += usize::from(packet_sequence(d, 8) != Some(pn));
+            // Too short for the sample: no number.
+            assert_eq!(protected_packet_sequence(&d[..1 + 8 + 4 + 15], 8, &*keys.protection()), None);
+        }
+        assert!(masked > 0, "header protection masks the packet number");
+    }
 
     fn header(v6: bool) -> PseudoHeader {
         let (s, d): (IpAddr, IpAddr) = if v6 {

@@ -153,14 +153,29 @@ struct Cli {
     #[arg(long, value_name = "RATE", default_value = "50M", value_parser = parse_rate, requires = "repair")]
     repair_rate: Rate,
 
-    /// Live: AMBI (draft-ietf-mboned-ambi): `inband` lets a datagram reach
-    /// the receiver only once a manifest signed by a --trust key lists its
-    /// digest (manifests multicast on the side port, see h3m-send --ambi);
-    /// everything else is dropped and counted (`ambi_*` in the summary).
-    /// `auto`: as the --alt-svc advertisement announces (`ambi=inband`,
-    /// `ambi-digest`); an error if it announces none.
-    #[arg(long, value_name = "auto|inband", requires = "trust")]
+    /// Live: AMBI (draft-ietf-mboned-ambi): a datagram reaches the receiver
+    /// only once an authenticated manifest lists its digest; everything else
+    /// is dropped and counted (`ambi_*` in the summary). `inband`: manifests
+    /// multicast on the side port, signed by a --trust key (see h3m-send
+    /// --ambi). `https://HOST:PORT[/PATH]`: manifests streamed by the
+    /// sender's origin (default path /.well-known/h3m/ambi), authenticated
+    /// by TLS (--ambi-pin, --ambi-ca, else the advertised repair-pin, else
+    /// the system's roots); reconnected with back-off when lost. `auto`: as
+    /// the --alt-svc advertisement announces (`ambi=inband|https|both`;
+    /// with `both`, in-band when --trust is given); an error if it
+    /// announces none.
+    #[arg(long, value_name = "auto|inband|URL", value_parser = parse_ambi_mode)]
     ambi: Option<AmbiMode>,
+
+    /// AMBI over HTTPS: trust exactly the origin certificate with this
+    /// SHA-256 (hex, as h3m-send prints it for a self-signed one).
+    #[arg(long, value_name = "SHA256", requires = "ambi", value_parser = parse_pin, conflicts_with = "ambi_ca")]
+    ambi_pin: Option<[u8; 32]>,
+
+    /// AMBI over HTTPS: trust the origin's certificate if it chains to one
+    /// in this PEM file.
+    #[arg(long, value_name = "CERT.pem", requires = "ambi")]
+    ambi_ca: Option<PathBuf>,
 
     /// The AMBI digest profile, as the sender's --ambi-digest [default: the
     /// advertisement's, else sha-256/128].
@@ -289,12 +304,78 @@ fn parse_pin(text: &str) -> Result<[u8; 32], String> {
 }
 
 /// `--ambi`: where manifests come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum AmbiMode {
     /// As the advertisement announces.
     Auto,
     /// Multicast on the session's side port, signed.
     Inband,
+    /// Streamed over HTTPS from this URL.
+    Https(String),
+}
+
+fn parse_ambi_mode(text: &str) -> Result<AmbiMode, String> {
+    match text {
+        "auto" => Ok(AmbiMode::Auto),
+        "inband" => Ok(AmbiMode::Inband),
+        url => match h3m_unicast::client::OriginUrl::parse(url) {
+            Ok(_) => Ok(AmbiMode::Https(url.to_owned())),
+            Err(e) => Err(format!("auto, inband or an https URL: {e}")),
+        },
+    }
+}
+
+/// The AMBI options `--ambi MODE` and its companions give, with what the
+/// advertisement says (`opts`).
+fn ambi_options(
+    mode: AmbiMode,
+    digest: &Option<String>,
+    pin: Option<[u8; 32]>,
+    ca: &Option<PathBuf>,
+    opts: &live::LiveOptions,
+) -> Result<h3m_receiver::ambi::AmbiOptions, String> {
+    use h3m_receiver::ambi::{AmbiOptions, ManifestChannel, https::HttpsChannel};
+    let advertised = opts.advertised_ambi.as_ref();
+    let trust_keys = opts.session.verify.trust.clone();
+    let tls_trust = || -> Result<Trust, String> {
+        Ok(match (ca, pin, opts.advertised_repair.pin) {
+            (Some(path), _, _) => Trust::Ca(h3m_unicast::tls::load_certs(path).map_err(|e| format!("--ambi-ca {e}"))?),
+            (None, Some(pin), _) | (None, None, Some(pin)) => Trust::Pin(pin),
+            (None, None, None) => Trust::System,
+        })
+    };
+    let inband = || -> Result<ManifestChannel, String> {
+        if trust_keys.is_empty() {
+            return Err("--ambi inband: manifests are signed; give --trust KEY.pem".into());
+        }
+        Ok(ManifestChannel::Inband { trust: trust_keys.clone() })
+    };
+    let channel = match mode {
+        AmbiMode::Inband => inband()?,
+        AmbiMode::Https(url) => {
+            ManifestChannel::Https(HttpsChannel::parse(&url, tls_trust()?).map_err(|e| e.to_string())?)
+        }
+        AmbiMode::Auto => match advertised {
+            None => {
+                return Err(
+                    "--ambi auto: the advertisement announces no AMBI (ambi=...); give --ambi inband or URL".into()
+                );
+            }
+            Some(a) if a.inband() && (!a.https() || !trust_keys.is_empty()) => inband()?,
+            Some(_) => {
+                let Some(origin) = &opts.advertised_repair.url else {
+                    return Err("--ambi auto: the advertisement names no origin (repair=...) for its manifests".into());
+                };
+                let url = h3m_unicast::client::OriginUrl::parse(origin).map_err(|e| e.to_string())?;
+                ManifestChannel::Https(HttpsChannel::at(url, h3m_proto::ambi::MANIFEST_PATH.into(), tls_trust()?))
+            }
+        },
+    };
+    let digest =
+        digest.clone().or_else(|| advertised.map(|a| a.digest.clone())).unwrap_or_else(|| "sha-256/128".into());
+    let id = h3m_proto::ambi::default_manifest_id(&opts.session.session_id);
+    let profile = h3m_proto::ambi::DigestProfile::parse(&digest, id).map_err(|e| format!("--ambi-digest: {e}"))?;
+    Ok(AmbiOptions { profile, channel })
 }
 
 /// A rate in bits/s; `None`: no cap.
@@ -483,22 +564,10 @@ fn main() -> ExitCode {
         opts.repair = Some(repair);
     }
     if let Some(mode) = cli.ambi {
-        let digest = match (mode, &cli.ambi_digest, &opts.advertised_ambi) {
-            (_, Some(d), _) => d.clone(),
-            (_, None, Some(d)) => d.clone(),
-            (AmbiMode::Inband, None, None) => "sha-256/128".to_owned(),
-            (AmbiMode::Auto, None, None) => {
-                return usage(
-                    "--ambi auto: the advertisement announces no AMBI (ambi=inband); give --ambi inband".into(),
-                );
-            }
-        };
-        let id = h3m_proto::ambi::default_manifest_id(&opts.session.session_id);
-        let profile = match h3m_proto::ambi::DigestProfile::parse(&digest, id) {
-            Ok(p) => p,
-            Err(e) => return usage(format!("--ambi-digest: {e}")),
-        };
-        opts.ambi = Some(h3m_receiver::ambi::AmbiOptions { profile, trust: opts.session.verify.trust.clone() });
+        match ambi_options(mode, &cli.ambi_digest, cli.ambi_pin, &cli.ambi_ca, &opts) {
+            Ok(a) => opts.ambi = Some(a),
+            Err(e) => return usage(e),
+        }
     }
     opts.amt = match (cli.amt, cli.amt_dns) {
         (Some(h3m_receiver::input::AmtRelay::Auto { .. }), dns) => Some(h3m_receiver::input::AmtRelay::Auto { dns }),

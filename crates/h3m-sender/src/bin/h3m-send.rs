@@ -207,22 +207,34 @@ struct Args {
     /// receiver needs `--trust-hmac` with the same secret.
     #[arg(long, value_name = "KEYID=HEX|@FILE", conflicts_with = "sign")]
     sign_hmac: Option<String>,
-    /// AMBI (draft-ietf-mboned-ambi): `inband` multicasts manifests of every
-    /// datagram's digest, signed with the --sign key (Ed25519, ECDSA P-256
-    /// or RSA-PSS), on the side port (--fec-port, else --port + 1) ahead of
-    /// the datagrams, so `h3m-recv --ambi inband --trust` lets nothing
-    /// unauthenticated through. Cleartext sessions with 4-byte packet
-    /// numbers and a --source.
-    #[arg(long, value_name = "inband", requires = "sign")]
+    /// AMBI (draft-ietf-mboned-ambi): manifests of every datagram's digest
+    /// ahead of the datagrams, so `h3m-recv --ambi` lets nothing
+    /// unauthenticated through. `inband` multicasts them on the side port
+    /// (--fec-port, else --port + 1), signed with the --sign key (Ed25519,
+    /// ECDSA P-256 or RSA-PSS); `https` streams them from the repair origin
+    /// (--repair-listen) as application/ambi at /.well-known/h3m/ambi, with
+    /// the ietf-ambi metadata at /.well-known/h3m/ambi.json (TLS
+    /// authenticates them: no signature); `both`. 4-byte packet numbers
+    /// and a --source; with --cipher-suite the digests cover the protected
+    /// datagrams as sent.
+    #[arg(long, value_name = "inband|https|both")]
     ambi: Option<AmbiMode>,
     /// AMBI digest profile: sha-256 or blake2b, truncated to BITS (64 to
     /// the hash's size) [default: sha-256/128].
     #[arg(long, value_name = "ALG[/BITS]", default_value = "sha-256/128", requires = "ambi")]
     ambi_digest: String,
     /// AMBI: manifests each digest is in (losing a fraction p of manifests
-    /// leaves a datagram unauthenticated with probability about p^N).
-    #[arg(long, value_name = "N", default_value_t = 4, requires = "ambi")]
-    ambi_overlap: usize,
+    /// leaves a datagram unauthenticated with probability about p^N)
+    /// [default: 4 with in-band manifests, 1 over HTTPS only].
+    #[arg(long, value_name = "N", requires = "ambi")]
+    ambi_overlap: Option<usize>,
+    /// AMBI over HTTPS: milliseconds between publishing a manifest and
+    /// sending its datagrams; more than the unicast path to receivers is
+    /// slower than the multicast one (a manifest that arrives after its
+    /// datagram leaves it exposed to a flood of forgeries) [default: 10 with
+    /// https or both, 0 inband].
+    #[arg(long, value_name = "MS", requires = "ambi")]
+    ambi_lead: Option<u64>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -241,6 +253,10 @@ type Hex = Vec<u8>;
 enum AmbiMode {
     /// Multicast on the session's side port, signed.
     Inband,
+    /// Streamed by the repair origin over HTTPS.
+    Https,
+    /// Both.
+    Both,
 }
 
 fn parse_session_id(text: &str) -> Result<SessionId, String> {
@@ -401,20 +417,58 @@ fn main() -> ExitCode {
     publisher.fec = args.fec;
     publisher.fec_port = args.fec_port;
     publisher.repeat_heads = (!args.repeat_heads.is_zero()).then(|| args.repeat_heads.max(Duration::from_millis(10)));
-    if let (Some(AmbiMode::Inband), Some(path)) = (args.ambi, &args.sign) {
+    if let Some(mode) = args.ambi {
         let id = default_manifest_id(&args.session_id);
         let profile = match DigestProfile::parse(&args.ambi_digest, id) {
             Ok(p) => p,
             Err(e) => return usage(format!("--ambi-digest: {e}")),
         };
-        let key = match std::fs::read(path).map(|t| SigningKey::from_pem(&t)) {
-            Ok(Ok(k)) => k,
-            Ok(Err(e)) => return usage(format!("--sign {}: {e}", path.display())),
-            Err(e) => return usage(format!("--sign {}: {e}", path.display())),
+        let key = match (mode, &args.sign) {
+            (AmbiMode::Https, _) => None,
+            (_, None) => return usage("--ambi inband and both sign manifests: give --sign KEY.pem".into()),
+            (_, Some(path)) => match std::fs::read(path).map(|t| SigningKey::from_pem(&t)) {
+                Ok(Ok(k)) => Some(std::sync::Arc::new(k)),
+                Ok(Err(e)) => return usage(format!("--sign {}: {e}", path.display())),
+                Err(e) => return usage(format!("--sign {}: {e}", path.display())),
+            },
         };
-        let mut ambi = AmbiConfig::new(profile, std::sync::Arc::new(key));
-        ambi.overlap = args.ambi_overlap.max(1);
-        if ambi.algorithm().is_none() {
+        let feed = match (mode, &origin) {
+            (AmbiMode::Inband, _) => None,
+            (_, None) => return usage("--ambi https and both stream manifests from --repair-listen's origin".into()),
+            (_, Some((origin, _))) => {
+                let url = OriginUrl { host: origin.local_addr().ip().to_string(), port: origin.local_addr().port() };
+                let Some(source) = args.source else {
+                    return usage("--ambi needs --source (the pseudo-header names it)".into());
+                };
+                let metadata = h3m_sender::ambi_metadata::AmbiMetadata {
+                    source,
+                    group: publisher.group,
+                    profile: &profile,
+                    transport: &format!("{url}{}", h3m_proto::ambi::MANIFEST_PATH),
+                    session_id_len: args.session_id.len(),
+                    data_hold: Duration::from_secs(2),
+                    digest_hold: Duration::from_secs(10),
+                };
+                Some(AmbiConfig::serve(origin.catalog(), metadata.to_json()))
+            }
+        };
+        let mut ambi = match (key, feed) {
+            (Some(key), None) => AmbiConfig::inband(profile, key),
+            (Some(key), Some(feed)) => AmbiConfig {
+                feed: Some(feed),
+                lead: h3m_sender::publisher::HTTPS_LEAD,
+                ..AmbiConfig::inband(profile, key)
+            },
+            (None, Some(feed)) => AmbiConfig::https(profile, feed),
+            (None, None) => return usage("--ambi: no manifest channel".into()),
+        };
+        if let Some(n) = args.ambi_overlap {
+            ambi.overlap = n.max(1);
+        }
+        if let Some(ms) = args.ambi_lead {
+            ambi.lead = Duration::from_millis(ms);
+        }
+        if ambi.key.is_some() && ambi.algorithm().is_none() {
             return usage("--ambi: the --sign key must be Ed25519, ECDSA P-256 or RSA-PSS".into());
         }
         publisher.ambi = Some(ambi);

@@ -1,0 +1,320 @@
+//! The HTTPS manifest channel: the sender's origin streams the session's
+//! manifests as one `application/ambi` response that never ends
+//! (`h3m-send --ambi https`); TLS authenticates them.
+//!
+//! A task reads the stream, cuts it into manifests
+//! ([`ManifestStream`]) and hands them to the receive loop through a bounded
+//! queue (the loop reads it as it reads datagrams). It disconnects when the
+//! stream sends what is not a manifest of this session's stream
+//! (malformed, another stream identifier) and reconnects after a failure or
+//! a loss with exponential back-off: 1 s, doubling up to 30 s, each delay
+//! shortened by a random part of up to half so that receivers that lost the
+//! origin together do not come back together; back to 1 s once a
+//! connection brought a manifest.
+
+use std::time::Duration;
+
+use h3m_proto::ambi::{DigestProfile, MANIFEST_PATH, Manifest, ManifestStream};
+use h3m_unicast::client::{ClientConfig, OriginUrl, Protocol, RepairClient, UrlError};
+use h3m_unicast::tls::Trust;
+use tokio::sync::mpsc;
+
+/// Where the manifests are and how the origin is trusted.
+#[derive(Debug, Clone)]
+pub struct HttpsChannel {
+    /// The origin.
+    pub url: OriginUrl,
+    /// The path of the manifest stream.
+    pub path: String,
+    /// How the origin's certificate is trusted.
+    pub trust: Trust,
+    /// The first delay before reconnecting (doubling up to [`Self::max_backoff`]).
+    pub first_backoff: Duration,
+    /// The longest delay before reconnecting.
+    pub max_backoff: Duration,
+}
+
+impl HttpsChannel {
+    /// `https://HOST[:PORT][/PATH]` (no path: [`MANIFEST_PATH`]), trusted by `trust`.
+    pub fn parse(url: &str, trust: Trust) -> Result<HttpsChannel, UrlError> {
+        let origin = OriginUrl::parse(url)?;
+        let path = url
+            .trim()
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|u| u.path_and_query().map(|p| p.as_str().to_owned()))
+            .filter(|p| p != "/" && !p.is_empty())
+            .unwrap_or_else(|| MANIFEST_PATH.to_owned());
+        Ok(HttpsChannel::at(origin, path, trust))
+    }
+
+    /// The stream at `path` of `url`, default back-off.
+    pub fn at(url: OriginUrl, path: String, trust: Trust) -> HttpsChannel {
+        HttpsChannel { url, path, trust, first_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(30) }
+    }
+}
+
+impl std::fmt::Display for HttpsChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.url, self.path)
+    }
+}
+
+/// What the channel did.
+#[derive(Debug)]
+pub enum ChannelEvent {
+    /// Connected and streaming, by this protocol.
+    Connected(Protocol),
+    /// A manifest.
+    Manifest(Manifest),
+    /// It failed or was lost (why); it tries again after `retry_in`.
+    Lost {
+        /// Why.
+        reason: String,
+        /// When it tries again.
+        retry_in: Duration,
+    },
+}
+
+/// Manifests queued between the task and the receive loop at most (the task
+/// waits beyond: the stream is read no faster than the loop takes them).
+const QUEUE: usize = 1024;
+
+/// The channel's task, on a thread of its own with its own runtime (so
+/// that a receive loop busy with a flood of datagrams never delays the
+/// manifests it needs); dropping it stops the task and waits for the thread.
+#[derive(Debug)]
+pub(crate) struct ChannelTask {
+    events: mpsc::Receiver<ChannelEvent>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ChannelTask {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.events.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl ChannelTask {
+    /// Starts reading `channel` for manifests of `profile`.
+    pub(crate) fn spawn(channel: &HttpsChannel, profile: DigestProfile) -> ChannelTask {
+        let (tx, events) = mpsc::channel(QUEUE);
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let channel = channel.clone();
+        let thread = std::thread::Builder::new()
+            .name("h3m-ambi-https".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let reason = format!("no runtime for the channel: {e}");
+                        let _ = tx.blocking_send(ChannelEvent::Lost { reason, retry_in: Duration::MAX });
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    tokio::select! {
+                        _ = run(channel, profile, tx) => {}
+                        _ = stopped => {}
+                    }
+                });
+            })
+            .ok();
+        ChannelTask { events, stop: Some(stop), thread }
+    }
+
+    /// The next event (`None` once the task ended).
+    pub(crate) async fn next(&mut self) -> Option<ChannelEvent> {
+        self.events.recv().await
+    }
+}
+
+async fn run(channel: HttpsChannel, profile: DigestProfile, tx: mpsc::Sender<ChannelEvent>) {
+    let mut delay = channel.first_backoff;
+    loop {
+        let (brought_any, reason) = match stream_manifests(&channel, &profile, &tx).await {
+            Ok(()) => return, // the receive loop is gone
+            Err(e) => e,
+        };
+        if brought_any {
+            delay = channel.first_backoff;
+        }
+        let retry_in = jittered(delay);
+        tracing::debug!(%channel, %reason, ?retry_in, "AMBI manifest channel lost");
+        if tx.send(ChannelEvent::Lost { reason, retry_in }).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(retry_in).await;
+        delay = (delay * 2).min(channel.max_backoff);
+    }
+}
+
+/// `delay` shortened by a random part of up to half.
+fn jittered(delay: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let spread = u64::from(nanos.wrapping_mul(2_654_435_761) % 1024);
+    delay - delay / 2 * spread as u32 / 1024
+}
+
+/// One connection: manifests until it ends. `Ok(())`: the receiver is
+/// gone; `Err((brought a manifest, why it ended))`.
+async fn stream_manifests(
+    channel: &HttpsChannel,
+    profile: &DigestProfile,
+    tx: &mpsc::Sender<ChannelEvent>,
+) -> Result<(), (bool, String)> {
+    let mut config = ClientConfig::new(channel.trust.clone());
+    config.request_timeout = Duration::from_secs(5);
+    // An origin that vanishes without closing is noticed within 6 s.
+    config.idle_timeout = Duration::from_secs(6);
+    let client = RepairClient::connect(&channel.url, &config).await.map_err(|e| (false, e.to_string()))?;
+    let mut body = client.stream(&channel.path).await.map_err(|e| (false, e.to_string()))?;
+    tx.send(ChannelEvent::Connected(client.protocol())).await.map_err(|_| (false, String::new()))?;
+    let mut reader = ManifestStream::new(profile.digest_len());
+    let mut brought = false;
+    loop {
+        let chunk = match body.next_chunk().await {
+            Ok(Some(c)) => c,
+            Ok(None) => return Err((brought, "the origin ended the stream".into())),
+            Err(e) => return Err((brought, e.to_string())),
+        };
+        reader.push(&chunk);
+        loop {
+            let m = match reader.next_manifest() {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => return Err((brought, format!("not a manifest ({e}): disconnected"))),
+            };
+            if m.stream_id != profile.manifest_id {
+                let why =
+                    format!("manifest stream {} where {} was expected: disconnected", m.stream_id, profile.manifest_id);
+                return Err((brought, why));
+            }
+            brought = true;
+            if tx.send(ChannelEvent::Manifest(m)).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_the_origin_and_the_path() {
+        let c = HttpsChannel::parse("https://127.0.0.1:4433", Trust::System).unwrap();
+        assert_eq!((c.url.port, c.path.as_str()), (4433, MANIFEST_PATH));
+        let c = HttpsChannel::parse("https://[fd00::1]:8443/s1.ambi", Trust::System).unwrap();
+        assert_eq!((c.url.host.as_str(), c.path.as_str()), ("fd00::1", "/s1.ambi"));
+        assert_eq!(c.to_string(), "https://[fd00::1]:8443/s1.ambi");
+        assert!(HttpsChannel::parse("http://127.0.0.1/x", Trust::System).is_err());
+    }
+
+    use h3m_unicast::catalog::Catalog;
+    use h3m_unicast::feed::{Feed, FeedLimits};
+    use h3m_unicast::origin::{Origin, OriginConfig};
+    use h3m_unicast::tls::Identity;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    fn manifest(stream_id: u32, seq: u32) -> Manifest {
+        Manifest {
+            stream_id,
+            sequence: seq,
+            first_packet: seq * 4,
+            tlvs: Vec::new(),
+            digests: vec![seq as u8; 4 * 16],
+            digest_len: 16,
+        }
+    }
+
+    fn wire(m: &Manifest) -> bytes::Bytes {
+        let mut out = Vec::new();
+        m.write(&mut out).unwrap();
+        out.into()
+    }
+
+    /// An origin on `addr` (port 0: any) serving a fresh feed at the
+    /// manifest path.
+    fn origin(addr: SocketAddr, identity: &Identity) -> (Origin, Arc<Feed>) {
+        let catalog = Arc::new(Catalog::new());
+        let feed = Arc::new(Feed::new(h3m_proto::ambi::MEDIA_TYPE, FeedLimits::default()));
+        catalog.insert_feed(MANIFEST_PATH, Arc::clone(&feed));
+        (Origin::spawn(OriginConfig::new(addr, identity.clone()), catalog).unwrap(), feed)
+    }
+
+    async fn next(task: &mut ChannelTask) -> ChannelEvent {
+        tokio::time::timeout(Duration::from_secs(10), task.next()).await.expect("an event").expect("the task runs")
+    }
+
+    /// Manifests flow; the origin goes down (lost, back-off) and comes back
+    /// on the same port (reconnected, manifests flow again); a manifest of
+    /// another stream disconnects the channel, which then reconnects.
+    #[tokio::test]
+    async fn the_channel_reconnects_after_a_loss_and_refuses_another_stream() {
+        let identity = Identity::self_signed(&["127.0.0.1".into()]).unwrap();
+        let (first, feed) = origin("127.0.0.1:0".parse().unwrap(), &identity);
+        let addr = first.local_addr();
+        let mut channel = HttpsChannel::parse(&format!("https://{addr}"), Trust::Pin(identity.fingerprint())).unwrap();
+        channel.first_backoff = Duration::from_millis(100);
+        let profile = DigestProfile::parse("sha-256/128", 9).unwrap();
+        let mut task = ChannelTask::spawn(&channel, profile);
+        // Published before the channel connected: the backlog brings it.
+        feed.publish(wire(&manifest(9, 0)));
+        assert!(matches!(next(&mut task).await, ChannelEvent::Connected(Protocol::Http3)));
+        feed.publish([wire(&manifest(9, 1)), wire(&manifest(9, 2))].concat().into());
+        // Cut anywhere: one manifest in two chunks.
+        let third = wire(&manifest(9, 3));
+        feed.publish(third.slice(..7));
+        feed.publish(third.slice(7..));
+        for seq in 0..4 {
+            match next(&mut task).await {
+                ChannelEvent::Manifest(m) => assert_eq!(m, manifest(9, seq)),
+                other => panic!("{other:?}"),
+            }
+        }
+        first.shutdown();
+        let ChannelEvent::Lost { retry_in, .. } = next(&mut task).await else { panic!("not lost") };
+        assert!(retry_in <= Duration::from_millis(100), "back to the first back-off after manifests: {retry_in:?}");
+        let (second, feed) = origin(addr, &identity);
+        feed.publish(wire(&manifest(9, 4)));
+        // Failed attempts until the origin answers, each back-off longer.
+        let mut lost = 0;
+        loop {
+            match next(&mut task).await {
+                ChannelEvent::Connected(_) => break,
+                ChannelEvent::Lost { .. } => lost += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(
+            matches!(next(&mut task).await, ChannelEvent::Manifest(m) if m == manifest(9, 4)),
+            "after {lost} failures"
+        );
+        feed.publish(wire(&manifest(7, 5)));
+        match next(&mut task).await {
+            ChannelEvent::Lost { reason, .. } => assert!(reason.contains("manifest stream 7 where 9"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // It comes back (and the backlog repeats the foreign manifest: lost again).
+        assert!(matches!(next(&mut task).await, ChannelEvent::Connected(_)));
+        second.shutdown();
+    }
+
+    #[test]
+    fn back_off_is_shortened_by_at_most_half() {
+        for _ in 0..100 {
+            let d = jittered(Duration::from_secs(8));
+            assert!(d > Duration::from_secs(4) && d <= Duration::from_secs(8), "{d:?}");
+        }
+    }
+}
