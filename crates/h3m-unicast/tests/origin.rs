@@ -259,3 +259,20 @@ async fn a_feed_streams_its_chunks_over_both_protocols() {
     let c = feed.counters();
     assert_eq!((c.subscribed, c.refused, c.published), (2, 1, 3 + 20));
 }
+
+/// Nothing listens: TCP is refused at once, and the QUIC attempt is not
+/// waited out (30 s here) but given a short grace, so a client that retries
+/// (the AMBI channel, a repair) learns the origin is down at once.
+#[tokio::test]
+async fn connecting_where_nothing_listens_fails_without_waiting_out_the_timeout() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let url = OriginUrl::parse(&format!("https://{free}")).unwrap();
+    let mut config = ClientConfig::new(Trust::System);
+    config.connect_timeout = Duration::from_secs(30);
+    let attempt = tokio::time::timeout(Duration::from_secs(10), RepairClient::connect(&url, &config)).await;
+    match attempt {
+        Ok(Err(FetchError::Connect(why))) => assert!(why.contains("h3") && why.contains("tcp"), "{why}"),
+        Ok(other) => panic!("{other:?}"),
+        Err(_) => panic!("the QUIC attempt was waited out"),
+    }
+}

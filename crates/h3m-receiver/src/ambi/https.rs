@@ -10,7 +10,10 @@
 //! a loss with exponential back-off: 1 s, doubling up to 30 s, each delay
 //! shortened by a random part of up to half so that receivers that lost the
 //! origin together do not come back together; back to 1 s once a
-//! connection brought a manifest.
+//! connection brought a manifest. A receiver that has never had a manifest
+//! tries every 125–250 ms for its first 2 s (the data hold: what it
+//! receives meanwhile waits on the channel), so one started just before
+//! its sender authenticates from the first datagram on.
 
 use std::time::Duration;
 
@@ -136,23 +139,35 @@ impl ChannelTask {
     }
 }
 
+/// How long a receiver that never connected yet tries every quarter of the
+/// first back-off (its datagrams wait meanwhile, at most 2 s).
+const EAGER: Duration = Duration::from_secs(2);
+
 async fn run(channel: HttpsChannel, profile: DigestProfile, tx: mpsc::Sender<ChannelEvent>) {
+    let started = tokio::time::Instant::now();
+    let mut ever_connected = false;
     let mut delay = channel.first_backoff;
     loop {
         let (brought_any, reason) = match stream_manifests(&channel, &profile, &tx).await {
             Ok(()) => return, // the receive loop is gone
             Err(e) => e,
         };
+        ever_connected |= brought_any;
         if brought_any {
             delay = channel.first_backoff;
         }
-        let retry_in = jittered(delay);
+        // Before the first manifest, and for the data hold, it tries again
+        // soon: everything received meanwhile waits on it.
+        let eager = !ever_connected && started.elapsed() < EAGER;
+        let retry_in = jittered(if eager { channel.first_backoff / 4 } else { delay });
         tracing::debug!(%channel, %reason, ?retry_in, "AMBI manifest channel lost");
         if tx.send(ChannelEvent::Lost { reason, retry_in }).await.is_err() {
             return;
         }
         tokio::time::sleep(retry_in).await;
-        delay = (delay * 2).min(channel.max_backoff);
+        if !eager {
+            delay = (delay * 2).min(channel.max_backoff);
+        }
     }
 }
 
@@ -172,6 +187,7 @@ async fn stream_manifests(
 ) -> Result<(), (bool, String)> {
     let mut config = ClientConfig::new(channel.trust.clone());
     config.request_timeout = Duration::from_secs(5);
+    config.connect_timeout = Duration::from_secs(2);
     // An origin that vanishes without closing is noticed within 6 s.
     config.idle_timeout = Duration::from_secs(6);
     let client = RepairClient::connect(&channel.url, &config).await.map_err(|e| (false, e.to_string()))?;
