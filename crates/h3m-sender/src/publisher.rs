@@ -914,10 +914,13 @@ impl Publisher {
                 self.repair_batch.push(d);
             }
             if self.batch.is_empty() && self.repair_batch.is_empty() && self.ambi_batch.is_empty() {
-                // Datagrams waiting for their manifests' lead: wait, then go on.
+                // Datagrams waiting for their manifests' lead: wait, then go
+                // on, when more is queued behind them (or all must go);
+                // else the writer adds more first (a lead per chunk written
+                // would cap the rate).
                 let due = self.ambi.as_ref().and_then(|a| a.ahead.front().map(|(due, _)| *due));
                 match due {
-                    Some(due) if more(self.sender.queued() + self.ambi.as_ref().map_or(0, |a| a.ahead.len())) => {
+                    Some(due) if more(self.sender.queued()) => {
                         tokio::time::sleep_until(due.into()).await;
                         continue;
                     }
@@ -946,6 +949,14 @@ impl Publisher {
             self.last = Instant::now();
             if let Some(shared) = &self.shared_stats {
                 shared.set(self.sender.stats());
+            }
+            // With a lead, one batch per call while the writer has room to
+            // add more: it tops the datagrams made ahead up before the next
+            // batch, so those at the front have always waited their lead
+            // (sending every due one first would empty the lead and stall
+            // until the next came due).
+            if self.ambi.as_ref().is_some_and(|a| !a.lead.is_zero()) && !more(self.sender.queued()) {
+                return Ok(());
             }
         }
     }
