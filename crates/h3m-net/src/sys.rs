@@ -335,3 +335,11 @@ pub(crate) fn register_readable_file(file: std::fs::File) -> io::Result<tokio::i
 pub(crate) fn set_udp_gro(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     setsockopt(fd, libc::SOL_UDP, libc::UDP_GRO, &libc::c_int::from(on))
 }
+
+/// `setpriority(2)` on the calling thread alone (Linux keeps a nice value per
+/// thread): `nice` from -20 (first) to 19 (last).
+pub(crate) fn set_thread_nice(nice: i32) -> io::Result<()> {
+    // SAFETY: gettid takes nothing; setpriority only reads its three integer arguments.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
+    if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}

@@ -304,6 +304,7 @@ impl Server {
         let thread = std::thread::Builder::new()
             .name("h3m-serve".into())
             .spawn(move || {
+                yield_to_reception();
                 let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(rt) => rt,
                     Err(e) => {
@@ -346,5 +347,19 @@ impl Server {
     /// Stops serving (connections are closed) and waits for the thread.
     pub fn shutdown(mut self) {
         self.thread.stop();
+    }
+}
+
+/// Nice value of the serve thread: when the CPU is short, reception (the
+/// receive loop and the file worker, at the process's own priority) comes
+/// first and HTTP clients wait, rather than datagrams overflowing the socket
+/// buffer while a client is fed.
+pub const SERVE_THREAD_NICE: i32 = 10;
+
+/// Lowers the calling thread's priority to [`SERVE_THREAD_NICE`]; failure
+/// leaves it as it is.
+fn yield_to_reception() {
+    if let Err(e) = h3m_net::lower_thread_priority(SERVE_THREAD_NICE) {
+        tracing::debug!(error = %e, "the serve thread keeps its priority");
     }
 }
