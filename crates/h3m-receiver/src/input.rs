@@ -246,6 +246,15 @@ impl Input {
         lines
     }
 
+    /// The relay the AMT tunnel uses now (`None` for native reception, or
+    /// while no relay is known).
+    pub fn amt_relay(&self) -> Option<SocketAddr> {
+        match self {
+            Input::Amt { tunnel, .. } => tunnel.gateway().relay(),
+            _ => None,
+        }
+    }
+
     /// The tunnel's counters (`None` for native reception).
     pub fn amt_stats(&self) -> Option<&GatewayStats> {
         match self {

@@ -394,9 +394,16 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
                 r = lookup, if looking_up => Wake::Lookup(r),
             }
         };
-        for line in input.log_lines() {
-            tracing::info!(target: "h3m_receiver::amt", "{line}");
-            eprintln!("h3m-recv: {line}");
+        let lines = input.log_lines();
+        if !lines.is_empty() {
+            // The tunnel's lines in an `amt_tunnel` span naming its relay.
+            let relay = input.amt_relay().map(|r| r.to_string());
+            let _tunnel =
+                tracing::info_span!(target: "h3m_receiver::amt", "amt_tunnel", relay = relay.as_deref()).entered();
+            for line in lines {
+                tracing::info!(target: "h3m_receiver::amt", "{line}");
+                eprintln!("h3m-recv: {line}");
+            }
         }
         match wake {
             Wake::Data(Ok(_)) => {

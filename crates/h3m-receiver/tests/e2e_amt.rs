@@ -203,32 +203,52 @@ impl Run {
     }
 }
 
-fn tunnel_transfer(test: &str, group: &str, source: &str, relay: &str) {
-    if skip_unless_root(test) {
-        return;
-    }
+fn tunnel_transfer(test: &str, group: &str, source: &str, relay: &str, extra: &[&str]) -> Finished {
     let _serial = serial();
     let run = Run::new();
     let _relay = run.relay(relay, "h3m-amt-relay");
-    let recv = run.receive(group, source, &["--amt", relay]);
+    let mut args = vec!["--amt", relay];
+    args.extend_from_slice(extra);
+    let recv = run.receive(group, source, &args);
     let tx = run.send(group, source, &["--rate", "50M"]);
-    let (_, r) = run.finish(tx, recv);
-    assert_eq!(r.count("dropped_protection"), 0);
+    let (f, r) = run.finish(tx, recv);
+    assert_eq!(r.count("dropped_protection"), 0, "{test}");
+    f
 }
 
 #[test]
 fn ipv4_session_through_an_ipv4_tunnel() {
-    tunnel_transfer("ipv4_session_through_an_ipv4_tunnel", "232.1.1.1", SRC_V4, RELAY_V4);
+    if !skip_unless_root("ipv4_session_through_an_ipv4_tunnel") {
+        tunnel_transfer("ipv4_session_through_an_ipv4_tunnel", "232.1.1.1", SRC_V4, RELAY_V4, &[]);
+    }
 }
 
 #[test]
 fn ipv6_session_through_an_ipv6_tunnel() {
-    tunnel_transfer("ipv6_session_through_an_ipv6_tunnel", "ff3e::8000:1", SRC_V6, RELAY_V6);
+    if !skip_unless_root("ipv6_session_through_an_ipv6_tunnel") {
+        tunnel_transfer("ipv6_session_through_an_ipv6_tunnel", "ff3e::8000:1", SRC_V6, RELAY_V6, &[]);
+    }
 }
 
+/// Also: with `--log-level`, the tunnel's lines are `tracing` events in an
+/// `amt_tunnel` span that names the relay, inside the session's span.
 #[test]
 fn ipv4_session_through_an_ipv6_tunnel() {
-    tunnel_transfer("ipv4_session_through_an_ipv6_tunnel", "232.1.1.2", SRC_V4, RELAY_V6);
+    if skip_unless_root("ipv4_session_through_an_ipv6_tunnel") {
+        return;
+    }
+    let logged = ["--log-level", "h3m_receiver=info", "--log-format", "json"];
+    let f = tunnel_transfer("ipv4_session_through_an_ipv6_tunnel", "232.1.1.2", SRC_V4, RELAY_V6, &logged);
+    let events: Vec<serde_json::Value> = f.stderr.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let up = events
+        .iter()
+        .find(|e| e["fields"]["message"].as_str().is_some_and(|m| m.contains("tunnel up")))
+        .unwrap_or_else(|| panic!("no tunnel-up event:\n{}", f.stderr));
+    assert_eq!(up["target"], "h3m_receiver::amt");
+    assert_eq!(up["span"]["name"], "amt_tunnel");
+    assert_eq!(up["span"]["relay"], format!("[{RELAY_V6}]:2268"));
+    let spans: Vec<&str> = up["spans"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(spans, ["session", "amt_tunnel"]);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! `--log-level` / `--log-format`: the libraries' `tracing` events on stderr,
 //! off by default (the user-facing lines are the same either way), JSON lines
-//! with the session span's fields, and a bad filter is a usage error.
+//! with the session and push spans' fields, and a bad filter is a usage error.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -46,8 +46,12 @@ fn diagnostics_are_off_by_default_and_json_lines_when_asked() {
     assert_eq!(written[0]["fields"]["push_id"], 0);
     // The :path as nghq sent it (its sender doubles the slash).
     assert_eq!(written[0]["fields"]["path"], "//hello.txt");
-    assert_eq!(written[0]["span"]["name"], "session");
-    assert!(written[0]["span"]["input"].as_str().unwrap().ends_with("s01-hello-v4.pcap"));
+    // In the push's span, inside the session's.
+    assert_eq!(written[0]["span"]["name"], "push");
+    assert_eq!(written[0]["span"]["push_id"], 0);
+    let spans = written[0]["spans"].as_array().expect("the span list");
+    assert_eq!(spans.iter().map(|s| s["name"].as_str().unwrap()).collect::<Vec<_>>(), ["session", "push"]);
+    assert!(spans[0]["input"].as_str().unwrap().ends_with("s01-hello-v4.pcap"));
     let ended = events.iter().find(|e| e["fields"]["message"] == "session ended").expect("a session-end event");
     assert_eq!(ended["level"], "INFO");
     // The summary line is still the last one.

@@ -275,6 +275,18 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
     }
 
     fn on_event(&mut self, event: Event) {
+        // A push's events (not its body data, the hot path) run in a `push`
+        // span, so what is logged while handling them names the push.
+        let push_id = match &event {
+            Event::PushPromised { push_id, .. }
+            | Event::ResponseHeaders { push_id, .. }
+            | Event::Trailers { push_id, .. }
+            | Event::UnpromisedPush { push_id, .. }
+            | Event::PushLost { push_id } => Some(*push_id),
+            Event::PushFinished(summary) => Some(summary.push_id),
+            _ => None,
+        };
+        let _push = push_id.map(|push_id| tracing::debug_span!("push", push_id).entered());
         match event {
             Event::PushPromised { push_id, request } => self.on_promise(push_id, &request),
             Event::ResponseHeaders { push_id, headers } => {
