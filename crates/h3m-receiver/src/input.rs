@@ -60,6 +60,7 @@ impl AmtRelay {
                 match resolver {
                     Ok(r) => relay_candidates(None, source, group.is_ipv6(), &r).await,
                     Err(e) => {
+                        tracing::warn!(target: "h3m_receiver::amt", error = %e, "no DRIAD lookup; trying the anycast addresses");
                         eprintln!("h3m-recv: amt: no DRIAD lookup ({e}); trying the anycast addresses");
                         vec![RelayCandidate::anycast(group.is_ipv6()), RelayCandidate::anycast(!group.is_ipv6())]
                     }

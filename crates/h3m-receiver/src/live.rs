@@ -168,6 +168,7 @@ async fn run_inner(
         Ok(w) => {
             let writer = w.with_fsync(opts.fsync);
             for stale in writer.remove_stale_partials() {
+                tracing::info!(path = %stale.display(), "removed a stale partial file");
                 eprintln!("h3m-recv: removed {} (left by a receiver no longer running)", stale.display());
             }
             drive(opts, writer, ReporterRef::Borrowed(&mut reporter), &mut |_| {}).await.0
@@ -229,6 +230,7 @@ async fn open_input(opts: &LiveOptions) -> Result<Input, String> {
             let (input, warnings) =
                 Input::native(&mc, repair_port(opts)).map_err(|e| format!("join {}: {e}", opts.group))?;
             for w in warnings {
+                tracing::warn!("{w}");
                 eprintln!("h3m-recv: warning: {w}");
             }
             Ok(input)
@@ -416,6 +418,7 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
                 if let Some(((url, _), a)) = manifest_channel.as_ref().zip(ambi.as_mut()) {
                     match &event {
                         ChannelEvent::Connected(protocol) => {
+                            tracing::info!(channel = %url, protocol = protocol.name(), "AMBI manifest channel up");
                             eprintln!("h3m-recv: AMBI manifests from {url} ({})", protocol.name());
                         }
                         ChannelEvent::Lost { reason, retry_in } => eprintln!(

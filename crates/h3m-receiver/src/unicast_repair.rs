@@ -87,10 +87,12 @@ async fn connect_once(cell: &ClientCell, url: &OriginUrl, config: &ClientConfig)
     cell.get_or_init(|| async {
         match RepairClient::connect(url, config).await {
             Ok(c) => {
+                tracing::info!(origin = %url, protocol = c.protocol().name(), "repair origin connected");
                 eprintln!("h3m-recv: repair: {} over {}", url, c.protocol().name());
                 Ok(Arc::new(c))
             }
             Err(e) => {
+                tracing::warn!(origin = %url, error = %e, "repair origin unreachable");
                 eprintln!("h3m-recv: repair: {url}: {e}");
                 Err(format!("{url}: {e}"))
             }

@@ -364,6 +364,7 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
     let entries =
         if opts.paths.is_empty() { Vec::new() } else { tree::list_filtered(&opts.paths, &opts.ignore, &mut warnings)? };
     for w in &warnings {
+        tracing::warn!("{w}");
         eprintln!("h3m-send: warning: {w}");
     }
     if entries.is_empty() && opts.stdin_path.is_none() && !opts.watch {
@@ -371,6 +372,7 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
     }
     let mut publisher = Publisher::open(&opts.publisher)?;
     for w in publisher.take_warnings() {
+        tracing::warn!("{w}");
         eprintln!("h3m-send: warning: {w}");
     }
     let mut progress = Progress::new(opts.progress);
@@ -426,6 +428,7 @@ fn note_skipped(sent: Result<(), SendError>, skipped: &mut Vec<Skipped>) -> Resu
     match sent {
         Ok(()) => Ok(true),
         Err(SendError::Skipped(s)) => {
+            tracing::warn!("{s}");
             eprintln!("h3m-send: {s}");
             skipped.push(s);
             Ok(false)
