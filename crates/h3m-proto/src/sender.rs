@@ -652,6 +652,68 @@ mod tests {
         assert_eq!(stats.fec.datagrams_recovered, lost_count);
         assert_eq!((stats.protection_failures, stats.fec.blocks_unrecovered), (0, 0));
     }
+
+    #[test]
+    fn rebuilt_datagrams_go_to_the_caller_when_asked() {
+        use crate::fec::FecConfig;
+        let mut cfg = SenderConfig::new(EncoderConfig::new(SessionId::NGHQ_DEFAULT));
+        cfg.fec = Some(FecConfig { percent: 10, block: 64, depth: 8, deadline: Duration::from_secs(1) });
+        let mut s = Sender::new(cfg, Box::new(crate::protection::NullProtection));
+        let body: Vec<u8> = (0..200_000u32).map(|i| (i * 11) as u8).collect();
+        let t0 = Instant::now();
+        let id = s.start(&ResourceMeta::file("f", body.len() as u64, UNIX_EPOCH)).unwrap();
+        s.write(id, &body).unwrap();
+        s.finish(id, None).unwrap();
+        s.close().unwrap();
+        let sent: Vec<Vec<u8>> = std::iter::from_fn(|| s.poll_transmit(t0)).collect();
+        let mut repair: Vec<Vec<u8>> = Vec::new();
+        for at in [t0, t0 + Duration::from_secs(2), t0 + Duration::from_secs(4)] {
+            repair.extend(std::iter::from_fn(|| s.poll_repair(at)));
+        }
+        let lost = |i: usize| i == 1 || i.is_multiple_of(29);
+        let mut rc = ReceiverConfig::new(SessionId::NGHQ_DEFAULT);
+        rc.recovered_to_caller = true;
+        let mut rx = Receiver::new(rc);
+        for (_, d) in sent.iter().enumerate().filter(|(i, _)| !lost(*i)) {
+            rx.handle_datagram(t0, d);
+        }
+        for r in &repair {
+            rx.handle_repair(t0, r);
+        }
+        // The last blocks decode once their deferral ends.
+        rx.handle_timeout(t0 + crate::fec::decoder::DEFER_LIMIT + Duration::from_millis(1));
+        // Every lost datagram comes out byte for byte, none handled yet.
+        let mut rebuilt: Vec<(u64, Vec<u8>)> = std::iter::from_fn(|| rx.poll_recovered()).collect();
+        rebuilt.sort();
+        let expected: Vec<(u64, Vec<u8>)> =
+            sent.iter().enumerate().filter(|(i, _)| lost(*i)).map(|(i, d)| (i as u64, d.clone())).collect();
+        let pns = |v: &[(u64, Vec<u8>)]| v.iter().map(|(pn, _)| *pn).collect::<Vec<_>>();
+        assert_eq!(pns(&rebuilt), pns(&expected));
+        assert!(rebuilt == expected, "a rebuilt datagram differs from the one sent");
+        let stats = rx.stats().clone();
+        assert_eq!(stats.fec.datagrams_recovered, expected.len() as u64);
+        assert_eq!(stats.packets, (sent.len() - expected.len()) as u64, "none handled before it is handed back");
+        // Handed back, they complete the push, reported as rebuilt.
+        for (pn, d) in &rebuilt {
+            rx.handle_recovered_datagram(t0, *pn, d);
+        }
+        rx.finish(t0);
+        let (mut got, mut fec_bytes, mut complete) = (vec![0u8; body.len()], 0, false);
+        while let Some(e) = rx.poll_event() {
+            match e {
+                Event::BodyData { offset, data, fec, .. } => {
+                    got[offset as usize..offset as usize + data.len()].copy_from_slice(&data);
+                    fec_bytes += if fec { data.len() } else { 0 };
+                }
+                Event::PushFinished(summary) => complete = summary.status == crate::receiver::PushStatus::Complete,
+                _ => {}
+            }
+        }
+        assert!(complete);
+        assert_eq!(got, body);
+        assert!(fec_bytes > 0, "bytes released by a rebuilt datagram are reported as rebuilt");
+        assert_eq!(rx.stats().packets, sent.len() as u64);
+    }
 }
 /// FEC across sessions as a publisher sends them (repair polled after each
 /// datagram) and receivers see them: random or bursty loss, repair read

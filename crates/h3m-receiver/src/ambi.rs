@@ -84,6 +84,12 @@ pub(crate) struct AmbiReceiver {
     unmask: Option<Unmask>,
     /// Manifest datagrams not verified yet, oldest first.
     pending: std::collections::VecDeque<Vec<u8>>,
+    /// Where the session's datagrams come from (the last one's source):
+    /// the pseudo-header of the datagrams FEC rebuilds.
+    last_source: Option<SocketAddr>,
+    /// Datagrams FEC rebuilt that wait in the gate: sequence number -> packet
+    /// number, so that released they are handed back as rebuilt.
+    recovered: std::collections::HashMap<u32, u64>,
 }
 
 /// A session's packet protection, for reading sequence numbers under header
@@ -98,6 +104,11 @@ impl std::fmt::Debug for Unmask {
 
 /// Manifest datagrams kept unverified at most (then they are verified).
 const MAX_PENDING: usize = 64;
+
+/// Rebuilt datagrams waiting in the gate at most (the FEC window's worth);
+/// beyond, the map starts again (one that is then released counts as
+/// received rather than rebuilt).
+const MAX_RECOVERED_WAITING: usize = 32_768;
 
 impl AmbiReceiver {
     pub(crate) fn new(
@@ -118,21 +129,54 @@ impl AmbiReceiver {
             session_id_len,
             unmask: keys.map(|k| Unmask(k.protection())),
             pending: std::collections::VecDeque::new(),
+            last_source: None,
+            recovered: std::collections::HashMap::new(),
+        }
+    }
+
+    /// A datagram FEC rebuilt (packet number `pn`): repair datagrams are not
+    /// authenticated, so what they rebuild passes the gate like a datagram
+    /// received from the session's source; released, it is reported by
+    /// [`take_recovered`](Self::take_recovered).
+    pub(crate) fn on_recovered(&mut self, now: Instant, pn: u64, payload: &[u8]) {
+        // Rebuilt datagrams exist only once the session's datagrams came.
+        let Some(source) = self.last_source else { return };
+        if let Some(seq) = self.sequence(payload) {
+            if self.recovered.len() >= MAX_RECOVERED_WAITING {
+                self.recovered.clear();
+            }
+            self.recovered.insert(seq, pn);
+        }
+        self.admit(now, source, payload);
+    }
+
+    /// The packet number of released datagram `seq` if FEC rebuilt it.
+    pub(crate) fn take_recovered(&mut self, seq: u32) -> Option<u64> {
+        if self.recovered.is_empty() { None } else { self.recovered.remove(&seq) }
+    }
+
+    fn sequence(&self, payload: &[u8]) -> Option<u32> {
+        match &self.unmask {
+            None => ambi::packet_sequence(payload, self.session_id_len),
+            Some(Unmask(p)) => ambi::protected_packet_sequence(payload, self.session_id_len, &**p),
         }
     }
 
     /// A datagram of the session from `source` arrived at `now`.
     pub(crate) fn on_session(&mut self, now: Instant, source: SocketAddr, payload: &[u8]) {
+        self.last_source = Some(source);
+        self.admit(now, source, payload);
+    }
+
+    /// Hands a datagram to the gate, verifying the manifest it needs first.
+    fn admit(&mut self, now: Instant, source: SocketAddr, payload: &[u8]) {
         let header = PseudoHeader {
             source: source.ip(),
             destination: self.group.ip(),
             source_port: source.port(),
             destination_port: self.group.port(),
         };
-        let seq = match &self.unmask {
-            None => ambi::packet_sequence(payload, self.session_id_len),
-            Some(Unmask(p)) => ambi::protected_packet_sequence(payload, self.session_id_len, &**p),
-        };
+        let seq = self.sequence(payload);
         if let Some(s) = seq {
             // The newest pending manifest that covers it (usually covering the
             // others too), until its digest is known or none covers it.

@@ -316,6 +316,9 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
         .as_ref()
         .map(|a| AmbiReceiver::new(a, opts.group, opts.session.session_id.len(), opts.session.protection.as_ref()));
     // AMBI over HTTPS: the manifest stream, read by a task of its own.
+    // Under AMBI, datagrams FEC rebuilds pass the gate too (repair datagrams
+    // are not authenticated): the core hands them over instead of handling them.
+    session.receiver.set_recovered_to_caller(ambi.is_some());
     let mut manifest_channel = opts.ambi.as_ref().and_then(|a| match &a.channel {
         ManifestChannel::Https(c) => Some((c.to_string(), ChannelTask::spawn(c, a.profile))),
         ManifestChannel::Inband { .. } => None,
@@ -364,9 +367,7 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
                 }
                 // Only what the gate released reaches the core, with its arrival time.
                 if let Some(a) = ambi.as_mut() {
-                    while let Some(r) = a.poll_released() {
-                        session.receive(r.arrival, &r.datagram);
-                    }
+                    pump_gate(a, &mut session, now);
                 }
                 session.drain();
                 // Only a packet of this session starts the receiver's own idle timer.
@@ -429,9 +430,7 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
                     }
                     let now = Instant::now();
                     a.on_channel_event(now, event);
-                    while let Some(r) = a.poll_released() {
-                        session.receive(r.arrival, &r.datagram);
-                    }
+                    pump_gate(a, &mut session, now);
                     session.drain();
                 }
             }
@@ -476,6 +475,9 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
                     }
                 }
                 session.receiver.handle_timeout(now);
+                if let Some(a) = ambi.as_mut() {
+                    pump_gate(a, &mut session, now);
+                }
                 session.drain();
             }
             Wake::Interrupted => {
@@ -509,6 +511,11 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
                         _ = &mut interrupted => {}
                     }
                 }
+                if let Some(a) = ambi.as_mut() {
+                    let now = Instant::now();
+                    session.receiver.finish_fec(now);
+                    pump_gate(a, &mut session, now);
+                }
                 session.next_session();
                 if let Some(repairer) = repairer.as_mut() {
                     tokio::select! {
@@ -537,6 +544,12 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
             _ = &mut interrupted => {}
         }
     }
+    if let Some(a) = ambi.as_mut() {
+        // What FEC can still rebuild passes the gate before the pushes end.
+        let now = Instant::now();
+        session.receiver.finish_fec(now);
+        pump_gate(a, &mut session, now);
+    }
     session.receiver.finish(Instant::now());
     session.drain();
     if let Some(repairer) = repairer.as_mut() {
@@ -552,6 +565,29 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
     // The last events (the summary), for `receive`'s callback.
     after(&mut reporter);
     (outcome, sink)
+}
+
+/// Under AMBI: the datagrams FEC rebuilt go through the gate as received
+/// ones do, and what the gate releases reaches the core (rebuilt ones as
+/// rebuilt), until neither has anything more.
+fn pump_gate<S: crate::sink::ResourceSink>(a: &mut AmbiReceiver, session: &mut Session<'_, '_, S>, now: Instant) {
+    loop {
+        let mut moved = false;
+        while let Some((pn, d)) = session.receiver.poll_recovered() {
+            a.on_recovered(now, pn, &d);
+            moved = true;
+        }
+        while let Some(r) = a.poll_released() {
+            match a.take_recovered(r.seq) {
+                Some(pn) => session.receive_recovered(r.arrival, pn, &r.datagram),
+                None => session.receive(r.arrival, &r.datagram),
+            }
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -186,6 +186,8 @@ const DELAY_BUCKETS: usize = 24;
 pub struct Released {
     /// When it arrived.
     pub arrival: Instant,
+    /// Its packet sequence number.
+    pub seq: u32,
     /// The datagram.
     pub datagram: Vec<u8>,
 }
@@ -324,7 +326,7 @@ impl Gate {
                 self.stats.authenticated += 1;
                 self.stats.authenticated_on_arrival += 1;
                 self.note_delay(Duration::ZERO);
-                self.released.push_back(Released { arrival: now, datagram: datagram.to_vec() });
+                self.released.push_back(Released { arrival: now, seq, datagram: datagram.to_vec() });
             } else {
                 self.stats.mismatched += 1;
             }
@@ -376,7 +378,7 @@ impl Gate {
                     if !found && self.matches(&h.header, &h.datagram, digest) {
                         found = true;
                         self.note_delay(now.saturating_duration_since(h.arrival));
-                        released.push(Released { arrival: h.arrival, datagram: h.datagram });
+                        released.push(Released { arrival: h.arrival, seq, datagram: h.datagram });
                     } else {
                         self.stats.mismatched += 1;
                     }

@@ -133,6 +133,12 @@ pub struct ReceiverConfig {
     /// driver that can learn lost promises elsewhere (unicast repair's
     /// listing, [`Receiver::adopt_promise`]) then keeps what of them arrived.
     pub orphans_wait_for_end: bool,
+    /// Hand the datagrams FEC rebuilds to the caller ([`Receiver::poll_recovered`])
+    /// instead of handling them: a driver that authenticates every datagram
+    /// before the receiver sees it (AMBI) checks them too, since repair
+    /// datagrams are not authenticated, and hands back those that pass with
+    /// [`Receiver::handle_recovered_datagram`].
+    pub recovered_to_caller: bool,
 }
 
 impl ReceiverConfig {
@@ -158,6 +164,7 @@ impl ReceiverConfig {
             end_signals: true,
             fec_window: crate::fec::decoder::DEFAULT_MAX_WINDOW,
             orphans_wait_for_end: false,
+            recovered_to_caller: false,
         }
     }
 }
@@ -483,6 +490,8 @@ pub struct Receiver {
     scratch: Vec<u8>,
     /// A datagram FEC rebuilt is being handled.
     recovering: bool,
+    /// Rebuilt datagrams for the caller ([`ReceiverConfig::recovered_to_caller`]).
+    recovered_out: VecDeque<(u64, Vec<u8>)>,
     /// FEC: recent datagrams and repair symbols (`None`: FEC off).
     fec: Option<Box<FecDecoder>>,
     /// What [`poll_timeout`](Self::poll_timeout) returns: the earliest timer,
@@ -576,6 +585,7 @@ impl Receiver {
             stats: ReceiverStats::default(),
             scratch: Vec::new(),
             recovering: false,
+            recovered_out: VecDeque::new(),
             fec,
             timer_hint: None,
             streamless: BTreeSet::new(),
@@ -597,6 +607,11 @@ impl Receiver {
     /// Sets [`ReceiverConfig::end_signals`].
     pub fn set_end_signals(&mut self, honour: bool) {
         self.config.end_signals = honour;
+    }
+
+    /// Sets [`ReceiverConfig::recovered_to_caller`].
+    pub fn set_recovered_to_caller(&mut self, to_caller: bool) {
+        self.config.recovered_to_caller = to_caller;
     }
 
     /// Starts over for the next session on the same input (a sender that
@@ -769,9 +784,18 @@ impl Receiver {
         self.handle_recovered(now);
     }
 
-    /// Handles the datagrams the FEC decoder rebuilt.
+    /// Handles the datagrams the FEC decoder rebuilt (or queues them for the
+    /// caller, [`ReceiverConfig::recovered_to_caller`]).
     fn handle_recovered(&mut self, now: Instant) {
         while let Some((pn, d)) = self.fec.as_mut().and_then(|f| f.poll_recovered()) {
+            if self.config.recovered_to_caller {
+                // The decoder yields at most a window's worth at a time and
+                // the caller takes them after every call: a bound, not a limit.
+                if self.recovered_out.len() < self.config.fec_window.max(1) {
+                    self.recovered_out.push_back((pn, d));
+                }
+                continue;
+            }
             self.recovering = true;
             self.handle_numbered(now, &d, Some(pn));
             self.recovering = false;
@@ -781,9 +805,29 @@ impl Receiver {
         }
     }
 
+    /// The next datagram FEC rebuilt, with its packet number, when
+    /// [`ReceiverConfig::recovered_to_caller`] is set (take them after every
+    /// call that hands the receiver a datagram, a repair datagram or a
+    /// timeout, and at the end).
+    pub fn poll_recovered(&mut self) -> Option<(u64, Vec<u8>)> {
+        self.recovered_out.pop_front()
+    }
+
+    /// A datagram FEC rebuilt ([`poll_recovered`](Self::poll_recovered))
+    /// that the caller has checked: handled as though it had just arrived,
+    /// its body bytes reported as rebuilt (`fec`).
+    pub fn handle_recovered_datagram(&mut self, now: Instant, packet_number: u64, datagram: &[u8]) {
+        self.recovering = true;
+        self.handle_numbered(now, datagram, Some(packet_number));
+        self.recovering = false;
+    }
+
     /// Rebuilds what the repair held allows, then gives up FEC blocks
-    /// still waiting (the session is ending).
-    fn finish_fec(&mut self, now: Instant) {
+    /// still waiting (the session is ending). [`finish`](Self::finish) does
+    /// this first; with [`ReceiverConfig::recovered_to_caller`] call it
+    /// before, so that what it rebuilds can be checked and handed back
+    /// while the pushes are still open.
+    pub fn finish_fec(&mut self, now: Instant) {
         if let Some(fec) = &mut self.fec {
             fec.finish();
             self.handle_recovered(now);

@@ -188,6 +188,19 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
     /// Hands a datagram of the session to the receiver, logging it first when
     /// qlog is on.
     pub(crate) fn receive(&mut self, now: std::time::Instant, datagram: &[u8]) {
+        self.log_received(now, datagram);
+        self.receiver.handle_datagram(now, datagram);
+    }
+
+    /// A datagram FEC rebuilt (packet number `pn`) that the caller checked
+    /// ([`h3m_proto::receiver::ReceiverConfig::recovered_to_caller`]); not
+    /// logged, as rebuilt datagrams are not otherwise.
+    pub(crate) fn receive_recovered(&mut self, now: std::time::Instant, pn: u64, datagram: &[u8]) {
+        self.receiver.handle_recovered_datagram(now, pn, datagram);
+    }
+
+    /// The qlog record of a datagram handed to the receiver.
+    fn log_received(&mut self, now: std::time::Instant, datagram: &[u8]) {
         if let Some(q) = self.qlog.as_mut() {
             self.qlog_now = now;
             let config = self.receiver.config();
@@ -200,7 +213,6 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             );
             self.qlog_result(r);
         }
-        self.receiver.handle_datagram(now, datagram);
     }
 
     /// Turns qlog off after a write error, with a warning.
