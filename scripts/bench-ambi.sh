@@ -5,8 +5,9 @@
 # same run, same rate. Extra arguments go to run.sh (e.g. --runs 5, --loss 1).
 #
 # The rows are appended to a copy of the harness's rows.toml in a temporary
-# directory, with the Ed25519 test key (interop/vectors/keys) for in-band
-# manifests and a fresh self-signed origin certificate (openssl, for the
+# directory, with the Ed25519 test key (interop/vectors/keys) signing the
+# in-band manifests (--ambi-key / --ambi-trust: pushes carry no signature of
+# their own, as in the h3m row) and a fresh self-signed origin certificate (openssl, for the
 # harness's sender address 198.18.0.1) pinned by the HTTPS receiver. The
 # HTTPS sender holds its first datagram until the receiver has subscribed
 # (--ambi-wait 3; the wait is part of the harness's end-to-end time, the
@@ -37,8 +38,8 @@ done = "rx"
 group = "232.0.0.1"
 port = 2000
 rate = "$RATE"
-rx = "$common_rx --ambi inband --trust $keys/ed25519.pub.pem"
-tx = "$common_tx --sign $keys/ed25519.key.pem --ambi inband {src_dir}"
+rx = "$common_rx --ambi inband --ambi-trust $keys/ed25519.pub.pem"
+tx = "$common_tx --ambi-key $keys/ed25519.key.pem --ambi inband {src_dir}"
 
 [[row]]
 name = "h3m-ambi-https"

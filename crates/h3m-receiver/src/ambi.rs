@@ -11,8 +11,8 @@
 //!   verified. Manifests overlap (a sender sends several before each batch
 //!   of datagrams), so that one usually covers the others, which are then
 //!   dropped unverified: about one verification per batch instead of one per
-//!   manifest. While datagrams are held, every pending manifest is verified
-//!   at once.
+//!   manifest. While datagrams are held, a manifest that covers one of them
+//!   is verified as it arrives (newest first).
 //! * **HTTPS** (`--ambi https://HOST:PORT/.well-known/h3m/ambi`): an
 //!   `application/ambi` response that never ends, from the sender's origin
 //!   ([`https`]): TLS authenticates the manifests, so they need no
@@ -178,17 +178,30 @@ impl AmbiReceiver {
         };
         let seq = self.sequence(payload);
         if let Some(s) = seq {
-            // The newest pending manifest that covers it (usually covering the
-            // others too), until its digest is known or none covers it.
+            // The pending manifest that covers it and reaches furthest beyond
+            // it (usually covering the others too), until its digest is known
+            // or none covers it.
             while !self.gate.knows(s) {
-                let covering = |d: &Vec<u8>| {
-                    inband::peek_coverage(d).is_some_and(|(first, count)| (s.wrapping_sub(first) as usize) < count)
-                };
-                let Some(i) = self.pending.iter().rposition(covering) else { break };
+                let Some(i) = self.furthest_covering(s) else { break };
                 self.verify_at(now, i);
             }
         }
         self.gate.on_datagram(now, header, seq, payload);
+    }
+
+    /// The pending manifest covering sequence number `s` whose coverage ends
+    /// furthest after it (senders send a batch's manifests newest first, so
+    /// the order of arrival says little), the last such on a tie.
+    fn furthest_covering(&self, s: u32) -> Option<usize> {
+        let mut best: Option<(usize, usize)> = None;
+        for (i, d) in self.pending.iter().enumerate() {
+            let Some((first, count)) = inband::peek_coverage(d) else { continue };
+            let at = s.wrapping_sub(first) as usize;
+            if at < count && best.is_none_or(|(_, ahead)| count - at >= ahead) {
+                best = Some((i, count - at));
+            }
+        }
+        best.map(|(i, _)| i)
     }
 
     /// Verifies pending manifest `i`, then drops the pending ones that bring
@@ -207,17 +220,34 @@ impl AmbiReceiver {
         self.pending.retain(|d| !inband::peek_coverage(d).is_some_and(|(first, count)| gate.covers(first, count)));
     }
 
-    /// Verifies every pending manifest that brings something new.
-    fn verify_all(&mut self, now: Instant) {
-        while !self.pending.is_empty() {
-            let last = self.pending.len() - 1;
-            self.verify_at(now, last);
+    /// Verifies the pending manifests that cover a held datagram, newest
+    /// first (the newest usually covers what the older ones would; those
+    /// that then bring nothing new are dropped unverified).
+    fn verify_for_held(&mut self, now: Instant) {
+        let mut i = self.pending.len();
+        while i > 0 {
+            i -= 1;
+            let needed =
+                inband::peek_coverage(&self.pending[i]).is_some_and(|(first, count)| self.gate.holds_any(first, count));
+            if needed {
+                self.verify_at(now, i);
+                i = self.pending.len();
+            }
         }
     }
 
     /// A datagram of the side port that is an in-band manifest: kept until
     /// needed (verified at once while datagrams wait).
     pub(crate) fn on_manifest_datagram(&mut self, now: Instant, payload: &[u8]) {
+        // One that brings nothing new (the older manifests of a batch whose
+        // newest was verified) is dropped unverified.
+        if inband::peek_coverage(payload).is_some_and(|(first, count)| self.gate.covers(first, count)) {
+            return;
+        }
+        if self.pending.len() >= MAX_PENDING {
+            let gate = &self.gate;
+            self.pending.retain(|d| !inband::peek_coverage(d).is_some_and(|(first, count)| gate.covers(first, count)));
+        }
         if self.pending.len() >= MAX_PENDING {
             // Manifests ahead of data not read yet: verify the oldest rather
             // than drop it (it covers the datagrams that come next).
@@ -225,7 +255,7 @@ impl AmbiReceiver {
         }
         self.pending.push_back(payload.to_vec());
         if self.gate.held_bytes() > 0 {
-            self.verify_all(now);
+            self.verify_for_held(now);
         }
     }
 
@@ -282,6 +312,13 @@ mod tests {
     /// so one signature is checked per batch, and every datagram is released.
     #[test]
     fn one_verification_per_batch_of_overlapping_manifests() {
+        // As a publisher sends them (newest first), and oldest first.
+        for newest_first in [true, false] {
+            one_verification_per_batch(newest_first);
+        }
+    }
+
+    fn one_verification_per_batch(newest_first: bool) {
         let signer = SigningKey::from_pem(&key("ed25519.key.pem")).unwrap();
         let profile = ambi::DigestProfile::default_for(9);
         let group: SocketAddr = "232.0.0.1:2000".parse().unwrap();
@@ -304,8 +341,15 @@ mod tests {
                 builder.add(batch * 64 + i as u32, d);
             }
             builder.flush();
-            while let Some(m) = builder.poll_manifest() {
-                rx.on_manifest_datagram(now, &inband::seal(&m, &signer, SignatureAlgorithm::Ed25519).unwrap());
+            let mut sealed: Vec<Vec<u8>> = std::iter::from_fn(|| builder.poll_manifest())
+                .map(|m| inband::seal(&m, &signer, SignatureAlgorithm::Ed25519).unwrap())
+                .collect();
+            assert_eq!(sealed.len(), 4);
+            if newest_first {
+                sealed.reverse();
+            }
+            for m in &sealed {
+                rx.on_manifest_datagram(now, m);
             }
             for d in &datagrams {
                 rx.on_session(now, source, d);
@@ -314,6 +358,54 @@ mod tests {
         }
         let c = rx.counters();
         assert_eq!((released, c.authenticated_on_arrival), (640, 640));
-        assert_eq!(c.manifests, 10, "one verified manifest per batch: {c:?}");
+        assert_eq!(c.manifests, 10, "one verified manifest per batch ({newest_first}): {c:?}");
+    }
+
+    #[test]
+    fn stale_manifests_do_not_pile_up_into_verifications() {
+        // Manifests that bring nothing new (a batch's older ones read after
+        // its data, late copies) are dropped as they arrive, not kept until
+        // the pending queue fills and then verified one by one.
+        let signer = SigningKey::from_pem(&key("ed25519.key.pem")).unwrap();
+        let profile = ambi::DigestProfile::default_for(9);
+        let group: SocketAddr = "232.0.0.1:2000".parse().unwrap();
+        let source: SocketAddr = "10.0.0.1:4000".parse().unwrap();
+        let header =
+            PseudoHeader { source: source.ip(), destination: group.ip(), source_port: 4000, destination_port: 2000 };
+        let mut builder = ManifestBuilder::new(profile, header, 64, 4);
+        let opts = AmbiOptions { profile, channel: ManifestChannel::Inband { trust: vec![signer.verifying_key()] } };
+        let mut rx = AmbiReceiver::new(&opts, group, 1, None);
+        let now = Instant::now();
+        let mut old = Vec::new();
+        for batch in 0..100u32 {
+            let datagrams: Vec<Vec<u8>> = (0..64u32)
+                .map(|i| [&[0x43u8, 0x2a][..], &(batch * 64 + i).to_be_bytes(), &[9u8; 50]].concat())
+                .collect();
+            for (i, d) in datagrams.iter().enumerate() {
+                builder.add(batch * 64 + i as u32, d);
+            }
+            builder.flush();
+            let mut sealed: Vec<Vec<u8>> = std::iter::from_fn(|| builder.poll_manifest())
+                .map(|m| inband::seal(&m, &signer, SignatureAlgorithm::Ed25519).unwrap())
+                .collect();
+            sealed.reverse();
+            let newest = sealed.remove(0);
+            rx.on_manifest_datagram(now, &newest);
+            for d in &datagrams {
+                rx.on_session(now, source, d);
+            }
+            for m in &sealed {
+                rx.on_manifest_datagram(now, m);
+            }
+            while rx.poll_released().is_some() {}
+            old.extend(sealed);
+        }
+        // Late copies of old manifests (a slow path, a replay): nothing new.
+        for m in &old {
+            rx.on_manifest_datagram(now, m);
+        }
+        let c = rx.counters();
+        assert_eq!(c.authenticated_on_arrival, 6400);
+        assert_eq!(c.manifests, 100, "{c:?}");
     }
 }

@@ -552,3 +552,46 @@ fn a_receiver_joining_a_carousel_late_writes_every_file() {
     assert!(first_push > 0, "the receiver joined after the first push: {stdout}");
     assert!(stderr.contains("session_end=connection_close") || stderr.contains("session_end=goaway"), "{stderr}");
 }
+
+/// `--ambi-key` / `--ambi-trust`: in-band manifests signed with a key of
+/// their own and pushes with no signature: every datagram authenticated,
+/// the file written; a receiver trusting another manifest key writes nothing.
+#[test]
+fn an_ambi_key_of_its_own_authenticates_unsigned_pushes() {
+    let keys_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/vectors/keys/");
+    let base = tempfile::tempdir().unwrap();
+    let src = base.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i * 29 % 253) as u8).collect();
+    std::fs::write(src.join("clip.bin"), &body).unwrap();
+    let port = (unique_port() + 12).to_string();
+    let session = ["--group", "239.255.77.16", "--port", &port, "--interface", "127.0.0.1", "--session-id", "3d"];
+    let (out, out_other) = (base.path().join("out"), base.path().join("out-other"));
+    let (good, other) = (format!("{keys_dir}ed25519.pub.pem"), format!("{keys_dir}other-ed25519.pub.pem"));
+    let mut args = session.to_vec();
+    args.extend(["--source", "127.0.0.1", "--idle-timeout", "4", "--ambi", "inband"]);
+    let mut recv = start_receiver(&[&args[..], &["--ambi-trust", &good]].concat(), &out);
+    let mut wrong = start_receiver(&[&args[..], &["--ambi-trust", &other]].concat(), &out_other);
+    let sent = Command::new(h3m_send())
+        .arg(&src)
+        .args(session)
+        .args(["--source", "127.0.0.1", "--rate", "100M", "--quiet", "--ambi", "inband"])
+        .args(["--ambi-key", &format!("{keys_dir}ed25519.key.pem")])
+        .output()
+        .unwrap();
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    let output = recv.0.take().unwrap().wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(std::fs::read(out.join("clip.bin")).unwrap(), body);
+    let count = |stderr: &str, key: &str| -> u64 {
+        let at = stderr.find(&format!(" {key}=")).unwrap_or_else(|| panic!("{key}: {stderr}"));
+        stderr[at + key.len() + 2..].split(' ').next().unwrap().trim().parse().unwrap()
+    };
+    assert_eq!(count(&stderr, "ambi_authenticated"), count(&stderr, "datagrams"), "{stderr}");
+    let output = wrong.0.take().unwrap().wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!out_other.join("clip.bin").exists(), "{stderr}");
+    assert_eq!(count(&stderr, "ambi_authenticated"), 0, "{stderr}");
+    assert!(count(&stderr, "ambi_manifests_bad_signature") > 0, "{stderr}");
+}

@@ -905,6 +905,10 @@ impl Publisher {
                 if let Some(feed) = &a.feed {
                     feed.publish(body.into());
                 }
+                // In-band, newest first: the newest covers the whole batch, so
+                // a receiver verifies it alone and drops the older ones, which
+                // bring nothing new (they are there for when it is lost).
+                self.ambi_batch.reverse();
             }
             self.repair_batch.clear();
             let mut repair_bytes = 0;

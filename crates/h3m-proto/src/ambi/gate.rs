@@ -281,6 +281,18 @@ impl Gate {
         (0..count as u32).all(|i| self.knows(first.wrapping_add(i)))
     }
 
+    /// Whether a datagram with a sequence number in `first .. first + count`
+    /// (wrapping) is held, waiting for its digest.
+    pub fn holds_any(&self, first: u32, count: usize) -> bool {
+        let Some(last) = u32::try_from(count).ok().and_then(|c| c.checked_sub(1)) else { return false };
+        let end = first.wrapping_add(last);
+        if end >= first {
+            self.held.range(first..=end).next().is_some()
+        } else {
+            self.held.range(first..).next().is_some() || self.held.range(..=end).next().is_some()
+        }
+    }
+
     /// Bytes per digest of its profile.
     pub fn digest_len(&self) -> usize {
         self.config.profile.digest_len()

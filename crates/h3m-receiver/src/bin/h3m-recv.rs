@@ -157,7 +157,7 @@ struct Cli {
     /// only once an authenticated manifest lists its digest; everything else
     /// is dropped and counted (`ambi_*` in the summary). `inband`: manifests
     /// multicast on the side port, signed by a --trust key (see h3m-send
-    /// --ambi). `https://HOST:PORT[/PATH]`: manifests streamed by the
+    /// --ambi; or by an --ambi-trust key). `https://HOST:PORT[/PATH]`: manifests streamed by the
     /// sender's origin (default path /.well-known/h3m/ambi), authenticated
     /// by TLS (--ambi-pin, --ambi-ca, else the advertised repair-pin, else
     /// the system's roots); reconnected with back-off when lost. `auto`: as
@@ -181,6 +181,13 @@ struct Cli {
     /// advertisement's, else sha-256/128].
     #[arg(long, value_name = "ALG[/BITS]", requires = "ambi")]
     ambi_digest: Option<String>,
+
+    /// AMBI in-band: trust manifests signed with this key (PEM public key or
+    /// certificate; repeatable) [default: the --trust keys]. With it and no
+    /// --trust, datagrams are authenticated but pushes need no signature of
+    /// their own (h3m-send --ambi-key without --sign).
+    #[arg(long, value_name = "KEY.pem", requires = "ambi")]
+    ambi_trust: Vec<PathBuf>,
 
     /// Live: no progress line on a terminal.
     #[arg(long)]
@@ -332,11 +339,12 @@ fn ambi_options(
     digest: &Option<String>,
     pin: Option<[u8; 32]>,
     ca: &Option<PathBuf>,
+    manifest_keys: Vec<h3m_proto::auth::VerifyingKey>,
     opts: &live::LiveOptions,
 ) -> Result<h3m_receiver::ambi::AmbiOptions, String> {
     use h3m_receiver::ambi::{AmbiOptions, ManifestChannel, https::HttpsChannel};
     let advertised = opts.advertised_ambi.as_ref();
-    let trust_keys = opts.session.verify.trust.clone();
+    let trust_keys = if manifest_keys.is_empty() { opts.session.verify.trust.clone() } else { manifest_keys };
     let tls_trust = || -> Result<Trust, String> {
         Ok(match (ca, pin, opts.advertised_repair.pin) {
             (Some(path), _, _) => Trust::Ca(h3m_unicast::tls::load_certs(path).map_err(|e| format!("--ambi-ca {e}"))?),
@@ -346,7 +354,7 @@ fn ambi_options(
     };
     let inband = || -> Result<ManifestChannel, String> {
         if trust_keys.is_empty() {
-            return Err("--ambi inband: manifests are signed; give --trust KEY.pem".into());
+            return Err("--ambi inband: manifests are signed; give --ambi-trust or --trust KEY.pem".into());
         }
         Ok(ManifestChannel::Inband { trust: trust_keys.clone() })
     };
@@ -564,7 +572,14 @@ fn main() -> ExitCode {
         opts.repair = Some(repair);
     }
     if let Some(mode) = cli.ambi {
-        match ambi_options(mode, &cli.ambi_digest, cli.ambi_pin, &cli.ambi_ca, &opts) {
+        let mut manifest_keys = Vec::new();
+        for path in &cli.ambi_trust {
+            match h3m_receiver::verify::load_trust_file(path) {
+                Ok(keys) => manifest_keys.extend(keys),
+                Err(e) => return usage(format!("--ambi-trust {e}")),
+            }
+        }
+        match ambi_options(mode, &cli.ambi_digest, cli.ambi_pin, &cli.ambi_ca, manifest_keys, &opts) {
             Ok(a) => opts.ambi = Some(a),
             Err(e) => return usage(e),
         }

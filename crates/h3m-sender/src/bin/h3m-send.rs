@@ -210,8 +210,8 @@ struct Args {
     /// AMBI (draft-ietf-mboned-ambi): manifests of every datagram's digest
     /// ahead of the datagrams, so `h3m-recv --ambi` lets nothing
     /// unauthenticated through. `inband` multicasts them on the side port
-    /// (--fec-port, else --port + 1), signed with the --sign key (Ed25519,
-    /// ECDSA P-256 or RSA-PSS); `https` streams them from the repair origin
+    /// (--fec-port, else --port + 1), signed with the --ambi-key or --sign
+    /// key (Ed25519, ECDSA P-256 or RSA-PSS); `https` streams them from the repair origin
     /// (--repair-listen) as application/ambi at /.well-known/h3m/ambi, with
     /// the ietf-ambi metadata at /.well-known/h3m/ambi.json (TLS
     /// authenticates them: no signature); `both`. 4-byte packet numbers
@@ -219,6 +219,12 @@ struct Args {
     /// datagrams as sent.
     #[arg(long, value_name = "inband|https|both")]
     ambi: Option<AmbiMode>,
+    /// AMBI in-band: sign manifests with this private key (Ed25519, ECDSA
+    /// P-256 or RSA-PSS) [default: the --sign key]. Without --sign, pushes
+    /// then carry no signature of their own: every datagram is
+    /// authenticated by the manifests (receivers: --ambi-trust).
+    #[arg(long, value_name = "KEY.pem", requires = "ambi")]
+    ambi_key: Option<PathBuf>,
     /// AMBI digest profile: sha-256 or blake2b, truncated to BITS (64 to
     /// the hash's size) [default: sha-256/128].
     #[arg(long, value_name = "ALG[/BITS]", default_value = "sha-256/128", requires = "ambi")]
@@ -429,13 +435,19 @@ fn main() -> ExitCode {
             Ok(p) => p,
             Err(e) => return usage(format!("--ambi-digest: {e}")),
         };
-        let key = match (mode, &args.sign) {
+        let (flag, manifest_key) = match (&args.ambi_key, &args.sign) {
+            (Some(k), _) => ("--ambi-key", Some(k)),
+            (None, k) => ("--sign", k.as_ref()),
+        };
+        let key = match (mode, manifest_key) {
             (AmbiMode::Https, _) => None,
-            (_, None) => return usage("--ambi inband and both sign manifests: give --sign KEY.pem".into()),
+            (_, None) => {
+                return usage("--ambi inband and both sign manifests: give --ambi-key or --sign KEY.pem".into());
+            }
             (_, Some(path)) => match std::fs::read(path).map(|t| SigningKey::from_pem(&t)) {
                 Ok(Ok(k)) => Some(std::sync::Arc::new(k)),
-                Ok(Err(e)) => return usage(format!("--sign {}: {e}", path.display())),
-                Err(e) => return usage(format!("--sign {}: {e}", path.display())),
+                Ok(Err(e)) => return usage(format!("{flag} {}: {e}", path.display())),
+                Err(e) => return usage(format!("{flag} {}: {e}", path.display())),
             },
         };
         let feed = match (mode, &origin) {
@@ -475,7 +487,7 @@ fn main() -> ExitCode {
             ambi.lead = Duration::from_millis(ms);
         }
         if ambi.key.is_some() && ambi.algorithm().is_none() {
-            return usage("--ambi: the --sign key must be Ed25519, ECDSA P-256 or RSA-PSS".into());
+            return usage(format!("--ambi: the {flag} key must be Ed25519, ECDSA P-256 or RSA-PSS"));
         }
         publisher.ambi = Some(ambi);
     }
