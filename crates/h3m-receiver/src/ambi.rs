@@ -318,32 +318,41 @@ mod tests {
         }
     }
 
-    fn one_verification_per_batch(newest_first: bool) {
+    /// The test key, the sender's address, a builder of overlapping
+    /// manifests (64 digests, each in 4) and a receiver trusting the key.
+    fn inband_rig() -> (SigningKey, SocketAddr, ManifestBuilder, AmbiReceiver) {
         let signer = SigningKey::from_pem(&key("ed25519.key.pem")).unwrap();
         let profile = ambi::DigestProfile::default_for(9);
         let group: SocketAddr = "232.0.0.1:2000".parse().unwrap();
         let source: SocketAddr = "10.0.0.1:4000".parse().unwrap();
         let header =
             PseudoHeader { source: source.ip(), destination: group.ip(), source_port: 4000, destination_port: 2000 };
-        let mut builder = ManifestBuilder::new(profile, header, 64, 4);
+        let builder = ManifestBuilder::new(profile, header, 64, 4);
         let opts = AmbiOptions { profile, channel: ManifestChannel::Inband { trust: vec![signer.verifying_key()] } };
-        let mut rx = AmbiReceiver::new(&opts, group, 1, None);
+        (signer, source, builder, AmbiReceiver::new(&opts, group, 1, None))
+    }
+
+    /// Batch `batch` of 64 datagrams (session ID 0x2a, 4-byte packet
+    /// numbers) and its manifests, signed, in the order the builder made them.
+    fn sealed_batch(builder: &mut ManifestBuilder, signer: &SigningKey, batch: u32) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        let datagrams: Vec<Vec<u8>> =
+            (0..64u32).map(|i| [&[0x43u8, 0x2a][..], &(batch * 64 + i).to_be_bytes(), &[7u8; 100]].concat()).collect();
+        for (i, d) in datagrams.iter().enumerate() {
+            builder.add(batch * 64 + i as u32, d);
+        }
+        builder.flush();
+        let sealed = std::iter::from_fn(|| builder.poll_manifest())
+            .map(|m| inband::seal(&m, signer, SignatureAlgorithm::Ed25519).unwrap())
+            .collect();
+        (datagrams, sealed)
+    }
+
+    fn one_verification_per_batch(newest_first: bool) {
+        let (signer, source, mut builder, mut rx) = inband_rig();
         let now = Instant::now();
         let mut released = 0;
         for batch in 0..10u32 {
-            let datagrams: Vec<Vec<u8>> = (0..64u32)
-                .map(|i| {
-                    let pn = batch * 64 + i;
-                    [&[0x43u8, 0x2a][..], &pn.to_be_bytes(), &[7u8; 100]].concat()
-                })
-                .collect();
-            for (i, d) in datagrams.iter().enumerate() {
-                builder.add(batch * 64 + i as u32, d);
-            }
-            builder.flush();
-            let mut sealed: Vec<Vec<u8>> = std::iter::from_fn(|| builder.poll_manifest())
-                .map(|m| inband::seal(&m, &signer, SignatureAlgorithm::Ed25519).unwrap())
-                .collect();
+            let (datagrams, mut sealed) = sealed_batch(&mut builder, &signer, batch);
             assert_eq!(sealed.len(), 4);
             if newest_first {
                 sealed.reverse();
@@ -366,28 +375,11 @@ mod tests {
         // Manifests that bring nothing new (a batch's older ones read after
         // its data, late copies) are dropped as they arrive, not kept until
         // the pending queue fills and then verified one by one.
-        let signer = SigningKey::from_pem(&key("ed25519.key.pem")).unwrap();
-        let profile = ambi::DigestProfile::default_for(9);
-        let group: SocketAddr = "232.0.0.1:2000".parse().unwrap();
-        let source: SocketAddr = "10.0.0.1:4000".parse().unwrap();
-        let header =
-            PseudoHeader { source: source.ip(), destination: group.ip(), source_port: 4000, destination_port: 2000 };
-        let mut builder = ManifestBuilder::new(profile, header, 64, 4);
-        let opts = AmbiOptions { profile, channel: ManifestChannel::Inband { trust: vec![signer.verifying_key()] } };
-        let mut rx = AmbiReceiver::new(&opts, group, 1, None);
+        let (signer, source, mut builder, mut rx) = inband_rig();
         let now = Instant::now();
         let mut old = Vec::new();
         for batch in 0..100u32 {
-            let datagrams: Vec<Vec<u8>> = (0..64u32)
-                .map(|i| [&[0x43u8, 0x2a][..], &(batch * 64 + i).to_be_bytes(), &[9u8; 50]].concat())
-                .collect();
-            for (i, d) in datagrams.iter().enumerate() {
-                builder.add(batch * 64 + i as u32, d);
-            }
-            builder.flush();
-            let mut sealed: Vec<Vec<u8>> = std::iter::from_fn(|| builder.poll_manifest())
-                .map(|m| inband::seal(&m, &signer, SignatureAlgorithm::Ed25519).unwrap())
-                .collect();
+            let (datagrams, mut sealed) = sealed_batch(&mut builder, &signer, batch);
             sealed.reverse();
             let newest = sealed.remove(0);
             rx.on_manifest_datagram(now, &newest);

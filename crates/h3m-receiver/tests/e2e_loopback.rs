@@ -61,6 +61,12 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
     out
 }
 
+/// Field `key` of the summary line in `stderr`.
+fn summary_count(stderr: &str, key: &str) -> u64 {
+    let at = stderr.find(&format!(" {key}=")).unwrap_or_else(|| panic!("{key}: {stderr}"));
+    stderr[at + key.len() + 2..].split(' ').next().unwrap().trim().parse().unwrap()
+}
+
 fn unique_port() -> u16 {
     20_000 + (std::process::id() as u16 % 20_000)
 }
@@ -319,10 +325,7 @@ fn ambi_on_a_protected_session_drops_a_key_holders_forgeries() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), genuine, "no forged byte");
-    let count = |key: &str| -> u64 {
-        let at = stderr.find(&format!(" {key}=")).unwrap_or_else(|| panic!("{key}: {stderr}"));
-        stderr[at + key.len() + 2..].split(' ').next().unwrap().parse().unwrap()
-    };
+    let count = |key: &str| summary_count(&stderr, key);
     // Every genuine datagram authenticated; the forgeries held, then
     // dropped (mismatched once the real manifest came, or expired).
     assert!(count("ambi_authenticated") > 250 && count("ambi_manifests") > 0, "{stderr}");
@@ -584,10 +587,7 @@ fn an_ambi_key_of_its_own_authenticates_unsigned_pushes() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert_eq!(std::fs::read(out.join("clip.bin")).unwrap(), body);
-    let count = |stderr: &str, key: &str| -> u64 {
-        let at = stderr.find(&format!(" {key}=")).unwrap_or_else(|| panic!("{key}: {stderr}"));
-        stderr[at + key.len() + 2..].split(' ').next().unwrap().trim().parse().unwrap()
-    };
+    let count = summary_count;
     assert_eq!(count(&stderr, "ambi_authenticated"), count(&stderr, "datagrams"), "{stderr}");
     let output = wrong.0.take().unwrap().wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
