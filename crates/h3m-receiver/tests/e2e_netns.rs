@@ -871,7 +871,18 @@ fn repeat_3_under_loss_matches_independent_loss() {
             .copied()
             .filter(|m| !layout.files[*m].iter().all(|c| push_ids.contains(&c.push_id)))
             .collect();
-        assert!(unnamed.is_empty(), "{label}: missing and named by no line: {unnamed:?}: {}", show(&f));
+        // For a failure: each unnamed file's copies, and which of their push IDs a line named.
+        let copies: Vec<String> = unnamed
+            .iter()
+            .map(|m| {
+                let ids: Vec<String> = layout.files[*m]
+                    .iter()
+                    .map(|c| format!("{}{}", c.push_id, if push_ids.contains(&c.push_id) { " (named)" } else { "" }))
+                    .collect();
+                format!("{m}: copies {}", ids.join(", "))
+            })
+            .collect();
+        assert!(unnamed.is_empty(), "{label}: missing and named by no line: {copies:?}: {}", show(&f));
         let want_code = if missing.is_empty() { 0 } else { 1 };
         assert_eq!(f.code, Some(want_code), "{label}: exit 1 iff a file is incomplete: {}", show(&f));
 
