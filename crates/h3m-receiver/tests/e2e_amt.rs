@@ -251,6 +251,45 @@ fn ipv4_session_through_an_ipv6_tunnel() {
     assert_eq!(spans, ["session", "amt_tunnel"]);
 }
 
+/// In-band AMBI through the tunnel: the manifests (side port) ride the same
+/// channel ahead of the datagrams they cover, so a gateway with no return
+/// path authenticates every datagram on arrival; a receiver trusting
+/// another manifest key writes nothing.
+#[test]
+fn ambi_in_band_authenticates_every_datagram_through_the_tunnel() {
+    const TEST: &str = "ambi_in_band_authenticates_every_datagram_through_the_tunnel";
+    if skip_unless_root(TEST) {
+        return;
+    }
+    let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/vectors/keys/");
+    let _serial = serial();
+    let run = Run::new();
+    let _relay = run.relay(RELAY_V4, "h3m-amt-relay");
+    let trust = format!("{keys}ed25519.pub.pem");
+    let recv = run.receive("232.1.1.6", SRC_V4, &["--amt", RELAY_V4, "--ambi", "inband", "--ambi-trust", &trust]);
+    let key = format!("{keys}ed25519.key.pem");
+    let tx = run.send("232.1.1.6", SRC_V4, &["--rate", "50M", "--ambi", "inband", "--ambi-key", &key]);
+    let (f, r) = run.finish(tx, recv);
+    assert!(r.count("ambi_manifests") > 0, "{}", show(&f));
+    assert_eq!(r.count("ambi_authenticated"), r.count("datagrams"), "{}", show(&f));
+    assert_eq!(r.count("ambi_on_arrival"), r.count("datagrams"), "manifests ahead: {}", show(&f));
+    assert_eq!(r.count("ambi_mismatched") + r.count("ambi_expired"), 0, "{}", show(&f));
+
+    // The same session to a gateway trusting another key: nothing written.
+    let run = Run::new();
+    let _relay = run.relay(RELAY_V4, "h3m-amt-relay");
+    let other = format!("{keys}other-ed25519.pub.pem");
+    let recv = run.receive("232.1.1.6", SRC_V4, &["--amt", RELAY_V4, "--ambi", "inband", "--ambi-trust", &other]);
+    let tx = run.send("232.1.1.6", SRC_V4, &["--rate", "50M", "--ambi", "inband", "--ambi-key", &key]);
+    let sent = tx.wait(Duration::from_secs(90));
+    assert_eq!(sent.code, Some(0), "{}", show(&sent));
+    let f = recv.wait(Duration::from_secs(60));
+    let r = Report::parse(&f);
+    assert!(r.complete.is_empty() && tree_digests(&run.out).is_empty(), "{}", show(&f));
+    assert_eq!(r.count("ambi_authenticated"), 0, "{}", show(&f));
+    assert!(r.count("ambi_manifests_bad_signature") > 0, "{}", show(&f));
+}
+
 #[test]
 fn fec_repair_comes_through_the_tunnel_and_rebuilds_what_the_tunnel_lost() {
     // The sender's repair datagrams (port + 1) ride the same (S,G) channel:
