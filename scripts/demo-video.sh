@@ -115,7 +115,8 @@ echo "== receiver: $group:$port $how, serving http://127.0.0.1:$http_port/"
 recv_pid=$!
 pids+=("$recv_pid")
 for _ in $(seq 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$http_port/.well-known/h3m/status" && break
+    # Listening yet? (bash's /dev/tcp: no HTTP client needed)
+    (exec 3<>"/dev/tcp/127.0.0.1/$http_port") 2>/dev/null && break
     sleep 0.1
 done
 if [ "$amt" = 1 ]; then

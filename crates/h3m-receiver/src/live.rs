@@ -454,6 +454,7 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
                     break;
                 }
                 if idle_start.is_some_and(|t| t <= now) {
+                    finish_fec_through_gate(ambi.as_mut(), &mut session);
                     session.receiver.end(now, SessionEndReason::IdleTimeout);
                     session.drain();
                     break;
@@ -468,6 +469,7 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
                         _ = repairer.adopt_unpromised(&mut session) => {}
                         _ = &mut interrupted => {}
                     }
+                    finish_fec_through_gate(ambi.as_mut(), &mut session);
                     session.receiver.end(Instant::now(), reason);
                     session.drain();
                     if !opts.follow {
@@ -482,6 +484,7 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
             }
             Wake::Interrupted => {
                 if !session.receiver.is_ended() {
+                    finish_fec_through_gate(ambi.as_mut(), &mut session);
                     session.receiver.end(Instant::now(), SessionEndReason::Interrupted);
                     session.drain();
                 }
@@ -511,11 +514,7 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
                         _ = &mut interrupted => {}
                     }
                 }
-                if let Some(a) = ambi.as_mut() {
-                    let now = Instant::now();
-                    session.receiver.finish_fec(now);
-                    pump_gate(a, &mut session, now);
-                }
+                finish_fec_through_gate(ambi.as_mut(), &mut session);
                 session.next_session();
                 if let Some(repairer) = repairer.as_mut() {
                     tokio::select! {
@@ -544,12 +543,7 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
             _ = &mut interrupted => {}
         }
     }
-    if let Some(a) = ambi.as_mut() {
-        // What FEC can still rebuild passes the gate before the pushes end.
-        let now = Instant::now();
-        session.receiver.finish_fec(now);
-        pump_gate(a, &mut session, now);
-    }
+    finish_fec_through_gate(ambi.as_mut(), &mut session);
     session.receiver.finish(Instant::now());
     session.drain();
     if let Some(repairer) = repairer.as_mut() {
@@ -587,6 +581,21 @@ fn pump_gate<S: crate::sink::ResourceSink>(a: &mut AmbiReceiver, session: &mut S
         if !moved {
             break;
         }
+    }
+}
+
+/// Under AMBI, before the receiver closes its pushes (a session's end, the
+/// next session): what FEC can still rebuild goes through the gate while
+/// the pushes are open (`Receiver::end` and `finish` rebuild it too, but
+/// hand it to the caller only once they have closed them).
+fn finish_fec_through_gate<S: crate::sink::ResourceSink>(
+    ambi: Option<&mut AmbiReceiver>,
+    session: &mut Session<'_, '_, S>,
+) {
+    if let Some(a) = ambi {
+        let now = Instant::now();
+        session.receiver.finish_fec(now);
+        pump_gate(a, session, now);
     }
 }
 
