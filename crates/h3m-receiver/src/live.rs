@@ -311,6 +311,9 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
     // streams turn up, and the repair runs at the end.
     let mut repairer = opts.repair.as_ref().map(|r| Repairer::new(r, &opts.advertised_repair));
     let mut last_datagram = Instant::now();
+    // The FEC code's tables are built on a thread of their own once the
+    // session turns out to carry repair, not in the middle of a decode.
+    let mut fec_tables = false;
     let mut ambi = opts
         .ambi
         .as_ref()
@@ -363,7 +366,14 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
                         a.on_manifest_datagram(now, payload)
                     }
                     (Channel::Session, Some(a)) => a.on_session(now, source, payload),
-                    (Channel::Repair, _) => session.receiver.handle_repair(now, payload),
+                    (Channel::Repair, _) => {
+                        if !std::mem::replace(&mut fec_tables, true) {
+                            let _ = std::thread::Builder::new()
+                                .name("h3m-fec-tables".into())
+                                .spawn(h3m_proto::fec::prewarm);
+                        }
+                        session.receiver.handle_repair(now, payload)
+                    }
                 }
                 // Only what the gate released reaches the core, with its arrival time.
                 if let Some(a) = ambi.as_mut() {

@@ -91,7 +91,7 @@ pub struct PublisherConfig {
     /// --repair-listen`); `None` (the default): none.
     pub catalog: Option<Arc<Catalog>>,
     /// Most datagrams per GSO send (`None`: the kernel's limit, 64; `1`: one
-    /// `sendmsg` per datagram). With FEC the interleaving depth caps it too.
+    /// `sendmsg` per datagram). With FEC, `None` means the interleaving depth.
     pub gso_segments: Option<usize>,
     /// Datagrams per paced batch (`None`: about 1 ms at the rate, 1 to 64).
     pub batch_datagrams: Option<usize>,
@@ -507,10 +507,13 @@ impl Publisher {
             socket.limit_gso_segments(segments);
         }
         if let Some(fec) = config.fec {
+            // The code's tables, built while the first group is collected.
+            let _ = std::thread::Builder::new().name("h3m-fec-tables".into()).spawn(h3m_proto::fec::prewarm);
             // A GSO send crosses a veth or tunnel as one packet: one loss
-            // takes all of it, at most one datagram of each interleaved block.
+            // takes all of it, at most one datagram of each interleaved block
+            // unless the caller chose its own size.
             let depth = usize::from(fec.depth);
-            socket.limit_gso_segments(config.gso_segments.map_or(depth, |g| g.min(depth)));
+            socket.limit_gso_segments(config.gso_segments.unwrap_or(depth));
         }
         let protection = match &config.protection {
             Some(k) => k.protection(),

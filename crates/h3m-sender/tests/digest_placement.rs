@@ -29,6 +29,8 @@ struct Push {
 }
 
 /// Sends `files` with `extra` arguments to 239.255.77.`octet` and returns every push, in push ID order.
+/// At 50 Mbit/s: this unoptimised receiver, with the default socket buffer, keeps up on a busy machine
+/// (at 200 Mbit/s it once fell behind while other tests ran).
 fn send_and_collect(octet: u8, files: &[&std::path::Path], extra: &[&str]) -> Vec<Push> {
     let group = Ipv4Addr::new(239, 255, 77, octet);
     let port = 31_000 + (std::process::id() % 20_000) as u16 + u16::from(octet);
@@ -38,7 +40,7 @@ fn send_and_collect(octet: u8, files: &[&std::path::Path], extra: &[&str]) -> Ve
     let mut child = Command::new(env!("CARGO_BIN_EXE_h3m-send"))
         .args(files)
         .args(["--group", &group.to_string(), "--port", &port.to_string(), "--interface", "127.0.0.1"])
-        .args(["--ttl", "1", "--session-id", "0a0e", "--rate", "200M", "--quiet"])
+        .args(["--ttl", "1", "--session-id", "0a0e", "--rate", "50M", "--quiet"])
         .args(extra)
         .spawn()
         .expect("start h3m-send");

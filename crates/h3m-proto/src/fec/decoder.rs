@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use reed_solomon_simd::ReedSolomonDecoder;
 
 use super::datagram_of_symbol;
+use super::direct::{DirectDecoder, MAX_DIRECT};
+use super::layout::{place, placed_len, read_back};
 use super::repair::RepairHeader;
 use super::write_source_symbol;
 use crate::SessionId;
@@ -130,7 +132,11 @@ pub struct FecDecoder {
     budget: usize,
     recovered: VecDeque<(u64, Vec<u8>)>,
     rs: Option<ReedSolomonDecoder>,
+    /// Rebuilds blocks that lost a few datagrams (made at the first).
+    direct: Option<Box<DirectDecoder>>,
     symbol: Vec<u8>,
+    /// A block's symbols in the code's layout, for `direct`.
+    placed: Vec<u8>,
     stats: FecStats,
 }
 
@@ -168,7 +174,9 @@ impl FecDecoder {
             budget: repair_budget,
             recovered: VecDeque::new(),
             rs: None,
+            direct: None,
             symbol: Vec::new(),
+            placed: Vec::new(),
             stats: FecStats::default(),
         }
     }
@@ -438,8 +446,29 @@ impl FecDecoder {
         (0..h.sources()).filter(|&j| self.holds(h.source_pn(j)).is_none()).count() as u32
     }
 
-    /// Rebuilds the block's missing datagrams.
+    /// Rebuilds the block's missing datagrams: by solving for them when they
+    /// are few (see [`super::direct`]), else with the code's decoder.
     fn decode(&mut self, key: (u64, u16)) {
+        let p = self.pending.get(&key).expect("pending");
+        if (p.missing as usize) <= MAX_DIRECT {
+            match self.rebuild_directly(key) {
+                Some(true) => {
+                    self.drop_pending(key);
+                    self.stats.blocks_decoded += 1;
+                    self.finish_block(key);
+                    return;
+                }
+                Some(false) => {
+                    // Symbols the code does not produce: forged or stale.
+                    self.drop_pending(key);
+                    self.stats.blocks_unrecovered += 1;
+                    self.stats.decode_failures += 1;
+                    self.finish_block(key);
+                    return;
+                }
+                None => {}
+            }
+        }
         let p = self.pending.get(&key).expect("pending");
         let h = p.header;
         let (k, r, len) = (h.sources() as usize, usize::from(h.repair_count), usize::from(h.symbol_len));
@@ -497,6 +526,64 @@ impl FecDecoder {
             self.stats.decode_failures += 1;
         }
         self.finish_block(key);
+    }
+
+    /// Rebuilds the block's missing datagrams by solving for them: `None`
+    /// when this path does not apply (more lost than [`MAX_DIRECT`], or the
+    /// sizes), `Some(false)` when the symbols are not of the code (a held
+    /// datagram longer than the block's symbols, a singular system).
+    fn rebuild_directly(&mut self, key: (u64, u16)) -> Option<bool> {
+        let p = self.pending.get(&key)?;
+        let h = p.header;
+        let (k, r, len) = (h.sources() as usize, usize::from(h.repair_count), usize::from(h.symbol_len));
+        let w = placed_len(len);
+        self.placed.clear();
+        self.placed.resize(k * w, 0);
+        let mut lost = Vec::new();
+        let n = self.window.len() as u64;
+        for j in 0..k {
+            let pn = h.source_pn(j as u32);
+            let slot = &self.window[(pn % n) as usize];
+            if slot.pn != Some(pn) {
+                lost.push(j);
+                continue;
+            }
+            if slot.data.len() + 2 > len {
+                return Some(false);
+            }
+            write_source_symbol(&slot.data, len, &mut self.symbol);
+            place(&self.symbol, &mut self.placed[j * w..(j + 1) * w]);
+        }
+        if lost.is_empty() || lost.len() > MAX_DIRECT || p.repairs.len() < lost.len() {
+            return None;
+        }
+        let repairs: Vec<(usize, Vec<u8>)> = p.repairs[..lost.len()]
+            .iter()
+            .map(|(i, symbol)| {
+                let mut placed = vec![0u8; w];
+                place(symbol, &mut placed);
+                (usize::from(*i), placed)
+            })
+            .collect();
+        let repairs: Vec<(usize, &[u8])> = repairs.iter().map(|(i, s)| (*i, s.as_slice())).collect();
+        let sources: Vec<Option<&[u8]>> =
+            (0..k).map(|j| (!lost.contains(&j)).then(|| &self.placed[j * w..(j + 1) * w])).collect();
+        let direct = self.direct.get_or_insert_with(|| Box::new(DirectDecoder::new()));
+        let mut rebuilt = Vec::with_capacity(lost.len());
+        if !direct.rebuild((k, r, w), &sources, &repairs, &mut rebuilt) {
+            return None;
+        }
+        for (j, symbol) in lost.iter().zip(&rebuilt) {
+            read_back(symbol, len, &mut self.symbol);
+            match datagram_of_symbol(&self.symbol) {
+                Some(d) => {
+                    self.recovered.push_back((h.source_pn(*j as u32), d.to_vec()));
+                    self.stats.datagrams_recovered += 1;
+                }
+                None => self.stats.repair_malformed += 1,
+            }
+        }
+        Some(true)
     }
 
     /// Gives up a pending block.

@@ -7,7 +7,7 @@ use std::time::Instant;
 use reed_solomon_simd::ReedSolomonEncoder;
 
 use super::repair::{RepairHeader, block_sources};
-use super::{FecConfig, symbol_len_for, write_source_symbol};
+use super::{FecConfig, LEN_PREFIX, start_source_symbol, symbol_len_for};
 use crate::SessionId;
 
 /// Most datagrams in the first group of a session: within what a receiver
@@ -24,7 +24,9 @@ pub struct FecEncoder {
     session_id: SessionId,
     /// The group being collected: its first packet number and when it began.
     group: Option<(u64, Instant)>,
-    /// Its datagrams, in packet-number order.
+    /// Its datagrams, in packet-number order, each as the start of its
+    /// source symbol (length prefix and datagram; the padding is added when
+    /// its block is encoded, so each datagram is copied once here).
     sources: Vec<Vec<u8>>,
     /// Spent source buffers, for reuse.
     spare: Vec<Vec<u8>>,
@@ -33,7 +35,6 @@ pub struct FecEncoder {
     /// deadline), so an outage takes only part of it.
     repairs: VecDeque<(Instant, Vec<u8>)>,
     rs: Option<ReedSolomonEncoder>,
-    symbol: Vec<u8>,
     stats: FecEncoderStats,
 }
 
@@ -75,7 +76,6 @@ impl FecEncoder {
             spare: Vec::new(),
             repairs: VecDeque::new(),
             rs: None,
-            symbol: Vec::new(),
             stats: FecEncoderStats::default(),
         }
     }
@@ -100,8 +100,7 @@ impl FecEncoder {
         }
         self.group.get_or_insert((pn, now));
         let mut buf = self.spare.pop().unwrap_or_default();
-        buf.clear();
-        buf.extend_from_slice(datagram);
+        start_source_symbol(datagram, &mut buf);
         self.sources.push(buf);
         if self.sources.len() as u32 >= self.group_limit() {
             self.close_group(now, false);
@@ -199,8 +198,8 @@ impl FecEncoder {
     /// The repair datagrams of block `block` of the group.
     fn encode_block(&mut self, first: u64, n: u32, depth: u16, block: u16) -> Vec<Vec<u8>> {
         let k = block_sources(n, depth, block);
-        let members = || (0..k).map(|j| &self.sources[(u32::from(block) + j * u32::from(depth)) as usize]);
-        let longest = members().map(Vec::len).max().unwrap_or(0);
+        let member = |j: u32| (u32::from(block) + j * u32::from(depth)) as usize;
+        let longest = (0..k).map(|j| self.sources[member(j)].len() - LEN_PREFIX).max().unwrap_or(0);
         let symbol_len = symbol_len_for(longest);
         let r = self.config.repairs_for(k);
         let rs = match self.rs.as_mut() {
@@ -216,9 +215,9 @@ impl FecEncoder {
             }
         };
         for j in 0..k {
-            let d = &self.sources[(u32::from(block) + j * u32::from(depth)) as usize];
-            write_source_symbol(d, symbol_len, &mut self.symbol);
-            rs.add_original_shard(&self.symbol).expect("k shards of symbol_len bytes");
+            let symbol = &mut self.sources[member(j)];
+            symbol.resize(symbol_len, 0);
+            rs.add_original_shard(&symbol[..]).expect("k shards of symbol_len bytes");
         }
         let result = rs.encode().expect("all original shards added");
         let mut header = RepairHeader {

@@ -50,7 +50,9 @@
 //! makes up for.
 
 pub mod decoder;
+mod direct;
 pub mod encoder;
+mod layout;
 pub mod repair;
 
 pub use decoder::{FecDecoder, FecStats};
@@ -155,6 +157,19 @@ impl std::fmt::Display for FecConfig {
     }
 }
 
+/// Builds the code's lookup tables now: a one-time cost for the whole
+/// process (about 10 ms of one core) that the first group's encode or
+/// decode would otherwise pay in the middle of the datapath. A driver that
+/// will use FEC calls it on a thread of its own at start.
+pub fn prewarm() {
+    // A round trip through the smallest block touches every table the
+    // encoder and the decoder use.
+    let shards = [[1u8; 64], [2u8; 64]];
+    if let Ok(recovery) = reed_solomon_simd::encode(2, 1, shards) {
+        let _ = reed_solomon_simd::decode(2, 1, [(0, &shards[0])], [(0, &recovery[0])]);
+    }
+}
+
 /// Bytes of the length prefix of a source symbol.
 const LEN_PREFIX: usize = 2;
 
@@ -166,10 +181,16 @@ fn symbol_len_for(longest: usize) -> usize {
 
 /// Writes the source symbol of `datagram` into `out` (`symbol_len` bytes).
 fn write_source_symbol(datagram: &[u8], symbol_len: usize, out: &mut Vec<u8>) {
+    start_source_symbol(datagram, out);
+    out.resize(symbol_len, 0);
+}
+
+/// Writes the start of the source symbol of `datagram` into `out`: its
+/// length prefix and the datagram, without the padding.
+fn start_source_symbol(datagram: &[u8], out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&(datagram.len() as u16).to_be_bytes());
     out.extend_from_slice(datagram);
-    out.resize(symbol_len, 0);
 }
 
 /// The datagram inside a rebuilt source symbol, if its length prefix fits.

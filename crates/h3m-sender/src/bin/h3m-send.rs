@@ -157,7 +157,8 @@ struct Args {
     #[arg(long, default_value_t = 1200, value_parser = clap::value_parser!(u16).range(64..=65_507))]
     max_datagram_size: u16,
     /// Most datagrams per GSO send (1: one sendmsg per datagram, for
-    /// comparisons) [default: the kernel's limit, 64].
+    /// comparisons) [default: the kernel's limit, 64; with --fec, its depth,
+    /// so that a lost send costs each interleaved block one datagram].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     gso_segments: Option<u16>,
     /// Datagrams per paced batch: the burst the socket gets at once
