@@ -17,7 +17,7 @@ use reed_solomon_simd::ReedSolomonDecoder;
 
 use super::datagram_of_symbol;
 use super::direct::{DirectDecoder, MAX_DIRECT};
-use super::layout::{place, placed_len, read_back};
+use super::layout::{place, place_source, placed_len, read_back};
 use super::repair::RepairHeader;
 use super::write_source_symbol;
 use crate::SessionId;
@@ -551,8 +551,7 @@ impl FecDecoder {
             if slot.data.len() + 2 > len {
                 return Some(false);
             }
-            write_source_symbol(&slot.data, len, &mut self.symbol);
-            place(&self.symbol, &mut self.placed[j * w..(j + 1) * w]);
+            place_source(&slot.data, len, &mut self.placed[j * w..(j + 1) * w]);
         }
         if lost.is_empty() || lost.len() > MAX_DIRECT || p.repairs.len() < lost.len() {
             return None;

@@ -30,6 +30,36 @@ pub(super) fn place(symbol: &[u8], out: &mut [u8]) {
     }
 }
 
+/// [`place`] for the source symbol of `datagram` (its length prefix, the
+/// datagram, zeros up to `len` bytes), written straight into `out`
+/// (`placed_len(len)` bytes) without forming the symbol first.
+pub(super) fn place_source(datagram: &[u8], len: usize, out: &mut [u8]) {
+    let prefix = (datagram.len() as u16).to_be_bytes();
+    let whole = len / 64 * 64;
+    if whole > 0 {
+        // The whole chunks, as they are (a symbol shorter than a chunk is
+        // all tail).
+        let head = (super::LEN_PREFIX + datagram.len()).min(whole);
+        out[..super::LEN_PREFIX].copy_from_slice(&prefix);
+        out[super::LEN_PREFIX..head].copy_from_slice(&datagram[..head - super::LEN_PREFIX]);
+        out[head..whole].fill(0);
+    }
+    let tail = len - whole;
+    if tail > 0 {
+        let half = tail / 2;
+        let chunk = &mut out[whole..whole + 64];
+        chunk.fill(0);
+        for t in whole..len {
+            let byte = match t {
+                0 | 1 => prefix[t],
+                _ => datagram.get(t - super::LEN_PREFIX).copied().unwrap_or(0),
+            };
+            let at = t - whole;
+            chunk[if at < half { at } else { 32 + at - half }] = byte;
+        }
+    }
+}
+
 /// Reads back into `out` a symbol of `len` bytes that [`place`] laid out in
 /// `placed`.
 pub(super) fn read_back(placed: &[u8], len: usize, out: &mut Vec<u8>) {
@@ -46,6 +76,25 @@ pub(super) fn read_back(placed: &[u8], len: usize, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_symbol_is_placed_as_place_would() {
+        for len in [2usize, 4, 62, 64, 66, 126, 128, 1202, 1216] {
+            for dlen in [0usize, 1, 2, 30, 61, 62, 63, 64, 100, 1200, 1214] {
+                if dlen + 2 > len {
+                    continue;
+                }
+                let d: Vec<u8> = (0..dlen).map(|b| b as u8 ^ 0xa5).collect();
+                let mut symbol = Vec::new();
+                crate::fec::write_source_symbol(&d, len, &mut symbol);
+                let mut want = vec![0xee; placed_len(len)];
+                place(&symbol, &mut want);
+                let mut got = vec![0x77; placed_len(len)];
+                place_source(&d, len, &mut got);
+                assert_eq!(got, want, "len {len}, datagram {dlen}");
+            }
+        }
+    }
 
     #[test]
     fn place_and_read_back_round_trip() {
