@@ -49,11 +49,13 @@ pub(super) fn place_source(datagram: &[u8], len: usize, out: &mut [u8]) {
         let half = tail / 2;
         let chunk = &mut out[whole..whole + 64];
         chunk.fill(0);
+        // Symbol byte `t`: the prefix, the datagram, then zeros.
+        let byte_at = |t: usize| match t.checked_sub(super::LEN_PREFIX) {
+            None => prefix[t],
+            Some(d) => datagram.get(d).copied().unwrap_or(0),
+        };
         for t in whole..len {
-            let byte = match t {
-                0 | 1 => prefix[t],
-                _ => datagram.get(t - super::LEN_PREFIX).copied().unwrap_or(0),
-            };
+            let byte = byte_at(t);
             let at = t - whole;
             chunk[if at < half { at } else { 32 + at - half }] = byte;
         }
