@@ -4,7 +4,8 @@
 //! (panics and memory only: its hold budget is small here). And the
 //! `application/ambi` stream reader, fed the input in 7-byte chunks: it
 //! yields the manifests `parse_prefix` finds, or an error, never more bytes
-//! held than were given.
+//! held than were given. And the in-band datagram reader (versions 1 and
+//! 2, the batch proofs), trusting no key: it refuses everything.
 #![no_main]
 
 use std::time::{Duration, Instant};
@@ -56,4 +57,11 @@ fuzz_target!(|data: &[u8]| {
     while gate.poll_released().is_some() {}
     gate.handle_timeout(t0 + Duration::from_secs(60));
     assert_eq!(gate.held_bytes(), 0);
+    let mut verifier = h3m_proto::ambi::inband::Verifier::new(Vec::new());
+    for version in [1u8, 2] {
+        let mut d = h3m_proto::ambi::inband::INBAND_MAGIC.to_vec();
+        d.push(version);
+        d.extend_from_slice(bytes);
+        assert!(verifier.open(&d, len).is_err());
+    }
 });

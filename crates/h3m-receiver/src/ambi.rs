@@ -76,7 +76,8 @@ pub type AmbiCounters = h3m_proto::ambi::GateStats;
 #[derive(Debug)]
 pub(crate) struct AmbiReceiver {
     gate: Gate,
-    trust: Vec<VerifyingKey>,
+    /// In-band manifests' signatures, and the batch roots verified.
+    verifier: inband::Verifier,
     group: SocketAddr,
     session_id_len: usize,
     /// With `--cipher-suite`: the session's header protection, removed from
@@ -124,7 +125,7 @@ impl AmbiReceiver {
         };
         AmbiReceiver {
             gate: Gate::new(GateConfig::new(opts.profile)),
-            trust,
+            verifier: inband::Verifier::new(trust),
             group,
             session_id_len,
             unmask: keys.map(|k| Unmask(k.protection())),
@@ -208,7 +209,7 @@ impl AmbiReceiver {
     /// nothing new any more.
     fn verify_at(&mut self, now: Instant, i: usize) {
         let Some(d) = self.pending.remove(i) else { return };
-        match inband::open(&d, self.gate.digest_len(), &self.trust) {
+        match self.verifier.open(&d, self.gate.digest_len()) {
             // A refused manifest is counted by the gate.
             Ok(m) => {
                 let _ = self.gate.on_manifest(now, &m);
@@ -289,7 +290,7 @@ impl AmbiReceiver {
     }
 
     pub(crate) fn counters(&self) -> AmbiCounters {
-        self.gate.stats()
+        AmbiCounters { signatures_checked: self.verifier.verifications(), ..self.gate.stats() }
     }
 }
 

@@ -347,6 +347,7 @@ impl SummaryRecord {
                 ("ambi_unsequenced", a.unsequenced),
                 ("ambi_manifests", a.manifests),
                 ("ambi_manifests_bad_signature", a.manifests_bad_signature),
+                ("ambi_signatures_checked", a.signatures_checked),
                 ("ambi_manifests_refused", a.manifests_refused),
                 ("ambi_release_delay_p50_us", a.release_delay_p50_us),
                 ("ambi_release_delay_p99_us", a.release_delay_p99_us),

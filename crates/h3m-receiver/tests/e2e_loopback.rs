@@ -589,6 +589,10 @@ fn an_ambi_key_of_its_own_authenticates_unsigned_pushes() {
     assert_eq!(std::fs::read(out.join("clip.bin")).unwrap(), body);
     let count = summary_count;
     assert_eq!(count(&stderr, "ambi_authenticated"), count(&stderr, "datagrams"), "{stderr}");
+    // The manifests of a batch share one signature: the receiver checked at most half as many
+    // signatures as it accepted manifests (one per manifest before batches were signed together).
+    assert!(count(&stderr, "ambi_manifests") >= 3, "{stderr}");
+    assert!(count(&stderr, "ambi_signatures_checked") * 2 <= count(&stderr, "ambi_manifests"), "{stderr}");
     let output = wrong.0.take().unwrap().wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!out_other.join("clip.bin").exists(), "{stderr}");

@@ -493,13 +493,18 @@ impl Publisher {
                     source_port: local.port(),
                     destination_port: config.group.port(),
                 };
+                let builder = ManifestBuilder::new(a.profile, header, a.per_manifest, a.overlap);
+                // Signed in-band: datagrams made (and listed) a signature's
+                // worth of manifests at a time.
+                let refill = if signer.is_some() { inband::MAX_BATCH * builder.step() } else { 0 };
                 Some(AmbiSender {
-                    builder: ManifestBuilder::new(a.profile, header, a.per_manifest, a.overlap),
+                    builder,
                     signer,
                     feed: a.feed.clone(),
                     ahead: VecDeque::new(),
                     lead: a.lead,
                     lead_datagrams: lead_datagrams(a.lead, config.rate, config.max_datagram_size),
+                    refill,
                 })
             }
         };
@@ -846,7 +851,9 @@ impl Publisher {
 
     /// Sends batches while a whole one is queued.
     async fn drain_full_batches(&mut self) -> Result<(), PublishError> {
-        let datagrams_per_batch = self.batch_bytes.div_ceil(self.max_datagram_size).max(1);
+        // Signing in-band, a signature's worth of manifests at a time.
+        let refill = self.ambi.as_ref().map_or(0, |a| a.refill);
+        let datagrams_per_batch = self.batch_bytes.div_ceil(self.max_datagram_size).max(refill).max(1);
         self.drain_while(|queued| queued >= datagrams_per_batch).await
     }
 
@@ -871,8 +878,17 @@ impl Publisher {
                         // Datagrams are made (and their digests listed) ahead
                         // of the batch that leaves now, and leave `lead`
                         // after their manifests.
-                        let want = self.batch_bytes.div_ceil(self.max_datagram_size) + a.lead_datagrams;
-                        while a.ahead.len() < want {
+                        let batch = self.batch_bytes.div_ceil(self.max_datagram_size);
+                        // With a lead, topped up every batch; without, made
+                        // `refill` at a time once fewer than a batch are left
+                        // (a batch of manifests then shares one signature,
+                        // and a receiver verifies it once).
+                        let (topping_up, want) = if a.lead_datagrams > 0 || a.refill == 0 {
+                            (true, batch + a.lead_datagrams)
+                        } else {
+                            (a.ahead.len() < batch, batch.max(a.refill))
+                        };
+                        while topping_up && a.ahead.len() < want {
                             let Some(d) = self.sender.poll_transmit(now) else { break };
                             a.builder.add(self.sender.last_packet_number() as u32, &d);
                             a.ahead.push_back((now + a.lead, d));
@@ -894,14 +910,25 @@ impl Publisher {
             if let Some(a) = &mut self.ambi {
                 a.builder.flush();
                 let mut body = Vec::new();
+                let mut manifests = Vec::new();
                 while let Some(m) = a.builder.poll_manifest() {
-                    if let Some((key, alg)) = &a.signer {
-                        let sealed = inband::seal(&m, key, *alg).map_err(|e| PublishError::Ambi(e.to_string()))?;
-                        bytes += sealed.len();
-                        self.ambi_batch.push(sealed);
-                    }
                     if a.feed.is_some() {
                         m.write(&mut body).map_err(|e| PublishError::Ambi(e.to_string()))?;
+                    }
+                    if a.signer.is_some() {
+                        manifests.push(m);
+                    }
+                }
+                // In-band: the batch's manifests signed together, one
+                // signature per [`inband::MAX_BATCH`].
+                if let Some((key, alg)) = &a.signer {
+                    for chunk in manifests.chunks(inband::MAX_BATCH) {
+                        let sealed =
+                            inband::seal_batch(chunk, key, *alg).map_err(|e| PublishError::Ambi(e.to_string()))?;
+                        for d in sealed {
+                            bytes += d.len();
+                            self.ambi_batch.push(d);
+                        }
                     }
                 }
                 // The manifests in one chunk, published before the batch leaves.
@@ -984,6 +1011,9 @@ struct AmbiSender {
     /// How many datagrams [`Self::ahead`] may hold beyond the batch being
     /// sent ([`lead_datagrams`]).
     lead_datagrams: usize,
+    /// Without a lead, signing in-band: datagrams made at a time, as many
+    /// as [`inband::MAX_BATCH`] manifests list anew.
+    refill: usize,
 }
 
 /// How many datagrams are made ahead so that `lead` never slows a session

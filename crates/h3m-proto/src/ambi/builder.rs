@@ -52,6 +52,11 @@ impl ManifestBuilder {
         self.per_manifest
     }
 
+    /// Datagrams added between two manifests (`per_manifest / overlap`).
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
     fn len(&self) -> usize {
         self.window.len() / self.profile.digest_len()
     }

@@ -163,6 +163,10 @@ pub struct GateStats {
     /// Manifests whose signature no trusted key verified
     /// ([`Gate::bad_signature`]).
     pub manifests_bad_signature: u64,
+    /// Signatures checked to accept or refuse in-band manifests (a batch's
+    /// manifests share one, see [`super::inband`]); set by the caller that
+    /// reads them ([`super::inband::Verifier::verifications`]), 0 here.
+    pub signatures_checked: u64,
     /// Digests that expired unused.
     pub digests_expired: u64,
     /// Times an HTTPS manifest channel connected ([`Gate::channel_connected`]).
