@@ -17,7 +17,8 @@
 //! producer on any thread can call it.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -86,13 +87,21 @@ pub struct Feed {
     content_type: String,
     limits: FeedLimits,
     inner: Mutex<Inner>,
+    /// Subscriptions not dropped yet (their responses still streaming,
+    /// after the feed's close too).
+    alive: Arc<AtomicUsize>,
 }
 
 impl Feed {
     /// An open feed whose responses are of `content_type`.
     pub fn new(content_type: impl Into<String>, limits: FeedLimits) -> Feed {
         let limits = FeedLimits { queue: limits.queue.max(1), ..limits };
-        Feed { content_type: content_type.into(), limits, inner: Mutex::new(Inner::default()) }
+        Feed {
+            content_type: content_type.into(),
+            limits,
+            inner: Mutex::new(Inner::default()),
+            alive: Arc::new(AtomicUsize::new(0)),
+        }
     }
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -145,10 +154,18 @@ impl Feed {
         }
         inner.subscribers.push(tx);
         inner.counters.subscribed += 1;
-        Ok(Subscription { rx })
+        self.alive.fetch_add(1, Ordering::Relaxed);
+        Ok(Subscription { rx, alive: Arc::clone(&self.alive) })
     }
 
-    /// Ends every subscription (their responses end) and refuses new ones.
+    /// Subscriptions still held: after [`close`](Self::close), those whose
+    /// responses have not yet sent everything queued for them.
+    pub fn streaming(&self) -> usize {
+        self.alive.load(Ordering::Relaxed)
+    }
+
+    /// Ends every subscription (each gets what is queued for it, then the
+    /// end of its response) and refuses new ones.
     pub fn close(&self) {
         let mut inner = self.inner();
         inner.closed = true;
@@ -170,6 +187,13 @@ impl Feed {
 #[derive(Debug)]
 pub struct Subscription {
     rx: mpsc::Receiver<Bytes>,
+    alive: Arc<AtomicUsize>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.alive.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Subscription {
@@ -240,5 +264,37 @@ mod tests {
         drop(inner);
         assert_eq!(feed.counters().subscribers, 0, "none read: all dropped");
         drop(subs);
+    }
+
+    /// Closed, a feed lets each subscriber read what was queued for it,
+    /// then the end; it counts the subscriptions still held until then.
+    #[test]
+    fn a_closed_feed_delivers_what_was_queued_then_ends() {
+        let feed = Feed::new("x", FeedLimits::default());
+        let mut a = feed.subscribe().unwrap();
+        let mut b = feed.subscribe().unwrap();
+        feed.publish(Bytes::from_static(b"m1"));
+        feed.publish(Bytes::from_static(b"m2"));
+        assert_eq!(feed.streaming(), 2);
+        feed.close();
+        feed.publish(Bytes::from_static(b"late"));
+        assert_eq!(feed.subscribe().unwrap_err(), SubscribeError::Closed);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let read = |s: &mut Subscription| {
+            rt.block_on(async {
+                let mut v = Vec::new();
+                while let Some(c) = s.next().await {
+                    v.push(c);
+                }
+                v
+            })
+        };
+        assert_eq!(read(&mut a), vec![Bytes::from_static(b"m1"), Bytes::from_static(b"m2")]);
+        assert_eq!(feed.streaming(), 2, "a is read to its end but still held");
+        drop(a);
+        assert_eq!(feed.streaming(), 1);
+        assert_eq!(read(&mut b).len(), 2);
+        drop(b);
+        assert_eq!(feed.streaming(), 0);
     }
 }

@@ -282,7 +282,9 @@ impl Gate {
     /// Whether the digests of packets `first .. first + count` are all known
     /// (a manifest covering only those brings nothing new).
     pub fn covers(&self, first: u32, count: usize) -> bool {
-        (0..count as u32).all(|i| self.knows(first.wrapping_add(i)))
+        // Newest first: a manifest that brings something new usually brings
+        // its last digests (the first ones overlap the manifests before it).
+        (0..count as u32).rev().all(|i| self.knows(first.wrapping_add(i)))
     }
 
     /// Whether a datagram with a sequence number in `first .. first + count`

@@ -313,6 +313,31 @@ fn start_origin(
     Ok((origin, pin))
 }
 
+/// Longest the origin waits, after the session, for its AMBI subscribers to
+/// be sent the last manifests.
+const AMBI_DRAIN: Duration = Duration::from_secs(2);
+/// Then, for the transport to deliver what their responses sent last.
+const AMBI_FLUSH: Duration = Duration::from_millis(100);
+
+/// Ends the manifest feed after the session: every subscriber gets what is
+/// queued for it and the end of its response before the origin may stop (a
+/// `--repair-linger` of 0 cut the last manifests off, and the datagrams they
+/// cover expired unauthenticated at the receivers).
+fn drain_manifest_feed(feed: &h3m_unicast::feed::Feed) {
+    feed.close();
+    let started = std::time::Instant::now();
+    while feed.streaming() > 0 && started.elapsed() < AMBI_DRAIN {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if feed.streaming() > 0 {
+        eprintln!(
+            "h3m-send: AMBI: {} subscriber(s) still reading the manifests after {AMBI_DRAIN:?}",
+            feed.streaming()
+        );
+    }
+    std::thread::sleep(AMBI_FLUSH);
+}
+
 /// Waits `for_` after the multicast session (`None`: until Ctrl-C or SIGTERM)
 /// while the repair origin serves late repairs.
 async fn linger(for_: Option<Duration>) {
@@ -581,6 +606,9 @@ fn main() -> ExitCode {
     if let Some((origin, _)) = origin {
         use std::io::Write;
         let _ = std::io::stdout().flush();
+        if let Some(feed) = opts.publisher.ambi.as_ref().and_then(|a| a.feed.as_ref()) {
+            drain_manifest_feed(feed);
+        }
         rt.block_on(linger(args.repair_linger));
         let c = origin.counters();
         println!(
