@@ -1936,6 +1936,10 @@ fn ambi_survives_5_percent_of_manifests_lost_and_withheld_manifests_let_nothing_
     assert!(tree_digests(&out_none).is_empty(), "{}", show(&f_none));
     assert_eq!((rep_none.count("ambi_authenticated"), rep_none.count("ambi_manifests")), (0, 0));
     assert!(rep_none.count("ambi_expired") > 1000, "{}", show(&f_none));
+    // Its end signal expired too: the run says datagrams were dropped unauthenticated and fails.
+    assert_eq!(f_none.code, Some(1), "{}", show(&f_none));
+    assert!(f_none.stderr.contains("dropped unauthenticated"), "{}", show(&f_none));
+    assert!(!f.stderr.contains("dropped unauthenticated"), "{}", show(&f));
     eprintln!(
         "{test}: {} files intact with 5% of manifests dropped ({} manifests got through); without manifests: {} datagrams expired, nothing written",
         expected.len(),

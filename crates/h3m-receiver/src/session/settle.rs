@@ -129,6 +129,23 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             );
             self.run_error(ErrorKind::WrongSession, message);
         }
+        // Under AMBI, datagrams dropped unauthenticated (no manifest in time,
+        // or over the hold budget) may have carried resources no line can
+        // name, when the session's end signal (which names every push before
+        // it) never came: the run did not deliver everything.
+        if let Some(a) = &self.ambi
+            && a.expired + a.over_budget > 0
+            && !matches!(self.session_end, Some("goaway" | "connection_close"))
+        {
+            let message = format!(
+                "{} datagrams dropped unauthenticated ({} expired waiting for a manifest, {} over the hold budget) \
+                 and the session's end signal never came: resources they carried may be missing",
+                a.expired + a.over_budget,
+                a.expired,
+                a.over_budget
+            );
+            self.run_error(ErrorKind::Unauthenticated, message);
+        }
         // A resource reported incomplete by one copy and written by another
         // (or a later session) is not incomplete.
         let t = &self.tally;
