@@ -198,7 +198,7 @@ fn batch_message(depth: u8, root: &[u8; 32]) -> Vec<u8> {
 }
 
 /// Opens in-band manifests against trusted keys, remembering the batch
-/// roots it verified (the [`ROOTS_REMEMBERED`] newest) so that the other
+/// roots it verified (the 64 newest) so that the other
 /// manifests of a batch cost hashes, not a signature verification.
 #[derive(Debug, Clone)]
 pub struct Verifier {
