@@ -220,6 +220,27 @@ mod tests {
         (0..count).map(|i| (0..len).map(|b| ((i * 131 + b * 7) as u8) ^ seed).collect()).collect()
     }
 
+    /// A block of `k` source symbols of `len` bytes, encoded with `r` repair
+    /// symbols: the sources, then the sources and the repair symbols in the
+    /// code's layout, and their width.
+    #[allow(clippy::type_complexity)]
+    fn encoded_block(k: usize, r: usize, len: usize, seed: u8) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>, usize) {
+        let sources = symbols(k, len, seed);
+        let mut enc = ReedSolomonEncoder::new(k, r, len).unwrap();
+        for s in &sources {
+            enc.add_original_shard(s).unwrap();
+        }
+        let w = placed_len(len);
+        let placed = |s: &[u8]| {
+            let mut p = vec![0u8; w];
+            place(s, &mut p);
+            p
+        };
+        let placed_sources = sources.iter().map(|s| placed(s)).collect();
+        let placed_repairs = enc.encode().unwrap().recovery_iter().map(placed).collect();
+        (sources, placed_sources, placed_repairs, w)
+    }
+
     /// Lost symbols rebuilt by solving match the sources, for symbol lengths
     /// with and without a partial last chunk, several loss patterns and
     /// choices of repair symbols, and block sizes not a multiple of 32.
@@ -228,20 +249,7 @@ mod tests {
         let mut dd = DirectDecoder::new();
         for (k, r) in [(256usize, 13usize), (40, 6), (3, 2), (1, 2)] {
             for len in [1202usize, 1216, 66, 2] {
-                let sources = symbols(k, len, (k + len) as u8);
-                let mut enc = ReedSolomonEncoder::new(k, r, len).unwrap();
-                for s in &sources {
-                    enc.add_original_shard(s).unwrap();
-                }
-                let repairs: Vec<Vec<u8>> = enc.encode().unwrap().recovery_iter().map(<[u8]>::to_vec).collect();
-                let w = placed_len(len);
-                let placed = |s: &[u8]| {
-                    let mut p = vec![0u8; w];
-                    place(s, &mut p);
-                    p
-                };
-                let placed_sources: Vec<Vec<u8>> = sources.iter().map(|s| placed(s)).collect();
-                let placed_repairs: Vec<Vec<u8>> = repairs.iter().map(|s| placed(s)).collect();
+                let (sources, placed_sources, placed_repairs, w) = encoded_block(k, r, len, (k + len) as u8);
                 let patterns: Vec<Vec<usize>> = vec![vec![0], vec![k - 1], (0..r.min(k)).collect(), vec![k / 2, k - 1]];
                 for mut lost in patterns {
                     lost.dedup();
@@ -287,12 +295,7 @@ mod tests {
                 x ^= x << 17;
                 (x % bound as u64) as usize
             };
-            let sources = symbols(k, len, seed as u8);
-            let mut enc = ReedSolomonEncoder::new(k, r, len).unwrap();
-            for s in &sources {
-                enc.add_original_shard(s).unwrap();
-            }
-            let repairs: Vec<Vec<u8>> = enc.encode().unwrap().recovery_iter().map(<[u8]>::to_vec).collect();
+            let (sources, placed_sources, placed_repairs, w) = encoded_block(k, r, len, seed as u8);
             let m = 1 + next(r.min(k).min(MAX_DIRECT));
             let mut lost: Vec<usize> = Vec::new();
             while lost.len() < m {
@@ -309,14 +312,6 @@ mod tests {
                     chosen_idx.push(i);
                 }
             }
-            let w = placed_len(len);
-            let placed = |s: &[u8]| {
-                let mut p = vec![0u8; w];
-                place(s, &mut p);
-                p
-            };
-            let placed_sources: Vec<Vec<u8>> = sources.iter().map(|s| placed(s)).collect();
-            let placed_repairs: Vec<Vec<u8>> = repairs.iter().map(|s| placed(s)).collect();
             let held: Vec<Option<&[u8]>> =
                 (0..k).map(|j| (!lost.contains(&j)).then(|| placed_sources[j].as_slice())).collect();
             let chosen: Vec<(usize, &[u8])> = chosen_idx.iter().map(|&i| (i, placed_repairs[i].as_slice())).collect();
