@@ -17,6 +17,7 @@
 
 pub mod ambi_metadata;
 pub mod metrics;
+pub mod prefetch;
 pub mod progress;
 pub mod publisher;
 pub mod qlog;

@@ -188,6 +188,27 @@ impl Digests {
     }
 }
 
+/// A regular file of at most [`READ_WHOLE_UP_TO`] bytes, read whole (its
+/// length as it is now: one read, no size probing); `None` for a larger one,
+/// whose metadata goes to `metadata`.
+fn read_whole(file: &std::path::Path, metadata: &mut Option<std::fs::Metadata>) -> Result<Option<Vec<u8>>, String> {
+    let mut f = std::fs::File::open(file).map_err(|e| e.to_string())?;
+    Ok(match f.metadata() {
+        Ok(m) if m.is_file() && m.len() <= READ_WHOLE_UP_TO => {
+            let mut body = vec![0u8; m.len() as usize];
+            f.read_exact(&mut body).map_err(|e| e.to_string())?;
+            Some(body)
+        }
+        Ok(m) => {
+            *metadata = Some(m);
+            None
+        }
+        Err(_) => None,
+    })
+}
+
+/// Sends `entry` (read now, or as [`crate::prefetch`] read it ahead: `prefetched`).
+#[allow(clippy::too_many_arguments)] // the run's state, threaded through its three callers
 async fn send_file(
     publisher: &mut Publisher,
     entry: &Entry,
@@ -196,24 +217,14 @@ async fn send_file(
     progress: &mut Progress,
     sending: Sending,
     digests: &mut Digests,
+    prefetched: Option<(Vec<u8>, [u8; 32])>,
 ) -> Result<(), SendError> {
     let skipped = |reason: String, reset: bool| SendError::Skipped(Skipped { file: entry.file.clone(), reset, reason });
     let mut metadata = None;
-    let whole = match std::fs::File::open(&entry.file) {
-        Ok(mut f) => match f.metadata() {
-            Ok(m) if m.is_file() && m.len() <= READ_WHOLE_UP_TO => {
-                // Its length as it is now (one read, no size probing).
-                let mut body = vec![0u8; m.len() as usize];
-                f.read_exact(&mut body).map_err(|e| skipped(e.to_string(), false))?;
-                Some(body)
-            }
-            Ok(m) => {
-                metadata = Some(m);
-                None
-            }
-            Err(_) => None,
-        },
-        Err(e) => return Err(skipped(e.to_string(), false)),
+    // Read and hashed ahead ([`crate::prefetch`]), or read now.
+    let (whole, hashed) = match prefetched {
+        Some((body, digest)) => (Some(body), Some(digest)),
+        None => (read_whole(&entry.file, &mut metadata).map_err(|e| skipped(e, false))?, None),
     };
     let known = metadata.as_ref().and_then(|m| digests.get(&entry.file, m));
     // A file sent more than once announces its digest up front: receivers
@@ -222,7 +233,7 @@ async fn send_file(
         return send_file_trailed(publisher, entry, m, last, copies, progress, digests).await;
     }
     let (digest, len) = match (&whole, known) {
-        (Some(body), _) => (h3m_proto::http::digest::sha256(body), body.len() as u64),
+        (Some(body), _) => (hashed.unwrap_or_else(|| h3m_proto::http::digest::sha256(body)), body.len() as u64),
         (None, Some(known)) => known,
         (None, None) => {
             let (digest, len) = sha256_file(&entry.file)?;
@@ -390,6 +401,10 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
     // Push IDs of each entry's copies: those sent, then those planned (one
     // round later each, as long as no file is skipped).
     let mut copy_ids: Vec<Vec<u64>> = vec![Vec::new(); entries.len()];
+    // The small files, read and hashed ahead on a thread of their own, in
+    // the order of the rounds below.
+    let order: Vec<std::path::PathBuf> = (0..rounds).flat_map(|_| entries.iter().map(|e| e.file.clone())).collect();
+    let mut prefetch = crate::prefetch::Prefetch::spawn(order).ok();
     for round in 0..opts.repeat.max(1) {
         for (i, e) in entries.iter().enumerate() {
             let last = ends_with_files && round + 1 == opts.repeat.max(1) && i + 1 == entries.len();
@@ -401,7 +416,9 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
                 Vec::new()
             };
             copy_ids[i].push(publisher.next_push_id());
-            let sent = send_file(&mut publisher, e, last, copies, &mut progress, Sending::Batched, &mut digests).await;
+            let pre = prefetch.as_mut().and_then(|p| p.take(&e.file));
+            let sent =
+                send_file(&mut publisher, e, last, copies, &mut progress, Sending::Batched, &mut digests, pre).await;
             if note_skipped(sent, &mut skipped)?
                 && let Some(w) = &mut watcher
             {
@@ -510,7 +527,8 @@ async fn carousel(
         // And the next copy as planned (one cycle on, if the set stays as it
         // is): a copy lost whole in the last cycle is then named too.
         copies.push(id + cycle);
-        let sent = send_file(publisher, &slot.entry, false, copies, progress, Sending::Batched, &mut digests).await;
+        let sent =
+            send_file(publisher, &slot.entry, false, copies, progress, Sending::Batched, &mut digests, None).await;
         if note_skipped(sent, skipped)? {
             slot.copies.push(id);
             if slot.copies.len() > 2 * CAROUSEL_COPIES_NAMED {
@@ -558,7 +576,7 @@ async fn watch(
             ready = watcher.next() => {
                 for e in ready? {
                     let sent =
-                        send_file(publisher, &e, false, Vec::new(), progress, Sending::Now, &mut Digests::new(digest_first))
+                        send_file(publisher, &e, false, Vec::new(), progress, Sending::Now, &mut Digests::new(digest_first), None)
                             .await;
                     if note_skipped(sent, skipped)? {
                         watcher.mark_sent(&e);
