@@ -57,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let filtered = read_capture(data, &ReadOptions { port: Some(PORT) }).expect("the same file reads again");
+    let filtered = read_capture(data, &ReadOptions { port: Some(PORT), repair_port: None }).expect("the same file reads again");
     assert_eq!(filtered.format, all.format);
     assert_eq!(filtered.stats.udp_datagrams, filtered.datagrams.len() as u64);
     let expected: Vec<_> = if all.format == Format::Datagrams {

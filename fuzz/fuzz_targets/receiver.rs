@@ -110,7 +110,7 @@ impl Checker {
                         "headers for push {push_id}, not an active promised push"
                     );
                 }
-                Event::BodyData { push_id, offset, data } => {
+                Event::BodyData { push_id, offset, data, .. } => {
                     let ranges = self
                         .active
                         .get_mut(&push_id)
