@@ -43,6 +43,16 @@ fn start_receiver(args: &[&str], out: &Path) -> Reaper {
     Reaper(Some(child))
 }
 
+/// Runs `send` (an `h3m-send` command) to its end, then waits for the
+/// receiver: its exit code and stderr. Panics with the sender's stderr if
+/// the sender failed.
+fn send_then_finish(send: &mut Command, recv: &mut Reaper) -> (Option<i32>, String) {
+    let sent = send.output().unwrap();
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    let output = recv.0.take().unwrap().wait_with_output().unwrap();
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
 /// Relative path -> SHA-256 of every file under `root`.
 fn tree(root: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
@@ -312,18 +322,11 @@ fn ambi_on_a_protected_session_drops_a_key_holders_forgeries() {
         .output()
         .unwrap();
     assert!(forged.status.success(), "{}", String::from_utf8_lossy(&forged.stderr));
-    let sent = Command::new(h3m_send())
-        .arg(&src)
-        .args(session)
-        .args(keys)
-        .args(ambi)
-        .args(["--rate", "100M", "--quiet"])
-        .output()
-        .unwrap();
-    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
-    let output = recv.0.take().unwrap().wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let (code, stderr) = send_then_finish(
+        Command::new(h3m_send()).arg(&src).args(session).args(keys).args(ambi).args(["--rate", "100M", "--quiet"]),
+        &mut recv,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), genuine, "no forged byte");
     let count = |key: &str| summary_count(&stderr, key);
     // Every genuine datagram authenticated; the forgeries held, then
@@ -575,17 +578,15 @@ fn an_ambi_key_of_its_own_authenticates_unsigned_pushes() {
     args.extend(["--source", "127.0.0.1", "--idle-timeout", "4", "--ambi", "inband"]);
     let mut recv = start_receiver(&[&args[..], &["--ambi-trust", &good]].concat(), &out);
     let mut wrong = start_receiver(&[&args[..], &["--ambi-trust", &other]].concat(), &out_other);
-    let sent = Command::new(h3m_send())
-        .arg(&src)
-        .args(session)
-        .args(["--source", "127.0.0.1", "--rate", "100M", "--quiet", "--ambi", "inband"])
-        .args(["--ambi-key", &format!("{keys_dir}ed25519.key.pem")])
-        .output()
-        .unwrap();
-    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
-    let output = recv.0.take().unwrap().wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let (code, stderr) = send_then_finish(
+        Command::new(h3m_send())
+            .arg(&src)
+            .args(session)
+            .args(["--source", "127.0.0.1", "--rate", "100M", "--quiet", "--ambi", "inband"])
+            .args(["--ambi-key", &format!("{keys_dir}ed25519.key.pem")]),
+        &mut recv,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(std::fs::read(out.join("clip.bin")).unwrap(), body);
     let count = summary_count;
     assert_eq!(count(&stderr, "ambi_authenticated"), count(&stderr, "datagrams"), "{stderr}");

@@ -237,20 +237,13 @@ impl Verifier {
     }
 
     fn open_batched(&mut self, datagram: &[u8], digest_len: usize) -> Result<Manifest, InbandError> {
-        let head = datagram.get(..8).ok_or(InbandError::Truncated)?;
-        let alg = algorithm(head[5])?;
-        let len = usize::from(u16::from_be_bytes([head[6], head[7]]));
-        let body = datagram.get(8..8 + len).ok_or(InbandError::Truncated)?;
-        let &[index, depth] = datagram.get(8 + len..10 + len).ok_or(InbandError::Truncated)? else {
-            return Err(InbandError::Truncated);
-        };
+        let (alg, body, rest) = split(datagram)?;
+        let (&[index, depth], rest) = rest.split_first_chunk().ok_or(InbandError::Truncated)?;
         let (index, depth_n) = (usize::from(index), usize::from(depth));
         if depth_n > MAX_DEPTH || index >> depth_n != 0 {
             return Err(InbandError::Truncated);
         }
-        let path_end = 10 + len + 32 * depth_n;
-        let path = datagram.get(10 + len..path_end).ok_or(InbandError::Truncated)?;
-        let signature = &datagram[path_end..];
+        let (path, signature) = rest.split_at_checked(32 * depth_n).ok_or(InbandError::Truncated)?;
         let mut hash = leaf_hash(Some(body));
         for (level, sibling) in path.chunks_exact(32).enumerate() {
             let sibling: &[u8; 32] = sibling.try_into().expect("32 bytes");
@@ -261,8 +254,7 @@ impl Verifier {
         known[1..].copy_from_slice(&hash);
         if !self.roots.contains(&known) {
             self.verifications += 1;
-            let msg = batch_message(depth, &hash);
-            if !self.trust.iter().any(|k| alg.accepts(k.key_type()) && k.verify(alg, &msg, signature).is_ok()) {
+            if !trusted(&self.trust, alg, &batch_message(depth, &hash), signature) {
                 return Err(InbandError::BadSignature);
             }
             if self.roots.len() >= ROOTS_REMEMBERED {
@@ -298,16 +290,26 @@ pub fn open(datagram: &[u8], digest_len: usize, trust: &[VerifyingKey]) -> Resul
     if !is_inband(datagram) || datagram.get(4) != Some(&VERSION) {
         return Err(InbandError::NotInband);
     }
+    let (alg, body, signature) = split(datagram)?;
+    if !trusted(trust, alg, &signed_message(body), signature) {
+        return Err(InbandError::BadSignature);
+    }
+    Ok(Manifest::parse(body, digest_len)?)
+}
+
+/// The parts every version shares: the algorithm, the manifest's bytes,
+/// and what follows them.
+fn split(datagram: &[u8]) -> Result<(SignatureAlgorithm, &[u8], &[u8]), InbandError> {
     let head = datagram.get(..8).ok_or(InbandError::Truncated)?;
     let alg = algorithm(head[5])?;
     let len = usize::from(u16::from_be_bytes([head[6], head[7]]));
     let body = datagram.get(8..8 + len).ok_or(InbandError::Truncated)?;
-    let signature = &datagram[8 + len..];
-    let msg = signed_message(body);
-    if !trust.iter().any(|k| alg.accepts(k.key_type()) && k.verify(alg, &msg, signature).is_ok()) {
-        return Err(InbandError::BadSignature);
-    }
-    Ok(Manifest::parse(body, digest_len)?)
+    Ok((alg, body, &datagram[8 + len..]))
+}
+
+/// Whether one of the trusted keys verifies `signature` over `message`.
+fn trusted(trust: &[VerifyingKey], alg: SignatureAlgorithm, message: &[u8], signature: &[u8]) -> bool {
+    trust.iter().any(|k| alg.accepts(k.key_type()) && k.verify(alg, message, signature).is_ok())
 }
 
 #[cfg(test)]

@@ -449,26 +449,23 @@ impl FecDecoder {
     /// Rebuilds the block's missing datagrams: by solving for them when they
     /// are few (see [`super::direct`]), else with the code's decoder.
     fn decode(&mut self, key: (u64, u16)) {
-        let p = self.pending.get(&key).expect("pending");
-        if (p.missing as usize) <= MAX_DIRECT {
-            match self.rebuild_directly(key) {
-                Some(true) => {
-                    self.drop_pending(key);
-                    self.stats.blocks_decoded += 1;
-                    self.finish_block(key);
-                    return;
-                }
-                Some(false) => {
-                    // Symbols the code does not produce: forged or stale.
-                    self.drop_pending(key);
-                    self.stats.blocks_unrecovered += 1;
-                    self.stats.decode_failures += 1;
-                    self.finish_block(key);
-                    return;
-                }
-                None => {}
-            }
+        let ok = match self.rebuild_directly(key) {
+            Some(ok) => ok,
+            None => self.rebuild_with_decoder(key),
+        };
+        self.drop_pending(key);
+        if ok {
+            self.stats.blocks_decoded += 1;
+        } else {
+            self.stats.blocks_unrecovered += 1;
+            self.stats.decode_failures += 1;
         }
+        self.finish_block(key);
+    }
+
+    /// Rebuilds the block's missing datagrams with the code's decoder: false
+    /// when the symbols are not of the code (forged or stale).
+    fn rebuild_with_decoder(&mut self, key: (u64, u16)) -> bool {
         let p = self.pending.get(&key).expect("pending");
         let h = p.header;
         let (k, r, len) = (h.sources() as usize, usize::from(h.repair_count), usize::from(h.symbol_len));
@@ -518,14 +515,7 @@ impl FecDecoder {
                 }
             }
         }
-        self.drop_pending(key);
-        if ok {
-            self.stats.blocks_decoded += 1;
-        } else {
-            self.stats.blocks_unrecovered += 1;
-            self.stats.decode_failures += 1;
-        }
-        self.finish_block(key);
+        ok
     }
 
     /// Rebuilds the block's missing datagrams by solving for them: `None`
@@ -536,37 +526,41 @@ impl FecDecoder {
         let p = self.pending.get(&key)?;
         let h = p.header;
         let (k, r, len) = (h.sources() as usize, usize::from(h.repair_count), usize::from(h.symbol_len));
+        let slot_of = |j: usize| {
+            let pn = h.source_pn(j as u32);
+            let slot = &self.window[(pn % self.window.len() as u64) as usize];
+            (slot.pn == Some(pn)).then_some(slot)
+        };
+        let lost: Vec<usize> = (0..k).filter(|&j| slot_of(j).is_none()).collect();
+        let m = lost.len();
+        if m == 0 || m > MAX_DIRECT || p.repairs.len() < m {
+            return None;
+        }
+        // The held sources, then the `m` repair symbols used, in the code's
+        // layout, one after the other.
         let w = placed_len(len);
         self.placed.clear();
-        self.placed.resize(k * w, 0);
-        let mut lost = Vec::new();
-        let n = self.window.len() as u64;
+        self.placed.resize((k + m) * w, 0);
         for j in 0..k {
-            let pn = h.source_pn(j as u32);
-            let slot = &self.window[(pn % n) as usize];
-            if slot.pn != Some(pn) {
-                lost.push(j);
-                continue;
-            }
+            let Some(slot) = slot_of(j) else { continue };
             if slot.data.len() + 2 > len {
+                // Longer than the block's symbols: not the datagram the
+                // sender encoded (a forgery, or a stale slot).
                 return Some(false);
             }
             place_source(&slot.data, len, &mut self.placed[j * w..(j + 1) * w]);
         }
-        if lost.is_empty() || lost.len() > MAX_DIRECT || p.repairs.len() < lost.len() {
-            return None;
+        for (a, (_, symbol)) in p.repairs[..m].iter().enumerate() {
+            place(symbol, &mut self.placed[(k + a) * w..(k + a + 1) * w]);
         }
-        let repairs: Vec<(usize, Vec<u8>)> = p.repairs[..lost.len()]
-            .iter()
-            .map(|(i, symbol)| {
-                let mut placed = vec![0u8; w];
-                place(symbol, &mut placed);
-                (usize::from(*i), placed)
-            })
-            .collect();
-        let repairs: Vec<(usize, &[u8])> = repairs.iter().map(|(i, s)| (*i, s.as_slice())).collect();
-        let sources: Vec<Option<&[u8]>> =
-            (0..k).map(|j| (!lost.contains(&j)).then(|| &self.placed[j * w..(j + 1) * w])).collect();
+        let placed = |x: usize| &self.placed[x * w..(x + 1) * w];
+        let repairs: Vec<(usize, &[u8])> =
+            p.repairs[..m].iter().enumerate().map(|(a, (i, _))| (usize::from(*i), placed(k + a))).collect();
+        let mut is_lost = vec![false; k];
+        for &j in &lost {
+            is_lost[j] = true;
+        }
+        let sources: Vec<Option<&[u8]>> = (0..k).map(|j| (!is_lost[j]).then(|| placed(j))).collect();
         let direct = self.direct.get_or_insert_with(|| Box::new(DirectDecoder::new()));
         let mut rebuilt = Vec::with_capacity(lost.len());
         if !direct.rebuild((k, r, w), &sources, &repairs, &mut rebuilt) {

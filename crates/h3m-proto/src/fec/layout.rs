@@ -10,7 +10,7 @@
 //! a field element) pair the same bytes as the code does; zero columns stay
 //! zero through the code's linear operations. [`read_back`] undoes it.
 
-/// Bytes a symbol of `len` bytes takes in a wide shard: whole 64-byte chunks.
+/// Bytes a symbol of `len` bytes takes once placed: whole 64-byte chunks.
 pub(super) fn placed_len(len: usize) -> usize {
     len.next_multiple_of(64)
 }
