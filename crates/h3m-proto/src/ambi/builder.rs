@@ -2,11 +2,15 @@
 //! queued (before it is sent, so manifests can travel ahead of the data),
 //! and overlapping manifests over them.
 //!
-//! Each manifest lists the last [`ManifestBuilder::per_manifest`] digests; a
-//! new one goes out every `per_manifest / overlap` datagrams, so each digest
-//! is in `overlap` manifests and a receiver that loses some manifests still
-//! authenticates every datagram (losing a fraction `p` of manifests leaves a
-//! datagram unauthenticated with probability about `p^overlap`).
+//! A new manifest goes out every `per_manifest / overlap` datagrams (and at
+//! each [`ManifestBuilder::flush`]), listing every digest that is not yet in
+//! `overlap` manifests: at most the last [`ManifestBuilder::per_manifest`].
+//! So each digest is in exactly `overlap` manifests (the last few of a
+//! session in fewer: no manifest follows them), however often the sender
+//! flushes, and a receiver that loses some manifests still authenticates
+//! every datagram (losing a fraction `p` of manifests leaves a datagram
+//! unauthenticated with probability about `p^overlap`). Over HTTPS
+//! (`overlap` 1) each digest is sent once.
 
 use std::collections::VecDeque;
 
@@ -18,10 +22,15 @@ pub struct ManifestBuilder {
     profile: DigestProfile,
     header: PseudoHeader,
     per_manifest: usize,
+    overlap: usize,
     step: usize,
-    /// The newest digests, consecutive in sequence number: `(first seq, bytes)`.
+    /// The digests not yet in `overlap` manifests, consecutive in sequence
+    /// number: `(first seq, bytes)`.
     window_first: u32,
     window: VecDeque<u8>,
+    /// How many manifests each digest of the window is in (never more for
+    /// an older one than a newer one: each manifest lists a newest part).
+    listed: VecDeque<usize>,
     since_last: usize,
     next_sequence: u32,
     ready: VecDeque<Manifest>,
@@ -33,14 +42,17 @@ impl ManifestBuilder {
     /// them, for datagrams sent with `header`.
     pub fn new(profile: DigestProfile, header: PseudoHeader, per_manifest: usize, overlap: usize) -> Self {
         let per_manifest = per_manifest.clamp(1, super::MAX_DIGESTS);
-        let step = (per_manifest / overlap.max(1)).max(1);
+        let overlap = overlap.clamp(1, per_manifest);
+        let step = (per_manifest / overlap).max(1);
         ManifestBuilder {
             profile,
             header,
             per_manifest,
+            overlap,
             step,
             window_first: 0,
             window: VecDeque::new(),
+            listed: VecDeque::new(),
             since_last: 0,
             next_sequence: 0,
             ready: VecDeque::new(),
@@ -58,7 +70,14 @@ impl ManifestBuilder {
     }
 
     fn len(&self) -> usize {
-        self.window.len() / self.profile.digest_len()
+        self.listed.len()
+    }
+
+    /// Forgets the oldest digest of the window.
+    fn drop_oldest(&mut self) {
+        self.window.drain(..self.profile.digest_len());
+        self.listed.pop_front();
+        self.window_first = self.window_first.wrapping_add(1);
     }
 
     /// A datagram with packet sequence number `seq` is about to be sent.
@@ -68,6 +87,7 @@ impl ManifestBuilder {
             // Not consecutive: what is pending goes out, a new run starts.
             self.flush();
             self.window.clear();
+            self.listed.clear();
         }
         if self.window.is_empty() {
             self.window_first = seq;
@@ -75,9 +95,9 @@ impl ManifestBuilder {
         let mut digest = [0u8; 64];
         self.profile.digest_into(&self.header, datagram, &mut digest[..dl]);
         self.window.extend(&digest[..dl]);
+        self.listed.push_back(0);
         if self.len() > self.per_manifest {
-            self.window.drain(..dl);
-            self.window_first = self.window_first.wrapping_add(1);
+            self.drop_oldest();
         }
         self.since_last += 1;
         if self.since_last >= self.step {
@@ -95,14 +115,22 @@ impl ManifestBuilder {
 
     fn emit(&mut self) {
         self.since_last = 0;
+        let dl = self.profile.digest_len();
+        let from = self.listed.iter().position(|&n| n < self.overlap).unwrap_or(self.len());
         let m = Manifest {
             stream_id: self.profile.manifest_id,
             sequence: self.next_sequence,
-            first_packet: self.window_first,
+            first_packet: self.window_first.wrapping_add(from as u32),
             tlvs: Vec::new(),
-            digests: self.window.iter().copied().collect(),
-            digest_len: self.profile.digest_len(),
+            digests: self.window.iter().skip(from * dl).copied().collect(),
+            digest_len: dl,
         };
+        for n in self.listed.iter_mut().skip(from) {
+            *n += 1;
+        }
+        while self.listed.front().is_some_and(|&n| n >= self.overlap) {
+            self.drop_oldest();
+        }
         self.next_sequence = self.next_sequence.wrapping_add(1);
         self.ready.push_back(m);
     }
@@ -145,7 +173,30 @@ mod tests {
         }
         assert_eq!(released, 640);
         assert_eq!(gate.stats().authenticated_on_arrival, 640);
-        assert!(covered.len() == 640 && covered.values().all(|&n| n >= 1));
+        // Flushed after every datagram, each digest is still in exactly 4
+        // manifests (the last 3 in fewer: the session ends), not in 64.
+        assert_eq!(covered.len(), 640);
+        assert!((1000..1637).all(|s| covered[&s] == 4), "{covered:?}");
+        assert_eq!([covered[&1637], covered[&1638], covered[&1639]], [3, 2, 1]);
+    }
+
+    #[test]
+    fn over_https_each_digest_is_sent_once_however_often_it_flushes() {
+        let profile = DigestProfile::default_for(3);
+        let mut b = ManifestBuilder::new(profile, header(), 64, 1);
+        let mut covered = Vec::new();
+        for seq in 0..1000u32 {
+            b.add(seq, &seq.to_be_bytes());
+            if seq % 7 == 0 {
+                b.flush();
+            }
+        }
+        b.flush();
+        while let Some(m) = b.poll_manifest() {
+            assert!((1..=64).contains(&m.count()));
+            covered.extend((0..m.count() as u32).map(|i| m.first_packet + i));
+        }
+        assert_eq!(covered, (0..1000).collect::<Vec<u32>>());
     }
 
     #[test]
