@@ -287,8 +287,41 @@ async fn h1_over(
 }
 
 /// HTTP/3, with the TCP connection for the HTTP/1.1 fallback opened
-/// alongside (see [`RepairClient::connect`]).
+/// alongside (see [`RepairClient::connect`]); once more at once when the
+/// origin started listening during the attempt.
 async fn raced(url: &OriginUrl, addr: SocketAddr, config: &ClientConfig) -> Result<Transport, FetchError> {
+    match race_once(url, addr, config).await {
+        Err(RaceFailure::Opened(_)) => race_once(url, addr, config).await.map_err(RaceFailure::into_fetch_error),
+        other => other.map_err(RaceFailure::into_fetch_error),
+    }
+}
+
+/// Why one race failed.
+enum RaceFailure {
+    /// Nothing listened when it began, something does now: QUIC's first
+    /// packet went to a closed port and would be resent only after its
+    /// probe timeout (a second or so), so the race is run again.
+    Opened(SocketAddr),
+    /// Neither protocol connected.
+    Failed(FetchError),
+}
+
+impl RaceFailure {
+    fn into_fetch_error(self) -> FetchError {
+        match self {
+            RaceFailure::Opened(addr) => FetchError::Connect(format!("h3 {addr}: no answer; tcp {addr}: opened late")),
+            RaceFailure::Failed(e) => e,
+        }
+    }
+}
+
+impl From<FetchError> for RaceFailure {
+    fn from(e: FetchError) -> Self {
+        RaceFailure::Failed(e)
+    }
+}
+
+async fn race_once(url: &OriginUrl, addr: SocketAddr, config: &ClientConfig) -> Result<Transport, RaceFailure> {
     let started = tokio::time::Instant::now();
     let h3 = tokio::time::timeout(config.connect_timeout, connect_h3(url, addr, config));
     tokio::pin!(h3);
@@ -304,11 +337,19 @@ async fn raced(url: &OriginUrl, addr: SocketAddr, config: &ClientConfig) -> Resu
                 let refused = r.is_err();
                 tcp_result = Some(r);
                 if refused {
-                    // Nothing listens on TCP: give QUIC a short grace only.
+                    // Nothing listens on TCP: give QUIC a short grace only,
+                    // and start again should the origin open meanwhile.
                     let grace = started.elapsed() * 2 + std::time::Duration::from_millis(100);
-                    break tokio::time::timeout(grace, &mut h3)
-                        .await
-                        .unwrap_or_else(|_| Ok(Err(FetchError::Connect(format!("h3 {addr}: no answer")))));
+                    tokio::select! {
+                        biased;
+                        r = &mut h3 => break r,
+                        opened = listener_opens(addr, grace) => {
+                            if opened {
+                                return Err(RaceFailure::Opened(addr));
+                            }
+                            break Ok(Err(FetchError::Connect(format!("h3 {addr}: no answer"))));
+                        }
+                    }
                 }
             }
         }
@@ -329,7 +370,7 @@ async fn raced(url: &OriginUrl, addr: SocketAddr, config: &ClientConfig) -> Resu
         },
         Err(e) => Err(e),
     };
-    h1.map_err(|e| FetchError::Connect(format!("{h3_failure}; {e}")))
+    Ok(h1.map_err(|e| FetchError::Connect(format!("{h3_failure}; {e}")))?)
 }
 
 /// The part of a response that decides what to do with its body.
@@ -405,6 +446,46 @@ impl Gather {
         }
         self.body.extend_from_slice(chunk);
         Ok(self.body.len() == self.want)
+    }
+}
+
+/// How often [`wait_for_listener`] knocks.
+const LISTENER_PROBE: Duration = Duration::from_millis(25);
+
+/// Waits at most `within` for something to listen on `url`'s TCP port: a
+/// bare TCP connect every 25 ms while the port refuses (a SYN answered by a
+/// reset, no TLS, no QUIC Initial), returning as soon as one is not refused
+/// (accepted, unreachable, timed out) or the time is up. A client that found
+/// nothing listening calls it instead of sleeping out its back-off, so that
+/// it connects within 25 ms of an origin that is starting (an h3m origin
+/// binds its UDP port before its TCP port, so an accepted probe means both
+/// are open); an origin that serves HTTP/3 only is waited out as before.
+pub async fn wait_for_listener(url: &OriginUrl, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    match url.resolve().await {
+        Ok(addr) => {
+            listener_opens(addr, deadline.saturating_duration_since(tokio::time::Instant::now())).await;
+        }
+        Err(_) => tokio::time::sleep_until(deadline).await,
+    }
+}
+
+/// Knocks on `addr`'s TCP port every 25 ms for at most `within` while it
+/// refuses: `true` once a knock is accepted, `false` when one fails
+/// otherwise or the time is up.
+async fn listener_opens(addr: SocketAddr, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        tokio::time::sleep_until(deadline.min(now + LISTENER_PROBE)).await;
+        match tokio::time::timeout_at(deadline, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+            Ok(Ok(_)) => return true,
+            Ok(Err(_)) | Err(_) => return false,
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use h3m_unicast::catalog::{Catalog, Entry, Source};
-use h3m_unicast::client::{ClientConfig, FetchError, OriginUrl, Protocol, RepairClient};
+use h3m_unicast::client::{ClientConfig, FetchError, OriginUrl, Protocol, RepairClient, wait_for_listener};
 use h3m_unicast::origin::{Origin, OriginConfig};
 use h3m_unicast::tls::{Identity, Trust};
 
@@ -275,4 +275,52 @@ async fn connecting_where_nothing_listens_fails_without_waiting_out_the_timeout(
         Ok(other) => panic!("{other:?}"),
         Err(_) => panic!("the QUIC attempt was waited out"),
     }
+}
+
+/// An origin that starts while a client is trying (an AMBI channel started
+/// just before its sender): waiting for its listener ends as it opens, and a
+/// connection attempt that began before it opened is run again at once
+/// (its QUIC Initial went to a closed port) instead of failing.
+#[tokio::test]
+async fn a_client_connects_to_an_origin_that_starts_while_it_tries() {
+    let start_origin_at = |addr: std::net::SocketAddr, after: Duration| {
+        let identity = Identity::self_signed(&["127.0.0.1".into()]).unwrap();
+        let pin = identity.fingerprint();
+        let origin = tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let mut config = OriginConfig::new(addr, identity);
+            config.listen = addr;
+            Origin::spawn(config, Arc::new(Catalog::new())).unwrap()
+        });
+        (origin, pin)
+    };
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let url = |addr| OriginUrl::parse(&format!("https://{addr}")).unwrap();
+
+    // Nothing listens: the wait takes the whole time.
+    let addr = free();
+    let started = std::time::Instant::now();
+    wait_for_listener(&url(addr), Duration::from_millis(200)).await;
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    // The origin starts 60 ms into a wait of 10 s: the wait ends then.
+    let (origin, pin) = start_origin_at(addr, Duration::from_millis(60));
+    let started = std::time::Instant::now();
+    wait_for_listener(&url(addr), Duration::from_secs(10)).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "waited {:?}", started.elapsed());
+    let origin = origin.await.unwrap();
+    let client = RepairClient::connect(&url(addr), &quick(Trust::Pin(pin))).await.unwrap();
+    assert_eq!(client.protocol(), Protocol::Http3);
+    drop(client);
+    origin.shutdown();
+
+    // The origin starts 30 ms after a connection attempt began (TCP was
+    // refused, QUIC's first packet lost): the attempt still connects, over
+    // HTTP/3, with no retry by the caller.
+    let addr = free();
+    let (origin, pin) = start_origin_at(addr, Duration::from_millis(30));
+    let mut config = quick(Trust::Pin(pin));
+    config.connect_timeout = Duration::from_secs(30);
+    let client = RepairClient::connect(&url(addr), &config).await.unwrap();
+    assert_eq!(client.protocol(), Protocol::Http3);
+    origin.await.unwrap().shutdown();
 }

@@ -11,14 +11,16 @@
 //! shortened by a random part of up to half so that receivers that lost the
 //! origin together do not come back together; back to 1 s once a
 //! connection brought a manifest. A receiver that has never had a manifest
-//! tries every 125–250 ms for its first 2 s (the data hold: what it
-//! receives meanwhile waits on the channel), so one started just before
-//! its sender authenticates from the first datagram on.
+//! tries again after 125–250 ms for its first 2 s (the data hold: what it
+//! receives meanwhile waits on the channel), and sooner when the origin's
+//! port refused it and starts to listen meanwhile (probed every 25 ms, see
+//! [`wait_for_listener`]), so one started just before its sender
+//! authenticates from the first datagram on.
 
 use std::time::Duration;
 
 use h3m_proto::ambi::{DigestProfile, MANIFEST_PATH, Manifest, ManifestStream};
-use h3m_unicast::client::{ClientConfig, OriginUrl, Protocol, RepairClient, UrlError};
+use h3m_unicast::client::{ClientConfig, OriginUrl, Protocol, RepairClient, UrlError, wait_for_listener};
 use h3m_unicast::tls::Trust;
 use tokio::sync::mpsc;
 
@@ -164,7 +166,12 @@ async fn run(channel: HttpsChannel, profile: DigestProfile, tx: mpsc::Sender<Cha
         if tx.send(ChannelEvent::Lost { reason, retry_in }).await.is_err() {
             return;
         }
-        tokio::time::sleep(retry_in).await;
+        if eager {
+            // The origin may be starting: connect as soon as it listens.
+            wait_for_listener(&channel.url, retry_in).await;
+        } else {
+            tokio::time::sleep(retry_in).await;
+        }
         if !eager {
             delay = (delay * 2).min(channel.max_backoff);
         }
