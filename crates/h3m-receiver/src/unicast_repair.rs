@@ -433,7 +433,7 @@ impl<'a> Repairer<'a> {
             s.jobs_left -= 1;
             match result {
                 Ok(f) => {
-                    if session.repair_data(s.want.id, f.range.start, &f.body, f.complete) {
+                    if session.repair_data(s.want.id, f.range.start, &f.body, f.complete, f.sha256) {
                         // A body of unknown length goes on past this answer.
                         if job.open_ended && f.complete.is_some_and(|c| c > f.range.end) {
                             let next = f.range.end..f.range.end.saturating_add(opts.max_request);

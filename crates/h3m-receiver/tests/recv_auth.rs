@@ -19,6 +19,10 @@ use h3m_proto::qpack::huffman;
 use h3m_proto::sender::{ResourceMeta, Sender, SenderConfig};
 use serde_json::Value;
 
+#[path = "support/loopback.rs"]
+mod loopback;
+use loopback::send_on_loopback;
+
 const BIN: &str = env!("CARGO_BIN_EXE_h3m-recv");
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/vectors/nghq");
 const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/vectors/keys");
@@ -689,24 +693,6 @@ fn promise_datagram(push_id: u64, path: &str, packet_number: u64) -> Vec<u8> {
     let mut dgram = Vec::new();
     packet::write_packet(&mut dgram, &SessionId::NGHQ_DEFAULT, packet_number, 4, &payload, &NullProtection).unwrap();
     dgram
-}
-
-/// Sends `datagrams` to `group` over loopback multicast (outgoing interface
-/// 127.0.0.1, TTL 1), a millisecond apart.
-fn send_on_loopback(group: std::net::SocketAddr, datagrams: &[Vec<u8>]) {
-    use h3m_net::{Interface, MulticastConfig, open_sender};
-    let cfg = MulticastConfig::new(group).with_interface(Interface::Addr("127.0.0.1".parse().unwrap()));
-    let (socket, _) = open_sender(&cfg).unwrap();
-    for d in datagrams {
-        loop {
-            match socket.send_to(d, group) {
-                Ok(_) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(1)),
-                Err(e) => panic!("send to {group}: {e}"),
-            }
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 #[test]

@@ -43,18 +43,19 @@ pub struct SendOptions {
     /// (`--digest-first`). By default a file over 1 MiB whose digest is not
     /// known yet is hashed as it is sent, its digest in trailers: one pass
     /// over the file, and its first datagram leaves at once (a file sent more
-    /// than once, with `repeat` or `carousel`, and every file of a session
-    /// with unicast repair always has it in its headers).
+    /// than once, with `repeat` or `carousel`, always has it in its headers).
+    /// With unicast repair the origin announces the digest with every range
+    /// it serves once the file is sent (`repr-digest`), so a receiver that
+    /// lost the trailers still verifies a repaired body.
     pub digest_first: bool,
 }
 
 impl SendOptions {
     /// Whether every file's digest goes in its response headers (see
-    /// [`SendOptions::digest_first`]): asked for, a file sent more than once
-    /// (receivers match copies by it), or unicast repair (a receiver that lost
-    /// the trailers could not verify a repaired body otherwise).
+    /// [`SendOptions::digest_first`]): asked for, or a file sent more than
+    /// once (receivers match copies by it).
     fn digests_in_headers(&self) -> bool {
-        self.digest_first || self.repeat > 1 || self.carousel || self.publisher.catalog.is_some()
+        self.digest_first || self.repeat > 1 || self.carousel
     }
 }
 

@@ -1,9 +1,11 @@
 //! Where `h3m-send` puts a file's digest, over loopback multicast: a file over
 //! 1 MiB sent once is hashed as it is sent (on the read-ahead thread), its
 //! SHA-256 in trailers and none in its headers; `--digest-first` puts it in
-//! the headers and sends no trailers; `--repeat` and `--repair-listen` always
-//! announce it up front (receivers match copies by it; a repaired body is
-//! verified against it); a small file always has it in its headers.
+//! the headers and sends no trailers; `--repeat` always announces it up
+//! front (receivers match copies by it); with `--repair-listen` it is in the
+//! trailers too, and the origin announces it once the file is sent (a
+//! receiver that lost the trailers verifies a repaired body by it); a small
+//! file always has it in its headers.
 //! Every body arrives byte for byte and matches the digest announced.
 //!
 //! Network safety: groups 239.255.77.34-37, outgoing interface 127.0.0.1, TTL 1.
@@ -144,8 +146,7 @@ fn copies_announce_it_up_front() {
 }
 
 #[test]
-fn with_unicast_repair_it_is_in_the_headers() {
-    // A receiver that lost the trailers must still verify a repaired body.
+fn with_unicast_repair_it_is_in_the_trailers_and_the_origin_announces_it() {
     let (_dir, big, _small, big_body, _) = files();
     let port = 41_000 + (std::process::id() % 20_000) as u16;
     let listen = format!("127.0.0.1:{port}");
@@ -153,6 +154,31 @@ fn with_unicast_repair_it_is_in_the_headers() {
     assert_eq!(pushes.len(), 1, "{pushes:?}");
     assert!(pushes[0].complete);
     assert_eq!(pushes[0].body, big_body);
-    assert_eq!(announced_sha256(&pushes[0].headers), Some(sha256(&big_body)));
-    assert!(pushes[0].trailers.is_none());
+    assert_eq!(announced_sha256(&pushes[0].headers), None, "hashed as sent: no wait before the first datagram");
+    assert_eq!(pushes[0].trailers.as_deref().and_then(announced_sha256), Some(sha256(&big_body)));
+}
+
+#[test]
+fn the_origin_learns_a_trailed_files_digest_when_it_is_sent() {
+    use h3m_sender::publisher::{Publisher, PublisherConfig};
+    use h3m_unicast::catalog::Catalog;
+    let (_dir, big, _small, big_body, _) = files();
+    let port = 32_000 + (std::process::id() % 20_000) as u16;
+    let mut config = PublisherConfig::new((Ipv4Addr::new(239, 255, 77, 38), port).into());
+    config.interface = Some(h3m_net::Interface::Addr(Ipv4Addr::LOCALHOST.into()));
+    config.rate = Some(200_000_000);
+    let catalog = std::sync::Arc::new(Catalog::new());
+    config.catalog = Some(std::sync::Arc::clone(&catalog));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut publisher = Publisher::open(&config).unwrap();
+        let meta = h3m_proto::sender::ResourceMeta::file("big.bin", big_body.len() as u64, std::time::UNIX_EPOCH);
+        let mut push = publisher.start_file_trailed(&meta, &big).await.unwrap();
+        let served = catalog.get("/big.bin").expect("in the catalog from its first datagram");
+        assert_eq!(served.sha256, None, "not known before the body is sent");
+        publisher.write_stream(&mut push, &big_body).await.unwrap();
+        assert_eq!(publisher.finish_stream(push).await.unwrap(), sha256(&big_body));
+        publisher.close().await.unwrap();
+    });
+    assert_eq!(catalog.get("/big.bin").and_then(|e| e.sha256), Some(sha256(&big_body)));
 }

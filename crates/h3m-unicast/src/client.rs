@@ -175,6 +175,9 @@ pub struct Fetched {
     pub complete: Option<u64>,
     /// The bytes (`range.end - range.start` of them).
     pub body: Bytes,
+    /// The whole resource's SHA-256, if the answer announced it
+    /// (`repr-digest: sha-256=:…:`).
+    pub sha256: Option<[u8; 32]>,
 }
 
 /// The protocol a client ended up with.
@@ -373,17 +376,34 @@ async fn race_once(url: &OriginUrl, addr: SocketAddr, config: &ClientConfig) -> 
     Ok(h1.map_err(|e| FetchError::Connect(format!("{h3_failure}; {e}")))?)
 }
 
+/// The SHA-256 member of a `repr-digest` value (RFC 9530: a structured
+/// dictionary, `sha-256=:BASE64:`), if it is one of 32 bytes.
+fn repr_sha256(value: &[u8]) -> Option<[u8; 32]> {
+    use base64::Engine;
+    value.split(|&b| b == b',').find_map(|member| {
+        let b64 = member.trim_ascii().strip_prefix(b"sha-256=:")?.strip_suffix(b":")?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+        <[u8; 32]>::try_from(bytes.as_slice()).ok()
+    })
+}
+
 /// The part of a response that decides what to do with its body.
 struct Head {
     status: StatusCode,
     content_range: Option<String>,
     retry_after: Option<String>,
+    sha256: Option<[u8; 32]>,
 }
 
 impl Head {
     fn of(status: StatusCode, headers: &http::HeaderMap) -> Head {
         let get = |h| headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        Head { status, content_range: get(header::CONTENT_RANGE), retry_after: get(header::RETRY_AFTER) }
+        Head {
+            status,
+            content_range: get(header::CONTENT_RANGE),
+            retry_after: get(header::RETRY_AFTER),
+            sha256: headers.get_all("repr-digest").iter().find_map(|v| repr_sha256(v.as_bytes())),
+        }
     }
 
     /// Which bytes of `asked` the body will hold and where the body starts:
@@ -619,7 +639,8 @@ impl RepairClient {
                 stream.finish().await.map_err(|e| transport_err(&e))?;
                 let resp = stream.recv_response().await.map_err(|e| transport_err(&e))?;
                 let status = resp.status();
-                let (range, complete, skip) = Head::of(status, resp.headers()).expect(asked)?;
+                let head = Head::of(status, resp.headers());
+                let (range, complete, skip) = head.expect(asked)?;
                 let mut g = Gather::new(&range, skip, status == StatusCode::OK);
                 let mut whole = g.want == 0;
                 while !whole {
@@ -635,7 +656,7 @@ impl RepairClient {
                     return Err(bad(format!("the body ended after {} of {} bytes", g.body.len(), g.want)));
                 }
                 stream.stop_sending(h3::error::Code::H3_NO_ERROR);
-                Ok(Fetched { range, complete, body: g.body.into() })
+                Ok(Fetched { range, complete, body: g.body.into(), sha256: head.sha256 })
             }
             Transport::H1(sender) => {
                 use http_body_util::BodyExt;
@@ -648,7 +669,8 @@ impl RepairClient {
                 sender.ready().await.map_err(|e| transport_err(&e))?;
                 let resp = sender.send_request(req).await.map_err(|e| transport_err(&e))?;
                 let status = resp.status();
-                let (range, complete, skip) = Head::of(status, resp.headers()).expect(asked)?;
+                let head = Head::of(status, resp.headers());
+                let (range, complete, skip) = head.expect(asked)?;
                 let mut g = Gather::new(&range, skip, status == StatusCode::OK);
                 let mut body = resp.into_body();
                 let mut whole = g.want == 0;
@@ -662,7 +684,7 @@ impl RepairClient {
                 if !whole {
                     return Err(bad(format!("the body ended after {} of {} bytes", g.body.len(), g.want)));
                 }
-                Ok(Fetched { range, complete, body: g.body.into() })
+                Ok(Fetched { range, complete, body: g.body.into(), sha256: head.sha256 })
             }
         }
     }
@@ -734,11 +756,24 @@ mod tests {
     }
 
     #[test]
+    fn repr_digest_values_give_their_sha256_member() {
+        let d = [7u8; 32];
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(d);
+        assert_eq!(repr_sha256(format!("sha-256=:{b64}:").as_bytes()), Some(d));
+        assert_eq!(repr_sha256(format!("sha-512=:AAAA:, sha-256=:{b64}:").as_bytes()), Some(d));
+        assert_eq!(repr_sha256(b"sha-256=:AAAA:"), None, "not 32 bytes");
+        assert_eq!(repr_sha256(format!("sha-256={b64}").as_bytes()), None, "not a byte sequence");
+        assert_eq!(repr_sha256(b""), None);
+    }
+
+    #[test]
     fn answers_are_checked_against_the_question() {
         let head = |status, cr: Option<&str>| Head {
             status,
             content_range: cr.map(str::to_owned),
             retry_after: Some("2".into()),
+            sha256: None,
         };
         let asked = 100..200;
         assert_eq!(

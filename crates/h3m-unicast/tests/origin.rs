@@ -31,7 +31,8 @@ fn lab(tweak: impl FnOnce(&mut OriginConfig)) -> Lab {
         "/mem/a%20b.txt",
         Entry { source: Source::Memory(body[..1000].to_vec().into()), content_type: None, sha256: None },
     );
-    catalog.insert("/big.bin", Entry::file(&file, Some("application/octet-stream".into()), None).unwrap());
+    let sha256: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, &body).as_ref().try_into().unwrap();
+    catalog.insert("/big.bin", Entry::file(&file, Some("application/octet-stream".into()), Some(sha256)).unwrap());
     let identity = Identity::self_signed(&["localhost".into(), "127.0.0.1".into()]).unwrap();
     let pin = identity.fingerprint();
     let mut config = OriginConfig::new("127.0.0.1:0".parse().unwrap(), identity);
@@ -58,11 +59,17 @@ async fn ranges_are_byte_exact(lab: &Lab, client: &RepairClient) {
         assert_eq!(got.range, range);
         assert_eq!(got.complete, Some(300_000));
         assert_eq!(&got.body[..], &lab.body[range.start as usize..range.end as usize]);
+        // The whole body's digest, as the catalog knows it (repr-digest).
+        assert_eq!(
+            got.sha256.as_ref().map(|d| &d[..]),
+            Some(ring::digest::digest(&ring::digest::SHA256, &lab.body).as_ref())
+        );
     }
     // Past the end: the origin sends what exists and says so.
     let tail = client.fetch("/big.bin", 299_990..400_000).await.unwrap();
     assert_eq!((tail.range, &tail.body[..]), (299_990..300_000, &lab.body[299_990..]));
-    assert_eq!(client.fetch("/mem/a%20b.txt", 10..20).await.unwrap().body, lab.body[10..20]);
+    let mem = client.fetch("/mem/a%20b.txt", 10..20).await.unwrap();
+    assert_eq!((&mem.body[..], mem.sha256), (&lab.body[10..20], None), "no digest known, none announced");
     assert_eq!(client.fetch("/nope", 0..10).await, Err(FetchError::NotFound));
     assert_eq!(client.fetch("/big.bin", 300_000..300_001).await, Err(FetchError::RangeNotSatisfiable));
 }
@@ -203,12 +210,13 @@ async fn the_listing_names_each_push_and_is_counted_apart() {
     let client = RepairClient::connect(&lab.url(), &quick(Trust::Pin(lab.pin))).await.unwrap();
     let f = client.fetch(h3m_unicast::listing::LISTING_PATH, 0..1 << 20).await.unwrap();
     let text = std::str::from_utf8(&f.body).unwrap();
-    assert_eq!(text, "4 300000 - 60 /big.bin\n5 1000 - - /mem/a%20b.txt\n6 - - - /gone\n");
+    let big = format!("4 300000 {} 60 /big.bin\n", hex::encode(ring::digest::digest(&ring::digest::SHA256, &lab.body)));
+    assert_eq!(text, format!("{big}5 1000 - - /mem/a%20b.txt\n6 - - - /gone\n"));
     let listed = h3m_unicast::listing::parse(text).unwrap();
     assert_eq!(listed[&5].length, Some(1000));
     assert_eq!(client.lookup(4).await.unwrap(), Some(listed[&4].clone()));
     assert_eq!(client.lookup(7).await.unwrap(), None);
-    let one = "4 300000 - 60 /big.bin\n".len() as u64;
+    let one = big.len() as u64;
     let c = lab.origin.counters();
     assert_eq!((c.bytes, c.listing_bytes, c.not_found), (0, text.len() as u64 + one, 1));
 }

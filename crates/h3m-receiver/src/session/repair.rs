@@ -26,10 +26,17 @@ pub(crate) struct RepairWant {
 }
 
 impl Resource {
-    /// Whether a repair could complete it: a path to ask for, and a digest
-    /// to verify what comes back.
+    /// Whether a repair could complete it: a path to ask for. What comes
+    /// back is verified by the digest the session announced, or else (the
+    /// digest was to come in trailers that were lost) by the one the origin
+    /// announces with the bytes; without either nothing is written.
     pub(super) fn is_repairable(&self) -> bool {
-        self.raw_path.is_some() && (self.sha256.is_some() || self.trailer_sha256.is_some())
+        self.raw_path.is_some()
+    }
+
+    /// The digest its body must match, announced by the session.
+    fn digest(&self) -> Option<[u8; 32]> {
+        self.sha256.or(self.trailer_sha256)
     }
 
     /// The byte ranges it lacks.
@@ -82,13 +89,28 @@ impl<S: ResourceSink> Session<'_, '_, S> {
     }
 
     /// Bytes the origin sent for held resource `id` at `offset`; `complete`
-    /// is the whole length if the origin said. Only bytes still missing are
-    /// written. `false` if the resource is no longer held (a write failed).
-    pub(crate) fn repair_data(&mut self, id: u64, offset: u64, data: &[u8], complete: Option<u64>) -> bool {
-        if let Some(r) = self.held.get_mut(&id)
-            && r.length.is_none()
-        {
-            r.length = complete;
+    /// is the whole length and `sha256` the whole body's digest, if the
+    /// origin said. Only bytes still missing are written. The origin's
+    /// digest is taken only where the session announced none (its trailers
+    /// were lost): the body is then verified against it, as the origin is
+    /// authenticated by TLS (with `--trust`, the signature the trailers
+    /// carried is still required). `false` if the resource is no longer
+    /// held (a write failed).
+    pub(crate) fn repair_data(
+        &mut self,
+        id: u64,
+        offset: u64,
+        data: &[u8],
+        complete: Option<u64>,
+        sha256: Option<[u8; 32]>,
+    ) -> bool {
+        if let Some(r) = self.held.get_mut(&id) {
+            if r.length.is_none() {
+                r.length = complete;
+            }
+            if r.digest().is_none() {
+                r.trailer_sha256 = sha256;
+            }
         }
         self.held_write(id, offset, data, true)
     }
@@ -143,7 +165,8 @@ impl<S: ResourceSink> Session<'_, '_, S> {
         let Some(mut r) = self.held.remove(&id) else { return };
         r.repair_tried = true;
         let whole = r.length.is_some_and(|len| r.have.contains(0..len));
-        if whole {
+        let verifiable = r.digest().is_some();
+        if whole && verifiable {
             // Back among those assembled, committed the usual way.
             self.assembling.insert(id, r);
             self.try_commit(id, true);
@@ -152,7 +175,12 @@ impl<S: ResourceSink> Session<'_, '_, S> {
         self.ranges_held = self.ranges_held.saturating_sub(r.have.range_count());
         let _ = self.writer.park(id);
         self.writer.abort(id);
-        let reason = format!("repair failed: {}", failure.as_deref().unwrap_or("the origin sent too little"));
+        let short = if whole {
+            "no digest to verify the body by (the session's trailers were lost and the origin announced none)"
+        } else {
+            "the origin sent too little"
+        };
+        let reason = format!("repair failed: {}", failure.as_deref().unwrap_or(short));
         self.settle(&r, ResourceStatus::Incomplete, Some(reason), None);
     }
 
@@ -207,7 +235,7 @@ impl<S: ResourceSink> Session<'_, '_, S> {
         let held_copy = self
             .held
             .iter()
-            .find(|(_, r)| r.rel == rel && r.sha256.or(r.trailer_sha256) == Some(sha256))
+            .find(|(_, r)| r.rel == rel && r.digest() == Some(sha256))
             .map(|(&id, r)| (id, r.first_push));
         let mut adopted = held_copy.map(|(id, _)| id);
         if let Some((_, first)) = held_copy {

@@ -80,8 +80,9 @@ struct Args {
     /// Hash each file before sending it and announce its SHA-256 in the
     /// response headers. By default a file over 1 MiB is hashed as it is
     /// sent and its digest goes in trailers (one pass over the file; its
-    /// first datagram leaves at once); receivers verify either. With --repeat,
-    /// --carousel or --repair-listen digests are always in the headers.
+    /// first datagram leaves at once); receivers verify either. With --repeat
+    /// or --carousel digests are always in the headers; with --repair-listen
+    /// the origin announces each file's digest with what it serves.
     #[arg(long)]
     digest_first: bool,
     /// Unicast repair: serve every published resource (live ones as they
