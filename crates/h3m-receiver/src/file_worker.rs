@@ -10,6 +10,12 @@
 //! At commit the file asks for the digest ([`FileWorker::finish`]) and waits
 //! for the worker to catch up; a failed write is reported there.
 //!
+//! A small resource (its whole body gathered in memory) is committed by the
+//! worker altogether instead: hashed, written, renamed (see
+//! [`ResourceWriter::commit_later`](crate::writer::ResourceWriter::commit_later)),
+//! so that a burst of small files costs the receive loop no file system
+//! calls.
+//!
 //! The queue is bounded ([`QUEUE`] jobs, each holding the file open and at
 //! most 64 KiB of bytes to write, so at most 16 MiB): a receive loop that
 //! outruns the worker waits for it instead of growing memory. One worker
@@ -43,6 +49,9 @@ enum Job {
     Finish { key: HashKey, reply: SyncSender<io::Result<[u8; 32]>> },
     /// Forget `key`.
     Forget { key: HashKey },
+    /// Run this (a small resource's whole commit, see
+    /// [`ResourceWriter::commit_later`](crate::writer::ResourceWriter::commit_later)).
+    Call(Box<dyn FnOnce() + Send>),
 }
 
 /// The process's hashing thread (see the [module docs](self)).
@@ -96,6 +105,15 @@ impl FileWorker {
     /// Drops `key`'s hash (the file was given up).
     pub fn forget(&self, key: HashKey) {
         let _ = self.jobs.send(Job::Forget { key });
+    }
+
+    /// Runs `job` on the worker, after what is queued; waits while the queue
+    /// is full. `Err(job)` back if the thread is gone (run it here).
+    pub fn call(&self, job: Box<dyn FnOnce() + Send>) -> Result<(), Box<dyn FnOnce() + Send>> {
+        match self.jobs.send(Job::Call(job)) {
+            Err(std::sync::mpsc::SendError(Job::Call(job))) => Err(job),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -162,6 +180,7 @@ fn run(queue: Receiver<Job>) {
             Job::Forget { key } => {
                 hashes.remove(&key);
             }
+            Job::Call(job) => job(),
         }
     }
 }

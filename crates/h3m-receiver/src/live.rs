@@ -300,6 +300,7 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
     session.set_clock(Clock::System);
     session.set_qlog(config.open_qlog());
     session.set_hold_for_repair(opts.repair.is_some());
+    session.set_commit_later(true);
     let mut counters = CaptureStats::default();
     let started = Instant::now();
     let mut got_any = false;
@@ -336,7 +337,8 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
         let quiet_end =
             session.receiver.closing().filter(|_| opts.repair.is_some()).map(|_| last_datagram + opts.linger);
         let gate_timer = ambi.as_ref().and_then(AmbiReceiver::poll_timeout);
-        let wake = [session.receiver.poll_timeout(), idle_start, linger_until, quiet_end, gate_timer]
+        let commits = session.commits_due(now);
+        let wake = [session.receiver.poll_timeout(), idle_start, linger_until, quiet_end, gate_timer, commits]
             .into_iter()
             .flatten()
             .min();

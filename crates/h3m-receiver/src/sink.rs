@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use h3m_proto::http::digest::sha256;
 use h3m_proto::receiver::RangeSet;
 
+pub use crate::writer::Commit;
 use crate::writer::{ResourceWriter, WriteError, Written};
 
 /// A destination for received resources (see the [module docs](self)).
@@ -40,6 +41,21 @@ pub trait ResourceSink {
     /// and the body's SHA-256 must equal `expected` when given; only then is
     /// the resource made visible. `None` if `id` is not being received.
     fn commit(&mut self, id: u64, body_len: u64, expected: Option<[u8; 32]>) -> Option<Result<Written, WriteError>>;
+
+    /// As [`commit`](Self::commit), but the sink may finish it later (on a
+    /// thread of its own): [`Commit::Pending`], its result then from
+    /// [`poll_committed`](Self::poll_committed). The default commits now.
+    fn commit_later(&mut self, id: u64, body_len: u64, expected: Option<[u8; 32]>) -> Option<Commit> {
+        self.commit(id, body_len, expected).map(Commit::Done)
+    }
+
+    /// The result of a commit left pending, by ID: one that is done, else
+    /// (with `wait`) the next to finish; `None` when none is pending (or,
+    /// without `wait`, done). The default has none.
+    fn poll_committed(&mut self, wait: bool) -> Option<(u64, Result<Written, WriteError>)> {
+        let _ = wait;
+        None
+    }
 
     /// Drops resource `id` and whatever of it was stored.
     fn abort(&mut self, id: u64);
@@ -64,6 +80,14 @@ impl ResourceSink for ResourceWriter {
 
     fn commit(&mut self, id: u64, body_len: u64, expected: Option<[u8; 32]>) -> Option<Result<Written, WriteError>> {
         ResourceWriter::commit(self, id, body_len, expected)
+    }
+
+    fn commit_later(&mut self, id: u64, body_len: u64, expected: Option<[u8; 32]>) -> Option<Commit> {
+        ResourceWriter::commit_later(self, id, body_len, expected)
+    }
+
+    fn poll_committed(&mut self, wait: bool) -> Option<(u64, Result<Written, WriteError>)> {
+        ResourceWriter::poll_committed(self, wait)
     }
 
     fn abort(&mut self, id: u64) {

@@ -396,6 +396,18 @@ impl PartialFile {
         expected: Option<[u8; 32]>,
         fsync: bool,
     ) -> Result<Written, WriteError> {
+        self.check_whole(body_len)?;
+        let sha256 = self.sha256(body_len)?;
+        check_digest(expected, sha256)?;
+        // An empty body is a file too.
+        let file = Arc::clone(self.file()?);
+        let target = place(&file, &self.temp, root, rel, fsync)?;
+        self.committed = true;
+        Ok(Written { path: target, bytes: body_len, sha256 })
+    }
+
+    /// Whether exactly `0..body_len` was written.
+    fn check_whole(&self, body_len: u64) -> Result<(), WriteError> {
         if self.hashed_to != body_len || !self.pending.is_empty() {
             let beyond = self.pending.last_key_value().map_or(self.hashed_to, |(_, &e)| e);
             return Err(WriteError::Inconsistent(format!(
@@ -403,34 +415,93 @@ impl PartialFile {
                 self.hashed_to
             )));
         }
-        let sha256 = self.sha256(body_len)?;
-        if let Some(expected) = expected
-            && expected != sha256
-        {
-            return Err(WriteError::digest_mismatch(expected, sha256));
-        }
-        // An empty body is a file too.
-        let file = Arc::clone(self.file()?);
-        if fsync && let Err(e) = file.sync_all() {
-            return Err(self.io(e));
-        }
-        let target = paths::create_parents(root, rel)?;
-        if let Err(source) = std::fs::rename(&self.temp, &target) {
-            if source.kind() == io::ErrorKind::IsADirectory {
-                return Err(PathError::TargetIsDirectory { path: rel.to_path_buf() }.into());
-            }
-            return Err(WriteError::Io { path: target, source });
+        Ok(())
+    }
+
+    /// A whole body of `body_len` bytes still gathered in memory, never
+    /// written to a file (a small resource), taken out: the caller commits
+    /// it (see [`commit_small`]); the file is then this one's no more.
+    fn take_small_body(&mut self, body_len: u64) -> Option<Vec<u8>> {
+        let small = !self.overlap
+            && !self.handed
+            && !self.created
+            && self.wbuf_at == 0
+            && self.wbuf.len() as u64 == body_len
+            && self.check_whole(body_len).is_ok();
+        if !small {
+            return None;
         }
         self.committed = true;
-        // Best effort: make the rename durable.
-        if fsync
-            && let Some(parent) = target.parent()
-            && let Ok(dir) = File::open(parent)
-        {
-            let _ = dir.sync_all();
-        }
-        Ok(Written { path: target, bytes: body_len, sha256 })
+        Some(std::mem::take(&mut self.wbuf))
     }
+}
+
+/// `Err(DigestMismatch)` unless `sha256` is what was `expected` (if anything).
+fn check_digest(expected: Option<[u8; 32]>, sha256: [u8; 32]) -> Result<(), WriteError> {
+    match expected {
+        Some(expected) if expected != sha256 => Err(WriteError::digest_mismatch(expected, sha256)),
+        _ => Ok(()),
+    }
+}
+
+/// Makes the complete temporary file `temp` (open as `file`) the resource at
+/// `root/rel`: synced first with `fsync`, the parents of `rel` created, then
+/// renamed (and the rename made durable with `fsync`, best effort).
+fn place(file: &File, temp: &Path, root: &Path, rel: &Path, fsync: bool) -> Result<PathBuf, WriteError> {
+    if fsync && let Err(source) = file.sync_all() {
+        return Err(WriteError::Io { path: temp.to_path_buf(), source });
+    }
+    let target = paths::create_parents(root, rel)?;
+    if let Err(source) = std::fs::rename(temp, &target) {
+        if source.kind() == io::ErrorKind::IsADirectory {
+            return Err(PathError::TargetIsDirectory { path: rel.to_path_buf() }.into());
+        }
+        return Err(WriteError::Io { path: target, source });
+    }
+    if fsync
+        && let Some(parent) = target.parent()
+        && let Ok(dir) = File::open(parent)
+    {
+        let _ = dir.sync_all();
+    }
+    Ok(target)
+}
+
+/// Commits a small resource's whole `body` (see
+/// [`ResourceWriter::commit_later`]): hashed and checked against `expected`,
+/// written to `temp` (created here), placed at `root/rel`. On failure
+/// nothing is left behind.
+fn commit_small(
+    body: &[u8],
+    temp: &Path,
+    root: &Path,
+    rel: &Path,
+    expected: Option<[u8; 32]>,
+    fsync: bool,
+) -> Result<Written, WriteError> {
+    let mut sha256 = [0u8; 32];
+    sha256.copy_from_slice(digest::digest(&digest::SHA256, body).as_ref());
+    check_digest(expected, sha256)?;
+    let io = |source| WriteError::Io { path: temp.to_path_buf(), source };
+    let file = OpenOptions::new().write(true).create_new(true).open(temp).map_err(io)?;
+    let placed = file.write_all_at(body, 0).map_err(io).and_then(|()| place(&file, temp, root, rel, fsync));
+    match placed {
+        Ok(path) => Ok(Written { path, bytes: body.len() as u64, sha256 }),
+        Err(e) => {
+            let _ = std::fs::remove_file(temp);
+            Err(e)
+        }
+    }
+}
+
+/// How a [`ResourceWriter::commit_later`] went.
+#[derive(Debug)]
+pub enum Commit {
+    /// Done now.
+    Done(Result<Written, WriteError>),
+    /// Being done on the worker: its result comes from
+    /// [`ResourceWriter::poll_committed`].
+    Pending,
 }
 
 impl Drop for PartialFile {
@@ -462,6 +533,11 @@ pub struct ResourceWriter {
     fsync: bool,
     /// Bytes gathered in the write buffers of all open pushes.
     buffered: usize,
+    /// Small resources being committed on the worker
+    /// ([`commit_later`](Self::commit_later)), and where their results come.
+    committing: usize,
+    committed_tx: std::sync::mpsc::Sender<(u64, Result<Written, WriteError>)>,
+    committed_rx: std::sync::mpsc::Receiver<(u64, Result<Written, WriteError>)>,
 }
 
 /// At most this many bytes are gathered in memory across the pushes being
@@ -478,12 +554,16 @@ impl ResourceWriter {
         if !meta.is_dir() {
             return Err(io(io::Error::new(io::ErrorKind::NotADirectory, "not a directory")));
         }
+        let (committed_tx, committed_rx) = std::sync::mpsc::channel();
         Ok(ResourceWriter {
             root: root.to_path_buf(),
             pid: std::process::id(),
             open: foldhash::HashMap::default(),
             fsync: false,
             buffered: 0,
+            committing: 0,
+            committed_tx,
+            committed_rx,
         })
     }
 
@@ -585,6 +665,44 @@ impl ResourceWriter {
     ) -> Option<Result<Written, WriteError>> {
         let entry = self.remove(push_id)?;
         Some(entry.file.commit(&self.root, &entry.rel, body_len, expected, self.fsync))
+    }
+
+    /// As [`commit`](Self::commit), but a small resource (its whole body
+    /// still gathered in memory, at most 64 KiB) is hashed, checked, written
+    /// and renamed on the worker thread, the receive loop going on
+    /// meanwhile: [`Commit::Pending`], its result from
+    /// [`poll_committed`](Self::poll_committed). Until then its file is not
+    /// there. Others are committed now ([`Commit::Done`]).
+    pub fn commit_later(&mut self, push_id: u64, body_len: u64, expected: Option<[u8; 32]>) -> Option<Commit> {
+        let mut entry = self.remove(push_id)?;
+        let Some(body) = entry.file.take_small_body(body_len) else {
+            return Some(Commit::Done(entry.file.commit(&self.root, &entry.rel, body_len, expected, self.fsync)));
+        };
+        let (temp, root, rel, fsync) = (entry.file.temp.clone(), self.root.clone(), entry.rel, self.fsync);
+        let done = self.committed_tx.clone();
+        let job = Box::new(move || {
+            let _ = done.send((push_id, commit_small(&body, &temp, &root, &rel, expected, fsync)));
+        });
+        if let Err(job) = FileWorker::get().call(job) {
+            // No worker thread: here, now.
+            job();
+        }
+        self.committing += 1;
+        Some(Commit::Pending)
+    }
+
+    /// The result of a commit [`commit_later`](Self::commit_later) left
+    /// pending, by push ID: one that is done, else (with `wait`) the next to
+    /// finish; `None` when none is pending (or, without `wait`, done).
+    pub fn poll_committed(&mut self, wait: bool) -> Option<(u64, Result<Written, WriteError>)> {
+        if self.committing == 0 {
+            return None;
+        }
+        let done = if wait { self.committed_rx.recv().ok() } else { self.committed_rx.try_recv().ok() };
+        if done.is_some() {
+            self.committing -= 1;
+        }
+        done
     }
 
     /// Drops a push: its temporary file is removed.
@@ -834,6 +952,51 @@ mod tests {
         w.write(8, 0, b"genuine").unwrap();
         assert_eq!(w.commit(8, 7, Some(sha(b"genuine"))).unwrap().unwrap().sha256, sha(b"genuine"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn small_bodies_are_committed_on_the_worker_and_others_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ResourceWriter::new(dir.path()).unwrap();
+        assert!(w.poll_committed(true).is_none(), "nothing pending: no wait");
+        // Small, in order, whole: pending until the worker has written it.
+        let small = body(10_240);
+        w.begin(1, "d/small.bin".into()).unwrap();
+        w.write(1, 0, &small[..5_000]).unwrap();
+        w.write(1, 5_000, &small[5_000..]).unwrap();
+        assert!(matches!(w.commit_later(1, 10_240, Some(sha(&small))), Some(Commit::Pending)));
+        // A forged one and one whose target is a directory: pending too, refused.
+        w.begin(2, "forged.bin".into()).unwrap();
+        w.write(2, 0, b"forged").unwrap();
+        assert!(matches!(w.commit_later(2, 6, Some(sha(b"genuine"))), Some(Commit::Pending)));
+        std::fs::create_dir(dir.path().join("taken")).unwrap();
+        w.begin(3, "taken".into()).unwrap();
+        w.write(3, 0, b"x").unwrap();
+        assert!(matches!(w.commit_later(3, 1, None), Some(Commit::Pending)));
+        // Big (handed to the worker as it came): committed here, at once.
+        let big = body(200_000);
+        w.begin(4, "big.bin".into()).unwrap();
+        w.write(4, 0, &big).unwrap();
+        let Some(Commit::Done(Ok(written))) = w.commit_later(4, 200_000, Some(sha(&big))) else { panic!("not done") };
+        assert_eq!(std::fs::read(&written.path).unwrap(), big);
+        // Not whole: refused at once, whatever its size.
+        w.begin(5, "gap.bin".into()).unwrap();
+        w.write(5, 10, b"late").unwrap();
+        assert!(matches!(w.commit_later(5, 14, None), Some(Commit::Done(Err(WriteError::Inconsistent(_))))));
+        assert!(w.commit_later(99, 1, None).is_none(), "not being written");
+        let mut done: Vec<(u64, Result<Written, WriteError>)> = std::iter::from_fn(|| w.poll_committed(true)).collect();
+        done.sort_by_key(|d| d.0);
+        assert_eq!(done.len(), 3);
+        let written = done[0].1.as_ref().unwrap();
+        assert_eq!((written.bytes, written.sha256), (10_240, sha(&small)));
+        assert_eq!(std::fs::read(dir.path().join("d/small.bin")).unwrap(), small);
+        assert!(matches!(done[1].1, Err(WriteError::DigestMismatch { .. })), "{:?}", done[1].1);
+        assert!(matches!(done[2].1, Err(WriteError::Refused(PathError::TargetIsDirectory { .. }))), "{:?}", done[2].1);
+        // Nothing else is left: no temporary file, no forged file.
+        let mut names = entries(dir.path());
+        names.sort();
+        assert_eq!(names, ["big.bin", "d", "taken"]);
+        assert!(w.poll_committed(false).is_none());
     }
 
     proptest::proptest! {

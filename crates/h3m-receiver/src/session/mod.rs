@@ -30,9 +30,9 @@ use crate::capture::CaptureStats;
 use crate::digest::announced_sha256;
 use crate::paths;
 use crate::report::{self, ErrorKind, ErrorRecord, Record, Reporter, ResourceRecord, ResourceStatus, SummaryRecord};
-use crate::sink::ResourceSink;
+use crate::sink::{Commit, ResourceSink};
 use crate::verify::{Clock, VerifyOptions};
-use crate::writer::WriteError;
+use crate::writer::{WriteError, Written};
 
 mod outcome;
 mod records;
@@ -81,6 +81,12 @@ pub(crate) struct Session<'r, 'w, S: ResourceSink = crate::writer::ResourceWrite
     /// Incomplete resources kept, their bytes so far in the sink, for a
     /// unicast repair ([`Session::set_hold_for_repair`]).
     held: foldhash::HashMap<u64, Resource>,
+    /// Resources whole and admitted whose commit the sink finishes on a
+    /// thread of its own ([`ResourceSink::commit_later`]): settled when it
+    /// is done ([`Session::poll_commits`]).
+    committing: foldhash::HashMap<u64, Resource>,
+    /// Whether commits may finish later ([`Session::set_commit_later`]).
+    commit_later: bool,
     hold_for_repair: bool,
     /// The `:authority` of the first promise (where `--repair auto` asks
     /// for what no held resource names).
@@ -141,6 +147,8 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             pushes: foldhash::HashMap::default(),
             assembling: foldhash::HashMap::default(),
             held: foldhash::HashMap::default(),
+            committing: foldhash::HashMap::default(),
+            commit_later: false,
             hold_for_repair: false,
             authority_seen: None,
             ranges_held: 0,
@@ -231,11 +239,12 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
         }
     }
 
-    /// Handles every event the receiver has.
+    /// Handles every event the receiver has, and settles the commits done.
     pub(crate) fn drain(&mut self) {
         while let Some(event) = self.receiver.poll_event() {
             self.on_event(event);
         }
+        self.poll_commits(false);
         if self.trusted_close && !self.receiver.is_ended() && self.receiver.active_pushes() == 0 {
             // A verified push said `connection: close` and nothing is in flight.
             self.receiver.end(std::time::Instant::now(), SessionEndReason::ConnectionClose);
@@ -720,7 +729,63 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             self.trusted_close = true;
         }
         let len = r.length.unwrap_or(0);
-        match self.writer.commit(id, len, r.sha256.or(r.trailer_sha256)) {
+        let expected = r.sha256.or(r.trailer_sha256);
+        let commit = if self.commit_later {
+            self.writer.commit_later(id, len, expected)
+        } else {
+            self.writer.commit(id, len, expected).map(Commit::Done)
+        };
+        match commit {
+            Some(Commit::Pending) => {
+                // Known written meanwhile (a copy that comes now is a
+                // repeat); undone if the commit fails.
+                if let Some(d) = expected {
+                    self.written.insert(r.rel.clone(), d);
+                }
+                self.done_pushes(id);
+                self.committing.insert(id, r);
+            }
+            Some(Commit::Done(result)) => self.on_committed(id, r, Some(result)),
+            None => self.on_committed(id, r, None),
+        }
+    }
+
+    /// Lets the sink finish commits on a thread of its own
+    /// ([`ResourceSink::commit_later`]): for a receive loop that wakes at
+    /// [`commits_due`](Self::commits_due) (the live one), so that it makes
+    /// no file system calls for small resources. Off by default: each
+    /// resource is settled before the call that completed it returns.
+    pub(crate) fn set_commit_later(&mut self, later: bool) {
+        self.commit_later = later;
+    }
+
+    /// When a receive loop with nothing else to do should settle the
+    /// commits done meanwhile ([`drain`](Self::drain)): soon, while any is
+    /// pending (a small file's commit takes well under a millisecond).
+    pub(crate) fn commits_due(&self, now: std::time::Instant) -> Option<std::time::Instant> {
+        (!self.committing.is_empty()).then(|| now + std::time::Duration::from_millis(1))
+    }
+
+    /// Settles the resources whose commit the sink finished since (with
+    /// `wait`, every one still pending: at the end of a session).
+    pub(crate) fn poll_commits(&mut self, wait: bool) {
+        if self.committing.is_empty() {
+            return;
+        }
+        while let Some((id, result)) = self.writer.poll_committed(wait) {
+            if let Some(r) = self.committing.remove(&id) {
+                // In the span of the push that completed it, as a commit done at once is.
+                let push_id = r.last.as_ref().map_or(r.first_push, |s| s.push_id);
+                let _push = tracing::debug_span!("push", push_id).entered();
+                self.on_committed(id, r, Some(result));
+            }
+        }
+    }
+
+    /// Resource `id` (`r`) committed by the sink (`None`: the sink did not
+    /// know it): reported written, or why not.
+    fn on_committed(&mut self, id: u64, r: Resource, result: Option<Result<Written, WriteError>>) {
+        match result {
             Some(Ok(w)) => {
                 if self.written.len() >= MAX_NAMES {
                     // Forget an arbitrary earlier one: at worst a later copy
@@ -747,6 +812,11 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
                 );
             }
             Some(Err(e)) => {
+                if let Some(d) = r.sha256.or(r.trailer_sha256)
+                    && self.written.get(&r.rel) == Some(&d)
+                {
+                    self.written.remove(&r.rel);
+                }
                 let (status, reason, kind) = Self::classify(&e);
                 self.error(kind, r.first_push, r.raw_path.as_deref(), e.to_string());
                 self.settle(&r, status, Some(reason), None);

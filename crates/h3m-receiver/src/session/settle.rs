@@ -18,6 +18,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
         for id in ids {
             self.try_commit(id, true);
         }
+        self.poll_commits(true);
         if !self.hold_for_repair {
             self.judge_deferred();
         }
