@@ -271,6 +271,12 @@ pub struct SummaryRecord {
     /// How the session ended (`connection_close`, `goaway`, `idle_timeout`,
     /// `end_of_input`), `null` if it did not.
     pub session_end: Option<&'static str>,
+    /// When the session did not end with its end signal (`connection_close`
+    /// or `goaway`): the highest push ID seen. The receiver knows nothing of
+    /// pushes after it: any lost whole (with the end signal) are named by no
+    /// line. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_push_id: Option<u64>,
     /// What AMBI's gate did (`--ambi`), `null` without it.
     pub ambi: Option<crate::ambi::AmbiCounters>,
     /// What the capture held.
@@ -364,6 +370,9 @@ impl SummaryRecord {
         }
         if self.capture.truncated_tail {
             line.push_str(" capture_truncated_tail=true");
+        }
+        if let Some(id) = self.last_push_id {
+            line.push_str(&format!(" last_push_id={id}"));
         }
         line.push_str(&format!(" session_end={} exit={}", self.session_end.unwrap_or("none"), self.exit_status));
         line
@@ -843,6 +852,17 @@ mod tests {
         assert!(json.get("name").is_none());
         let json = serde_json::to_value(Record::SessionEnd { reason: "goaway" }).unwrap();
         assert_eq!(json, serde_json::json!({"event": "session_end", "reason": "goaway"}));
+    }
+
+    #[test]
+    fn a_summary_without_the_end_signal_names_the_last_push_seen() {
+        let ended = SummaryRecord { session_end: Some("connection_close"), ..Default::default() };
+        assert!(ended.text_line().ends_with(" session_end=connection_close exit=0"), "{}", ended.text_line());
+        assert!(serde_json::to_value(&ended).unwrap().get("last_push_id").is_none());
+        let timed_out =
+            SummaryRecord { session_end: Some("idle_timeout"), last_push_id: Some(41), ..Default::default() };
+        assert!(timed_out.text_line().ends_with(" last_push_id=41 session_end=idle_timeout exit=0"));
+        assert_eq!(serde_json::to_value(&timed_out).unwrap()["last_push_id"], 41);
     }
 
     #[test]

@@ -1279,6 +1279,13 @@ impl Receiver {
         }
     }
 
+    /// The highest push ID seen (a promise or a push stream's start), if any.
+    /// Pushes after it that were lost whole leave no trace unless the
+    /// session's end signal (which names the last push) arrives.
+    pub fn highest_push_id(&self) -> Option<u64> {
+        self.seen_push_ids.iter().next_back().map(|r| r.end - 1)
+    }
+
     /// Reports the holes in the push IDs seen (a push whose promise and
     /// stream were both lost), up to [`MAX_LOST_REPORTED`]; counts them all.
     fn report_lost_pushes(&mut self) {

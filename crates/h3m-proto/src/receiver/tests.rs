@@ -368,6 +368,9 @@ fn wholly_lost_pushes_are_named_at_the_end() {
     let (rx, evs) = feed(&w);
     assert_eq!(lost(&evs), vec![3, 4]);
     assert_eq!(rx.stats().pushes_lost, 2);
+    // What lies after the highest push seen is unknown (6 and on).
+    assert_eq!(rx.highest_push_id(), Some(5));
+    assert_eq!(Receiver::new(ReceiverConfig::new(SessionId::NGHQ_DEFAULT)).highest_push_id(), None);
     assert!(matches!(evs.last(), Some(Event::SessionEnd { .. })));
 }
 

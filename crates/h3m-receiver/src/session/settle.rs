@@ -167,6 +167,11 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             suppressed_lines: self.reporter.suppressed(),
             bytes_written: t.bytes_written,
             session_end: self.session_end,
+            last_push_id: if matches!(self.session_end, Some("goaway" | "connection_close")) {
+                None
+            } else {
+                self.receiver.highest_push_id()
+            },
             ambi: self.ambi,
             capture,
             receiver: self.receiver.stats().clone(),
