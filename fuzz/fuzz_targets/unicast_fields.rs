@@ -1,10 +1,10 @@
 //! The unicast repair's parsers: `Range`, `Content-Range`, `Retry-After`,
-//! the origin's push listing and origin URLs. What parses writes back to
-//! what parses the same (ranges, listings).
+//! the origin's push listing, `repr-digest` and origin URLs. What parses
+//! writes back to what parses the same (ranges, listings, digests).
 #![no_main]
 
 use h3m_unicast::client::OriginUrl;
-use h3m_unicast::listing;
+use h3m_unicast::{listing, repr_digest};
 use h3m_unicast::range::{ByteRange, ContentRange, parse_retry_after};
 use libfuzzer_sys::fuzz_target;
 
@@ -25,4 +25,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(listing::parse(&listing::format(&l)), Ok(l));
     }
     let _ = OriginUrl::parse(text);
+    if let Some(d) = repr_digest::parse(data) {
+        assert_eq!(repr_digest::parse(repr_digest::format(&d).as_bytes()), Some(d));
+    }
 });

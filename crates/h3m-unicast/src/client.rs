@@ -376,17 +376,6 @@ async fn race_once(url: &OriginUrl, addr: SocketAddr, config: &ClientConfig) -> 
     Ok(h1.map_err(|e| FetchError::Connect(format!("{h3_failure}; {e}")))?)
 }
 
-/// The SHA-256 member of a `repr-digest` value (RFC 9530: a structured
-/// dictionary, `sha-256=:BASE64:`), if it is one of 32 bytes.
-fn repr_sha256(value: &[u8]) -> Option<[u8; 32]> {
-    use base64::Engine;
-    value.split(|&b| b == b',').find_map(|member| {
-        let b64 = member.trim_ascii().strip_prefix(b"sha-256=:")?.strip_suffix(b":")?;
-        let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-        <[u8; 32]>::try_from(bytes.as_slice()).ok()
-    })
-}
-
 /// The part of a response that decides what to do with its body.
 struct Head {
     status: StatusCode,
@@ -402,7 +391,7 @@ impl Head {
             status,
             content_range: get(header::CONTENT_RANGE),
             retry_after: get(header::RETRY_AFTER),
-            sha256: headers.get_all("repr-digest").iter().find_map(|v| repr_sha256(v.as_bytes())),
+            sha256: headers.get_all("repr-digest").iter().find_map(|v| crate::repr_digest::parse(v.as_bytes())),
         }
     }
 
@@ -753,18 +742,6 @@ mod tests {
         assert_eq!(OriginUrl::from_authority("localhost:8443").unwrap().port, 8443);
         assert_eq!(OriginUrl::parse("http://x:1"), Err(UrlError::Scheme("http".into())));
         assert!(matches!(OriginUrl::parse("not a url"), Err(UrlError::Malformed(_))));
-    }
-
-    #[test]
-    fn repr_digest_values_give_their_sha256_member() {
-        let d = [7u8; 32];
-        use base64::Engine;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(d);
-        assert_eq!(repr_sha256(format!("sha-256=:{b64}:").as_bytes()), Some(d));
-        assert_eq!(repr_sha256(format!("sha-512=:AAAA:, sha-256=:{b64}:").as_bytes()), Some(d));
-        assert_eq!(repr_sha256(b"sha-256=:AAAA:"), None, "not 32 bytes");
-        assert_eq!(repr_sha256(format!("sha-256={b64}").as_bytes()), None, "not a byte sequence");
-        assert_eq!(repr_sha256(b""), None);
     }
 
     #[test]

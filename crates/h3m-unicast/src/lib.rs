@@ -48,6 +48,7 @@ pub mod listing;
 pub mod metrics;
 pub mod origin;
 pub mod range;
+pub mod repr_digest;
 mod respond;
 pub mod server_thread;
 pub mod tls;

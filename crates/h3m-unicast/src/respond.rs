@@ -106,9 +106,7 @@ pub(crate) fn answer(catalog: &Catalog, method: &Method, path: &str, range: Opti
         headers.insert(header::CONTENT_TYPE, ct);
     }
     if let Some(d) = entry.sha256 {
-        use base64::Engine;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(d);
-        if let Ok(v) = HeaderValue::from_str(&format!("sha-256=:{b64}:")) {
+        if let Ok(v) = HeaderValue::from_str(&crate::repr_digest::format(&d)) {
             headers.insert("repr-digest", v);
         }
         if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", hex::encode(d))) {
