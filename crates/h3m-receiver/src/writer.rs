@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 
-use ring::digest;
+use h3m_proto::http::digest::sha256;
 
 use crate::file_worker::{FileWorker, HashKey};
 use crate::paths::{self, PathError, PlaceError};
@@ -359,10 +359,9 @@ impl PartialFile {
     /// worker once it has written and hashed everything handed to it (every
     /// byte again after an overlap).
     fn sha256(&mut self, body_len: u64) -> Result<[u8; 32], WriteError> {
-        if !self.overlap && !self.handed && self.wbuf_at == 0 && self.wbuf.len() as u64 == body_len {
+        if self.gathered_whole(body_len) {
             // The worker never hears of this file.
-            let mut out = [0u8; 32];
-            out.copy_from_slice(digest::digest(&digest::SHA256, &self.wbuf).as_ref());
+            let out = sha256(&self.wbuf);
             self.flush_here()?;
             return Ok(out);
         }
@@ -418,17 +417,17 @@ impl PartialFile {
         Ok(())
     }
 
+    /// Whether the whole body (`body_len` bytes, each written once) is still
+    /// gathered in memory, the worker never having heard of it.
+    fn gathered_whole(&self, body_len: u64) -> bool {
+        !self.overlap && !self.handed && self.wbuf_at == 0 && self.wbuf.len() as u64 == body_len
+    }
+
     /// A whole body of `body_len` bytes still gathered in memory, never
     /// written to a file (a small resource), taken out: the caller commits
     /// it (see [`commit_small`]); the file is then this one's no more.
     fn take_small_body(&mut self, body_len: u64) -> Option<Vec<u8>> {
-        let small = !self.overlap
-            && !self.handed
-            && !self.created
-            && self.wbuf_at == 0
-            && self.wbuf.len() as u64 == body_len
-            && self.check_whole(body_len).is_ok();
-        if !small {
+        if self.created || !self.gathered_whole(body_len) || self.check_whole(body_len).is_err() {
             return None;
         }
         self.committed = true;
@@ -479,14 +478,13 @@ fn commit_small(
     expected: Option<[u8; 32]>,
     fsync: bool,
 ) -> Result<Written, WriteError> {
-    let mut sha256 = [0u8; 32];
-    sha256.copy_from_slice(digest::digest(&digest::SHA256, body).as_ref());
-    check_digest(expected, sha256)?;
+    let digest = sha256(body);
+    check_digest(expected, digest)?;
     let io = |source| WriteError::Io { path: temp.to_path_buf(), source };
     let file = OpenOptions::new().write(true).create_new(true).open(temp).map_err(io)?;
     let placed = file.write_all_at(body, 0).map_err(io).and_then(|()| place(&file, temp, root, rel, fsync));
     match placed {
-        Ok(path) => Ok(Written { path, bytes: body.len() as u64, sha256 }),
+        Ok(path) => Ok(Written { path, bytes: body.len() as u64, sha256: digest }),
         Err(e) => {
             let _ = std::fs::remove_file(temp);
             Err(e)
@@ -729,9 +727,7 @@ mod tests {
     use super::*;
 
     fn sha(data: &[u8]) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(digest::digest(&digest::SHA256, data).as_ref());
-        out
+        sha256(data)
     }
 
     fn entries(dir: &Path) -> Vec<String> {

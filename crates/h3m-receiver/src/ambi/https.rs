@@ -171,8 +171,6 @@ async fn run(channel: HttpsChannel, profile: DigestProfile, tx: mpsc::Sender<Cha
             wait_for_listener(&channel.url, retry_in).await;
         } else {
             tokio::time::sleep(retry_in).await;
-        }
-        if !eager {
             delay = (delay * 2).min(channel.max_backoff);
         }
     }

@@ -474,7 +474,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
         let Some(state) = self.pushes.get(&push_id) else { return };
         let Fate::Into(id) = state.fate else { return };
         let Some(r) = self.assembling.get_mut(&id) else { return };
-        let known = r.sha256.or(r.trailer_sha256);
+        let known = r.digest();
         let announced = match announced_consistent(&trailers) {
             Announced::Sha256(d) if known.is_none_or(|x| x == d) => Some(d),
             Announced::None => None,
@@ -613,7 +613,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
     /// `Err((kind, reason))` refuses it.
     /// `Ok(Some(i))`: copy `i` carries the verified signature.
     fn admit(&self, r: &Resource) -> Result<Option<usize>, (ErrorKind, String)> {
-        let sha256 = r.sha256.or(r.trailer_sha256);
+        let sha256 = r.digest();
         if self.verify.require_digest && sha256.is_none() {
             return Err((ErrorKind::MissingDigest, "refused: no digest".to_owned()));
         }
@@ -729,7 +729,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             self.trusted_close = true;
         }
         let len = r.length.unwrap_or(0);
-        let expected = r.sha256.or(r.trailer_sha256);
+        let expected = r.digest();
         let commit = if self.commit_later {
             self.writer.commit_later(id, len, expected)
         } else {
@@ -812,7 +812,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
                 );
             }
             Some(Err(e)) => {
-                if let Some(d) = r.sha256.or(r.trailer_sha256)
+                if let Some(d) = r.digest()
                     && self.written.get(&r.rel) == Some(&d)
                 {
                     self.written.remove(&r.rel);

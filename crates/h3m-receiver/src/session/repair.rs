@@ -34,11 +34,6 @@ impl Resource {
         self.raw_path.is_some()
     }
 
-    /// The digest its body must match, announced by the session.
-    fn digest(&self) -> Option<[u8; 32]> {
-        self.sha256.or(self.trailer_sha256)
-    }
-
     /// The byte ranges it lacks.
     fn gaps(&self) -> Vec<Range<u64>> {
         match self.length {

@@ -130,13 +130,16 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             );
             self.run_error(ErrorKind::WrongSession, message);
         }
+        // Its end signal names every push before it; without it, what came
+        // after the last push seen is unknown.
+        let ended_by_signal = matches!(self.session_end, Some("goaway" | "connection_close"));
         // Under AMBI, datagrams dropped unauthenticated (no manifest in time,
         // or over the hold budget) may have carried resources no line can
         // name, when the session's end signal (which names every push before
         // it) never came: the run did not deliver everything.
         if let Some(a) = &self.ambi
             && a.expired + a.over_budget > 0
-            && !matches!(self.session_end, Some("goaway" | "connection_close"))
+            && !ended_by_signal
         {
             let message = format!(
                 "{} datagrams dropped unauthenticated ({} expired waiting for a manifest, {} over the hold budget) \
@@ -167,11 +170,7 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             suppressed_lines: self.reporter.suppressed(),
             bytes_written: t.bytes_written,
             session_end: self.session_end,
-            last_push_id: if matches!(self.session_end, Some("goaway" | "connection_close")) {
-                None
-            } else {
-                self.receiver.highest_push_id()
-            },
+            last_push_id: if ended_by_signal { None } else { self.receiver.highest_push_id() },
             ambi: self.ambi,
             capture,
             receiver: self.receiver.stats().clone(),

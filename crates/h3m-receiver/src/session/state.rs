@@ -84,6 +84,14 @@ pub(super) struct Resource {
     pub(super) copy_headers: Vec<CopyHeaders>,
 }
 
+impl Resource {
+    /// The digest its body must match, as the session announced it (headers,
+    /// else trailers), if it did.
+    pub(super) fn digest(&self) -> Option<[u8; 32]> {
+        self.sha256.or(self.trailer_sha256)
+    }
+}
+
 /// What a copy of a resource said about it, for the signature check.
 #[derive(Debug)]
 pub(super) struct CopyHeaders {
