@@ -5,8 +5,10 @@
 //! receive loop does) and writing the next, so the loop does neither: a
 //! [`PartialFile`] hands each gathered run of bytes to the worker
 //! ([`FileWorker::write`]) and tells it which range of the file now follows its
-//! hashed prefix ([`FileWorker::hash`]); the worker writes, then reads that
-//! range back (from the page cache) and hashes it, in the order it was asked.
+//! hashed prefix ([`FileWorker::hash`]); the worker writes, hashing from memory
+//! each run that continues the hashed prefix (bytes arriving in order), and
+//! reads back from the page cache only the ranges that were written ahead of
+//! a gap, once the gap is filled, in the order it was asked.
 //! At commit the file asks for the digest ([`FileWorker::finish`]) and waits
 //! for the worker to catch up; a failed write is reported there.
 //!
@@ -43,7 +45,8 @@ pub type HashKey = u64;
 enum Job {
     /// Write `data` at `at` in `file` (for `key`'s file).
     Write { key: HashKey, file: Arc<File>, at: u64, data: Vec<u8> },
-    /// Hash `file`'s bytes `from..to`, which follow what `key` hashed so far.
+    /// Hash `file`'s bytes `from..to`, which follow what `key` was asked to
+    /// hash so far (the part that writes in order hashed already is skipped).
     Hash { key: HashKey, file: Arc<File>, from: u64, to: u64 },
     /// Reply with `key`'s digest (and forget it).
     Finish { key: HashKey, reply: SyncSender<io::Result<[u8; 32]>> },
@@ -132,10 +135,15 @@ fn run(queue: Receiver<Job>) {
         match job {
             Job::Write { key, file, at, data } => {
                 let h = hashes.entry(key).or_insert_with(new);
-                if h.failed.is_none()
-                    && let Err(e) = file.write_all_at(&data, at)
-                {
+                if h.failed.is_some() {
+                    continue;
+                }
+                if let Err(e) = file.write_all_at(&data, at) {
                     h.failed = Some(e);
+                } else if at == h.hashed_to {
+                    // In order: hashed from memory, not read back.
+                    h.hasher.update(&data);
+                    h.hashed_to += data.len() as u64;
                 }
             }
             Job::Hash { key, file, from, to } => {
@@ -143,12 +151,14 @@ fn run(queue: Receiver<Job>) {
                 if h.failed.is_some() {
                     continue;
                 }
-                if from != h.hashed_to {
+                if from > h.hashed_to {
                     h.failed =
                         Some(io::Error::other(format!("hash ranges out of order: {from} after {}", h.hashed_to)));
                     continue;
                 }
-                let mut at = from;
+                // What the writes in order brought is hashed already; the
+                // rest (written ahead of a gap) is read back.
+                let mut at = h.hashed_to;
                 while at < to {
                     let n = usize::try_from(to - at).unwrap_or(READ_CHUNK).min(READ_CHUNK);
                     let chunk = &mut buf[..n];
@@ -226,6 +236,34 @@ mod tests {
         let key = w.key();
         w.write(key, read_only, 0, vec![1u8; 10]);
         assert!(w.finish(key).is_err());
+    }
+
+    #[test]
+    fn writes_in_order_are_hashed_from_memory_and_only_what_came_ahead_of_a_gap_is_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = Arc::new(std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path).unwrap());
+        let body: Vec<u8> = (0..300_000u32).map(|i| (i % 249) as u8).collect();
+        let w = FileWorker::get();
+        let key = w.key();
+        w.write(key, file.clone(), 0, body[..100_000].to_vec());
+        w.write(key, file.clone(), 200_000, body[200_000..].to_vec());
+        // Once those writes are done, the file changes under the worker in
+        // both regions: the first was hashed as written (from memory), the
+        // one ahead of the gap is read back when the gap is filled.
+        let other = path.clone();
+        w.call(Box::new(move || {
+            let f = std::fs::OpenOptions::new().write(true).open(other).unwrap();
+            f.write_all_at(&[0xee; 10], 5).unwrap();
+            f.write_all_at(&[0xdd; 10], 250_000).unwrap();
+        }))
+        .unwrap_or_else(|_| panic!("worker gone"));
+        w.write(key, file.clone(), 100_000, body[100_000..200_000].to_vec());
+        w.hash(key, file.clone(), 0, 100_000);
+        w.hash(key, file.clone(), 100_000, body.len() as u64);
+        let mut expected = body.clone();
+        expected[250_000..250_010].fill(0xdd);
+        assert_eq!(w.finish(key).unwrap(), h3m_proto::http::digest::sha256(&expected));
     }
 
     #[test]
