@@ -327,6 +327,9 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
         ManifestChannel::Https(c) => Some((c.to_string(), ChannelTask::spawn(c, a.profile))),
         ManifestChannel::Inband { .. } => None,
     });
+    // The channel knocks on its origin's port more often once the session's
+    // datagrams arrive (their sender, and so its origin, is up).
+    let data_signal = manifest_channel.as_ref().map(|(_, task)| task.data_signal());
     loop {
         let now = Instant::now();
         // Before the first packet the receiver has no idle timer: the run has one.
@@ -367,7 +370,12 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
                     (Channel::Repair, Some(a)) if crate::ambi::is_manifest(payload) => {
                         a.on_manifest_datagram(now, payload)
                     }
-                    (Channel::Session, Some(a)) => a.on_session(now, source, payload),
+                    (Channel::Session, Some(a)) => {
+                        if let Some(signal) = &data_signal {
+                            signal.arrived();
+                        }
+                        a.on_session(now, source, payload)
+                    }
                     (Channel::Repair, _) => {
                         if !std::mem::replace(&mut fec_tables, true) {
                             let _ = std::thread::Builder::new()

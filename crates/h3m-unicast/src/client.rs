@@ -108,11 +108,14 @@ pub struct ClientConfig {
     /// An HTTP/3 connection that hears nothing for this long is lost
     /// (keep-alives go out at a third of it, at most every 5 s).
     pub idle_timeout: Duration,
+    /// How often a connection attempt that found the TCP port closed knocks
+    /// on it while its HTTP/3 attempt waits (see [`wait_for_listener`]).
+    pub listener_probe: Duration,
 }
 
 impl ClientConfig {
     /// HTTP/3 first, then HTTP/1.1; 3 s to connect, 30 s per request, 30 s
-    /// idle.
+    /// idle, a closed port knocked on every [`LISTENER_PROBE`].
     pub fn new(trust: Trust) -> Self {
         ClientConfig {
             trust,
@@ -121,6 +124,7 @@ impl ClientConfig {
             http3: true,
             http1: true,
             idle_timeout: Duration::from_secs(30),
+            listener_probe: LISTENER_PROBE,
         }
     }
 }
@@ -346,7 +350,7 @@ async fn race_once(url: &OriginUrl, addr: SocketAddr, config: &ClientConfig) -> 
                     tokio::select! {
                         biased;
                         r = &mut h3 => break r,
-                        opened = listener_opens(addr, grace) => {
+                        opened = listener_opens(addr, grace, config.listener_probe) => {
                             if opened {
                                 return Err(RaceFailure::Opened(addr));
                             }
@@ -459,10 +463,10 @@ impl Gather {
 }
 
 /// How often [`wait_for_listener`] knocks.
-const LISTENER_PROBE: Duration = Duration::from_millis(25);
+pub const LISTENER_PROBE: Duration = Duration::from_millis(25);
 
 /// Waits at most `within` for something to listen on `url`'s TCP port: a
-/// bare TCP connect every 25 ms while the port refuses (a SYN answered by a
+/// bare TCP connect at once and every 25 ms while the port refuses (a SYN answered by a
 /// reset, no TLS, no QUIC Initial), returning as soon as one is not refused
 /// (accepted, unreachable, timed out) or the time is up. A client that found
 /// nothing listening calls it instead of sleeping out its back-off, so that
@@ -470,31 +474,37 @@ const LISTENER_PROBE: Duration = Duration::from_millis(25);
 /// binds its UDP port before its TCP port, so an accepted probe means both
 /// are open); an origin that serves HTTP/3 only is waited out as before.
 pub async fn wait_for_listener(url: &OriginUrl, within: Duration) {
+    wait_for_listener_every(url, within, LISTENER_PROBE).await;
+}
+
+/// [`wait_for_listener`], knocking every `every` (for a client that knows
+/// the origin is starting now, e.g. because its sender's multicast arrives).
+pub async fn wait_for_listener_every(url: &OriginUrl, within: Duration, every: Duration) {
     let deadline = tokio::time::Instant::now() + within;
     match url.resolve().await {
         Ok(addr) => {
-            listener_opens(addr, deadline.saturating_duration_since(tokio::time::Instant::now())).await;
+            listener_opens(addr, deadline.saturating_duration_since(tokio::time::Instant::now()), every).await;
         }
         Err(_) => tokio::time::sleep_until(deadline).await,
     }
 }
 
-/// Knocks on `addr`'s TCP port every 25 ms for at most `within` while it
-/// refuses: `true` once a knock is accepted, `false` when one fails
-/// otherwise or the time is up.
-async fn listener_opens(addr: SocketAddr, within: Duration) -> bool {
+/// Knocks on `addr`'s TCP port at once, then every `every` for at most
+/// `within` while it refuses: `true` once a knock is accepted, `false` when
+/// one fails otherwise or the time is up.
+async fn listener_opens(addr: SocketAddr, within: Duration, every: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + within;
     loop {
+        match tokio::time::timeout_at(deadline, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            Ok(Ok(_)) => return true,
+            Ok(Err(_)) | Err(_) => return false,
+        }
         let now = tokio::time::Instant::now();
         if now >= deadline {
             return false;
         }
-        tokio::time::sleep_until(deadline.min(now + LISTENER_PROBE)).await;
-        match tokio::time::timeout_at(deadline, tokio::net::TcpStream::connect(addr)).await {
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
-            Ok(Ok(_)) => return true,
-            Ok(Err(_)) | Err(_) => return false,
-        }
+        tokio::time::sleep_until(deadline.min(now + every)).await;
     }
 }
 

@@ -14,15 +14,21 @@
 //! tries again after 125–250 ms for its first 2 s (the data hold: what it
 //! receives meanwhile waits on the channel), and sooner when the origin's
 //! port refused it and starts to listen meanwhile (probed every 25 ms, see
-//! [`wait_for_listener`]), so one started just before its sender
-//! authenticates from the first datagram on.
+//! [`h3m_unicast::client::wait_for_listener`]; every 2 ms once the session's datagrams arrive,
+//! [`DataSignal`]: their sender is up, so its origin is starting too), so
+//! one started just before its sender authenticates from the first datagram
+//! on.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use h3m_proto::ambi::{DigestProfile, MANIFEST_PATH, Manifest, ManifestStream};
-use h3m_unicast::client::{ClientConfig, OriginUrl, Protocol, RepairClient, UrlError, wait_for_listener};
+use h3m_unicast::client::{
+    ClientConfig, LISTENER_PROBE, OriginUrl, Protocol, RepairClient, UrlError, wait_for_listener_every,
+};
 use h3m_unicast::tls::Trust;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 /// Where the manifests are and how the origin is trusted.
 #[derive(Debug, Clone)]
@@ -37,7 +43,15 @@ pub struct HttpsChannel {
     pub first_backoff: Duration,
     /// The longest delay before reconnecting.
     pub max_backoff: Duration,
+    /// How often a receiver that has had no manifest yet knocks on the
+    /// origin's closed port ([`LISTENER_PROBE`]); once the session's
+    /// datagrams arrive, every [`KNOCK_WHILE_DATA`].
+    pub knock_every: Duration,
 }
+
+/// How often the origin's port is knocked on while the session's datagrams
+/// arrive and no manifest has: the sender is up and its origin is starting.
+pub const KNOCK_WHILE_DATA: Duration = Duration::from_millis(2);
 
 impl HttpsChannel {
     /// `https://HOST[:PORT][/PATH]` (no path: [`MANIFEST_PATH`]), trusted by `trust`.
@@ -55,7 +69,14 @@ impl HttpsChannel {
 
     /// The stream at `path` of `url`, default back-off.
     pub fn at(url: OriginUrl, path: String, trust: Trust) -> HttpsChannel {
-        HttpsChannel { url, path, trust, first_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(30) }
+        HttpsChannel {
+            url,
+            path,
+            trust,
+            first_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+            knock_every: LISTENER_PROBE,
+        }
     }
 }
 
@@ -91,6 +112,7 @@ const QUEUE: usize = 1024;
 #[derive(Debug)]
 pub(crate) struct ChannelTask {
     events: mpsc::Receiver<ChannelEvent>,
+    data: Arc<DataSignal>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -113,6 +135,8 @@ impl ChannelTask {
         let (tx, events) = mpsc::channel(QUEUE);
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let channel = channel.clone();
+        let data = Arc::new(DataSignal::default());
+        let signal = Arc::clone(&data);
         let thread = std::thread::Builder::new()
             .name("h3m-ambi-https".into())
             .spawn(move || {
@@ -126,13 +150,18 @@ impl ChannelTask {
                 };
                 rt.block_on(async move {
                     tokio::select! {
-                        _ = run(channel, profile, tx) => {}
+                        _ = run(channel, profile, tx, &signal) => {}
                         _ = stopped => {}
                     }
                 });
             })
             .ok();
-        ChannelTask { events, stop: Some(stop), thread }
+        ChannelTask { events, data, stop: Some(stop), thread }
+    }
+
+    /// What the receive loop tells when the session's datagrams arrive.
+    pub(crate) fn data_signal(&self) -> Arc<DataSignal> {
+        Arc::clone(&self.data)
     }
 
     /// The next event (`None` once the task ended).
@@ -141,16 +170,39 @@ impl ChannelTask {
     }
 }
 
+/// The receive loop's word to the channel that the session's datagrams
+/// arrive: their sender is up, so its origin is starting too, and the
+/// channel knocks on its port every [`KNOCK_WHILE_DATA`] instead of every
+/// [`HttpsChannel::knock_every`] until it connects.
+#[derive(Debug, Default)]
+pub(crate) struct DataSignal {
+    arrived: AtomicBool,
+    notify: Notify,
+}
+
+impl DataSignal {
+    /// A datagram of the session arrived (cheap after the first).
+    pub(crate) fn arrived(&self) {
+        if !self.arrived.load(Ordering::Relaxed) && !self.arrived.swap(true, Ordering::Relaxed) {
+            self.notify.notify_one();
+        }
+    }
+
+    fn seen(&self) -> bool {
+        self.arrived.load(Ordering::Relaxed)
+    }
+}
+
 /// How long a receiver that never connected yet tries every quarter of the
 /// first back-off (its datagrams wait meanwhile, at most 2 s).
 const EAGER: Duration = Duration::from_secs(2);
 
-async fn run(channel: HttpsChannel, profile: DigestProfile, tx: mpsc::Sender<ChannelEvent>) {
+async fn run(channel: HttpsChannel, profile: DigestProfile, tx: mpsc::Sender<ChannelEvent>, data: &DataSignal) {
     let started = tokio::time::Instant::now();
     let mut ever_connected = false;
     let mut delay = channel.first_backoff;
     loop {
-        let (brought_any, reason) = match stream_manifests(&channel, &profile, &tx).await {
+        let (brought_any, reason) = match stream_manifests(&channel, &profile, &tx, data).await {
             Ok(()) => return, // the receive loop is gone
             Err(e) => e,
         };
@@ -167,8 +219,17 @@ async fn run(channel: HttpsChannel, profile: DigestProfile, tx: mpsc::Sender<Cha
             return;
         }
         if eager {
-            // The origin may be starting: connect as soon as it listens.
-            wait_for_listener(&channel.url, retry_in).await;
+            // The origin may be starting: connect as soon as it listens,
+            // knocking often once the session's datagrams say it is.
+            let until = tokio::time::Instant::now() + retry_in;
+            if !data.seen() {
+                tokio::select! {
+                    _ = wait_for_listener_every(&channel.url, retry_in, channel.knock_every) => continue,
+                    _ = data.notify.notified() => {}
+                }
+            }
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            wait_for_listener_every(&channel.url, left, KNOCK_WHILE_DATA).await;
         } else {
             tokio::time::sleep(retry_in).await;
             delay = (delay * 2).min(channel.max_backoff);
@@ -189,8 +250,10 @@ async fn stream_manifests(
     channel: &HttpsChannel,
     profile: &DigestProfile,
     tx: &mpsc::Sender<ChannelEvent>,
+    data: &DataSignal,
 ) -> Result<(), (bool, String)> {
     let mut config = ClientConfig::new(channel.trust.clone());
+    config.listener_probe = if data.seen() { KNOCK_WHILE_DATA } else { channel.knock_every };
     config.request_timeout = Duration::from_secs(5);
     config.connect_timeout = Duration::from_secs(2);
     // An origin that vanishes without closing is noticed within 6 s.
@@ -328,6 +391,33 @@ mod tests {
         }
         // It comes back (and the backlog repeats the foreign manifest: lost again).
         assert!(matches!(next(&mut task).await, ChannelEvent::Connected(_)));
+        second.shutdown();
+    }
+
+    /// A receiver whose origin was not up waits out a long back-off (its
+    /// knocks far apart), unless the session's datagrams arrive: then it
+    /// knocks every 2 ms and connects as soon as the origin listens.
+    #[tokio::test]
+    async fn datagrams_arriving_make_the_channel_connect_as_soon_as_the_origin_listens() {
+        let identity = Identity::self_signed(&["127.0.0.1".into()]).unwrap();
+        let (first, _) = origin("127.0.0.1:0".parse().unwrap(), &identity);
+        let addr = first.local_addr();
+        first.shutdown();
+        let mut channel = HttpsChannel::parse(&format!("https://{addr}"), Trust::Pin(identity.fingerprint())).unwrap();
+        // Without the signal: the next attempt 5-10 s after the first failed.
+        channel.first_backoff = Duration::from_secs(40);
+        channel.knock_every = Duration::from_secs(30);
+        let profile = DigestProfile::parse("sha-256/128", 9).unwrap();
+        let mut task = ChannelTask::spawn(&channel, profile);
+        assert!(matches!(next(&mut task).await, ChannelEvent::Lost { .. }));
+        // Past the knock that starts the wait; then the origin comes up.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (second, feed) = origin(addr, &identity);
+        feed.publish(wire(&manifest(9, 0)));
+        task.data_signal().arrived();
+        let connected = tokio::time::timeout(Duration::from_secs(3), task.next()).await;
+        assert!(matches!(connected, Ok(Some(ChannelEvent::Connected(_)))), "{connected:?}");
+        assert!(matches!(next(&mut task).await, ChannelEvent::Manifest(m) if m == manifest(9, 0)));
         second.shutdown();
     }
 
