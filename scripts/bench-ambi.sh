@@ -8,10 +8,13 @@
 # directory, with the Ed25519 test key (interop/vectors/keys) signing the
 # in-band manifests (--ambi-key / --ambi-trust: pushes carry no signature of
 # their own, as in the h3m row) and a fresh self-signed origin certificate (openssl, for the
-# harness's sender address 198.18.0.1) pinned by the HTTPS receiver. The
-# HTTPS sender holds its first datagram until the receiver has subscribed
-# (--ambi-wait 3; the wait is part of the harness's end-to-end time, the
-# sender's own "sent ... s" line is the session alone).
+# harness's sender address 198.18.0.1) pinned by the HTTPS receiver.
+# `h3m-ambi-https` runs as a broadcast does: the sender starts at once and the
+# receiver holds what arrives until its channel is up (it knocks on the
+# origin's port every 2 ms once the datagrams come); `h3m-ambi-https-wait`
+# has the sender hold its first datagram until the receiver has subscribed
+# (--ambi-wait 3, part of the end-to-end time), so every datagram is
+# authenticated on arrival.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench-ambi.sh: needs root (network namespaces)"; exit 2; }
@@ -51,6 +54,9 @@ row h3m-ambi-inband "h3m, AMBI in-band (signed manifests on the side port)" \
     "--ambi inband --ambi-trust $keys/ed25519.pub.pem" "--ambi-key $keys/ed25519.key.pem --ambi inband"
 row h3m-ambi-https "h3m, AMBI over HTTPS (manifests streamed by the origin)" \
     "--ambi https://{tx_addr}:4433 --ambi-pin $pin" \
+    "--ambi https --repair-listen {tx_addr}:4433 --repair-cert $work/cert.pem --repair-key $work/key.pem --repair-linger 0"
+row h3m-ambi-https-wait "h3m, AMBI over HTTPS, sender waits for the subscription" \
+    "--ambi https://{tx_addr}:4433 --ambi-pin $pin" \
     "--ambi https --ambi-wait 3 --repair-listen {tx_addr}:4433 --repair-cert $work/cert.pem --repair-key $work/key.pem --repair-linger 0"
 H3M_BIN_DIR=$(pwd)/target/release "$PERF" --no-install --config "$work/rows.toml" \
-    --tools h3m,h3m-ambi-inband,h3m-ambi-https --set "h3m.rate=$RATE" "$@"
+    --tools h3m,h3m-ambi-inband,h3m-ambi-https,h3m-ambi-https-wait --set "h3m.rate=$RATE" "$@"
