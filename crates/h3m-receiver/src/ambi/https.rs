@@ -14,10 +14,10 @@
 //! tries again after 125–250 ms for its first 2 s (the data hold: what it
 //! receives meanwhile waits on the channel), and sooner when the origin's
 //! port refused it and starts to listen meanwhile (probed every 25 ms, see
-//! [`h3m_unicast::client::wait_for_listener`]; every 2 ms once the session's datagrams arrive,
-//! [`DataSignal`]: their sender is up, so its origin is starting too), so
-//! one started just before its sender authenticates from the first datagram
-//! on.
+//! [`h3m_unicast::client::wait_for_listener`]; every 2 ms once the
+//! session's datagrams arrive, [`DataSignal`]: their sender is up, so its
+//! origin is starting too), so one started just before its sender
+//! authenticates from the first datagram on.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -173,7 +173,10 @@ impl ChannelTask {
 /// The receive loop's word to the channel that the session's datagrams
 /// arrive: their sender is up, so its origin is starting too, and the
 /// channel knocks on its port every [`KNOCK_WHILE_DATA`] instead of every
-/// [`HttpsChannel::knock_every`] until it connects.
+/// [`HttpsChannel::knock_every`] until it connects. A forged datagram
+/// (anyone who knows the session ID, on an any-source group) sets it too: a
+/// receiver then knocks on a closed port at most 500 times a second, only
+/// in its first 2 s ([`EAGER`]), and a port that accepts stops the knocks.
 #[derive(Debug, Default)]
 pub(crate) struct DataSignal {
     arrived: AtomicBool,
