@@ -15,7 +15,7 @@
 //! receives meanwhile waits on the channel), and sooner when the origin's
 //! port refused it and starts to listen meanwhile (probed every 25 ms, see
 //! [`h3m_unicast::client::wait_for_listener`]; every 2 ms once the
-//! session's datagrams arrive, [`DataSignal`]: their sender is up, so its
+//! session's datagrams arrive: their sender is up, so its
 //! origin is starting too), so one started just before its sender
 //! authenticates from the first datagram on.
 
