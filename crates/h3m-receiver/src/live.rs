@@ -378,9 +378,7 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
                     }
                     (Channel::Repair, _) => {
                         if !std::mem::replace(&mut fec_tables, true) {
-                            let _ = std::thread::Builder::new()
-                                .name("h3m-fec-tables".into())
-                                .spawn(h3m_proto::fec::prewarm);
+                            h3m_proto::fec::prewarm_in_background();
                         }
                         session.receiver.handle_repair(now, payload)
                     }

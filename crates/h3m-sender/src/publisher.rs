@@ -513,7 +513,7 @@ impl Publisher {
         }
         if let Some(fec) = config.fec {
             // The code's tables, built while the first group is collected.
-            let _ = std::thread::Builder::new().name("h3m-fec-tables".into()).spawn(h3m_proto::fec::prewarm);
+            h3m_proto::fec::prewarm_in_background();
             // A GSO send crosses a veth or tunnel as one packet: one loss
             // takes all of it, at most one datagram of each interleaved block
             // unless the caller chose its own size.

@@ -42,6 +42,9 @@ const SYMBOL_OVERHEAD: usize = 192;
 /// Longest a decodable block waits for the receiver to reach its last
 /// datagram before it decodes anyway.
 pub const DEFER_LIMIT: Duration = Duration::from_millis(200);
+/// How often blocks waiting for the code's tables look whether they are
+/// built (when no datagram comes to make them look).
+pub const TABLES_POLL: Duration = Duration::from_millis(1);
 
 /// How far (in packet numbers) beyond the largest datagram handled a repair
 /// datagram's block may end and still be kept: a receiver that falls behind
@@ -134,6 +137,13 @@ pub struct FecDecoder {
     rs: Option<ReedSolomonDecoder>,
     /// Rebuilds blocks that lost a few datagrams (made at the first).
     direct: Option<Box<DirectDecoder>>,
+    /// Blocks that could decode while another thread built the code's
+    /// tables ([`super::prewarm_in_background`]): they decode at the first
+    /// call after.
+    waiting_tables: Vec<(u64, u16)>,
+    /// Whether another thread builds the code's tables now
+    /// ([`super::tables_being_built`]; a test's own in tests).
+    tables_being_built: fn() -> bool,
     symbol: Vec<u8>,
     /// A block's symbols in the code's layout, for `direct`.
     placed: Vec<u8>,
@@ -175,10 +185,18 @@ impl FecDecoder {
             recovered: VecDeque::new(),
             rs: None,
             direct: None,
+            waiting_tables: Vec::new(),
+            tables_being_built: super::tables_being_built,
             symbol: Vec::new(),
             placed: Vec::new(),
             stats: FecStats::default(),
         }
+    }
+
+    /// Whether another thread builds the code's tables, as the test says.
+    #[cfg(test)]
+    pub(crate) fn set_tables_probe(&mut self, probe: fn() -> bool) {
+        self.tables_being_built = probe;
     }
 
     /// The counters.
@@ -232,6 +250,7 @@ impl FecDecoder {
             self.deferred.pop_first();
             self.try_decode(key);
         }
+        self.decode_waiting();
     }
 
     /// A datagram of a block waiting for repair arrived after its repair
@@ -253,6 +272,7 @@ impl FecDecoder {
     /// become available from [`poll_recovered`](Self::poll_recovered).
     pub fn add_repair(&mut self, now: Instant, datagram: &[u8]) {
         self.clock = Some(now);
+        self.decode_waiting();
         let (header, symbol) = match RepairHeader::parse(datagram) {
             Ok(x) => x,
             Err(_) => {
@@ -330,14 +350,20 @@ impl FecDecoder {
         self.recovered.pop_front()
     }
 
-    /// When a deferred block is next due to decode anyway.
+    /// When a deferred block is next due to decode anyway, or (every
+    /// [`TABLES_POLL`]) whether the code's tables are built for the blocks
+    /// that wait for them.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deferred_at.front().map(|(at, _)| *at + DEFER_LIMIT)
+        let deferred = self.deferred_at.front().map(|(at, _)| *at + DEFER_LIMIT);
+        let tables = self.clock.filter(|_| !self.waiting_tables.is_empty()).map(|c| c + TABLES_POLL);
+        deferred.into_iter().chain(tables).min()
     }
 
-    /// Decodes the deferred blocks that waited [`DEFER_LIMIT`] by `now`.
+    /// Decodes the deferred blocks that waited [`DEFER_LIMIT`] by `now`,
+    /// and those that waited for the code's tables once they are built.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.clock = Some(now);
+        self.decode_waiting();
         while let Some(&(at, key)) = self.deferred_at.front() {
             if at + DEFER_LIMIT > now {
                 break;
@@ -364,9 +390,11 @@ impl FecDecoder {
         self.largest = Some(u64::MAX);
         self.deferred.clear();
         self.deferred_at.clear();
+        self.waiting_tables.clear();
         let keys: Vec<_> = self.order.drain(..).filter(|k| self.pending.contains_key(k)).collect();
         for key in keys {
-            self.try_decode(key);
+            // Now, tables built or not.
+            self.settle(key, false);
             if self.pending.contains_key(&key) {
                 self.give_up(key);
                 self.stats.unrecovered_at_end += 1;
@@ -396,11 +424,39 @@ impl FecDecoder {
         } else if p.repairs.len() as u32 >= missing {
             let last = header.last_pn();
             if !wait || self.largest.is_some_and(|l| l >= last) {
-                self.decode(key);
+                if wait && (self.tables_being_built)() {
+                    if !self.waiting_tables.contains(&key) {
+                        self.waiting_tables.push(key);
+                    }
+                } else {
+                    self.decode(key);
+                }
             } else if self.deferred.insert((last, key))
                 && let Some(now) = self.clock
             {
                 self.deferred_at.push_back((now, key));
+            }
+        }
+    }
+
+    /// Decodes the blocks that waited for the code's tables once they are
+    /// built, and before then a block whose datagrams would soon leave the
+    /// window (two thirds of it came after the block's group began): it
+    /// waits for the tables on this thread rather than be lost.
+    fn decode_waiting(&mut self) {
+        if self.waiting_tables.is_empty() {
+            return;
+        }
+        let building = (self.tables_being_built)();
+        let largest = self.largest.unwrap_or(0);
+        let limit = (self.window.len() as u64 * 2 / 3).max(1);
+        for key in std::mem::take(&mut self.waiting_tables) {
+            if !building {
+                self.settle(key, true);
+            } else if largest.saturating_sub(key.0) >= limit {
+                self.settle(key, false);
+            } else {
+                self.waiting_tables.push(key);
             }
         }
     }

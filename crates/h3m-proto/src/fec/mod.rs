@@ -59,6 +59,7 @@ pub use decoder::{FecDecoder, FecStats};
 pub use encoder::FecEncoder;
 pub use repair::{RepairError, RepairHeader};
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 /// How a sender protects its datagrams (`h3m-send --fec PERCENT[,block=N][,depth=D][,deadline=MS]`).
@@ -160,7 +161,7 @@ impl std::fmt::Display for FecConfig {
 /// Builds the code's lookup tables now: a one-time cost for the whole
 /// process (about 10 ms of one core) that the first group's encode or
 /// decode would otherwise pay in the middle of the datapath. A driver that
-/// will use FEC calls it on a thread of its own at start.
+/// will use FEC calls [`prewarm_in_background`] at start.
 pub fn prewarm() {
     // A round trip through the smallest block touches every table the
     // encoder and the decoder use.
@@ -168,7 +169,36 @@ pub fn prewarm() {
     if let Ok(recovery) = reed_solomon_simd::encode(2, 1, shards) {
         let _ = reed_solomon_simd::decode(2, 1, [(0, &shards[0])], [(0, &recovery[0])]);
     }
+    TABLES.store(TABLES_BUILT, Ordering::Release);
 }
+
+/// Builds the code's tables on a thread of its own (`h3m-fec-tables`).
+/// Until they are built, a [`FecDecoder`] leaves the blocks it could decode
+/// waiting (see [`FecDecoder::poll_timeout`]) rather than build the tables
+/// itself in the middle of the receive loop; they decode at the first call
+/// after. Does nothing once the tables are built or being built.
+pub fn prewarm_in_background() {
+    if TABLES.compare_exchange(TABLES_UNASKED, TABLES_BUILDING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        return;
+    }
+    if std::thread::Builder::new().name("h3m-fec-tables".into()).spawn(prewarm).is_err() {
+        // No thread: whoever decodes first builds them.
+        TABLES.store(TABLES_UNASKED, Ordering::Release);
+    }
+}
+
+/// Whether [`prewarm_in_background`]'s thread is building the tables now
+/// (a decode would wait for it).
+pub(crate) fn tables_being_built() -> bool {
+    TABLES.load(Ordering::Acquire) == TABLES_BUILDING
+}
+
+/// Where the code's tables are: not asked for, being built by
+/// [`prewarm_in_background`], built.
+static TABLES: AtomicU8 = AtomicU8::new(TABLES_UNASKED);
+const TABLES_UNASKED: u8 = 0;
+const TABLES_BUILDING: u8 = 1;
+const TABLES_BUILT: u8 = 2;
 
 /// Bytes of the length prefix of a source symbol.
 const LEN_PREFIX: usize = 2;

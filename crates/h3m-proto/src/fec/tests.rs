@@ -431,3 +431,65 @@ fn a_flood_of_tiny_forged_symbols_for_new_blocks_is_held_to_the_budget_in_blocks
     assert!(dec.pending_blocks() <= budget / 194, "{} blocks pending", dec.pending_blocks());
     assert!(dec.stats().unrecovered_budget > 0, "older blocks were given up for the budget");
 }
+
+/// While another thread builds the code's tables a block that could decode
+/// waits (no decode on the caller's thread), with a timer a millisecond on;
+/// at the first call after they are built it decodes, byte for byte; at the
+/// end of the session it decodes regardless, and so it does, tables or not,
+/// once two thirds of the window came after its group began (its datagrams
+/// would soon leave the window).
+#[test]
+fn blocks_wait_for_the_tables_being_built_then_decode() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static BUILDING: AtomicBool = AtomicBool::new(true);
+    let config = FecConfig { percent: 5, block: 100, depth: 4, deadline: Duration::from_secs(1) };
+    let sources = datagrams(7, 400);
+    let repairs = encode(config, &sources);
+    let lost = |pn: u64| (107..127).contains(&pn);
+    for case in ["built", "end of session", "window"] {
+        BUILDING.store(true, Ordering::SeqCst);
+        let mut dec = FecDecoder::new(sid(), DEFAULT_MAX_WINDOW, DEFAULT_REPAIR_BUDGET);
+        dec.set_tables_probe(|| BUILDING.load(Ordering::SeqCst));
+        let t0 = Instant::now();
+        for (pn, d) in sources.iter().filter(|(pn, _)| !lost(*pn)) {
+            dec.add_source(*pn, d);
+        }
+        for r in &repairs {
+            dec.add_repair(t0, r);
+        }
+        assert!(dec.poll_recovered().is_none());
+        assert_eq!(dec.stats().blocks_decoded, 0);
+        assert_eq!(dec.poll_timeout(), Some(t0 + decoder::TABLES_POLL));
+        // Still being built: the timer changes nothing.
+        dec.handle_timeout(t0 + decoder::TABLES_POLL);
+        assert!(dec.poll_recovered().is_none());
+        match case {
+            "built" => {
+                BUILDING.store(false, Ordering::SeqCst);
+                dec.handle_timeout(t0 + 2 * decoder::TABLES_POLL);
+                assert_eq!(dec.poll_timeout(), None);
+            }
+            "end of session" => dec.finish(),
+            _ => {
+                // The window keeps its first size (three groups of 400 and
+                // the depth need fewer slots): datagrams up to two thirds of
+                // it after the group's first (7) leave the blocks waiting,
+                // the next decodes them.
+                let limit = (decoder::INITIAL_WINDOW * 2 / 3) as u64;
+                let next = datagrams(407, (7 + limit - 407 + 1) as usize);
+                let (last, before) = next.split_last().unwrap();
+                for (pn, d) in before {
+                    dec.add_source(*pn, d);
+                }
+                assert!(dec.poll_recovered().is_none(), "too early");
+                assert_eq!(last.0, 7 + limit);
+                dec.add_source(last.0, &last.1);
+            }
+        }
+        let mut rebuilt: Vec<_> = std::iter::from_fn(|| dec.poll_recovered()).collect();
+        rebuilt.sort_by_key(|(pn, _)| *pn);
+        let expected: Vec<_> = sources.iter().filter(|(pn, _)| lost(*pn)).cloned().collect();
+        assert_eq!(rebuilt, expected, "{case}");
+        assert_eq!((dec.stats().blocks_decoded, dec.stats().blocks_unrecovered), (4, 0));
+    }
+}
