@@ -139,8 +139,9 @@ pub struct FecDecoder {
     direct: Option<Box<DirectDecoder>>,
     /// Blocks that could decode while another thread built the code's
     /// tables ([`super::prewarm_in_background`]): they decode at the first
-    /// call after.
-    waiting_tables: Vec<(u64, u16)>,
+    /// call after (a set: a block is in it once, however often its repair
+    /// comes).
+    waiting_tables: foldhash::HashSet<(u64, u16)>,
     /// Whether another thread builds the code's tables now
     /// ([`super::tables_being_built`]; a test's own in tests).
     tables_being_built: fn() -> bool,
@@ -185,7 +186,7 @@ impl FecDecoder {
             recovered: VecDeque::new(),
             rs: None,
             direct: None,
-            waiting_tables: Vec::new(),
+            waiting_tables: Default::default(),
             tables_being_built: super::tables_being_built,
             symbol: Vec::new(),
             placed: Vec::new(),
@@ -425,9 +426,7 @@ impl FecDecoder {
             let last = header.last_pn();
             if !wait || self.largest.is_some_and(|l| l >= last) {
                 if wait && (self.tables_being_built)() {
-                    if !self.waiting_tables.contains(&key) {
-                        self.waiting_tables.push(key);
-                    }
+                    self.waiting_tables.insert(key);
                 } else {
                     self.decode(key);
                 }
@@ -450,14 +449,15 @@ impl FecDecoder {
         let building = (self.tables_being_built)();
         let largest = self.largest.unwrap_or(0);
         let limit = (self.window.len() as u64 * 2 / 3).max(1);
-        for key in std::mem::take(&mut self.waiting_tables) {
-            if !building {
-                self.settle(key, true);
-            } else if largest.saturating_sub(key.0) >= limit {
-                self.settle(key, false);
-            } else {
-                self.waiting_tables.push(key);
-            }
+        let due: Vec<_> = if building {
+            // Only those whose datagrams would soon leave the window.
+            self.waiting_tables.iter().copied().filter(|k| largest.saturating_sub(k.0) >= limit).collect()
+        } else {
+            self.waiting_tables.iter().copied().collect()
+        };
+        for key in due {
+            self.waiting_tables.remove(&key);
+            self.settle(key, !building);
         }
     }
 
