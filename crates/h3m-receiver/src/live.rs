@@ -312,9 +312,6 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
     // streams turn up, and the repair runs at the end.
     let mut repairer = opts.repair.as_ref().map(|r| Repairer::new(r, &opts.advertised_repair));
     let mut last_datagram = Instant::now();
-    // The FEC code's tables are built on a thread of their own once the
-    // session turns out to carry repair, not in the middle of a decode.
-    let mut fec_tables = false;
     let mut ambi = opts
         .ambi
         .as_ref()
@@ -377,9 +374,9 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
                         a.on_session(now, source, payload)
                     }
                     (Channel::Repair, _) => {
-                        if !std::mem::replace(&mut fec_tables, true) {
-                            h3m_proto::fec::prewarm_in_background();
-                        }
+                        // The FEC code's tables, built on a thread of their own once the
+                        // session turns out to carry repair (once: a load after the first).
+                        h3m_proto::fec::prewarm_in_background();
                         session.receiver.handle_repair(now, payload)
                     }
                 }

@@ -467,8 +467,8 @@ pub const LISTENER_PROBE: Duration = Duration::from_millis(25);
 
 /// Waits at most `within` for something to listen on `url`'s TCP port: a
 /// bare TCP connect at once and every 25 ms while the port refuses (a SYN
-/// answered by a reset, no TLS, no QUIC Initial), returning as soon as one is not refused
-/// (accepted, unreachable, timed out) or the time is up. A client that found
+/// answered by a reset, no TLS, no QUIC Initial), returning as soon as one
+/// is not refused (accepted, unreachable, timed out) or the time is up. A client that found
 /// nothing listening calls it instead of sleeping out its back-off, so that
 /// it connects within 25 ms of an origin that is starting (an h3m origin
 /// binds its UDP port before its TCP port, so an accepted probe means both

@@ -178,12 +178,14 @@ pub fn prewarm() {
 /// itself in the middle of the receive loop; they decode at the first call
 /// after. Does nothing once the tables are built or being built.
 pub fn prewarm_in_background() {
-    if TABLES.compare_exchange(TABLES_UNASKED, TABLES_BUILDING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+    if TABLES.load(Ordering::Acquire) != TABLES_UNASKED
+        || TABLES.compare_exchange(TABLES_UNASKED, TABLES_BUILDING, Ordering::AcqRel, Ordering::Acquire).is_err()
+    {
         return;
     }
     if std::thread::Builder::new().name("h3m-fec-tables".into()).spawn(prewarm).is_err() {
-        // No thread: whoever decodes first builds them.
-        TABLES.store(TABLES_UNASKED, Ordering::Release);
+        // No thread (and no second try): whoever decodes first builds them.
+        TABLES.store(TABLES_INLINE, Ordering::Release);
     }
 }
 
@@ -194,11 +196,13 @@ pub(crate) fn tables_being_built() -> bool {
 }
 
 /// Where the code's tables are: not asked for, being built by
-/// [`prewarm_in_background`], built.
+/// [`prewarm_in_background`], built, or left to the first decode (no
+/// thread could start).
 static TABLES: AtomicU8 = AtomicU8::new(TABLES_UNASKED);
 const TABLES_UNASKED: u8 = 0;
 const TABLES_BUILDING: u8 = 1;
 const TABLES_BUILT: u8 = 2;
+const TABLES_INLINE: u8 = 3;
 
 /// Bytes of the length prefix of a source symbol.
 const LEN_PREFIX: usize = 2;

@@ -743,12 +743,13 @@ impl Receiver {
                     None => {}
                 }
                 self.largest_pn = Some(self.largest_pn.map_or(pn, |l| l.max(pn)));
-                if let Some(fec) = &mut self.fec {
+                // Blocks may wait for the code's tables (a look every millisecond).
+                let fec_due = self.fec.as_mut().and_then(|fec| {
                     fec.add_source(pn, datagram);
-                    // Blocks may wait for the code's tables (a look every millisecond).
-                    if let Some(at) = fec.poll_timeout() {
-                        self.timer_hint = Some(self.timer_hint.map_or(at, |h| h.min(at)));
-                    }
+                    fec.poll_timeout()
+                });
+                if let Some(at) = fec_due {
+                    self.arm(at);
                 }
                 let payload = p.payload;
                 for frame in FrameReader::new(payload) {
