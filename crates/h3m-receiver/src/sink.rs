@@ -32,6 +32,14 @@ pub trait ResourceSink {
     /// [`crate::paths::sanitize`] (no `..`, no absolute or empty components).
     fn begin(&mut self, id: u64, rel: PathBuf) -> Result<(), WriteError>;
 
+    /// Resource `id`'s body is declared `length` bytes long (its
+    /// `content-length`): a sink may size its buffers for it, within its own
+    /// limits (the value comes from the sender and is not trusted). The
+    /// default ignores it.
+    fn expect_length(&mut self, id: u64, length: u64) {
+        let _ = (id, length);
+    }
+
     /// Stores body bytes of resource `id` at `offset`. `Ok(false)` if `id` is
     /// not being received (never begun, or already ended). On error the
     /// resource is dropped.
@@ -72,6 +80,10 @@ pub trait ResourceSink {
 impl ResourceSink for ResourceWriter {
     fn begin(&mut self, id: u64, rel: PathBuf) -> Result<(), WriteError> {
         ResourceWriter::begin(self, id, rel)
+    }
+
+    fn expect_length(&mut self, id: u64, length: u64) {
+        ResourceWriter::expect_length(self, id, length)
     }
 
     fn write(&mut self, id: u64, offset: u64, data: &[u8]) -> Result<bool, WriteError> {

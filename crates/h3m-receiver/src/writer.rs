@@ -138,6 +138,10 @@ pub struct PartialFile {
     wbuf_at: u64,
     /// Whether the file was created (and then maybe closed by [`park`](Self::park)).
     created: bool,
+    /// The body's declared length, if known: the first run gathered gets
+    /// room for it at once (up to the write buffer's size) instead of
+    /// growing by copies.
+    length_hint: Option<u64>,
 }
 
 impl std::fmt::Debug for PartialFile {
@@ -171,6 +175,7 @@ impl PartialFile {
             wbuf: Vec::new(),
             wbuf_at: 0,
             created: false,
+            length_hint: None,
         })
     }
 
@@ -220,9 +225,18 @@ impl PartialFile {
         Ok(())
     }
 
-    /// Bytes gathered in memory, not yet written to the file.
+    /// Memory held for bytes not yet written to the file: the write
+    /// buffer's capacity (at least the bytes gathered).
     pub fn buffered(&self) -> usize {
-        self.wbuf.len()
+        self.wbuf.capacity()
+    }
+
+    /// The body is declared `length` bytes long: the first bytes gathered get
+    /// room for all of it (at most the write buffer's 64 KiB, and at most 16
+    /// times their own length), so that a small body is gathered without
+    /// reallocations.
+    pub fn expect_length(&mut self, length: u64) {
+        self.length_hint = Some(length);
     }
 
     /// Writes `data` at body offset `offset`.
@@ -264,9 +278,19 @@ impl PartialFile {
             self.queue_hash();
             return Ok(());
         }
-        if self.wbuf.capacity() == 0 && self.handed {
-            // A big body (it was handed over before): its next run is as long.
-            self.wbuf.reserve(WRITE_BUFFER);
+        if self.wbuf.capacity() == 0 {
+            let room = if self.handed {
+                // A big body (it was handed over before): its next run is as long.
+                WRITE_BUFFER
+            } else {
+                // The declared rest of the body, within the buffer, and within
+                // 16 times what came (the length is the sender's word: a
+                // flood of pushes declaring big bodies and sending a byte
+                // each holds 16 bytes a push, not 64 KiB).
+                let rest = self.length_hint.map_or(0, |len| len.saturating_sub(offset));
+                rest.min(WRITE_BUFFER as u64).min(16 * data.len() as u64) as usize
+            };
+            self.wbuf.reserve_exact(room);
         }
         self.wbuf.extend_from_slice(data);
         Ok(())
@@ -621,6 +645,14 @@ impl ResourceWriter {
         Ok(())
     }
 
+    /// Push `push_id`'s body is declared `length` bytes long (see
+    /// [`PartialFile::expect_length`]); nothing if it is not being written.
+    pub fn expect_length(&mut self, push_id: u64, length: u64) {
+        if let Some(entry) = self.open.get_mut(&push_id) {
+            entry.file.expect_length(length);
+        }
+    }
+
     /// Writes body bytes of a push being written; `Ok(false)` if it is not.
     /// On error the push is dropped (its temporary file removed).
     pub fn write(&mut self, push_id: u64, offset: u64, data: &[u8]) -> Result<bool, WriteError> {
@@ -640,8 +672,8 @@ impl ResourceWriter {
         }
     }
 
-    /// Bytes gathered in memory across the pushes being written (at most
-    /// [`MAX_BUFFERED_TOTAL`] and one push's write buffer).
+    /// Memory held for bytes gathered across the pushes being written (at
+    /// most [`MAX_BUFFERED_TOTAL`] and one push's write buffer).
     pub fn buffered(&self) -> usize {
         self.buffered
     }
@@ -852,6 +884,33 @@ mod tests {
         w.park(2).unwrap();
         w.abort(2);
         assert_eq!(entries(dir.path()), ["a".to_owned()]);
+    }
+
+    #[test]
+    fn a_declared_length_sizes_the_first_run_once_within_sixteen_times_what_came() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ResourceWriter::new(dir.path()).unwrap();
+        let data = body(10_240);
+        w.begin(0, "small".into()).unwrap();
+        w.expect_length(0, 10_240);
+        w.write(0, 0, &data[..1_200]).unwrap();
+        assert_eq!(w.buffered(), 10_240, "room for the whole body at the first bytes");
+        for at in (1_200..10_240).step_by(1_200) {
+            w.write(0, at as u64, &data[at..(at + 1_200).min(10_240)]).unwrap();
+            assert_eq!(w.buffered(), 10_240, "no growth");
+        }
+        let written = w.commit(0, 10_240, Some(sha(&data))).unwrap().unwrap();
+        assert_eq!(std::fs::read(&written.path).unwrap(), data);
+        // A length that is only the sender's word: a byte gets 16 bytes of room.
+        w.begin(1, "claims".into()).unwrap();
+        w.expect_length(1, 1 << 40);
+        w.write(1, 0, b"x").unwrap();
+        assert_eq!(w.buffered(), 16);
+        // Beyond the write buffer the room stops at it.
+        w.begin(2, "big".into()).unwrap();
+        w.expect_length(2, 1 << 20);
+        w.write(2, 0, &body(8_000)).unwrap();
+        assert_eq!(w.buffered(), 16 + WRITE_BUFFER);
     }
 
     #[test]

@@ -433,6 +433,9 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
         let Some(state) = self.pushes.get_mut(&push_id) else { return };
         match self.writer.begin(id, rel.clone()) {
             Ok(()) => {
+                if let Some(len) = length {
+                    self.writer.expect_length(id, len);
+                }
                 state.fate = Fate::Into(id);
                 if let Some(d) = sha256 {
                     self.by_identity.insert((rel.clone(), d), id);

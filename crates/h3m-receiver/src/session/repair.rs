@@ -246,6 +246,9 @@ impl<S: ResourceSink> Session<'_, '_, S> {
             }
             let id = self.next_resource;
             self.writer.begin(id, rel.clone()).ok()?;
+            if let Some(len) = length {
+                self.writer.expect_length(id, len);
+            }
             self.next_resource += 1;
             adopted = Some(id);
             let r = Resource {
