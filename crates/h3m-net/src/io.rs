@@ -124,7 +124,17 @@ impl SendSocket {
     /// Copies each run once into a scratch buffer; callers that can write datagrams contiguously should use
     /// [`SendSocket::send_segments`] directly.
     pub async fn send_batch<D: AsRef<[u8]>>(&self, dest: SocketAddr, datagrams: &[D]) -> io::Result<()> {
-        let mut scratch = Vec::new();
+        self.send_batch_with(dest, datagrams, &mut Vec::new()).await
+    }
+
+    /// As [`SendSocket::send_batch`], laying runs out in `scratch` (a buffer the caller keeps between
+    /// batches, so that its memory is allocated once).
+    pub async fn send_batch_with<D: AsRef<[u8]>>(
+        &self,
+        dest: SocketAddr,
+        datagrams: &[D],
+        scratch: &mut Vec<u8>,
+    ) -> io::Result<()> {
         let mut i = 0;
         while i < datagrams.len() {
             let size = datagrams[i].as_ref().len();
@@ -136,7 +146,7 @@ impl SendSocket {
                 for d in &datagrams[i..end] {
                     scratch.extend_from_slice(d.as_ref());
                 }
-                self.send_segments(dest, &scratch, size).await?;
+                self.send_segments(dest, scratch, size).await?;
             }
             i = end;
         }

@@ -348,6 +348,13 @@ impl Sender {
         Some(d)
     }
 
+    /// Takes back a datagram from [`poll_transmit`](Self::poll_transmit)
+    /// once it is sent, so that its buffer holds a later one (see
+    /// [`SessionEncoder::recycle`](crate::encoder::SessionEncoder::recycle)).
+    pub fn recycle(&mut self, datagram: Vec<u8>) {
+        self.enc.recycle(datagram);
+    }
+
     /// The next FEC repair datagram due at `now`, for the repair port (see
     /// [`crate::fec`]). Once the session is closed and its datagrams are all
     /// out, the last group closes; its repair is due over as long as the group

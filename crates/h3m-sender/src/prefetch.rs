@@ -9,9 +9,11 @@
 //! than [`PREFETCH_UP_TO`], and files that cannot be read, are left to the
 //! loop (which reads big files with [`crate::read_ahead`] and reports
 //! errors). At most [`AHEAD`] files are held, so memory stays within
-//! `AHEAD × PREFETCH_UP_TO`. A file is sent as it is at its turn: one whose
-//! length or modification time changed since it was read ahead (or that is
-//! gone) is left to the loop, which reads it again (or reports it).
+//! `AHEAD × PREFETCH_UP_TO`. A file is sent as it was when read ahead (at
+//! most [`AHEAD`] files before its turn), if that is the file that was
+//! listed: one whose length or modification time when read differs from the
+//! listing's is left to the loop, which reads it again (or reports it). The
+//! loop makes no `stat` of its own for a file read ahead.
 
 use std::fs::File;
 use std::io::Read;
@@ -34,8 +36,8 @@ struct Fetched {
     body: Option<(Vec<u8>, [u8; 32], Stamp)>,
 }
 
-/// What says a file is still the one read ahead: its length and modification time.
-type Stamp = (u64, Option<std::time::SystemTime>);
+/// What says a file is still the one listed: its length and modification time.
+pub type Stamp = (u64, Option<std::time::SystemTime>);
 
 fn stamp(m: &std::fs::Metadata) -> Stamp {
     (m.len(), m.modified().ok())
@@ -64,17 +66,16 @@ impl Prefetch {
     }
 
     /// The next file's bytes and SHA-256 if it is `file`, was read ahead and
-    /// has not changed since (length and modification time); `None` (the
-    /// caller reads it) otherwise. Files must be asked for in the order
-    /// given; once one is asked for out of order, none is read ahead any
-    /// more.
-    pub fn take(&mut self, file: &Path) -> Option<(Vec<u8>, [u8; 32])> {
+    /// was then as `listed` (length and modification time when it was
+    /// listed); `None` (the caller reads it) otherwise. Files must be asked
+    /// for in the order given; once one is asked for out of order, none is
+    /// read ahead any more.
+    pub fn take(&mut self, file: &Path, listed: Stamp) -> Option<(Vec<u8>, [u8; 32])> {
         let next = self.fetched.as_ref()?.recv().ok();
         match next {
             Some(f) if f.file == file => {
-                let (body, digest, then) = f.body?;
-                let now = std::fs::metadata(file).ok().filter(std::fs::Metadata::is_file).map(|m| stamp(&m));
-                (now == Some(then)).then_some((body, digest))
+                let (body, digest, read) = f.body?;
+                (read == listed).then_some((body, digest))
             }
             _ => {
                 // Out of step with the sender: stop, and let it read.
@@ -121,33 +122,39 @@ mod tests {
         let missing = dir.path().join("gone");
         std::fs::write(&small, b"hello").unwrap();
         std::fs::write(&big, vec![7u8; PREFETCH_UP_TO as usize + 1]).unwrap();
+        let listed = |f: &Path| std::fs::metadata(f).map(|m| stamp(&m)).unwrap_or((0, None));
         let mut p = Prefetch::spawn(vec![small.clone(), big.clone(), missing.clone(), small.clone()]).unwrap();
-        assert_eq!(p.take(&small), Some((b"hello".to_vec(), h3m_proto::http::digest::sha256(b"hello"))));
-        assert_eq!(p.take(&big), None, "too big: the loop reads it");
-        assert_eq!(p.take(&missing), None, "unreadable: the loop reports it");
-        assert_eq!(p.take(&small).map(|(b, _)| b), Some(b"hello".to_vec()));
-        assert_eq!(p.take(&small), None, "nothing more");
+        assert_eq!(
+            p.take(&small, listed(&small)),
+            Some((b"hello".to_vec(), h3m_proto::http::digest::sha256(b"hello")))
+        );
+        assert_eq!(p.take(&big, listed(&big)), None, "too big: the loop reads it");
+        assert_eq!(p.take(&missing, listed(&missing)), None, "unreadable: the loop reports it");
+        assert_eq!(p.take(&small, listed(&small)).map(|(b, _)| b), Some(b"hello".to_vec()));
+        assert_eq!(p.take(&small, listed(&small)), None, "nothing more");
     }
 
     #[test]
-    fn a_file_changed_or_gone_since_it_was_read_ahead_is_left_to_the_loop() {
+    fn a_file_changed_since_it_was_listed_is_left_to_the_loop() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b, c) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
         for f in [&a, &b, &c] {
             std::fs::write(f, b"first").unwrap();
         }
-        // Read ahead (as the thread does), then changed, then asked for.
-        let fetched: Vec<Fetched> = [&a, &b, &c].map(|f| Fetched { file: f.to_path_buf(), body: read_small(f) }).into();
+        // Listed, then b changed and c removed, then read ahead (as the
+        // thread does), then asked for.
+        let listed: Vec<Stamp> = [&a, &b, &c].map(|f| stamp(&std::fs::metadata(f).unwrap())).into();
         std::fs::write(&b, b"second, longer").unwrap();
         std::fs::remove_file(&c).unwrap();
+        let fetched: Vec<Fetched> = [&a, &b, &c].map(|f| Fetched { file: f.to_path_buf(), body: read_small(f) }).into();
         let (tx, rx) = sync_channel(AHEAD);
         for f in fetched {
             tx.send(f).unwrap();
         }
         let mut p = Prefetch { fetched: Some(rx), thread: None };
-        assert_eq!(p.take(&a).map(|(body, _)| body), Some(b"first".to_vec()), "unchanged: as read ahead");
-        assert_eq!(p.take(&b), None, "changed: read again at its turn");
-        assert_eq!(p.take(&c), None, "gone: the loop reports it");
+        assert_eq!(p.take(&a, listed[0]).map(|(body, _)| body), Some(b"first".to_vec()), "as listed: as read ahead");
+        assert_eq!(p.take(&b, listed[1]), None, "changed since listed: read again at its turn");
+        assert_eq!(p.take(&c, listed[2]), None, "gone: the loop reports it");
     }
 
     #[test]
@@ -156,9 +163,10 @@ mod tests {
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
         std::fs::write(&a, b"A").unwrap();
         std::fs::write(&b, b"B").unwrap();
+        let listed = |f: &Path| stamp(&std::fs::metadata(f).unwrap());
         let mut p = Prefetch::spawn(vec![a.clone(), b.clone()]).unwrap();
-        assert_eq!(p.take(&b), None);
-        assert_eq!(p.take(&b), None, "stopped: the loop reads from now on");
+        assert_eq!(p.take(&b, listed(&b)), None);
+        assert_eq!(p.take(&b, listed(&b)), None, "stopped: the loop reads from now on");
         drop(p);
     }
 }

@@ -411,6 +411,8 @@ pub struct Publisher {
     repair_batch: Vec<Vec<u8>>,
     pacer: Pacer,
     batch: Vec<Vec<u8>>,
+    /// Where a batch's runs are laid end to end for GSO (kept between batches).
+    gso_buffer: Vec<u8>,
     batch_bytes: usize,
     first: Option<Instant>,
     last: Instant,
@@ -553,6 +555,7 @@ impl Publisher {
             repair_batch: Vec::new(),
             pacer: Pacer::with_burst(config.rate, burst),
             batch: Vec::new(),
+            gso_buffer: Vec::new(),
             batch_bytes,
             first: None,
             last: Instant::now(),
@@ -862,7 +865,10 @@ impl Publisher {
     async fn drain_while(&mut self, more: impl Fn(usize) -> bool) -> Result<(), PublishError> {
         loop {
             let now = Instant::now();
-            self.batch.clear();
+            // The last batch's buffers hold this one's datagrams.
+            for d in self.batch.drain(..) {
+                self.sender.recycle(d);
+            }
             let mut bytes = 0;
             let ahead = self.ambi.as_ref().map_or(0, |a| a.ahead.len());
             if more(self.sender.queued() + ahead) {
@@ -968,7 +974,7 @@ impl Publisher {
                 self.socket.send_batch(self.repair_dest, &self.ambi_batch).await?;
             }
             if !self.batch.is_empty() {
-                self.socket.send_batch(self.dest, &self.batch).await?;
+                self.socket.send_batch_with(self.dest, &self.batch, &mut self.gso_buffer).await?;
                 self.first.get_or_insert(now);
                 if let Some(q) = &mut self.qlog
                     && let Err(e) = q.sent(now, &self.batch)
