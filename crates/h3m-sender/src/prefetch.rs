@@ -67,15 +67,16 @@ impl Prefetch {
 
     /// The next file's bytes and SHA-256 if it is `file`, was read ahead and
     /// was then as `listed` (length and modification time when it was
-    /// listed); `None` (the caller reads it) otherwise. Files must be asked
+    /// listed, if the listing looked: see [`crate::tree::list_unstamped`]);
+    /// `None` (the caller reads it) otherwise. Files must be asked
     /// for in the order given; once one is asked for out of order, none is
     /// read ahead any more.
-    pub fn take(&mut self, file: &Path, listed: Stamp) -> Option<(Vec<u8>, [u8; 32])> {
+    pub fn take(&mut self, file: &Path, listed: Option<Stamp>) -> Option<(Vec<u8>, [u8; 32])> {
         let next = self.fetched.as_ref()?.recv().ok();
         match next {
             Some(f) if f.file == file => {
                 let (body, digest, read) = f.body?;
-                (read == listed).then_some((body, digest))
+                listed.is_none_or(|listed| read == listed).then_some((body, digest))
             }
             _ => {
                 // Out of step with the sender: stop, and let it read.
@@ -122,7 +123,7 @@ mod tests {
         let missing = dir.path().join("gone");
         std::fs::write(&small, b"hello").unwrap();
         std::fs::write(&big, vec![7u8; PREFETCH_UP_TO as usize + 1]).unwrap();
-        let listed = |f: &Path| std::fs::metadata(f).map(|m| stamp(&m)).unwrap_or((0, None));
+        let listed = |f: &Path| std::fs::metadata(f).map(|m| stamp(&m)).ok();
         let mut p = Prefetch::spawn(vec![small.clone(), big.clone(), missing.clone(), small.clone()]).unwrap();
         assert_eq!(
             p.take(&small, listed(&small)),
@@ -152,9 +153,13 @@ mod tests {
             tx.send(f).unwrap();
         }
         let mut p = Prefetch { fetched: Some(rx), thread: None };
-        assert_eq!(p.take(&a, listed[0]).map(|(body, _)| body), Some(b"first".to_vec()), "as listed: as read ahead");
-        assert_eq!(p.take(&b, listed[1]), None, "changed since listed: read again at its turn");
-        assert_eq!(p.take(&c, listed[2]), None, "gone: the loop reports it");
+        assert_eq!(
+            p.take(&a, Some(listed[0])).map(|(body, _)| body),
+            Some(b"first".to_vec()),
+            "as listed: as read ahead"
+        );
+        assert_eq!(p.take(&b, Some(listed[1])), None, "changed since listed: read again at its turn");
+        assert_eq!(p.take(&c, Some(listed[2])), None, "gone: the loop reports it");
     }
 
     #[test]
@@ -163,7 +168,7 @@ mod tests {
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
         std::fs::write(&a, b"A").unwrap();
         std::fs::write(&b, b"B").unwrap();
-        let listed = |f: &Path| stamp(&std::fs::metadata(f).unwrap());
+        let listed = |f: &Path| Some(stamp(&std::fs::metadata(f).unwrap()));
         let mut p = Prefetch::spawn(vec![a.clone(), b.clone()]).unwrap();
         assert_eq!(p.take(&b, listed(&b)), None);
         assert_eq!(p.take(&b, listed(&b)), None, "stopped: the loop reads from now on");

@@ -373,8 +373,16 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
     // Watching starts before the listing, so no file completed in between is missed.
     let mut watcher =
         opts.watch.then(|| Watcher::new(&opts.paths, opts.ignore.clone(), opts.watch_interval, &mut warnings));
-    let entries =
-        if opts.paths.is_empty() { Vec::new() } else { tree::list_filtered(&opts.paths, &opts.ignore, &mut warnings)? };
+    // Watching and the carousel tell versions of a file apart by its listed
+    // length and time; a run that sends each file and ends lists without a
+    // `stat` a file (each is stat'ed when read).
+    let entries = if opts.paths.is_empty() {
+        Vec::new()
+    } else if opts.watch || opts.carousel {
+        tree::list_filtered(&opts.paths, &opts.ignore, &mut warnings)?
+    } else {
+        tree::list_unstamped(&opts.paths, &opts.ignore, &mut warnings)?
+    };
     for w in &warnings {
         tracing::warn!("{w}");
         eprintln!("h3m-send: warning: {w}");
@@ -417,7 +425,7 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
                 Vec::new()
             };
             copy_ids[i].push(publisher.next_push_id());
-            let pre = prefetch.as_mut().and_then(|p| p.take(&e.file, (e.len, e.modified)));
+            let pre = prefetch.as_mut().and_then(|p| p.take(&e.file, e.len.map(|len| (len, e.modified))));
             let sent =
                 send_file(&mut publisher, e, last, copies, &mut progress, Sending::Batched, &mut digests, pre).await;
             if note_skipped(sent, &mut skipped)?

@@ -16,9 +16,10 @@ pub struct Entry {
     pub file: PathBuf,
     /// Its path in the session (`dir/file.txt`, `/`-separated, no leading slash).
     pub path: String,
-    /// Its size when listed.
-    pub len: u64,
-    /// Its modification time when listed.
+    /// Its size when listed; `None` when the listing did not `stat` it (see
+    /// [`list_unstamped`]).
+    pub len: Option<u64>,
+    /// Its modification time when listed (`None` also when not `stat`ed).
     pub modified: Option<SystemTime>,
 }
 
@@ -113,18 +114,44 @@ pub fn list(roots: &[PathBuf], warnings: &mut Vec<String>) -> Result<Vec<Entry>,
 /// [`list`], leaving out every file and directory inside a directory PATH whose
 /// name `ignore` matches (a file named on the command line is always listed).
 pub fn list_filtered(roots: &[PathBuf], ignore: &Ignore, warnings: &mut Vec<String>) -> Result<Vec<Entry>, TreeError> {
+    list_with(roots, ignore, warnings, Stat::Every)
+}
+
+/// [`list_filtered`] without a `stat` of each plain file found in a
+/// directory: what it is comes from the directory entry itself, and its
+/// length and modification time are left unknown (`None`). For a run that
+/// sends each file once and reads it then (the reader stats it): a tree of
+/// 1000 small files lists in a fraction of the time. Links, and entries
+/// whose type the file system does not report, are still looked at.
+pub fn list_unstamped(roots: &[PathBuf], ignore: &Ignore, warnings: &mut Vec<String>) -> Result<Vec<Entry>, TreeError> {
+    list_with(roots, ignore, warnings, Stat::OnlyWhenNeeded)
+}
+
+/// Whether the walk `stat`s every file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stat {
+    Every,
+    OnlyWhenNeeded,
+}
+
+fn list_with(
+    roots: &[PathBuf],
+    ignore: &Ignore,
+    warnings: &mut Vec<String>,
+    stat: Stat,
+) -> Result<Vec<Entry>, TreeError> {
     let mut out = Vec::new();
     for root in roots {
         let meta = std::fs::metadata(root).map_err(io(root))?;
         if meta.is_dir() {
             let canonical = root.canonicalize().map_err(io(root))?;
-            walk(&canonical, &canonical, "", ignore, &mut out, warnings)?;
+            walk(&canonical, &canonical, "", ignore, stat, &mut out, warnings)?;
         } else {
             let name = root.file_name().and_then(|n| n.to_str()).ok_or_else(|| TreeError::NotUtf8(root.clone()))?;
             out.push(Entry {
                 file: root.clone(),
                 path: name.to_owned(),
-                len: meta.len(),
+                len: Some(meta.len()),
                 modified: meta.modified().ok(),
             });
         }
@@ -172,7 +199,7 @@ fn classify(root: &Path, file: PathBuf, path: String, warnings: &mut Vec<String>
         }
         Found::Dir(target)
     } else if meta.is_file() {
-        Found::File(Entry { file: target, path, len: meta.len(), modified: meta.modified().ok() })
+        Found::File(Entry { file: target, path, len: Some(meta.len()), modified: meta.modified().ok() })
     } else {
         Found::Skip
     }
@@ -198,13 +225,17 @@ fn walk(
     dir: &Path,
     prefix: &str,
     ignore: &Ignore,
+    stat: Stat,
     out: &mut Vec<Entry>,
     warnings: &mut Vec<String>,
 ) -> Result<(), TreeError> {
-    let mut names: Vec<_> =
-        std::fs::read_dir(dir).map_err(io(dir))?.filter_map(Result::ok).map(|e| e.file_name()).collect();
-    names.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
-    for name in names {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(Result::ok)
+        .map(|e| (e.file_name(), e.file_type().ok()))
+        .collect();
+    names.sort_by(|(a, _), (b, _)| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
+    for (name, kind) in names {
         let file = dir.join(&name);
         let Some(name) = name.to_str() else {
             warnings.push(format!("skipped {}: name is not UTF-8", file.display()));
@@ -214,9 +245,14 @@ fn walk(
             continue;
         }
         let path = if prefix.is_empty() { name.to_owned() } else { format!("{prefix}/{name}") };
+        // The directory entry's type is an lstat's: a plain file is no link.
+        if stat == Stat::OnlyWhenNeeded && kind.is_some_and(|k| k.is_file()) {
+            out.push(Entry { file, path, len: None, modified: None });
+            continue;
+        }
         match classify(root, file, path.clone(), warnings) {
             Found::File(e) => out.push(e),
-            Found::Dir(target) => walk(root, &target, &path, ignore, out, warnings)?,
+            Found::Dir(target) => walk(root, &target, &path, ignore, stat, out, warnings)?,
             Found::Skip => {}
         }
     }
@@ -247,6 +283,18 @@ mod tests {
         assert!(warnings[0].contains("leak"));
         let single = list(&[root.join("b.txt")], &mut warnings).unwrap();
         assert_eq!(single[0].path, "b.txt");
+        // Without a stat of each plain file: the same files by the same
+        // rules, plain files in directories without length or time.
+        let mut unstamped_warnings = Vec::new();
+        let unstamped = list_unstamped(std::slice::from_ref(&root), &Ignore::none(), &mut unstamped_warnings).unwrap();
+        let as_listed = |v: &[Entry]| v.iter().map(|e| (e.file.clone(), e.path.clone())).collect::<Vec<_>>();
+        assert_eq!(as_listed(&unstamped), as_listed(&got));
+        assert_eq!(unstamped_warnings, warnings[..1]);
+        let lens: Vec<_> = unstamped.iter().map(|e| e.len).collect();
+        assert_eq!(lens, [None, None, Some(1), None], "the link inside the tree is looked at");
+        assert_eq!(got.iter().map(|e| e.len).collect::<Vec<_>>(), [Some(2), Some(1), Some(1), Some(1)]);
+        let named = list_unstamped(&[root.join("b.txt")], &Ignore::none(), &mut unstamped_warnings).unwrap();
+        assert_eq!((named[0].len, named[0].modified.is_some()), (Some(1), true), "a named file is stat'ed");
         std::fs::remove_dir_all(&base).unwrap();
     }
 
@@ -283,7 +331,7 @@ mod tests {
         let named = list_filtered(&[root.join("a.part")], &ig, &mut warnings).unwrap();
         assert_eq!(named[0].path, "a.part");
         let canonical = root.canonicalize().unwrap();
-        assert_eq!(entry(&canonical, "seg-1.m4s", &ig, &mut warnings).map(|e| e.len), Some(1));
+        assert_eq!(entry(&canonical, "seg-1.m4s", &ig, &mut warnings).map(|e| e.len), Some(Some(1)));
         assert_eq!(entry(&canonical, ".seg-2.tmp", &ig, &mut warnings), None);
         assert_eq!(entry(&canonical, ".cache/x", &ig, &mut warnings), None);
         assert_eq!(entry(&canonical, "../live/seg-1.m4s", &ig, &mut warnings), None);

@@ -23,7 +23,7 @@ use h3m_net::{DirEvent, DirEventKind, DirEvents, WatchId};
 use crate::tree::{self, Entry, Ignore, TreeError};
 
 /// What identifies a version of a file: its size and modification time.
-type Version = (u64, Option<SystemTime>);
+type Version = (Option<u64>, Option<SystemTime>);
 
 fn version(e: &Entry) -> Version {
     (e.len, e.modified)
@@ -317,7 +317,7 @@ mod tests {
         Entry {
             file: PathBuf::from(path),
             path: path.to_owned(),
-            len,
+            len: Some(len),
             modified: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)),
         }
     }
@@ -406,7 +406,7 @@ mod tests {
         std::fs::rename(root.join("v2/init.mp4.part"), root.join("v2/init.mp4")).unwrap();
         all.extend(collect(&mut w, 1).await);
         assert_eq!(paths(&all), ["seg-1.m4s", "seg-2.m4s", "seg-3.m4s", "v2/init.mp4"]);
-        assert_eq!(all.iter().map(|e| e.len).collect::<Vec<_>>(), [1000, 2000, 3000, 7]);
+        assert_eq!(all.iter().map(|e| e.len).collect::<Vec<_>>(), [1000, 2000, 3000, 7].map(Some));
         // Nothing else is pending.
         assert!(tokio::time::timeout(Duration::from_millis(100), w.next()).await.is_err());
     }
