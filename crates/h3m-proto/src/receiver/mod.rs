@@ -31,7 +31,7 @@ mod segments;
 #[cfg(test)]
 mod tests;
 
-pub use ranges::RangeSet;
+pub use ranges::{Gaps, RangeSet};
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -407,10 +407,33 @@ struct Push {
     stream_id: Option<u64>,
     /// Its key in [`Receiver::streamed`] (pushes with a stream).
     queued_at: Option<Instant>,
-    response: Option<Vec<HeaderField>>,
+    /// What its response headers said about its body, once they came.
+    response: Option<ResponseFacts>,
     /// The most body bytes it may have (`content-length`, else the config's cap).
     max_body: u64,
     last_activity: Instant,
+}
+
+/// What a push's response headers say about its body (kept instead of the
+/// headers themselves, which go out in [`Event::ResponseHeaders`]).
+#[derive(Debug, Clone, Copy)]
+struct ResponseFacts {
+    /// Its `content-length`.
+    content_length: Option<u64>,
+    /// Whether they declare an empty body ([`declares_empty_body`]).
+    declares_empty: bool,
+}
+
+impl ResponseFacts {
+    fn of(headers: &[HeaderField]) -> Self {
+        let content_length = content_length(headers);
+        // A declared length decides; only without one is the digest looked at.
+        let declares_empty = match content_length {
+            Some(len) => len == 0,
+            None => declares_empty_body(headers),
+        };
+        ResponseFacts { content_length, declares_empty }
+    }
 }
 
 /// Which of the last [`PN_WINDOW`] packet numbers (up to the largest) were
@@ -460,6 +483,9 @@ impl PnWindow {
 /// The receiver state machine. See the module documentation.
 pub struct Receiver {
     config: ReceiverConfig,
+    /// What a push stream's bytes gave, kept between calls for its memory
+    /// (see `drive_stream`).
+    items: Vec<Item>,
     largest_pn: Option<u64>,
     last_packet: Option<Instant>,
     request: RequestStream,
@@ -565,6 +591,7 @@ impl Receiver {
         });
         Receiver {
             config,
+            items: Vec::new(),
             largest_pn: None,
             last_packet: None,
             request: RequestStream::default(),
@@ -977,7 +1004,8 @@ impl Receiver {
         let ranges_before = stream.range_count();
         let dropped_before = stream.dropped_bytes;
         let skipped_before = stream.skipped_frames;
-        let mut items = Vec::new();
+        // The last call's vector, empty: no allocation per datagram.
+        let mut items = std::mem::take(&mut self.items);
         let mut result = Ok(());
         if let Some((offset, data, fin)) = input {
             stream.last_activity = now;
@@ -1003,7 +1031,7 @@ impl Receiver {
         if result.is_ok() && body_extent > max_body {
             result = Err(push_stream::StreamError::BodyBeyondLength);
         }
-        for item in items {
+        for item in items.drain(..) {
             match item {
                 Item::PushId(p) => {
                     self.saw_push_id(p);
@@ -1053,10 +1081,11 @@ impl Receiver {
                                 self.closing.get_or_insert(SessionEndReason::ConnectionClose);
                             }
                             if let Some(push) = self.pushes.get_mut(&p) {
-                                if let Some(cl) = content_length(&headers) {
+                                let facts = ResponseFacts::of(&headers);
+                                if let Some(cl) = facts.content_length {
                                     push.max_body = push.max_body.min(cl);
                                 }
-                                push.response = Some(headers.clone());
+                                push.response = Some(facts);
                             }
                             self.events.push_back(Event::ResponseHeaders { push_id: p, headers });
                         }
@@ -1085,6 +1114,7 @@ impl Receiver {
                 }
             }
         }
+        self.items = items;
         if let Some(p) = push_id.filter(|p| self.pushes.contains_key(p)) {
             if let Some(push) = self.pushes.get_mut(&p) {
                 if push.stream_id.is_none() && self.streamless.remove(&(push.last_activity, p)) {
@@ -1187,7 +1217,7 @@ impl Receiver {
             self.streamed.remove(&(at, push_id));
         }
         let stream = push.stream_id.and_then(|id| self.streams.get(&id));
-        let content_length = push.response.as_deref().and_then(content_length);
+        let content_length = push.response.and_then(|r| r.content_length);
         let summary = match (stream, reason) {
             (Some(s), None) if s.is_complete() => PushSummary {
                 push_id,
@@ -1197,7 +1227,7 @@ impl Receiver {
                 missing_from: None,
             },
             (Some(s), reason) => {
-                let empty_ok = s.ends_after_headers() && push.response.as_deref().is_some_and(declares_empty_body);
+                let empty_ok = s.ends_after_headers() && push.response.is_some_and(|r| r.declares_empty);
                 if empty_ok && matches!(reason, Some(IncompleteReason::Timeout | IncompleteReason::SessionEnded)) {
                     PushSummary {
                         push_id,

@@ -192,7 +192,7 @@ impl PushStream {
             return Ok(());
         }
         let mut budget = budget;
-        for gap in self.received.gaps(offset..end) {
+        for gap in self.received.gaps_within(offset..end) {
             let bytes = &data[(gap.start - offset) as usize..(gap.end - offset) as usize];
             self.place(gap.start, bytes, limits, &mut budget, out);
         }
@@ -227,15 +227,20 @@ impl PushStream {
     fn deliver_into_regions(&mut self, at: u64, bytes: &[u8], out: &mut Vec<Item>) {
         let end = at + bytes.len() as u64;
         let first = self.regions.range(..=at).next_back().map(|(&k, _)| k).unwrap_or(at);
-        let mut found = Vec::new();
+        // Almost always one region: held inline, the rest in a vector.
+        let (mut found, mut more) = (None, Vec::new());
         for (&start, region) in self.regions.range(first..end) {
             let lo = start.max(at);
             let hi = region.end.min(end);
             if let (true, Some(body_start)) = (lo < hi, region.body_start) {
-                found.push((body_start + (lo - start), (lo - at) as usize..(hi - at) as usize));
+                let part = (body_start + (lo - start), (lo - at) as usize..(hi - at) as usize);
+                match found {
+                    None => found = Some(part),
+                    Some(_) => more.push(part),
+                }
             }
         }
-        for (offset, range) in found {
+        for (offset, range) in found.into_iter().chain(more) {
             self.emit_body(offset, bytes[range].to_vec(), out);
         }
     }

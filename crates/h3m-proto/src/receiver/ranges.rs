@@ -61,7 +61,13 @@ impl RangeSet {
 
     /// The parts of `range` that are not present, in order.
     pub fn gaps(&self, range: Range<u64>) -> Vec<Range<u64>> {
-        let mut out = Vec::new();
+        self.gaps_within(range).into_iter().collect()
+    }
+
+    /// As [`gaps`](Self::gaps), allocating nothing when there is at most one
+    /// gap (the common answer for a datagram's bytes: all new, or all known).
+    pub fn gaps_within(&self, range: Range<u64>) -> Gaps {
+        let mut out = Gaps::default();
         if range.start >= range.end {
             return out;
         }
@@ -180,6 +186,38 @@ impl RangeSet {
     /// The highest offset present plus one (0 when empty).
     pub fn max_end(&self) -> u64 {
         self.ranges.last_key_value().map_or(0, |(_, &e)| e)
+    }
+}
+
+/// The gaps [`RangeSet::gaps_within`] found, in order: the first one held
+/// inline, the rest (rare) in a vector.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gaps {
+    first: Option<Range<u64>>,
+    rest: Vec<Range<u64>>,
+}
+
+impl Gaps {
+    fn push(&mut self, gap: Range<u64>) {
+        if self.first.is_none() {
+            self.first = Some(gap);
+        } else {
+            self.rest.push(gap);
+        }
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+}
+
+impl IntoIterator for Gaps {
+    type Item = Range<u64>;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Range<u64>>, std::vec::IntoIter<Range<u64>>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.rest)
     }
 }
 

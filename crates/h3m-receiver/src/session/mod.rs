@@ -379,7 +379,8 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             return;
         }
         let Some(rel) = state.rel.clone() else { return };
-        if announced_consistent(headers) == Announced::Conflicting {
+        let announced = announced_consistent(headers);
+        if announced == Announced::Conflicting {
             let reason = "refused: the digest fields disagree".to_owned();
             state.fate = Fate::Dead { status: ResourceStatus::Refused, reason: reason.clone() };
             let raw_path = state.raw_path.clone();
@@ -392,7 +393,11 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             response: headers.to_vec(),
             trailers: Vec::new(),
         });
-        let sha256 = announced_sha256(headers);
+        // The digest fields agree (or there are none): the first is the SHA-256.
+        let sha256 = match announced {
+            Announced::Sha256(d) => Some(d),
+            Announced::None | Announced::Conflicting => None,
+        };
         let length = field(headers, b"content-length")
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|v| v.trim().parse::<u64>().ok());

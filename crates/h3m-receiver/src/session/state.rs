@@ -177,7 +177,7 @@ pub(super) fn write_missing<S: ResourceSink>(
 ) -> Result<u64, WriteError> {
     let end = offset + data.len() as u64;
     let mut written = 0;
-    for gap in have.gaps(offset..end) {
+    for gap in have.gaps_within(offset..end) {
         let part = &data[(gap.start - offset) as usize..(gap.end - offset) as usize];
         writer.write(id, gap.start, part)?;
         written += part.len() as u64;
