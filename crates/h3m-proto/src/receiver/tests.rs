@@ -592,3 +592,30 @@ fn a_headless_stream_hands_over_its_bytes() {
     }
     assert!(rx.headless_streams().is_empty());
 }
+
+#[test]
+fn a_headers_only_push_is_an_empty_file_when_its_length_or_else_its_digest_says_so() {
+    let empty = crate::encoding::base64::encode(&crate::http::digest::sha256(b""));
+    let digest = format!("SHA-256={empty}");
+    let cases: [(&[(&str, &str)], bool); 4] = [
+        (&[(":status", "200"), ("content-length", "0")], true),
+        (&[(":status", "200"), ("digest", &digest)], true),
+        // The declared length decides: ten bytes are missing, whatever the digest.
+        (&[(":status", "200"), ("content-length", "10"), ("digest", &digest)], false),
+        (&[(":status", "200")], false),
+    ];
+    for (fields, empty_file) in cases {
+        // nghq's empty file: HEADERS, then neither DATA nor FIN.
+        let mut s = vec![0x01, 0x00];
+        encode_frame(&H3Frame::Headers(&section(fields)), &mut s).unwrap();
+        let mut w = Wire::new();
+        w.stream(0, 0, &promise(0), false).stream(3, 0, &s, false);
+        let (_, evs) = feed(&w);
+        let f = finished(&evs);
+        if empty_file {
+            assert_eq!((f[0].status.clone(), f[0].body_len), (PushStatus::Complete, 0), "{fields:?}");
+        } else {
+            assert_eq!(f[0].status, PushStatus::Incomplete(IncompleteReason::SessionEnded), "{fields:?}");
+        }
+    }
+}
