@@ -9,17 +9,19 @@
 //! than [`PREFETCH_UP_TO`], and files that cannot be read, are left to the
 //! loop (which reads big files with [`crate::read_ahead`] and reports
 //! errors). At most [`AHEAD`] files are held, so memory stays within
-//! `AHEAD × PREFETCH_UP_TO`. A file is sent as it was when read ahead (at
-//! most [`AHEAD`] files before its turn), if that is the file that was
-//! listed: one whose length or modification time when read differs from the
-//! listing's is left to the loop, which reads it again (or reports it). The
-//! loop makes no `stat` of its own for a file read ahead.
+//! `AHEAD × PREFETCH_UP_TO`. A file is sent as it is at its turn, within
+//! [`STILL_FRESH`]: one whose length or modification time when read differs
+//! from the listing's, or (read longer than that before its turn) from what
+//! a `stat` says at its turn, or that is gone by then, is left to the loop,
+//! which reads it again (or reports it). A tree of small files read just
+//! ahead of its sending costs the loop no `stat` a file.
 
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Largest file read ahead.
 pub const PREFETCH_UP_TO: u64 = 64 * 1024;
@@ -33,11 +35,18 @@ struct Fetched {
     file: PathBuf,
     /// Its bytes and their SHA-256, with its length and modification time
     /// when read; `None`: left to the sender's loop.
-    body: Option<(Vec<u8>, [u8; 32], Stamp)>,
+    body: Option<ReadAhead>,
 }
 
 /// What says a file is still the one listed: its length and modification time.
 pub type Stamp = (u64, Option<std::time::SystemTime>);
+
+/// A small file read whole: its bytes, their SHA-256, its stamp then, and when.
+type ReadAhead = (Vec<u8>, [u8; 32], Stamp, Instant);
+
+/// How long a file read ahead counts as read at its turn: one read longer
+/// before (a big file went first) is looked at again (a `stat`) then.
+pub const STILL_FRESH: Duration = Duration::from_millis(100);
 
 fn stamp(m: &std::fs::Metadata) -> Stamp {
     (m.len(), m.modified().ok())
@@ -75,8 +84,17 @@ impl Prefetch {
         let next = self.fetched.as_ref()?.recv().ok();
         match next {
             Some(f) if f.file == file => {
-                let (body, digest, read) = f.body?;
-                listed.is_none_or(|listed| read == listed).then_some((body, digest))
+                let (body, digest, read, at) = f.body?;
+                if listed.is_some_and(|listed| listed != read) {
+                    return None;
+                }
+                if at.elapsed() > STILL_FRESH {
+                    let now = std::fs::metadata(file).ok().filter(std::fs::Metadata::is_file).map(|m| stamp(&m));
+                    if now != Some(read) {
+                        return None;
+                    }
+                }
+                Some((body, digest))
             }
             _ => {
                 // Out of step with the sender: stop, and let it read.
@@ -99,7 +117,7 @@ impl Drop for Prefetch {
 
 /// A regular file of at most [`PREFETCH_UP_TO`] bytes, read whole, with its
 /// SHA-256; `None` for anything else or on any error.
-fn read_small(file: &Path) -> Option<(Vec<u8>, [u8; 32], Stamp)> {
+fn read_small(file: &Path) -> Option<ReadAhead> {
     let mut f = File::open(file).ok()?;
     let m = f.metadata().ok()?;
     if !m.is_file() || m.len() > PREFETCH_UP_TO {
@@ -108,7 +126,7 @@ fn read_small(file: &Path) -> Option<(Vec<u8>, [u8; 32], Stamp)> {
     let mut body = vec![0u8; m.len() as usize];
     f.read_exact(&mut body).ok()?;
     let digest = h3m_proto::http::digest::sha256(&body);
-    Some((body, digest, stamp(&m)))
+    Some((body, digest, stamp(&m), Instant::now()))
 }
 
 #[cfg(test)]
@@ -160,6 +178,31 @@ mod tests {
         );
         assert_eq!(p.take(&b, Some(listed[1])), None, "changed since listed: read again at its turn");
         assert_eq!(p.take(&c, Some(listed[2])), None, "gone: the loop reports it");
+    }
+
+    #[test]
+    fn a_file_read_long_before_its_turn_is_looked_at_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
+        for f in [&a, &b, &c] {
+            std::fs::write(f, b"first").unwrap();
+        }
+        let long_ago = |f: &PathBuf| {
+            let (body, digest, stamp, at) = read_small(f).unwrap();
+            Fetched { file: f.clone(), body: Some((body, digest, stamp, at - 2 * STILL_FRESH)) }
+        };
+        let fetched = [Fetched { file: a.clone(), body: read_small(&a) }, long_ago(&b), long_ago(&c)];
+        // Read ahead, then b changed and c removed (files not stat'ed when listed).
+        std::fs::write(&b, b"second, longer").unwrap();
+        std::fs::remove_file(&c).unwrap();
+        let (tx, rx) = sync_channel(AHEAD);
+        for f in fetched {
+            tx.send(f).unwrap();
+        }
+        let mut p = Prefetch { fetched: Some(rx), thread: None };
+        assert_eq!(p.take(&a, None).map(|(body, _)| body), Some(b"first".to_vec()), "just read: as read");
+        assert_eq!(p.take(&b, None), None, "read long ago and changed since: read again");
+        assert_eq!(p.take(&c, None), None, "read long ago and gone since: the loop reports it");
     }
 
     #[test]
