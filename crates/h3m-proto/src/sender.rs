@@ -307,10 +307,21 @@ impl Sender {
     /// timeout.
     pub fn close(&mut self) -> Result<(), EncodeError> {
         if !self.closed {
+            // The goaway seals the packet being filled first.
             self.enc.goaway(&mut self.scratch)?;
             self.take_out();
             self.closed = true;
         }
+        Ok(())
+    }
+
+    /// Queues the packet being filled, if any ([`EncoderConfig::pack`]):
+    /// call it before waiting, so that nothing written stays behind.
+    ///
+    /// [`EncoderConfig::pack`]: crate::encoder::EncoderConfig::pack
+    pub fn seal(&mut self) -> Result<(), EncodeError> {
+        self.enc.seal(&mut self.scratch)?;
+        self.take_out();
         Ok(())
     }
 
@@ -330,9 +341,11 @@ impl Sender {
         let d = match self.queue.pop_front() {
             Some(d) => d,
             None if !self.closed && self.last_transmit.is_some_and(|t| now >= t + self.cfg.keepalive) => {
+                // A packet left being filled (see `seal`) goes out before the PING.
                 self.enc.ping(&mut self.scratch).ok()?;
                 self.stats.pings += 1;
-                self.scratch.pop()?
+                self.take_out();
+                self.queue.pop_front()?
             }
             None => return None,
         };

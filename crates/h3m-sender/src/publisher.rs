@@ -95,6 +95,10 @@ pub struct PublisherConfig {
     pub gso_segments: Option<usize>,
     /// Datagrams per paced batch (`None`: about 1 ms at the rate, 1 to 64).
     pub batch_datagrams: Option<usize>,
+    /// Fill every datagram ([`EncoderConfig::pack`]: consecutive resources
+    /// share datagrams, so small files leave in long GSO runs); `true` by
+    /// default. `false`: nghq's own layout, each promise alone.
+    pub pack: bool,
     /// AMBI (`h3m-send --ambi inband`): signed manifests of every datagram's
     /// digest, multicast on the side port (the FEC repair port) ahead of the
     /// datagrams they cover; `None` (the default): none.
@@ -161,6 +165,7 @@ impl PublisherConfig {
             qlog: None,
             gso_segments: None,
             batch_datagrams: None,
+            pack: true,
         }
     }
 
@@ -454,6 +459,7 @@ impl Publisher {
         let mut enc = EncoderConfig::new(config.session_id);
         enc.max_datagram_size = config.max_datagram_size;
         enc.pn_len = config.pn_len;
+        enc.pack = config.pack;
         let mut cfg = SenderConfig::new(enc);
         cfg.authority = config.authority.clone();
         cfg.path_prefix = config.path_prefix.clone();
@@ -847,8 +853,10 @@ impl Publisher {
         Ok(Closed { stats: self.sender.stats(), elapsed: self.elapsed() })
     }
 
-    /// Sends everything the sender has queued (and any keep-alive due).
+    /// Sends everything the sender has queued, the packet being filled
+    /// included (and any keep-alive due).
     async fn drain(&mut self) -> Result<(), PublishError> {
+        self.sender.seal()?;
         self.drain_while(|_| true).await
     }
 

@@ -166,6 +166,12 @@ struct Args {
     /// [default: about 1 ms at --rate, 1 to 64].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     batch: Option<u16>,
+    /// One resource per datagram, each promise alone (nghq's own layout).
+    /// By default every datagram is filled: a file's last bytes, the next
+    /// one's promise and its first bytes share one, so a tree of small files
+    /// takes fewer datagrams, all full, sent in long GSO runs.
+    #[arg(long)]
+    no_pack: bool,
     /// Packet-number length in bytes (1-4).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=4))]
     pn_len: u8,
@@ -450,6 +456,7 @@ fn main() -> ExitCode {
     publisher.max_datagram_size = usize::from(args.max_datagram_size);
     publisher.gso_segments = args.gso_segments.map(usize::from);
     publisher.batch_datagrams = args.batch.map(usize::from);
+    publisher.pack = !args.no_pack;
     publisher.pn_len = usize::from(args.pn_len);
     publisher.keepalive = args.keepalive.max(Duration::from_millis(50));
     publisher.signer = signer;
