@@ -18,10 +18,16 @@
 //! so that a burst of small files costs the receive loop no file system
 //! calls.
 //!
-//! The queue is bounded ([`QUEUE`] jobs, each holding the file open and at
-//! most 64 KiB of bytes to write, so at most 16 MiB): a receive loop that
-//! outruns the worker waits for it instead of growing memory. One worker
-//! serves the whole process.
+//! The process has a worker per core (at most [`MAX_WORKERS`]): every job of
+//! one file goes to the same worker (by its [`HashKey`]; a small resource's
+//! commit by its path), so a file's writes, hashes and commit keep their
+//! order, and so do two commits of one path, while different files are
+//! written and hashed side by side. Once a burst of small files has been
+//! received, their commits then finish on every core (1000 x 10 KiB on a
+//! 2-core netns lab, sender beside: 0.054 -> 0.050 s, 21 runs each). The
+//! queues are bounded ([`QUEUE`] jobs in all, each holding the file open and
+//! at most 64 KiB of bytes to write, so at most 16 MiB): a receive loop that
+//! outruns the workers waits for them instead of growing memory.
 //!
 //! [`PartialFile`]: crate::writer::PartialFile
 
@@ -33,8 +39,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, OnceLock};
 
-/// Jobs waiting for the worker at most.
+/// Jobs waiting for the workers at most, all queues together.
 pub const QUEUE: usize = 256;
+
+/// Worker threads at most (fewer on a machine with fewer cores).
+pub const MAX_WORKERS: usize = 4;
 
 /// Bytes read back per read.
 const READ_CHUNK: usize = 256 * 1024;
@@ -57,30 +66,49 @@ enum Job {
     Call(Box<dyn FnOnce() + Send>),
 }
 
-/// The process's hashing thread (see the [module docs](self)).
+/// The process's hashing threads (see the [module docs](self)).
 #[derive(Debug)]
 pub struct FileWorker {
-    jobs: SyncSender<Job>,
+    /// One queue per worker thread.
+    queues: Vec<SyncSender<Job>>,
     next_key: AtomicU64,
 }
 
 impl FileWorker {
-    /// The process's worker, started on first use.
+    /// The process's workers (one per core, at most [`MAX_WORKERS`]), started
+    /// on first use.
     pub fn get() -> &'static FileWorker {
         static WORKER: OnceLock<FileWorker> = OnceLock::new();
         WORKER.get_or_init(|| {
-            let (jobs, queue) = sync_channel(QUEUE);
-            // If the thread cannot start, every job fails at `finish`.
-            let _ = std::thread::Builder::new().name("h3m-hash".into()).spawn(move || run(queue));
-            FileWorker { jobs, next_key: AtomicU64::new(0) }
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            FileWorker::start(cores.clamp(1, MAX_WORKERS))
         })
+    }
+
+    /// `workers` threads sharing [`QUEUE`].
+    fn start(workers: usize) -> FileWorker {
+        let queues = (0..workers)
+            .map(|_| {
+                let (jobs, queue) = sync_channel(QUEUE / workers);
+                // If a thread cannot start, every job sent to it fails at `finish`.
+                let _ = std::thread::Builder::new().name("h3m-hash".into()).spawn(move || run(queue));
+                jobs
+            })
+            .collect();
+        FileWorker { queues, next_key: AtomicU64::new(0) }
+    }
+
+    /// The queue of the worker that does every job of `key`'s file (or of
+    /// route `key`, see [`call`](Self::call)).
+    fn jobs(&self, key: u64) -> &SyncSender<Job> {
+        &self.queues[(key % self.queues.len() as u64) as usize]
     }
 
     /// Queues `data` to be written at `at` in `file` (for `key`'s file); waits
     /// while the queue is full. A failure is reported by [`finish`](Self::finish).
     pub fn write(&self, key: HashKey, file: Arc<File>, at: u64, data: Vec<u8>) {
         if !data.is_empty() {
-            let _ = self.jobs.send(Job::Write { key, file, at, data });
+            let _ = self.jobs(key).send(Job::Write { key, file, at, data });
         }
     }
 
@@ -94,26 +122,28 @@ impl FileWorker {
     /// queue is full.
     pub fn hash(&self, key: HashKey, file: Arc<File>, from: u64, to: u64) {
         if from < to {
-            let _ = self.jobs.send(Job::Hash { key, file, from, to });
+            let _ = self.jobs(key).send(Job::Hash { key, file, from, to });
         }
     }
 
     /// `key`'s digest once every range queued for it is hashed.
     pub fn finish(&self, key: HashKey) -> io::Result<[u8; 32]> {
         let (reply, answer) = sync_channel(1);
-        self.jobs.send(Job::Finish { key, reply }).map_err(|_| io::Error::other("the hashing thread is gone"))?;
+        self.jobs(key).send(Job::Finish { key, reply }).map_err(|_| io::Error::other("the hashing thread is gone"))?;
         answer.recv().map_err(|_| io::Error::other("the hashing thread is gone"))?
     }
 
     /// Drops `key`'s hash (the file was given up).
     pub fn forget(&self, key: HashKey) {
-        let _ = self.jobs.send(Job::Forget { key });
+        let _ = self.jobs(key).send(Job::Forget { key });
     }
 
-    /// Runs `job` on the worker, after what is queued; waits while the queue
-    /// is full. `Err(job)` back if the thread is gone (run it here).
-    pub fn call(&self, job: Box<dyn FnOnce() + Send>) -> Result<(), Box<dyn FnOnce() + Send>> {
-        match self.jobs.send(Job::Call(job)) {
+    /// Runs `job` on the worker that `route` picks (jobs of one route run in
+    /// the order given, and after the jobs of the file whose [`HashKey`] is
+    /// `route`), after what is queued there; waits while its queue is full.
+    /// `Err(job)` back if the thread is gone (run it here).
+    pub fn call(&self, route: u64, job: Box<dyn FnOnce() + Send>) -> Result<(), Box<dyn FnOnce() + Send>> {
+        match self.jobs(route).send(Job::Call(job)) {
             Err(std::sync::mpsc::SendError(Job::Call(job))) => Err(job),
             _ => Ok(()),
         }
@@ -252,11 +282,14 @@ mod tests {
         // both regions: the first was hashed as written (from memory), the
         // one ahead of the gap is read back when the gap is filled.
         let other = path.clone();
-        w.call(Box::new(move || {
-            let f = std::fs::OpenOptions::new().write(true).open(other).unwrap();
-            f.write_all_at(&[0xee; 10], 5).unwrap();
-            f.write_all_at(&[0xdd; 10], 250_000).unwrap();
-        }))
+        w.call(
+            key,
+            Box::new(move || {
+                let f = std::fs::OpenOptions::new().write(true).open(other).unwrap();
+                f.write_all_at(&[0xee; 10], 5).unwrap();
+                f.write_all_at(&[0xdd; 10], 250_000).unwrap();
+            }),
+        )
         .unwrap_or_else(|_| panic!("worker gone"));
         w.write(key, file.clone(), 100_000, body[100_000..200_000].to_vec());
         w.hash(key, file.clone(), 0, 100_000);
@@ -264,6 +297,49 @@ mod tests {
         let mut expected = body.clone();
         expected[250_000..250_010].fill(0xdd);
         assert_eq!(w.finish(key).unwrap(), h3m_proto::http::digest::sha256(&expected));
+    }
+
+    #[test]
+    fn several_workers_keep_each_files_order_and_each_routes_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = FileWorker::start(3);
+        assert_eq!(w.queues.len(), 3);
+        let bodies: Vec<Vec<u8>> = (0..12u32).map(|k| (0..40_000u32).map(|i| (i * (k + 3)) as u8).collect()).collect();
+        let files: Vec<(HashKey, Arc<File>)> = (0..12)
+            .map(|k| {
+                let path = dir.path().join(format!("f{k}"));
+                let f = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(path).unwrap();
+                (w.key(), Arc::new(f))
+            })
+            .collect();
+        // The files' chunks interleaved, each file's second half ahead of its first.
+        for half in [1, 0] {
+            for ((key, file), body) in files.iter().zip(&bodies) {
+                let at = half * 20_000;
+                w.write(*key, file.clone(), at as u64, body[at..at + 20_000].to_vec());
+            }
+        }
+        for ((key, file), body) in files.iter().zip(&bodies) {
+            w.hash(*key, file.clone(), 0, 40_000);
+            assert_eq!(w.finish(*key).unwrap(), h3m_proto::http::digest::sha256(body));
+        }
+        // Jobs of one route run in the order given, whichever worker it is.
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        for i in 0..60u64 {
+            let seen = seen.clone();
+            w.call(i % 5, Box::new(move || seen.lock().unwrap().push(i))).unwrap_or_else(|_| panic!("worker gone"));
+        }
+        for route in 0..5u64 {
+            let (reply, done) = sync_channel(1);
+            w.call(route, Box::new(move || reply.send(()).unwrap())).unwrap_or_else(|_| panic!("worker gone"));
+            done.recv().unwrap();
+        }
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 60);
+        for route in 0..5u64 {
+            let order: Vec<u64> = seen.iter().copied().filter(|i| i % 5 == route).collect();
+            assert_eq!(order, (route..60).step_by(5).collect::<Vec<_>>());
+        }
     }
 
     #[test]

@@ -708,12 +708,20 @@ impl ResourceWriter {
         let Some(body) = entry.file.take_small_body(body_len) else {
             return Some(Commit::Done(entry.file.commit(&self.root, &entry.rel, body_len, expected, self.fsync)));
         };
+        // Commits of one path on one worker, in the order given (the later
+        // version of a file wins); other paths on other workers.
+        let route = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            entry.rel.hash(&mut h);
+            h.finish()
+        };
         let (temp, root, rel, fsync) = (entry.file.temp.clone(), self.root.clone(), entry.rel, self.fsync);
         let done = self.committed_tx.clone();
         let job = Box::new(move || {
             let _ = done.send((push_id, commit_small(&body, &temp, &root, &rel, expected, fsync)));
         });
-        if let Err(job) = FileWorker::get().call(job) {
+        if let Err(job) = FileWorker::get().call(route, job) {
             // No worker thread: here, now.
             job();
         }
