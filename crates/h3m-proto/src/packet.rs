@@ -80,6 +80,22 @@ pub fn open_packet<'a>(
     largest: Option<u64>,
     protection: &dyn PacketProtection,
 ) -> Result<OpenedPacket<'a>, PacketError> {
+    let pn_offset = check_header(datagram, session_id)?;
+    protection.unprotect_header(datagram, pn_offset)?;
+    let first_byte = datagram[0];
+    let pn_len = usize::from(first_byte & 0x03) + 1;
+    let payload_offset = pn_offset + pn_len;
+    let pn_bytes = datagram.get(pn_offset..payload_offset).ok_or(PacketError::TooShort)?;
+    let truncated = pn_bytes.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+    let packet_number = expand_packet_number(largest, truncated, pn_len);
+    let (header, payload) = datagram.split_at_mut(payload_offset);
+    let plain_len = protection.open(packet_number, header, payload)?;
+    Ok(OpenedPacket { first_byte, packet_number, pn_len, payload: &payload[..plain_len] })
+}
+
+/// Checks a short header's fixed parts (form, fixed bit, session ID) and
+/// returns the offset of its packet number.
+fn check_header(datagram: &[u8], session_id: &SessionId) -> Result<usize, PacketError> {
     let first = *datagram.first().ok_or(PacketError::TooShort)?;
     if first & LONG_HEADER_BIT != 0 {
         return Err(PacketError::LongHeader);
@@ -94,16 +110,26 @@ pub fn open_packet<'a>(
     if &datagram[1..pn_offset] != session_id.as_bytes() {
         return Err(PacketError::SessionIdMismatch);
     }
-    protection.unprotect_header(datagram, pn_offset)?;
+    Ok(pn_offset)
+}
+
+/// [`open_packet`] for a session without packet protection (nghq's, the
+/// [`NullProtection`](crate::protection::NullProtection)): there is nothing
+/// to undo, so the packet is read where it lies, without a copy to open it
+/// in. The same result as `open_packet` with `NullProtection`.
+pub fn read_unprotected<'a>(
+    datagram: &'a [u8],
+    session_id: &SessionId,
+    largest: Option<u64>,
+) -> Result<OpenedPacket<'a>, PacketError> {
+    let pn_offset = check_header(datagram, session_id)?;
     let first_byte = datagram[0];
     let pn_len = usize::from(first_byte & 0x03) + 1;
     let payload_offset = pn_offset + pn_len;
     let pn_bytes = datagram.get(pn_offset..payload_offset).ok_or(PacketError::TooShort)?;
     let truncated = pn_bytes.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
     let packet_number = expand_packet_number(largest, truncated, pn_len);
-    let (header, payload) = datagram.split_at_mut(payload_offset);
-    let plain_len = protection.open(packet_number, header, payload)?;
-    Ok(OpenedPacket { first_byte, packet_number, pn_len, payload: &payload[..plain_len] })
+    Ok(OpenedPacket { first_byte, packet_number, pn_len, payload: &datagram[payload_offset..] })
 }
 
 /// Appends a short-header packet to `out`: header, `payload`, then protection.
@@ -124,6 +150,11 @@ pub fn write_packet(
     let pn_offset = out.len() - start;
     out.extend_from_slice(&packet_number.to_be_bytes()[8 - pn_len..]);
     let header_len = out.len() - start;
+    if protection.suite() == crate::protection::CipherSuite::Null {
+        // Nothing to seal: the payload goes in as it is, without a copy to seal.
+        out.extend_from_slice(payload);
+        return Ok(());
+    }
     let mut body = payload.to_vec();
     // Header protection samples 16 bytes from 4 bytes after the packet number's
     // start: pad (PADDING frames are zeros) so every protected packet has them.
@@ -224,6 +255,19 @@ mod tests {
         fn open_never_panics(mut bytes in proptest::collection::vec(any::<u8>(), 0..40), sid_len in 0usize..=20) {
             let sid = SessionId::new(&bytes.iter().skip(1).take(sid_len).copied().collect::<Vec<_>>()).unwrap();
             let _ = open_packet(&mut bytes, &sid, Some(5), &NullProtection);
+        }
+
+        #[test]
+        fn reading_unprotected_is_opening_with_null_protection(
+            bytes in proptest::collection::vec(any::<u8>(), 0..40),
+            sid_len in 0usize..=20,
+            largest in proptest::option::of(0u64..1 << 40),
+        ) {
+            // Half the time a session ID that matches, so that packets parse.
+            let sid = SessionId::new(&bytes.iter().skip(1).take(sid_len).copied().collect::<Vec<_>>()).unwrap();
+            let mut copy = bytes.clone();
+            let opened = open_packet(&mut copy, &sid, largest, &NullProtection);
+            prop_assert_eq!(read_unprotected(&bytes, &sid, largest), opened);
         }
     }
 }
