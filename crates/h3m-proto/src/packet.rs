@@ -82,15 +82,20 @@ pub fn open_packet<'a>(
 ) -> Result<OpenedPacket<'a>, PacketError> {
     let pn_offset = check_header(datagram, session_id)?;
     protection.unprotect_header(datagram, pn_offset)?;
+    let (packet_number, pn_len) = read_packet_number(datagram, pn_offset, largest)?;
     let first_byte = datagram[0];
-    let pn_len = usize::from(first_byte & 0x03) + 1;
-    let payload_offset = pn_offset + pn_len;
-    let pn_bytes = datagram.get(pn_offset..payload_offset).ok_or(PacketError::TooShort)?;
-    let truncated = pn_bytes.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
-    let packet_number = expand_packet_number(largest, truncated, pn_len);
-    let (header, payload) = datagram.split_at_mut(payload_offset);
+    let (header, payload) = datagram.split_at_mut(pn_offset + pn_len);
     let plain_len = protection.open(packet_number, header, payload)?;
     Ok(OpenedPacket { first_byte, packet_number, pn_len, payload: &payload[..plain_len] })
+}
+
+/// The packet number of an unprotected header (its length from the first
+/// byte), expanded against `largest`, and that length.
+fn read_packet_number(datagram: &[u8], pn_offset: usize, largest: Option<u64>) -> Result<(u64, usize), PacketError> {
+    let pn_len = usize::from(datagram[0] & 0x03) + 1;
+    let pn_bytes = datagram.get(pn_offset..pn_offset + pn_len).ok_or(PacketError::TooShort)?;
+    let truncated = pn_bytes.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+    Ok((expand_packet_number(largest, truncated, pn_len), pn_len))
 }
 
 /// Checks a short header's fixed parts (form, fixed bit, session ID) and
@@ -123,13 +128,8 @@ pub fn read_unprotected<'a>(
     largest: Option<u64>,
 ) -> Result<OpenedPacket<'a>, PacketError> {
     let pn_offset = check_header(datagram, session_id)?;
-    let first_byte = datagram[0];
-    let pn_len = usize::from(first_byte & 0x03) + 1;
-    let payload_offset = pn_offset + pn_len;
-    let pn_bytes = datagram.get(pn_offset..payload_offset).ok_or(PacketError::TooShort)?;
-    let truncated = pn_bytes.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
-    let packet_number = expand_packet_number(largest, truncated, pn_len);
-    Ok(OpenedPacket { first_byte, packet_number, pn_len, payload: &datagram[payload_offset..] })
+    let (packet_number, pn_len) = read_packet_number(datagram, pn_offset, largest)?;
+    Ok(OpenedPacket { first_byte: datagram[0], packet_number, pn_len, payload: &datagram[pn_offset + pn_len..] })
 }
 
 /// Appends a short-header packet to `out`: header, `payload`, then protection.
