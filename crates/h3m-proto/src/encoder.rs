@@ -390,7 +390,7 @@ impl SessionEncoder {
                 if pack {
                     // The promise goes first in the packet being filled.
                     if self.packed.len() + self.open[i].promise.len() > room {
-                        self.seal(out)?;
+                        self.seal_full(out)?;
                     }
                     self.packed.extend_from_slice(&self.open[i].promise);
                 } else {
