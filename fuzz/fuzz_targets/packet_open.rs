@@ -1,4 +1,5 @@
-//! `open_packet` on one datagram, then every QUIC frame of its payload.
+//! `open_packet` on one datagram, then every QUIC frame of its payload; and
+//! `read_unprotected` on the same datagram, which must agree with it.
 //!
 //! Input: `[sid_len] [flags] [largest: 8 bytes BE] datagram...`
 //!
@@ -8,7 +9,9 @@
 //! - `flags & 1`: the largest packet number so far is `Some(largest)` (masked to
 //!   QUIC's 62-bit range), else `None`.
 //!
-//! Checks: an opened packet has a 1-4 byte packet number and a payload that is
+//! Checks: `read_unprotected` (the no-copy path for sessions without packet
+//! protection) gives exactly what `open_packet` with `NullProtection` gives,
+//! error or packet; an opened packet has a 1-4 byte packet number and a payload that is
 //! the datagram's tail; re-writing it with `write_packet` gives the datagram
 //! back (bar the first byte's spin/reserved/key-phase bits); every STREAM and
 //! RESET_STREAM frame re-encodes to a frame that reads back equal.
@@ -16,7 +19,7 @@
 
 use h3m_proto::SessionId;
 use h3m_proto::frame::{self, Frame, FrameReader, MAX_STREAM_END};
-use h3m_proto::packet::{open_packet, write_packet};
+use h3m_proto::packet::{open_packet, read_unprotected, write_packet};
 use h3m_proto::protection::NullProtection;
 use libfuzzer_sys::fuzz_target;
 
@@ -38,7 +41,9 @@ fuzz_target!(|data: &[u8]| {
     let sid = SessionId::new(&sid_bytes).expect("at most 20 bytes");
 
     let mut datagram = original.to_vec();
-    let Ok(p) = open_packet(&mut datagram, &sid, largest, &NullProtection) else { return };
+    let opened = open_packet(&mut datagram, &sid, largest, &NullProtection);
+    assert_eq!(read_unprotected(original, &sid, largest), opened);
+    let Ok(p) = opened else { return };
 
     assert!((1..=4).contains(&p.pn_len));
     assert_eq!(usize::from(p.first_byte & 0x03) + 1, p.pn_len);
