@@ -152,7 +152,8 @@ pub struct SessionEncoder {
     /// Datagram buffers given back by the caller once sent
     /// ([`recycle`](Self::recycle)), reused for the next datagrams.
     spare: Vec<Vec<u8>>,
-    /// The frames of the packet being filled ([`EncoderConfig::pack`]).
+    /// The frames of the packet being filled: held between calls with
+    /// [`EncoderConfig::pack`], sealed as each is made without.
     packed: Vec<u8>,
 }
 
@@ -387,26 +388,25 @@ impl SessionEncoder {
         let mut consumed = 0;
         loop {
             if !self.open[i].promise_sent {
-                if pack {
-                    // The promise goes first in the packet being filled.
-                    if self.packed.len() + self.open[i].promise.len() > room {
-                        self.seal_full(out)?;
-                    }
-                    self.packed.extend_from_slice(&self.open[i].promise);
-                } else {
-                    // The promise goes alone, just before the stream's first bytes, as
-                    // nghq sends it: one lost datagram then loses either the promise
-                    // (the receiver reports an unpromised push stream) or the stream
-                    // start (it reports the promised push incomplete), never both.
-                    self.payload.clear();
-                    self.payload.extend_from_slice(&self.open[i].promise);
-                    self.emit_payload(out)?;
+                // The promise goes first in the packet being filled.
+                if self.packed.len() + self.open[i].promise.len() > room {
+                    self.seal_full(out)?;
+                }
+                self.packed.extend_from_slice(&self.open[i].promise);
+                if !pack {
+                    // Unpacked, it goes alone, just before the stream's first
+                    // bytes, as nghq sends it: one lost datagram then loses
+                    // either the promise (the receiver reports an unpromised
+                    // push stream) or the stream start (it reports the
+                    // promised push incomplete), never both.
+                    self.seal(out)?;
                 }
                 self.open[i].promise_sent = true;
             }
             let (stream_id, offset) = (self.open[i].stream_id, self.open[i].offset);
             let left = self.open[i].pending.len() - consumed;
-            let used = if pack { self.packed.len() } else { 0 };
+            // Unpacked, every packet is sealed as it is made: this one starts empty.
+            let used = self.packed.len();
             let header = frame::stream_header_len(stream_id, offset, room - used, true);
             if used > 0 && room - used <= header {
                 // No room for a byte of this stream: the packet is done.
@@ -423,20 +423,13 @@ impl SessionEncoder {
             }
             let take = left.min(space);
             let last = flush_all && take == left;
-            let p = &self.open[i];
-            let frame = &p.pending[consumed..consumed + take];
-            if pack {
-                frame::encode_stream(stream_id, offset, frame, fin && last, true, &mut self.packed)
-                    .map_err(|_| EncodeError::Exhausted)?;
-            } else {
-                self.payload.clear();
-                frame::encode_stream(stream_id, offset, frame, fin && last, true, &mut self.payload)
-                    .map_err(|_| EncodeError::Exhausted)?;
-            }
+            let frame = &self.open[i].pending[consumed..consumed + take];
+            frame::encode_stream(stream_id, offset, frame, fin && last, true, &mut self.packed)
+                .map_err(|_| EncodeError::Exhausted)?;
             self.open[i].offset += take as u64;
             consumed += take;
             if !pack {
-                self.emit_payload(out)?;
+                self.seal(out)?;
             } else if full {
                 self.seal_full(out)?;
             }

@@ -425,7 +425,7 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
                 Vec::new()
             };
             copy_ids[i].push(publisher.next_push_id());
-            let pre = prefetch.as_mut().and_then(|p| p.take(&e.file, e.len.map(|len| (len, e.modified))));
+            let pre = prefetch.as_mut().and_then(|p| p.take(&e.file, e.stamp()));
             let sent =
                 send_file(&mut publisher, e, last, copies, &mut progress, Sending::Batched, &mut digests, pre).await;
             if note_skipped(sent, &mut skipped)?

@@ -23,6 +23,14 @@ pub struct Entry {
     pub modified: Option<SystemTime>,
 }
 
+impl Entry {
+    /// Its length and modification time when listed, if the listing looked
+    /// (what [`crate::prefetch::Prefetch::take`] checks a read-ahead against).
+    pub fn stamp(&self) -> Option<crate::prefetch::Stamp> {
+        self.len.map(|len| (len, self.modified))
+    }
+}
+
 /// Why listing failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TreeError {
