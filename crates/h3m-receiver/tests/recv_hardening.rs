@@ -171,6 +171,33 @@ fn a_late_joiner_names_the_stream_it_saw_only_the_tail_of() {
     assert_eq!(entries(&out), ["b.bin"]);
     assert_eq!(std::fs::read(out.join("b.bin")).unwrap(), b);
     assert_eq!(summary_field(&stderr, "headless_streams"), 1, "{stderr}");
+    // Push 0 lies below the first push seen (1) from the session's start
+    // (packet numbers in the first 64): judged once, as the headless stream.
+    assert!(!stderr.contains("lost_pushes="), "{stderr}");
+}
+
+#[test]
+fn the_session_s_first_push_lost_whole_is_named_and_the_run_exits_1() {
+    // Regression: pushes below the first one seen were not counted, so losing
+    // the session's first datagrams (a packed session's first small file
+    // whole) left the receiver silent about it, exiting 0.
+    let tmp = tempfile::tempdir().unwrap();
+    let bodies: Vec<Vec<u8>> = (0..3).map(|i| body(i, 3_000)).collect();
+    let groups = session(&[("a.bin", &bodies[0]), ("b.bin", &bodies[1]), ("c.bin", &bodies[2])]);
+    let kept: Vec<Vec<u8>> = groups.iter().skip(1).flat_map(|g| g.clone()).collect();
+    let input = write_input(tmp.path(), "first-lost.datagrams", &kept);
+    let out = tmp.path().join("out");
+    let o = recv(&input, &out, &[]);
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.lines().any(|l| l
+            == "incomplete (push 0)  0 of 0+ bytes  missing 0-  (lost: neither its promise nor its stream arrived)"),
+        "{stdout}"
+    );
+    assert_eq!(entries(&out), ["b.bin", "c.bin"]);
+    assert_eq!(std::fs::read(out.join("b.bin")).unwrap(), bodies[1]);
+    assert_eq!(summary_field(&stderr, "lost_pushes"), 1, "{stderr}");
 }
 
 #[test]

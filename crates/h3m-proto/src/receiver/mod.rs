@@ -68,6 +68,18 @@ pub const MAX_LOST_REPORTED: u64 = 1024;
 /// one range each.
 const MAX_SEEN_RANGES: usize = 4096;
 
+/// A receiver whose lowest packet number is below this saw the session from
+/// its start (senders number from 0: h3m by default, nghq always), so the
+/// pushes below the first one it saw were sent and lost, not sent before it
+/// joined (see [`Receiver::saw_session_start`]).
+pub const START_WINDOW: u64 = 64;
+
+/// [`START_WINDOW`] for 1-byte packet numbers (nghq's), which wrap every 256
+/// packets: a late joiner's first number falls anywhere in 0..256, so a
+/// narrow window keeps the chance of taking it for one present from the
+/// start to 1 in 64.
+pub const START_WINDOW_1_BYTE: u64 = 4;
+
 /// [`ReceiverConfig::max_orphan_streams`] once the session is known to carry
 /// FEC (see [`Receiver::handle_repair`]).
 pub const FEC_MAX_ORPHAN_STREAMS: usize = 512;
@@ -305,8 +317,10 @@ pub enum Event {
         response: Option<Vec<HeaderField>>,
     },
     /// A push was lost whole: push IDs are sequential, and neither this one's
-    /// promise nor its stream arrived although later ones did. Reported at the
-    /// end of the session (at most [`MAX_LOST_REPORTED`]).
+    /// promise nor its stream arrived although later ones did (or, from the
+    /// session's start, although it lies below the first push seen: see
+    /// [`Receiver::saw_session_start`]). Reported at the end of the session
+    /// (at most [`MAX_LOST_REPORTED`]).
     PushLost {
         /// The push ID.
         push_id: u64,
@@ -499,6 +513,10 @@ pub struct Receiver {
     seen_push_ids: RangeSet,
     /// Push IDs below this are no longer recorded in `seen_push_ids`.
     seen_floor: u64,
+    /// The lowest push ID ever seen (never forgotten, unlike `seen_push_ids`).
+    lowest_push_id: Option<u64>,
+    /// The lowest packet number seen and the length it was sent with.
+    lowest_pn: Option<(u64, usize)>,
     /// Lost pushes in the holes forgotten from `seen_push_ids`, added to
     /// [`ReceiverStats::pushes_lost`] at the session end.
     lost_forgotten: u64,
@@ -601,6 +619,8 @@ impl Receiver {
             finished_pushes: BTreeSet::new(),
             seen_push_ids: RangeSet::new(),
             seen_floor: 0,
+            lowest_push_id: None,
+            lowest_pn: None,
             lost_forgotten: 0,
             recent_pns: PnWindow::default(),
             stream_base: None,
@@ -763,6 +783,9 @@ impl Receiver {
                     self.arm(now + idle);
                 }
                 let pn = p.packet_number;
+                if self.lowest_pn.is_none_or(|(lowest, _)| pn < lowest) {
+                    self.lowest_pn = Some((pn, p.pn_len));
+                }
                 let first_time = self.recent_pns.record(self.largest_pn, pn);
                 match self.largest_pn {
                     Some(l) if pn <= l && !first_time => self.stats.replayed_packets += 1,
@@ -1298,6 +1321,7 @@ impl Receiver {
 
     /// Records a push ID as seen, within [`MAX_SEEN_RANGES`].
     fn saw_push_id(&mut self, push_id: u64) {
+        self.lowest_push_id = Some(self.lowest_push_id.map_or(push_id, |l| l.min(push_id)));
         if push_id < self.seen_floor {
             return;
         }
@@ -1315,6 +1339,16 @@ impl Receiver {
         }
     }
 
+    /// Whether this receiver saw the session from its start: its lowest
+    /// packet number is below [`START_WINDOW`] ([`START_WINDOW_1_BYTE`] if
+    /// that packet's number was sent in one byte). Then pushes below the
+    /// lowest push ID seen count as lost at the session's end; otherwise the
+    /// receiver joined late and they were sent before it listened. A sender
+    /// that numbers its packets from elsewhere than 0 always looks joined late.
+    pub fn saw_session_start(&self) -> bool {
+        self.lowest_pn.is_some_and(|(pn, len)| pn < if len == 1 { START_WINDOW_1_BYTE } else { START_WINDOW })
+    }
+
     /// The highest push ID seen (a promise or a push stream's start), if any.
     /// Pushes after it that were lost whole leave no trace unless the
     /// session's end signal (which names the last push) arrives.
@@ -1327,9 +1361,16 @@ impl Receiver {
     fn report_lost_pushes(&mut self) {
         self.stats.pushes_lost = self.stats.pushes_lost.saturating_add(std::mem::take(&mut self.lost_forgotten));
         let Some(first) = self.seen_push_ids.iter().next() else { return };
+        // Push IDs start at 0: from the session's start, those below the
+        // lowest seen were lost too (the first datagrams, where a packed
+        // session puts its first small files whole).
+        let before_first = match self.lowest_push_id {
+            Some(lowest) if self.saw_session_start() => 0..lowest,
+            _ => 0..0,
+        };
         let holes = self.seen_push_ids.gaps(first.start..self.seen_push_ids.max_end());
         let mut reported = 0;
-        for hole in holes {
+        for hole in std::iter::once(before_first).filter(|h| !h.is_empty()).chain(holes) {
             self.stats.pushes_lost = self.stats.pushes_lost.saturating_add(hole.end - hole.start);
             for push_id in hole {
                 if reported >= MAX_LOST_REPORTED {

@@ -16,18 +16,24 @@ const SID: SessionId = SessionId::EMPTY;
 struct Wire {
     pn: u64,
     out: Vec<Vec<u8>>,
+    pn_len: usize,
 }
 
 impl Wire {
     fn new() -> Self {
-        Wire { pn: 0, out: Vec::new() }
+        Wire { pn: 0, out: Vec::new(), pn_len: 2 }
+    }
+
+    /// Packets numbered from `pn`, each number sent in `pn_len` bytes.
+    fn numbered_from(pn: u64, pn_len: usize) -> Self {
+        Wire { pn, out: Vec::new(), pn_len }
     }
 
     fn stream(&mut self, id: u64, offset: u64, data: &[u8], fin: bool) -> &mut Self {
         let mut payload = Vec::new();
         encode_stream(id, offset, data, fin, true, &mut payload).unwrap();
         let mut d = Vec::new();
-        write_packet(&mut d, &SID, self.pn, 2, &payload, &NullProtection).unwrap();
+        write_packet(&mut d, &SID, self.pn, self.pn_len, &payload, &NullProtection).unwrap();
         self.pn += 1;
         self.out.push(d);
         self
@@ -337,7 +343,7 @@ fn a_new_promise_evicts_the_stalest_push_instead_of_being_refused() {
     }
     events(&mut rx);
     // Push 2 arrives whole: push 0 (the stalest) makes room for it.
-    let mut w2 = Wire { pn: w.pn, out: Vec::new() };
+    let mut w2 = Wire { pn: w.pn, out: Vec::new(), pn_len: 2 };
     let p1 = promise(1).len() as u64;
     w2.stream(0, p0 + p1, &promise(2), false).stream(11, 0, &push_stream(2, &[H3Frame::Data(b"two")]), true);
     for d in &w2.out {
@@ -372,6 +378,54 @@ fn wholly_lost_pushes_are_named_at_the_end() {
     assert_eq!(rx.highest_push_id(), Some(5));
     assert_eq!(Receiver::new(ReceiverConfig::new(SessionId::NGHQ_DEFAULT)).highest_push_id(), None);
     assert!(matches!(evs.last(), Some(Event::SessionEnd { .. })));
+}
+
+/// Pushes `ids` (promise, then the whole stream), from packet number `pn`.
+fn pushes_from(pn: u64, pn_len: usize, ids: std::ops::Range<u64>) -> Wire {
+    let mut w = Wire::numbered_from(pn, pn_len);
+    let mut at = 0;
+    for id in ids {
+        let p = promise(id);
+        w.stream(0, at, &p, false);
+        at += p.len() as u64;
+        w.stream(3 + 4 * id, 0, &push_stream(id, &[H3Frame::Data(b"x")]), true);
+    }
+    w
+}
+
+#[test]
+fn pushes_lost_at_the_session_start_are_named() {
+    // Regression: pushes below the first one seen were never counted, so a
+    // receiver that lost the session's first datagrams (a packed session's
+    // first small files whole) exited without them and said nothing.
+    for (pn_len, dropped) in [(2, 2), (2, 6), (4, 4), (1, 2)] {
+        let mut w = pushes_from(0, pn_len, 0..5);
+        w.out.drain(..dropped);
+        let (rx, evs) = feed(&w);
+        let expect: Vec<u64> = (0..dropped as u64 / 2).collect();
+        assert!(rx.saw_session_start(), "pn_len {pn_len}, {dropped} dropped");
+        assert_eq!(lost(&evs), expect, "pn_len {pn_len}, {dropped} dropped");
+        assert_eq!(rx.stats().pushes_lost, expect.len() as u64);
+    }
+}
+
+#[test]
+fn a_late_joiner_does_not_count_the_pushes_before_it_as_lost() {
+    // Joined at packet 1000 (2-byte numbers) or at 10 of a 1-byte space
+    // that wraps: push 500 is the first it saw, and pushes 0..500 were sent
+    // before it listened.
+    for (pn, pn_len) in [(1000, 2), (START_WINDOW, 4), (START_WINDOW_1_BYTE, 1), (10, 1)] {
+        let (rx, evs) = feed(&pushes_from(pn, pn_len, 500..503));
+        assert!(!rx.saw_session_start(), "first packet {pn} in {pn_len} bytes");
+        assert_eq!(lost(&evs), Vec::<u64>::new());
+        assert_eq!(rx.stats().pushes_lost, 0);
+    }
+    // One packet number below the window is enough, whichever comes first.
+    let mut w = pushes_from(START_WINDOW, 2, 500..502);
+    w.out.extend(pushes_from(START_WINDOW - 1, 2, 500..501).out.drain(..1));
+    let (rx, evs) = feed(&w);
+    assert!(rx.saw_session_start());
+    assert_eq!(lost(&evs).len(), 500);
 }
 
 #[test]

@@ -47,8 +47,16 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
             }
             self.push_record(record);
         }
+        // A push whose promise and stream start were lost but whose later
+        // bytes came is also seen twice: lost (no promise, no stream start)
+        // and headless (by its stream number). It is judged once, headless.
+        let headless: std::collections::HashSet<u64> =
+            self.lost_pending.iter().filter(|l| l.1.is_some()).filter_map(|l| l.0).collect();
         for (push_id, stream_id, bytes) in std::mem::take(&mut self.lost_pending) {
             if stream_id.is_some() && push_id.is_some_and(|p| judged.contains(&p)) {
+                continue;
+            }
+            if stream_id.is_none() && push_id.is_some_and(|p| headless.contains(&p)) {
                 continue;
             }
             self.judge_lost(push_id, stream_id, bytes);
