@@ -196,6 +196,11 @@ impl DataSignal {
     }
 }
 
+/// How long a connection attempt runs before the session's first datagram
+/// (its sender up, its origin starting) makes the receiver start it again,
+/// knocking faster: a younger one is left to finish.
+const STALE_ATTEMPT: Duration = Duration::from_millis(5);
+
 /// How long a receiver that never connected yet tries every quarter of the
 /// first back-off (its datagrams wait meanwhile, at most 2 s).
 const EAGER: Duration = Duration::from_secs(2);
@@ -261,7 +266,29 @@ async fn stream_manifests(
     config.connect_timeout = Duration::from_secs(2);
     // An origin that vanishes without closing is noticed within 6 s.
     config.idle_timeout = Duration::from_secs(6);
-    let client = RepairClient::connect(&channel.url, &config).await.map_err(|e| (false, e.to_string()))?;
+    let connect = RepairClient::connect(&channel.url, &config);
+    let client = if data.seen() {
+        connect.await
+    } else {
+        // Begun before the session's datagrams arrived, an attempt knocks
+        // on the origin's port every `knock_every`: when they arrive, one
+        // that has run a while (on a port closed when it began) gives way to
+        // one that knocks every KNOCK_WHILE_DATA.
+        let began = tokio::time::Instant::now();
+        tokio::pin!(connect);
+        loop {
+            tokio::select! {
+                r = &mut connect => break r,
+                // Told once: a young attempt goes on undisturbed.
+                () = data.notify.notified() => {
+                    if began.elapsed() >= STALE_ATTEMPT {
+                        return Err((false, "the session's datagrams arrive: connecting again at once".into()));
+                    }
+                }
+            }
+        }
+    }
+    .map_err(|e| (false, e.to_string()))?;
     let mut body = client.stream(&channel.path).await.map_err(|e| (false, e.to_string()))?;
     tx.send(ChannelEvent::Connected(client.protocol())).await.map_err(|_| (false, String::new()))?;
     let mut reader = ManifestStream::new(profile.digest_len());
