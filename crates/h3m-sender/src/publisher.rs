@@ -45,7 +45,7 @@ use h3m_proto::protection::NullProtection;
 use h3m_proto::qpack::HeaderField;
 use h3m_proto::sender::{ResourceMeta, Sender, SenderConfig, SenderStats};
 use h3m_unicast::catalog::{Catalog, Entry, Source, Spool};
-use h3m_unicast::feed::{Feed, FeedLimits};
+use h3m_unicast::feed::{Feed, FeedLimits, SubscribersRtt};
 
 /// How a [`Publisher`] sends.
 #[derive(Debug, Clone)]
@@ -202,8 +202,26 @@ impl PublisherConfig {
     }
 }
 
-/// [`AmbiConfig::lead`] with the HTTPS channel, by default.
+/// [`AmbiConfig::lead`] with the HTTPS channel, by default: while a
+/// subscriber's round trip is not known ([`AmbiConfig::follow_rtt`]).
 pub const HTTPS_LEAD: Duration = Duration::from_millis(10);
+
+/// What a lead that follows the subscribers adds to their longest round
+/// trip: the origin's and the receiver's scheduling, and the jitter of a
+/// round-trip estimate.
+pub const LEAD_MARGIN: Duration = Duration::from_millis(1);
+
+/// The longest lead that follows the subscribers.
+pub const MAX_RTT_LEAD: Duration = Duration::from_millis(250);
+
+/// The lead for subscribers whose longest round trip is `rtt`: the round
+/// trip bounds how much later a manifest sent over unicast arrives than a
+/// datagram multicast at the same moment (its one-way time, when the
+/// multicast path takes no time at all), plus [`LEAD_MARGIN`], at most
+/// [`MAX_RTT_LEAD`].
+pub fn rtt_lead(rtt: Duration) -> Duration {
+    rtt.saturating_add(LEAD_MARGIN).min(MAX_RTT_LEAD)
+}
 
 /// How a [`Publisher`] authenticates its datagrams with AMBI: manifests of
 /// every datagram's digest, ahead of the datagrams, by one channel or both.
@@ -235,18 +253,42 @@ pub struct AmbiConfig {
     /// the unicast path is (10 ms by default with a feed; none in-band only,
     /// where manifests leave just before their batch on the same path).
     pub lead: Duration,
+    /// With a feed: the lead follows its subscribers (see
+    /// [`h3m_unicast::feed::Feed::subscribers_rtt`]) instead of being
+    /// `lead` throughout: none while nobody subscribes (a receiver that
+    /// subscribes later gets the backlog, and holds the datagrams until
+    /// then anyway), [`rtt_lead`] of their longest round trip when every
+    /// one is known (the HTTP/3 origin measures it), `lead` otherwise.
+    pub follow_rtt: bool,
 }
 
 impl AmbiConfig {
     /// In-band only: 64 digests per manifest, each in 4 manifests.
     pub fn inband(profile: DigestProfile, key: Arc<SigningKey>) -> Self {
-        AmbiConfig { profile, key: Some(key), feed: None, per_manifest: 64, overlap: 4, lead: Duration::ZERO }
+        AmbiConfig {
+            profile,
+            key: Some(key),
+            feed: None,
+            per_manifest: 64,
+            overlap: 4,
+            lead: Duration::ZERO,
+            follow_rtt: false,
+        }
     }
 
     /// HTTPS only: 64 digests per manifest, each in one manifest, published
-    /// to `feed` 10 ms ahead of their datagrams.
+    /// to `feed` ahead of their datagrams by the subscribers' round trip
+    /// ([`AmbiConfig::follow_rtt`]; 10 ms while it is not known).
     pub fn https(profile: DigestProfile, feed: Arc<Feed>) -> Self {
-        AmbiConfig { profile, key: None, feed: Some(feed), per_manifest: 64, overlap: 1, lead: HTTPS_LEAD }
+        AmbiConfig {
+            profile,
+            key: None,
+            feed: Some(feed),
+            per_manifest: 64,
+            overlap: 1,
+            lead: HTTPS_LEAD,
+            follow_rtt: true,
+        }
     }
 
     /// A feed for the HTTPS channel, served by `catalog`'s origin at
@@ -510,9 +552,13 @@ impl Publisher {
                     signer,
                     feed: a.feed.clone(),
                     ahead: VecDeque::new(),
+                    unpublished: 0,
                     lead: a.lead,
                     lead_datagrams: lead_datagrams(a.lead, config.rate, config.max_datagram_size),
                     refill,
+                    follow: (a.follow_rtt && a.feed.is_some()).then_some(a.lead),
+                    rate: config.rate,
+                    max_datagram_size: config.max_datagram_size,
                 })
             }
         };
@@ -857,7 +903,7 @@ impl Publisher {
     /// included (and any keep-alive due).
     async fn drain(&mut self) -> Result<(), PublishError> {
         self.sender.seal()?;
-        self.drain_while(|_| true).await
+        self.drain_while(|_| true, true).await
     }
 
     /// Sends batches while a whole one is queued.
@@ -865,12 +911,14 @@ impl Publisher {
         // Signing in-band, a signature's worth of manifests at a time.
         let refill = self.ambi.as_ref().map_or(0, |a| a.refill);
         let datagrams_per_batch = self.batch_bytes.div_ceil(self.max_datagram_size).max(refill).max(1);
-        self.drain_while(|queued| queued >= datagrams_per_batch).await
+        self.drain_while(|queued| queued >= datagrams_per_batch, false).await
     }
 
     /// Sends batches while `more(datagrams queued)` holds and anything is
-    /// queued, each followed by the FEC repair due (paced with them).
-    async fn drain_while(&mut self, more: impl Fn(usize) -> bool) -> Result<(), PublishError> {
+    /// queued, each followed by the FEC repair due (paced with them). With
+    /// AMBI and a lead, `publish_partial`: the manifests of every datagram
+    /// made are published now, not only once they fill one.
+    async fn drain_while(&mut self, more: impl Fn(usize) -> bool, publish_partial: bool) -> Result<(), PublishError> {
         loop {
             let now = Instant::now();
             // The last batch's buffers hold this one's datagrams.
@@ -878,6 +926,7 @@ impl Publisher {
                 self.sender.recycle(d);
             }
             let mut bytes = 0;
+            self.ambi_batch.clear();
             let ahead = self.ambi.as_ref().map_or(0, |a| a.ahead.len());
             if more(self.sender.queued() + ahead) {
                 match &mut self.ambi {
@@ -889,6 +938,7 @@ impl Publisher {
                         }
                     }
                     Some(a) => {
+                        a.follow_subscribers();
                         // Datagrams are made (and their digests listed) ahead
                         // of the batch that leaves now, and leave `lead`
                         // after their manifests.
@@ -905,11 +955,23 @@ impl Publisher {
                         while topping_up && a.ahead.len() < want {
                             let Some(d) = self.sender.poll_transmit(now) else { break };
                             a.builder.add(self.sender.last_packet_number() as u32, &d);
-                            a.ahead.push_back((now + a.lead, d));
+                            a.ahead.push_back((None, d));
+                            a.unpublished += 1;
+                        }
+                        // Their manifests are published now (and they may
+                        // leave `lead` later): all of them when the batch is
+                        // to leave at once (no lead) or everything queued is
+                        // to go, else those whole manifests list: a writer
+                        // that adds a small file at a time then publishes a
+                        // chunk per manifest, not one per file.
+                        if a.unpublished > 0 && (a.lead.is_zero() || publish_partial) {
+                            a.publish(now, true, &mut self.ambi_batch)?;
+                        } else if a.builder.has_ready() {
+                            a.publish(now, false, &mut self.ambi_batch)?;
                         }
                         while bytes < self.batch_bytes {
                             match a.ahead.front() {
-                                Some((due, _)) if *due <= now => {}
+                                Some((Some(due), _)) if *due <= now => {}
                                 _ => break,
                             }
                             let Some((_, d)) = a.ahead.pop_front() else { break };
@@ -919,41 +981,9 @@ impl Publisher {
                     }
                 }
             }
-            // AMBI: manifests covering this batch (and those ahead) go out before it.
-            self.ambi_batch.clear();
-            if let Some(a) = &mut self.ambi {
-                a.builder.flush();
-                let mut body = Vec::new();
-                let mut manifests = Vec::new();
-                while let Some(m) = a.builder.poll_manifest() {
-                    if a.feed.is_some() {
-                        m.write(&mut body).map_err(|e| PublishError::Ambi(e.to_string()))?;
-                    }
-                    if a.signer.is_some() {
-                        manifests.push(m);
-                    }
-                }
-                // In-band: the batch's manifests signed together, one
-                // signature per [`inband::MAX_BATCH`].
-                if let Some((key, alg)) = &a.signer {
-                    for chunk in manifests.chunks(inband::MAX_BATCH) {
-                        let sealed =
-                            inband::seal_batch(chunk, key, *alg).map_err(|e| PublishError::Ambi(e.to_string()))?;
-                        for d in sealed {
-                            bytes += d.len();
-                            self.ambi_batch.push(d);
-                        }
-                    }
-                }
-                // The manifests in one chunk, published before the batch leaves.
-                if let Some(feed) = &a.feed {
-                    feed.publish(body.into());
-                }
-                // In-band, newest first: the newest covers the whole batch, so
-                // a receiver verifies it alone and drops the older ones, which
-                // bring nothing new (they are there for when it is lost).
-                self.ambi_batch.reverse();
-            }
+            // AMBI: manifests covering this batch (and those ahead), published
+            // above, go out before it.
+            bytes += self.ambi_batch.iter().map(Vec::len).sum::<usize>();
             self.repair_batch.clear();
             let mut repair_bytes = 0;
             while repair_bytes < self.batch_bytes {
@@ -966,7 +996,7 @@ impl Publisher {
                 // on, when more is queued behind them (or all must go);
                 // else the writer adds more first (a lead per chunk written
                 // would cap the rate).
-                let due = self.ambi.as_ref().and_then(|a| a.ahead.front().map(|(due, _)| *due));
+                let due = self.ambi.as_ref().and_then(|a| a.ahead.front().and_then(|(due, _)| *due));
                 match due {
                     Some(due) if more(self.sender.queued()) => {
                         tokio::time::sleep_until(due.into()).await;
@@ -1018,8 +1048,12 @@ struct AmbiSender {
     signer: Option<(Arc<SigningKey>, SignatureAlgorithm)>,
     feed: Option<Arc<Feed>>,
     /// Datagrams made and listed in manifests already, not sent yet, each
-    /// with the time it may leave.
-    ahead: VecDeque<(Instant, Vec<u8>)>,
+    /// with the time it may leave (`lead` after its manifest was published;
+    /// `None` until then).
+    ahead: VecDeque<(Option<Instant>, Vec<u8>)>,
+    /// How many datagrams at the back of `ahead` wait for their manifests'
+    /// publication.
+    unpublished: usize,
     /// How long after its manifest a datagram leaves ([`AmbiConfig::lead`]).
     lead: Duration,
     /// How many datagrams [`Self::ahead`] may hold beyond the batch being
@@ -1028,6 +1062,76 @@ struct AmbiSender {
     /// Without a lead, signing in-band: datagrams made at a time, as many
     /// as [`inband::MAX_BATCH`] manifests list anew.
     refill: usize,
+    /// Following the feed's subscribers ([`AmbiConfig::follow_rtt`]): the
+    /// lead while their round trip is not known.
+    follow: Option<Duration>,
+    /// The session's rate and datagram size, for [`lead_datagrams`].
+    rate: Option<u64>,
+    max_datagram_size: usize,
+}
+
+impl AmbiSender {
+    /// Publishes the manifests ready (to the feed, and signed in-band into
+    /// `inband`, newest first), after a manifest of the rest with `all`, and
+    /// gives the datagrams they list the time they may leave: `lead` from now.
+    fn publish(&mut self, now: Instant, all: bool, inband: &mut Vec<Vec<u8>>) -> Result<(), PublishError> {
+        if all {
+            self.builder.flush();
+        }
+        let listed = self.unpublished - self.builder.unlisted().min(self.unpublished);
+        let first = self.ahead.len() - self.unpublished;
+        let due = now + self.lead;
+        for (at, _) in self.ahead.range_mut(first..first + listed) {
+            *at = Some(due);
+        }
+        self.unpublished -= listed;
+        let mut body = Vec::new();
+        let mut manifests = Vec::new();
+        while let Some(m) = self.builder.poll_manifest() {
+            if self.feed.is_some() {
+                m.write(&mut body).map_err(|e| PublishError::Ambi(e.to_string()))?;
+            }
+            if self.signer.is_some() {
+                manifests.push(m);
+            }
+        }
+        // In-band: the manifests signed together, one signature per
+        // [`inband::MAX_BATCH`].
+        if let Some((key, alg)) = &self.signer {
+            let first = inband.len();
+            for chunk in manifests.chunks(inband::MAX_BATCH) {
+                let sealed = inband::seal_batch(chunk, key, *alg).map_err(|e| PublishError::Ambi(e.to_string()))?;
+                inband.extend(sealed);
+            }
+            // Newest first: the newest covers the whole batch, so a receiver
+            // verifies it alone and drops the older ones, which bring
+            // nothing new (they are there for when it is lost).
+            inband[first..].reverse();
+        }
+        // The manifests in one chunk, published before their datagrams leave.
+        if let Some(feed) = &self.feed {
+            feed.publish(body.into());
+        }
+        Ok(())
+    }
+
+    /// Following the feed's subscribers, the lead for those there now:
+    /// none without any, [`rtt_lead`] of the longest round trip when every
+    /// one is known, else the configured lead. Datagrams made already keep
+    /// the time they were given.
+    fn follow_subscribers(&mut self) {
+        let (Some(feed), Some(configured)) = (&self.feed, self.follow) else { return };
+        let lead = match feed.subscribers_rtt() {
+            SubscribersRtt::None => Duration::ZERO,
+            SubscribersRtt::Longest(rtt) => rtt_lead(rtt),
+            SubscribersRtt::Unknown => configured,
+        };
+        if lead != self.lead {
+            tracing::debug!(lead_us = lead.as_micros() as u64, "AMBI lead follows the subscribers");
+            self.lead = lead;
+            self.lead_datagrams = lead_datagrams(lead, self.rate, self.max_datagram_size);
+        }
+    }
 }
 
 /// How many datagrams are made ahead so that `lead` never slows a session
@@ -1073,6 +1177,87 @@ mod tests {
         let feed = catalog.feed(h3m_proto::ambi::MANIFEST_PATH).unwrap();
         assert_eq!(feed.content_type(), "application/ambi");
         assert!(catalog.get(h3m_proto::ambi::METADATA_PATH).is_some());
+    }
+
+    /// A publisher with AMBI over HTTPS on loopback multicast (outgoing
+    /// interface 127.0.0.1, TTL 1) and its feed.
+    fn https_publisher(port: u16) -> (Publisher, Arc<Feed>) {
+        let mut config = PublisherConfig::new(SocketAddr::new("239.255.77.41".parse().unwrap(), port));
+        config.interface = Some(Interface::Addr("127.0.0.1".parse().unwrap()));
+        config.source = Some("127.0.0.1".parse().unwrap());
+        config.ttl = 1;
+        config.rate = Some(2_000_000_000);
+        let feed = AmbiConfig::serve(&Catalog::new(), "{}".into());
+        let profile = DigestProfile::parse("sha-256/128", 1).unwrap();
+        config.ambi = Some(AmbiConfig::https(profile, Arc::clone(&feed)));
+        (Publisher::open(&config).unwrap(), feed)
+    }
+
+    fn manifests<C: AsRef<[u8]>>(chunks: &[C]) -> Vec<h3m_proto::ambi::Manifest> {
+        let mut stream = h3m_proto::ambi::ManifestStream::new(16);
+        let mut out = Vec::new();
+        for c in chunks {
+            stream.push(c.as_ref());
+            while let Some(m) = stream.next_manifest().unwrap() {
+                out.push(m);
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn the_lead_follows_the_subscribers_round_trip() {
+        let (mut publisher, feed) = https_publisher(47_611);
+        let a = publisher.ambi.as_mut().unwrap();
+        a.follow_subscribers();
+        assert_eq!((a.lead, a.lead_datagrams), (Duration::ZERO, 0), "nobody subscribes: no lead");
+        let sub = feed.subscribe().unwrap();
+        a.follow_subscribers();
+        assert_eq!(a.lead, HTTPS_LEAD, "a round trip not known yet");
+        sub.set_rtt(Duration::from_micros(300));
+        a.follow_subscribers();
+        assert_eq!(a.lead, Duration::from_micros(1_300));
+        assert_eq!(a.lead_datagrams, lead_datagrams(Duration::from_micros(1_300), Some(2_000_000_000), 1200));
+        sub.set_rtt(Duration::from_secs(3));
+        a.follow_subscribers();
+        assert_eq!(a.lead, MAX_RTT_LEAD);
+        drop(sub);
+        a.follow_subscribers();
+        assert_eq!(a.lead, Duration::ZERO);
+    }
+
+    /// Small files written a batch at a time (as `h3m-send` does) publish a
+    /// chunk per full manifest, not one per file, and every datagram is in
+    /// a manifest published before it left.
+    #[tokio::test]
+    async fn a_writer_of_small_files_publishes_a_chunk_per_manifest() {
+        let (mut publisher, feed) = https_publisher(47_613);
+        let mut sub = feed.subscribe().unwrap();
+        sub.set_rtt(Duration::from_micros(200));
+        let body = vec![7u8; 3_000];
+        for i in 0..60 {
+            let meta = ResourceMeta::file(format!("f{i}.bin"), body.len() as u64, SystemTime::now());
+            let id = publisher.start(&meta).await.unwrap();
+            publisher.write_batched(id, &body).await.unwrap();
+            publisher.finish_batched(id).await.unwrap();
+        }
+        let closed = publisher.close().await.unwrap();
+        let datagrams = closed.stats.datagrams;
+        let mut chunks = Vec::new();
+        while let Ok(Some(c)) = tokio::time::timeout(Duration::from_millis(50), sub.next()).await {
+            chunks.push(c);
+        }
+        let listed = manifests(&chunks);
+        // Every datagram is listed, each once (overlap 1).
+        let mut covered: Vec<u32> =
+            listed.iter().flat_map(|m| m.first_packet..m.first_packet + m.count() as u32).collect();
+        covered.sort_unstable();
+        assert_eq!(covered, (0..datagrams as u32).collect::<Vec<_>>());
+        // 60 files of 3 datagrams or so, in full manifests of 64 but the last.
+        assert!(datagrams > 120, "{datagrams}");
+        assert_eq!(chunks.len(), (datagrams as usize).div_ceil(64), "{datagrams} datagrams");
+        let counts: Vec<usize> = listed.iter().map(|m| m.count()).collect();
+        assert!(counts.iter().rev().skip(1).all(|&n| n == 64), "{counts:?}");
     }
 
     #[test]

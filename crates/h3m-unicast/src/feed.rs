@@ -15,11 +15,16 @@
 //!
 //! [`publish`](Feed::publish) never blocks and needs no runtime, so a
 //! producer on any thread can call it.
+//!
+//! Each subscription carries the round trip to its subscriber when the
+//! server knows it ([`Subscription::set_rtt`]), so the producer can pace
+//! itself to the slowest of them ([`Feed::subscribers_rtt`]).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -71,11 +76,27 @@ pub enum SubscribeError {
     Closed,
 }
 
+/// The round trip to the subscribers now ([`Feed::subscribers_rtt`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscribersRtt {
+    /// Nobody subscribes.
+    None,
+    /// The longest round trip among them, every one known.
+    Longest(Duration),
+    /// At least one subscriber's round trip is not known (its server does
+    /// not measure it, or has not yet).
+    Unknown,
+}
+
+/// A round trip not known yet, in a subscription's slot.
+const RTT_UNKNOWN: u64 = u64::MAX;
+
 #[derive(Debug, Default)]
 struct Inner {
     backlog: VecDeque<Bytes>,
     backlog_bytes: usize,
-    subscribers: Vec<mpsc::Sender<Bytes>>,
+    /// Each subscriber's queue and round trip (microseconds, or [`RTT_UNKNOWN`]).
+    subscribers: Vec<(mpsc::Sender<Bytes>, Arc<AtomicU64>)>,
     closed: bool,
     counters: FeedCounters,
 }
@@ -125,7 +146,7 @@ impl Feed {
         }
         inner.counters.published += 1;
         let before = inner.subscribers.len();
-        inner.subscribers.retain(|s| s.try_send(chunk.clone()).is_ok());
+        inner.subscribers.retain(|(s, _)| s.try_send(chunk.clone()).is_ok());
         let dropped = before - inner.subscribers.len();
         inner.counters.lagged += dropped as u64;
         inner.backlog_bytes += chunk.len();
@@ -142,7 +163,7 @@ impl Feed {
         if inner.closed {
             return Err(SubscribeError::Closed);
         }
-        inner.subscribers.retain(|s| !s.is_closed());
+        inner.subscribers.retain(|(s, _)| !s.is_closed());
         if inner.subscribers.len() >= self.limits.max_subscribers {
             inner.counters.refused += 1;
             return Err(SubscribeError::Full);
@@ -152,10 +173,26 @@ impl Feed {
             // The channel has room for the whole backlog.
             let _ = tx.try_send(chunk.clone());
         }
-        inner.subscribers.push(tx);
+        let rtt = Arc::new(AtomicU64::new(RTT_UNKNOWN));
+        inner.subscribers.push((tx, Arc::clone(&rtt)));
         inner.counters.subscribed += 1;
         self.alive.fetch_add(1, Ordering::Relaxed);
-        Ok(Subscription { rx, alive: Arc::clone(&self.alive) })
+        Ok(Subscription { rx, alive: Arc::clone(&self.alive), rtt })
+    }
+
+    /// The round trip to the subscribers now: none, the longest (every one
+    /// known), or unknown.
+    pub fn subscribers_rtt(&self) -> SubscribersRtt {
+        let mut inner = self.inner();
+        inner.subscribers.retain(|(s, _)| !s.is_closed());
+        let mut longest = None;
+        for (_, rtt) in &inner.subscribers {
+            match rtt.load(Ordering::Relaxed) {
+                RTT_UNKNOWN => return SubscribersRtt::Unknown,
+                us => longest = longest.max(Some(us)),
+            }
+        }
+        longest.map_or(SubscribersRtt::None, |us| SubscribersRtt::Longest(Duration::from_micros(us)))
     }
 
     /// Subscriptions still held: after [`close`](Self::close), those whose
@@ -177,7 +214,7 @@ impl Feed {
     /// Its counters so far.
     pub fn counters(&self) -> FeedCounters {
         let mut inner = self.inner();
-        inner.subscribers.retain(|s| !s.is_closed());
+        inner.subscribers.retain(|(s, _)| !s.is_closed());
         FeedCounters { subscribers: inner.subscribers.len(), ..inner.counters }
     }
 }
@@ -188,6 +225,7 @@ impl Feed {
 pub struct Subscription {
     rx: mpsc::Receiver<Bytes>,
     alive: Arc<AtomicUsize>,
+    rtt: Arc<AtomicU64>,
 }
 
 impl Drop for Subscription {
@@ -200,6 +238,13 @@ impl Subscription {
     /// The next chunk; `None` at the end.
     pub async fn next(&mut self) -> Option<Bytes> {
         self.rx.recv().await
+    }
+
+    /// Records the round trip to this subscriber (its server's estimate, as
+    /// it changes), for [`Feed::subscribers_rtt`].
+    pub fn set_rtt(&self, rtt: Duration) {
+        let us = u64::try_from(rtt.as_micros()).unwrap_or(RTT_UNKNOWN - 1).min(RTT_UNKNOWN - 1);
+        self.rtt.store(us, Ordering::Relaxed);
     }
 
     /// The next chunk, polled (for a response body).
@@ -264,6 +309,28 @@ mod tests {
         drop(inner);
         assert_eq!(feed.counters().subscribers, 0, "none read: all dropped");
         drop(subs);
+    }
+
+    #[test]
+    fn the_subscribers_round_trip_is_the_longest_once_every_one_is_known() {
+        let feed = Feed::new("x", FeedLimits::default());
+        assert_eq!(feed.subscribers_rtt(), SubscribersRtt::None);
+        let a = feed.subscribe().unwrap();
+        assert_eq!(feed.subscribers_rtt(), SubscribersRtt::Unknown);
+        a.set_rtt(Duration::from_micros(300));
+        assert_eq!(feed.subscribers_rtt(), SubscribersRtt::Longest(Duration::from_micros(300)));
+        let b = feed.subscribe().unwrap();
+        assert_eq!(feed.subscribers_rtt(), SubscribersRtt::Unknown, "b's is not known");
+        b.set_rtt(Duration::from_millis(40));
+        assert_eq!(feed.subscribers_rtt(), SubscribersRtt::Longest(Duration::from_millis(40)));
+        b.set_rtt(Duration::from_micros(100));
+        assert_eq!(feed.subscribers_rtt(), SubscribersRtt::Longest(Duration::from_micros(300)), "as it changes");
+        drop(a);
+        assert_eq!(feed.subscribers_rtt(), SubscribersRtt::Longest(Duration::from_micros(100)), "a is gone");
+        b.set_rtt(Duration::MAX);
+        assert_eq!(feed.subscribers_rtt(), SubscribersRtt::Longest(Duration::from_micros(RTT_UNKNOWN - 1)));
+        drop(b);
+        assert_eq!(feed.subscribers_rtt(), SubscribersRtt::None);
     }
 
     /// Closed, a feed lets each subscriber read what was queued for it,

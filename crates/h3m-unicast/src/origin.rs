@@ -366,16 +366,17 @@ async fn serve_h3(endpoint: quinn::Endpoint, shared: Arc<Shared>, mut stopped: w
             let _permit = permit;
             let Ok(conn) = incoming.await else { return };
             shared.stats.h3_connections.fetch_add(1, Ordering::Relaxed);
+            let quic = conn.clone();
             let Ok(mut h3) = h3::server::Connection::<_, Bytes>::new(h3_quinn::Connection::new(conn)).await else {
                 return;
             };
             while let Ok(Some(resolver)) = h3.accept().await {
-                let shared = Arc::clone(&shared);
+                let (shared, quic) = (Arc::clone(&shared), quic.clone());
                 tokio::spawn(async move {
                     let Ok((req, mut stream)) = resolver.resolve_request().await else { return };
                     let (parts, ()) = req.into_parts();
                     if let Some(f) = shared.feed(&parts) {
-                        stream_feed_h3(&mut stream, f, &shared).await;
+                        stream_feed_h3(&mut stream, f, &shared, &quic).await;
                         return;
                     }
                     let (a, _permit) = shared.answer(&parts);
@@ -417,11 +418,13 @@ async fn serve_h3(endpoint: quinn::Endpoint, shared: Arc<Shared>, mut stopped: w
 }
 
 /// Answers a feed request over HTTP/3: the head, then every chunk until the
-/// feed ends (or the client goes).
+/// feed ends (or the client goes). The subscription carries the
+/// connection's round-trip estimate, updated with every chunk.
 async fn stream_feed_h3(
     stream: &mut h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
     answer: FeedAnswer,
     shared: &Shared,
+    quic: &quinn::Connection,
 ) {
     let (status, headers, subscription) = match answer {
         FeedAnswer::Stream(h, s) => (StatusCode::OK, h, s),
@@ -434,12 +437,14 @@ async fn stream_feed_h3(
         return;
     }
     if let Some(mut sub) = subscription {
+        sub.set_rtt(quic.rtt());
         while let Some(chunk) = sub.next().await {
             let n = chunk.len() as u64;
             if stream.send_data(chunk).await.is_err() {
                 return;
             }
             shared.stats.sent(false, n);
+            sub.set_rtt(quic.rtt());
         }
     }
     let _ = stream.finish().await;

@@ -105,6 +105,16 @@ impl ManifestBuilder {
         }
     }
 
+    /// Datagrams added since the last manifest was emitted: in none yet.
+    pub fn unlisted(&self) -> usize {
+        self.since_last
+    }
+
+    /// Whether a manifest waits for [`poll_manifest`](Self::poll_manifest).
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
     /// Emits a manifest of what is pending now, if anything is new since the
     /// last (at the end of a session, or on a deadline for live data).
     pub fn flush(&mut self) {

@@ -245,8 +245,10 @@ struct Args {
     /// AMBI over HTTPS: milliseconds between publishing a manifest and
     /// sending its datagrams; more than the unicast path to receivers is
     /// slower than the multicast one (a manifest that arrives after its
-    /// datagram leaves it exposed to a flood of forgeries) [default: 10 with
-    /// https or both, 0 inband].
+    /// datagram leaves it exposed to a flood of forgeries) [default: with
+    /// https or both, the subscribers' longest round trip plus 1 ms (none
+    /// while nobody subscribes, 10 while a round trip is not known, as over
+    /// HTTP/1.1); 0 inband].
     #[arg(long, value_name = "MS", requires = "ambi")]
     ambi_lead: Option<u64>,
     /// AMBI over HTTPS: before the first datagram, wait until a receiver
@@ -509,6 +511,7 @@ fn main() -> ExitCode {
             (Some(key), Some(feed)) => AmbiConfig {
                 feed: Some(feed),
                 lead: h3m_sender::publisher::HTTPS_LEAD,
+                follow_rtt: true,
                 ..AmbiConfig::inband(profile, key)
             },
             (None, Some(feed)) => AmbiConfig::https(profile, feed),
@@ -519,6 +522,7 @@ fn main() -> ExitCode {
         }
         if let Some(ms) = args.ambi_lead {
             ambi.lead = Duration::from_millis(ms);
+            ambi.follow_rtt = false;
         }
         if ambi.key.is_some() && ambi.algorithm().is_none() {
             return usage(format!("--ambi: the {flag} key must be Ed25519, ECDSA P-256 or RSA-PSS"));
