@@ -451,6 +451,40 @@ mod tests {
         second.shutdown();
     }
 
+    /// An attempt under way on a port that does not answer (QUIC's first
+    /// packet unanswered, TCP refused, knocks 30 s apart) when the
+    /// session's datagrams arrive gives way to one that knocks every 2 ms.
+    #[tokio::test]
+    async fn an_attempt_under_way_when_datagrams_arrive_starts_again() {
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = silent.local_addr().unwrap();
+        let identity = Identity::self_signed(&["127.0.0.1".into()]).unwrap();
+        let mut channel = HttpsChannel::parse(&format!("https://{addr}"), Trust::Pin(identity.fingerprint())).unwrap();
+        channel.first_backoff = Duration::from_secs(40);
+        channel.knock_every = Duration::from_secs(30);
+        let profile = DigestProfile::parse("sha-256/128", 9).unwrap();
+        let mut task = ChannelTask::spawn(&channel, profile);
+        // The attempt's QUIC Initial arrives: it is under way; past STALE_ATTEMPT, datagrams arrive.
+        let mut buf = [0u8; 2048];
+        silent.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let (n, _) = silent.recv_from(&mut buf).unwrap();
+        assert!(n >= 1200, "a QUIC Initial is padded to 1200 bytes: {n}");
+        tokio::time::sleep(STALE_ATTEMPT * 4).await;
+        task.data_signal().arrived();
+        match next(&mut task).await {
+            ChannelEvent::Lost { reason, .. } => {
+                assert_eq!(reason, "the session's datagrams arrive: connecting again at once");
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(silent);
+        let (origin, feed) = origin(addr, &identity);
+        feed.publish(wire(&manifest(9, 0)));
+        let connected = tokio::time::timeout(Duration::from_secs(3), task.next()).await;
+        assert!(matches!(connected, Ok(Some(ChannelEvent::Connected(_)))), "{connected:?}");
+        origin.shutdown();
+    }
+
     #[test]
     fn back_off_is_shortened_by_at_most_half() {
         for _ in 0..100 {
