@@ -325,6 +325,16 @@ impl Sender {
         Ok(())
     }
 
+    /// Queues a PING-only datagram now, after the packet being filled: a
+    /// sign of life before the first push (receivers waiting to connect to
+    /// the sender's origin learn that it is up).
+    pub fn ping(&mut self) -> Result<(), EncodeError> {
+        self.enc.ping(&mut self.scratch)?;
+        self.stats.pings += 1;
+        self.take_out();
+        Ok(())
+    }
+
     /// The packet number of the datagram [`poll_transmit`](Self::poll_transmit)
     /// returned last (datagrams are numbered as they are built and queued in
     /// order: the newest minus those still queued).

@@ -206,6 +206,9 @@ impl PublisherConfig {
 /// subscriber's round trip is not known ([`AmbiConfig::follow_rtt`]).
 pub const HTTPS_LEAD: Duration = Duration::from_millis(10);
 
+/// How often [`Publisher::wait_for_subscribers`] multicasts a PING.
+pub const WAITING_PING: Duration = Duration::from_millis(25);
+
 /// What a lead that follows the subscribers adds to their longest round
 /// trip: the origin's and the receiver's scheduling, and the jitter of a
 /// round-trip estimate.
@@ -873,6 +876,31 @@ impl Publisher {
         self.drain().await
     }
 
+    /// With AMBI over HTTPS, waits at most `within` for a receiver to
+    /// subscribe to the manifests, so that receivers started first
+    /// authenticate every datagram on arrival. Meanwhile it multicasts a
+    /// PING every 25 ms: receivers that see the session's datagrams know
+    /// its origin is up and connect at once instead of at their next knock.
+    /// Returns the subscribers then and how long it waited (`None` without
+    /// a feed).
+    pub async fn wait_for_subscribers(&mut self, within: Duration) -> Result<Option<(usize, Duration)>, PublishError> {
+        let Some(feed) = self.ambi.as_ref().and_then(|a| a.feed.clone()) else { return Ok(None) };
+        let started = Instant::now();
+        let mut next_ping = started;
+        loop {
+            let subscribers = feed.counters().subscribers;
+            if subscribers > 0 || started.elapsed() >= within {
+                return Ok(Some((subscribers, started.elapsed())));
+            }
+            if Instant::now() >= next_ping {
+                self.sender.ping()?;
+                self.drain().await?;
+                next_ping += WAITING_PING;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     /// Ends the session (nghq's end signal) and returns its counters.
     pub async fn close(mut self) -> Result<Closed, PublishError> {
         self.sender.close()?;
@@ -1224,6 +1252,23 @@ mod tests {
         drop(sub);
         a.follow_subscribers();
         assert_eq!(a.lead, Duration::ZERO);
+    }
+
+    /// `--ambi-wait`: PINGs while nobody subscribes (receivers learn the
+    /// sender is up), until the time is up; a subscriber ends the wait.
+    #[tokio::test]
+    async fn waiting_for_subscribers_pings_until_one_comes() {
+        let (mut publisher, feed) = https_publisher(47_615);
+        let (subscribers, waited) = publisher.wait_for_subscribers(Duration::from_millis(60)).await.unwrap().unwrap();
+        assert_eq!(subscribers, 0);
+        assert!(waited >= Duration::from_millis(60), "{waited:?}");
+        let stats = publisher.stats();
+        assert!(stats.pings >= 1 && stats.pings == stats.datagrams, "{stats:?}");
+        let _sub = feed.subscribe().unwrap();
+        let (subscribers, waited) = publisher.wait_for_subscribers(Duration::from_secs(30)).await.unwrap().unwrap();
+        assert_eq!(subscribers, 1);
+        assert!(waited < Duration::from_secs(30), "{waited:?}");
+        assert_eq!(publisher.stats().pings, stats.pings, "no PING once someone subscribes");
     }
 
     /// Small files written a batch at a time (as `h3m-send` does) publish a

@@ -48,6 +48,10 @@ pub struct SendOptions {
     /// it serves once the file is sent (`repr-digest`), so a receiver that
     /// lost the trailers still verifies a repaired body.
     pub digest_first: bool,
+    /// With AMBI over HTTPS, wait this long at most for a receiver to
+    /// subscribe before the first push (`--ambi-wait`; see
+    /// [`Publisher::wait_for_subscribers`]).
+    pub ambi_wait: Option<Duration>,
 }
 
 impl SendOptions {
@@ -394,6 +398,11 @@ pub async fn run(opts: &SendOptions) -> Result<Summary, SendError> {
     for w in publisher.take_warnings() {
         tracing::warn!("{w}");
         eprintln!("h3m-send: warning: {w}");
+    }
+    if let Some(wait) = opts.ambi_wait
+        && let Some((subscribers, waited)) = publisher.wait_for_subscribers(wait).await?
+    {
+        eprintln!("h3m-send: AMBI: {subscribers} subscriber(s) after {:.3} s", waited.as_secs_f64());
     }
     let mut progress = Progress::new(opts.progress);
     let deadline = opts.duration.map(|d| Instant::now() + d);

@@ -251,10 +251,11 @@ struct Args {
     /// HTTP/1.1); 0 inband].
     #[arg(long, value_name = "MS", requires = "ambi")]
     ambi_lead: Option<u64>,
-    /// AMBI over HTTPS: before the first datagram, wait until a receiver
+    /// AMBI over HTTPS: before the first push, wait until a receiver
     /// subscribes to the manifest stream, at most SECS (for deliveries to
     /// receivers started first: they then authenticate every datagram on
-    /// arrival).
+    /// arrival); meanwhile a PING every 25 ms tells receivers that the
+    /// sender, so its origin, is up.
     #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "ambi")]
     ambi_wait: Option<Duration>,
     /// No progress bar.
@@ -565,6 +566,7 @@ fn main() -> ExitCode {
         duration: args.duration,
         ignore: if args.watch { Ignore::new(args.ignore) } else { Ignore::none() },
         digest_first: args.digest_first,
+        ambi_wait: args.ambi_wait,
     };
     if args.print_alt_svc {
         println!("Alt-Svc: {}", advertisement(&opts));
@@ -576,18 +578,6 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let (Some(wait), Some(feed)) = (args.ambi_wait, opts.publisher.ambi.as_ref().and_then(|a| a.feed.as_ref())) {
-        // Receivers subscribed before the first datagram authenticate it on arrival.
-        let started = std::time::Instant::now();
-        while feed.counters().subscribers == 0 && started.elapsed() < wait {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        eprintln!(
-            "h3m-send: AMBI: {} subscriber(s) after {:.3} s",
-            feed.counters().subscribers,
-            started.elapsed().as_secs_f64()
-        );
-    }
     let code = match rt.block_on(run(&opts)) {
         Ok(s) => {
             println!(
