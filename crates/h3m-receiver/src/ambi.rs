@@ -24,7 +24,7 @@ pub mod https;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use h3m_proto::ambi::{self, DigestProfile, Gate, GateConfig, Manifest, PseudoHeader, Released, inband};
+use h3m_proto::ambi::{self, Admission, DigestProfile, Gate, GateConfig, Manifest, PseudoHeader, Released, inband};
 use h3m_proto::auth::VerifyingKey;
 
 /// Where manifests come from.
@@ -148,7 +148,12 @@ impl AmbiReceiver {
             }
             self.recovered.insert(seq, pn);
         }
-        self.admit(now, source, payload);
+        // Through the release queue, where `take_recovered` finds it.
+        if let Admission::Release = self.admit(now, source, payload)
+            && let Some(seq) = self.sequence(payload)
+        {
+            self.gate.requeue(now, seq, payload);
+        }
     }
 
     /// The packet number of released datagram `seq` if FEC rebuilt it.
@@ -163,14 +168,17 @@ impl AmbiReceiver {
         }
     }
 
-    /// A datagram of the session from `source` arrived at `now`.
-    pub(crate) fn on_session(&mut self, now: Instant, source: SocketAddr, payload: &[u8]) {
+    /// A datagram of the session from `source` arrived at `now`:
+    /// [`Admission::Release`] when the caller is to hand it to the core now
+    /// (authentic on arrival, nothing released before it waiting), else
+    /// what the gate releases comes from [`poll_released`](Self::poll_released).
+    pub(crate) fn on_session(&mut self, now: Instant, source: SocketAddr, payload: &[u8]) -> Admission {
         self.last_source = Some(source);
-        self.admit(now, source, payload);
+        self.admit(now, source, payload)
     }
 
     /// Hands a datagram to the gate, verifying the manifest it needs first.
-    fn admit(&mut self, now: Instant, source: SocketAddr, payload: &[u8]) {
+    fn admit(&mut self, now: Instant, source: SocketAddr, payload: &[u8]) -> Admission {
         let header = PseudoHeader {
             source: source.ip(),
             destination: self.group.ip(),
@@ -187,7 +195,7 @@ impl AmbiReceiver {
                 self.verify_at(now, i);
             }
         }
-        self.gate.on_datagram(now, header, seq, payload);
+        self.gate.admit(now, header, seq, payload)
     }
 
     /// The pending manifest covering sequence number `s` whose coverage ends
@@ -362,8 +370,9 @@ mod tests {
                 rx.on_manifest_datagram(now, m);
             }
             for d in &datagrams {
-                rx.on_session(now, source, d);
-                released += std::iter::from_fn(|| rx.poll_released()).count();
+                // On arrival, each is handed back at once (no copy queued).
+                assert_eq!(rx.on_session(now, source, d), Admission::Release);
+                released += 1 + std::iter::from_fn(|| rx.poll_released()).count();
             }
         }
         let c = rx.counters();

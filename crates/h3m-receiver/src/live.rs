@@ -371,7 +371,10 @@ async fn drive_in_span<'r, 'w, S: ResourceSink>(
                         if let Some(signal) = &data_signal {
                             signal.arrived();
                         }
-                        a.on_session(now, source, payload)
+                        // Authentic on arrival: straight to the core (no copy).
+                        if a.on_session(now, source, payload) == h3m_proto::ambi::Admission::Release {
+                            session.receive(now, payload);
+                        }
                     }
                     (Channel::Repair, _) => {
                         // The FEC code's tables, built on a thread of their own once the

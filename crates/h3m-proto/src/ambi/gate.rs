@@ -19,7 +19,7 @@
 //! before it sends it, manifests can precede their datagrams, and then
 //! nothing is held at all.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::{DigestProfile, Manifest, PseudoHeader};
@@ -185,6 +185,45 @@ pub struct GateStats {
 /// below `2^i` µs (bucket 0: none), the last everything longer.
 const DELAY_BUCKETS: usize = 24;
 
+/// A manifest's digest as the gate keeps it until its datagram comes:
+/// inline up to 32 bytes (every SHA-256 profile), else on the heap.
+#[derive(Debug, Clone)]
+enum StoredDigest {
+    Inline { len: u8, bytes: [u8; 32] },
+    Heap(Box<[u8]>),
+}
+
+impl StoredDigest {
+    fn new(digest: &[u8]) -> Self {
+        match u8::try_from(digest.len()) {
+            Ok(len) if digest.len() <= 32 => {
+                let mut bytes = [0; 32];
+                bytes[..digest.len()].copy_from_slice(digest);
+                StoredDigest::Inline { len, bytes }
+            }
+            _ => StoredDigest::Heap(digest.into()),
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            StoredDigest::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            StoredDigest::Heap(b) => b,
+        }
+    }
+}
+
+/// What [`Gate::admit`] did with a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Authentic on arrival, nothing released before it waiting: the
+    /// caller hands it to the core now (the gate kept no copy).
+    Release,
+    /// Released behind others (see [`Gate::poll_released`]), held for a
+    /// manifest, or dropped (the stats say which).
+    Withheld,
+}
+
 /// A datagram released by the gate, with the time it arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Released {
@@ -208,7 +247,7 @@ struct Held {
 pub struct Gate {
     config: GateConfig,
     /// Authenticated digests not yet used, by packet sequence number.
-    digests: HashMap<u32, (Box<[u8]>, Instant)>,
+    digests: foldhash::HashMap<u32, (StoredDigest, Instant)>,
     digest_order: VecDeque<(Instant, u32)>,
     /// Digests used (held down against replays).
     used: HoldDown,
@@ -228,7 +267,7 @@ impl Gate {
         let len = config.profile.digest_len();
         Gate {
             config,
-            digests: HashMap::new(),
+            digests: foldhash::HashMap::default(),
             digest_order: VecDeque::new(),
             used: HoldDown::new(),
             held: BTreeMap::new(),
@@ -327,33 +366,54 @@ impl Gate {
     }
 
     /// A datagram from `header` arrived at `now`; `seq` is its packet
-    /// sequence number (`None`: unreadable, dropped).
+    /// sequence number (`None`: unreadable, dropped). What is released goes
+    /// to [`poll_released`](Self::poll_released).
     pub fn on_datagram(&mut self, now: Instant, header: PseudoHeader, seq: Option<u32>, datagram: &[u8]) {
+        if let (Admission::Release, Some(seq)) = (self.admit(now, header, seq, datagram), seq) {
+            self.requeue(now, seq, datagram);
+        }
+    }
+
+    /// Puts a datagram [`admit`](Self::admit) released back in the release
+    /// queue (for a caller that wants it from there).
+    pub fn requeue(&mut self, arrival: Instant, seq: u32, datagram: &[u8]) {
+        self.released.push_back(Released { arrival, seq, datagram: datagram.to_vec() });
+    }
+
+    /// [`on_datagram`](Self::on_datagram) without a copy for the usual
+    /// case: a datagram authentic on arrival, with nothing released before
+    /// it still waiting for [`poll_released`](Self::poll_released), is
+    /// [`Admission::Release`]: the caller hands `datagram` to the core now,
+    /// before polling anything released (the order of arrival holds).
+    pub fn admit(&mut self, now: Instant, header: PseudoHeader, seq: Option<u32>, datagram: &[u8]) -> Admission {
         let Some(seq) = seq else {
             self.stats.unsequenced += 1;
-            return;
+            return Admission::Withheld;
         };
         if self.used.contains(seq) {
             self.stats.replays += 1;
-            return;
+            return Admission::Withheld;
         }
-        if let Some((expected, _)) = self.digests.get(&seq) {
-            let expected = expected.clone();
-            if self.matches(&header, datagram, &expected) {
+        if self.digests.contains_key(&seq) {
+            self.config.profile.digest_into(&header, datagram, &mut self.scratch);
+            if self.digests.get(&seq).is_some_and(|(expected, _)| expected.as_slice() == self.scratch.as_slice()) {
                 self.use_digest(seq);
                 self.stats.authenticated += 1;
                 self.stats.authenticated_on_arrival += 1;
                 self.note_delay(Duration::ZERO);
+                if self.released.is_empty() {
+                    return Admission::Release;
+                }
                 self.released.push_back(Released { arrival: now, seq, datagram: datagram.to_vec() });
             } else {
                 self.stats.mismatched += 1;
             }
-            return;
+            return Admission::Withheld;
         }
         let candidates = self.held.get(&seq).map_or(0, Vec::len);
         if candidates >= self.config.max_candidates || self.held_bytes + datagram.len() > self.config.max_held_bytes {
             self.stats.over_budget += 1;
-            return;
+            return Admission::Withheld;
         }
         self.held_bytes += datagram.len();
         self.held.entry(seq).or_default().push(Held { arrival: now, header, datagram: datagram.to_vec() });
@@ -365,6 +425,7 @@ impl Gate {
             let held = &self.held;
             self.held_order.retain(|(at, seq)| held.get(seq).is_some_and(|c| c.iter().any(|h| h.arrival == *at)));
         }
+        Admission::Withheld
     }
 
     /// An authenticated manifest arrived at `now` (its channel is the
@@ -410,7 +471,7 @@ impl Gate {
             if self.digests.len() >= self.config.max_digests {
                 self.evict_oldest_digest();
             }
-            self.digests.insert(seq, (digest.into(), now));
+            self.digests.insert(seq, (StoredDigest::new(digest), now));
             self.digest_order.push_back((now, seq));
         }
         released.sort_by_key(|r| r.arrival);
@@ -544,6 +605,32 @@ mod tests {
             (10..15).map(datagram).collect::<Vec<_>>()
         );
         assert_eq!((g.stats().authenticated_on_arrival, g.held_bytes(), g.waiting_digests()), (5, 0, 0));
+    }
+
+    #[test]
+    fn admit_hands_authentic_datagrams_back_without_a_copy_unless_others_wait_before_them() {
+        let mut g = Gate::new(GateConfig::new(profile()));
+        let t0 = Instant::now();
+        // 1 arrives before its manifest and is held.
+        assert_eq!(g.admit(t0, header(), Some(1), &datagram(1)), Admission::Withheld);
+        g.on_manifest(t0, &manifest(1, 4)).unwrap();
+        // 1 is released to the queue; 2 is authentic on arrival but must
+        // follow 1, so it is queued behind it.
+        assert_eq!(g.admit(t0, header(), Some(2), &datagram(2)), Admission::Withheld);
+        let out = drain(&mut g);
+        assert_eq!(out.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
+        // Nothing waits: 3 is the caller's to hand on, nothing is queued.
+        assert_eq!(g.admit(t0, header(), Some(3), &datagram(3)), Admission::Release);
+        assert!(drain(&mut g).is_empty());
+        // A forgery, a replay and one without a sequence number are withheld.
+        let mut forged = datagram(4);
+        forged[50] ^= 1;
+        assert_eq!(g.admit(t0, header(), Some(4), &forged), Admission::Withheld);
+        assert_eq!(g.admit(t0, header(), Some(3), &datagram(3)), Admission::Withheld);
+        assert_eq!(g.admit(t0, header(), None, &datagram(4)), Admission::Withheld);
+        assert!(drain(&mut g).is_empty());
+        let st = g.stats();
+        assert_eq!((st.authenticated, st.authenticated_on_arrival, st.mismatched, st.replays), (3, 2, 1, 1));
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub mod manifest;
 pub mod stream;
 
 pub use builder::ManifestBuilder;
-pub use gate::{Gate, GateConfig, GateError, GateStats, HOLD_DOWN_WINDOW, Released};
+pub use gate::{Admission, Gate, GateConfig, GateError, GateStats, HOLD_DOWN_WINDOW, Released};
 pub use manifest::{MAX_DIGESTS, Manifest, ManifestError, TLV_PAD, TLV_REFRESH_DEADLINE, Tlv};
 pub use stream::ManifestStream;
 
