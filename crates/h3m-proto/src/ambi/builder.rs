@@ -110,9 +110,9 @@ impl ManifestBuilder {
         self.since_last
     }
 
-    /// Whether a manifest waits for [`poll_manifest`](Self::poll_manifest).
-    pub fn has_ready(&self) -> bool {
-        !self.ready.is_empty()
+    /// How many manifests wait for [`poll_manifest`](Self::poll_manifest).
+    pub fn ready(&self) -> usize {
+        self.ready.len()
     }
 
     /// Emits a manifest of what is pending now, if anything is new since the
