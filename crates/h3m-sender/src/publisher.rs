@@ -567,6 +567,7 @@ impl Publisher {
                     follow: (a.follow_rtt && a.feed.is_some()).then_some(a.lead),
                     rate: config.rate,
                     max_datagram_size: config.max_datagram_size,
+                    closing: false,
                 })
             }
         };
@@ -909,6 +910,10 @@ impl Publisher {
     /// Ends the session (nghq's end signal) and returns its counters.
     pub async fn close(mut self) -> Result<Closed, PublishError> {
         self.sender.close()?;
+        if let Some(a) = &mut self.ambi {
+            // The last datagrams get their full overlap of manifests too.
+            a.closing = true;
+        }
         self.drain().await?;
         // The last FEC repair, spread over the time its group took.
         while self.sender.repairs_queued() > 0 {
@@ -1101,6 +1106,9 @@ struct AmbiSender {
     /// The session's rate and datagram size, for [`lead_datagrams`].
     rate: Option<u64>,
     max_datagram_size: usize,
+    /// The session is ending: what is published completes every digest's
+    /// overlap ([`ManifestBuilder::complete`]).
+    closing: bool,
 }
 
 impl AmbiSender {
@@ -1108,7 +1116,9 @@ impl AmbiSender {
     /// `inband`, newest first), after a manifest of the rest with `all`, and
     /// gives the datagrams they list the time they may leave: `lead` from now.
     fn publish(&mut self, now: Instant, all: bool, inband: &mut Vec<Vec<u8>>) -> Result<(), PublishError> {
-        if all {
+        if all && self.closing {
+            self.builder.complete();
+        } else if all {
             self.builder.flush();
         }
         let listed = self.unpublished - self.builder.unlisted().min(self.unpublished);
@@ -1257,6 +1267,42 @@ mod tests {
         drop(sub);
         a.follow_subscribers();
         assert_eq!(a.lead, Duration::ZERO);
+    }
+
+    /// With both channels (one set of manifests, overlap 4), every datagram
+    /// of a session, its last ones included, is in 4 manifests: losing one
+    /// of them (in-band, a lost datagram) loses no authentication at the end.
+    #[tokio::test]
+    async fn every_datagram_to_the_session_s_end_is_in_overlap_manifests() {
+        let pem =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/vectors/keys/ed25519.key.pem")).unwrap();
+        let mut config = PublisherConfig::new(SocketAddr::new("239.255.77.41".parse().unwrap(), 47_617));
+        config.interface = Some(Interface::Addr("127.0.0.1".parse().unwrap()));
+        config.source = Some("127.0.0.1".parse().unwrap());
+        config.ttl = 1;
+        config.rate = Some(2_000_000_000);
+        let feed = AmbiConfig::serve(&Catalog::new(), "{}".into());
+        let profile = DigestProfile::parse("sha-256/128", 1).unwrap();
+        let mut ambi = AmbiConfig::inband(profile, Arc::new(SigningKey::from_pem(&pem).unwrap()));
+        ambi.feed = Some(Arc::clone(&feed));
+        config.ambi = Some(ambi);
+        let mut publisher = Publisher::open(&config).unwrap();
+        let mut sub = feed.subscribe().unwrap();
+        for (i, len) in [5_000usize, 40_000, 300, 9_000].into_iter().enumerate() {
+            publisher.publish(&format!("f{i}.bin"), &vec![i as u8; len]).await.unwrap();
+        }
+        let datagrams = publisher.close().await.unwrap().stats.datagrams as u32;
+        let mut chunks = Vec::new();
+        while let Ok(Some(c)) = tokio::time::timeout(Duration::from_millis(50), sub.next()).await {
+            chunks.push(c);
+        }
+        let mut covered = vec![0usize; datagrams as usize];
+        for m in manifests(&chunks) {
+            for seq in m.first_packet..m.first_packet + m.count() as u32 {
+                covered[seq as usize] += 1;
+            }
+        }
+        assert!(covered.iter().all(|&n| n == 4), "{datagrams} datagrams: {covered:?}");
     }
 
     /// `--ambi-wait`: PINGs while nobody subscribes (receivers learn the

@@ -123,6 +123,17 @@ impl ManifestBuilder {
         }
     }
 
+    /// Emits manifests until every digest of the window is in `overlap` of
+    /// them (at the end of a session: its last datagrams would otherwise be
+    /// in fewer, the very last in one, so losing that one manifest would
+    /// leave the end unauthenticated).
+    pub fn complete(&mut self) {
+        self.flush();
+        while self.listed.back().is_some_and(|&n| n < self.overlap) {
+            self.emit();
+        }
+    }
+
     fn emit(&mut self) {
         self.since_last = 0;
         let dl = self.profile.digest_len();
@@ -188,6 +199,36 @@ mod tests {
         assert_eq!(covered.len(), 640);
         assert!((1000..1637).all(|s| covered[&s] == 4), "{covered:?}");
         assert_eq!([covered[&1637], covered[&1638], covered[&1639]], [3, 2, 1]);
+        // Completed at the session's end, the last ones are in 4 too.
+        b.complete();
+        while let Some(m) = b.poll_manifest() {
+            for i in 0..m.count() {
+                *covered.entry(m.first_packet + i as u32).or_default() += 1;
+            }
+        }
+        assert!((1000..1640).all(|s| covered[&s] == 4), "{covered:?}");
+        b.complete();
+        assert!(b.poll_manifest().is_none(), "nothing left to complete");
+    }
+
+    #[test]
+    fn completing_gives_every_digest_of_a_short_run_its_overlap() {
+        let profile = DigestProfile::default_for(3);
+        for (n, overlap) in [(1u32, 4), (5, 4), (17, 4), (63, 4), (64, 4), (100, 4), (30, 1), (200, 3)] {
+            let mut b = ManifestBuilder::new(profile, header(), 64, overlap);
+            let mut covered = std::collections::HashMap::<u32, usize>::new();
+            for seq in 0..n {
+                b.add(seq, &seq.to_be_bytes());
+            }
+            b.complete();
+            while let Some(m) = b.poll_manifest() {
+                assert!(m.count() <= 64);
+                for i in 0..m.count() {
+                    *covered.entry(m.first_packet + i as u32).or_default() += 1;
+                }
+            }
+            assert!((0..n).all(|s| covered.get(&s) == Some(&overlap)), "{n} datagrams, overlap {overlap}: {covered:?}");
+        }
     }
 
     #[test]
