@@ -4,7 +4,7 @@
 //! promises cost bounded output and memory, and malformed command lines are
 //! usage errors. (Regressions of the hardening issue, items 2, 5, 6 and 12.)
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Instant, UNIX_EPOCH};
 
@@ -124,22 +124,7 @@ fn a_push_lost_whole_is_named_and_the_run_exits_1() {
     // Regression (item 2): when a promise and its push stream were both lost the
     // receiver printed only the others and could exit 0.
     let tmp = tempfile::tempdir().unwrap();
-    let bodies: Vec<Vec<u8>> = (0..3).map(|i| body(i, 3_000)).collect();
-    let groups = session(&[("a.bin", &bodies[0]), ("b.bin", &bodies[1]), ("c.bin", &bodies[2])]);
-    let kept: Vec<Vec<u8>> = groups.iter().enumerate().filter(|(i, _)| *i != 1).flat_map(|(_, g)| g.clone()).collect();
-    let input = write_input(tmp.path(), "lost.datagrams", &kept);
-    let out = tmp.path().join("out");
-    let o = recv(&input, &out, &[]);
-    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
-    assert_eq!(o.status.code(), Some(1), "{stdout}{stderr}");
-    assert!(
-        stdout.lines().any(|l| l
-            == "incomplete (push 1)  0 of 0+ bytes  missing 0-  (lost: neither its promise nor its stream arrived)"),
-        "{stdout}"
-    );
-    assert_eq!(entries(&out), ["a.bin", "c.bin"]);
-    assert_eq!(std::fs::read(out.join("c.bin")).unwrap(), bodies[2]);
-    assert_eq!(summary_field(&stderr, "lost_pushes"), 1, "{stderr}");
+    let input = one_push_lost_whole(tmp.path(), 1);
 
     let o = recv(&input, &tmp.path().join("out-json"), &["--json"]);
     let records: Vec<Value> = text(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -182,22 +167,34 @@ fn the_session_s_first_push_lost_whole_is_named_and_the_run_exits_1() {
     // the session's first datagrams (a packed session's first small file
     // whole) left the receiver silent about it, exiting 0.
     let tmp = tempfile::tempdir().unwrap();
+    one_push_lost_whole(tmp.path(), 0);
+}
+
+/// A session of three 3 000-byte files `a.bin`, `b.bin`, `c.bin` whose push
+/// `lost` (promise and stream) never arrives: the receiver names it lost,
+/// writes the other two byte for byte and exits 1. Returns the input.
+fn one_push_lost_whole(tmp: &Path, lost: usize) -> PathBuf {
     let bodies: Vec<Vec<u8>> = (0..3).map(|i| body(i, 3_000)).collect();
-    let groups = session(&[("a.bin", &bodies[0]), ("b.bin", &bodies[1]), ("c.bin", &bodies[2])]);
-    let kept: Vec<Vec<u8>> = groups.iter().skip(1).flat_map(|g| g.clone()).collect();
-    let input = write_input(tmp.path(), "first-lost.datagrams", &kept);
-    let out = tmp.path().join("out");
+    let names = ["a.bin", "b.bin", "c.bin"];
+    let groups = session(&[(names[0], &bodies[0]), (names[1], &bodies[1]), (names[2], &bodies[2])]);
+    let kept: Vec<Vec<u8>> =
+        groups.iter().enumerate().filter(|(i, _)| *i != lost).flat_map(|(_, g)| g.clone()).collect();
+    let input = write_input(tmp, "lost.datagrams", &kept);
+    let out = tmp.join("out");
     let o = recv(&input, &out, &[]);
     let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
     assert_eq!(o.status.code(), Some(1), "{stdout}{stderr}");
-    assert!(
-        stdout.lines().any(|l| l
-            == "incomplete (push 0)  0 of 0+ bytes  missing 0-  (lost: neither its promise nor its stream arrived)"),
-        "{stdout}"
+    let line = format!(
+        "incomplete (push {lost})  0 of 0+ bytes  missing 0-  (lost: neither its promise nor its stream arrived)"
     );
-    assert_eq!(entries(&out), ["b.bin", "c.bin"]);
-    assert_eq!(std::fs::read(out.join("b.bin")).unwrap(), bodies[1]);
+    assert!(stdout.lines().any(|l| l == line), "{stdout}");
+    let written: Vec<usize> = (0..3).filter(|&i| i != lost).collect();
+    assert_eq!(entries(&out), written.iter().map(|&i| names[i]).collect::<Vec<_>>());
+    for i in written {
+        assert_eq!(std::fs::read(out.join(names[i])).unwrap(), bodies[i]);
+    }
     assert_eq!(summary_field(&stderr, "lost_pushes"), 1, "{stderr}");
+    input
 }
 
 #[test]

@@ -1223,8 +1223,8 @@ mod tests {
     }
 
     /// A publisher with AMBI over HTTPS on loopback multicast (outgoing
-    /// interface 127.0.0.1, TTL 1) and its feed.
-    fn https_publisher(port: u16) -> (Publisher, Arc<Feed>) {
+    /// interface 127.0.0.1, TTL 1) and its feed; with `key`, in-band too.
+    fn ambi_publisher(port: u16, key: Option<&str>) -> (Publisher, Arc<Feed>) {
         let mut config = PublisherConfig::new(SocketAddr::new("239.255.77.41".parse().unwrap(), port));
         config.interface = Some(Interface::Addr("127.0.0.1".parse().unwrap()));
         config.source = Some("127.0.0.1".parse().unwrap());
@@ -1232,8 +1232,21 @@ mod tests {
         config.rate = Some(2_000_000_000);
         let feed = AmbiConfig::serve(&Catalog::new(), "{}".into());
         let profile = DigestProfile::parse("sha-256/128", 1).unwrap();
-        config.ambi = Some(AmbiConfig::https(profile, Arc::clone(&feed)));
+        config.ambi = Some(match key {
+            None => AmbiConfig::https(profile, Arc::clone(&feed)),
+            Some(name) => {
+                let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/vectors/keys/");
+                let pem = std::fs::read(format!("{dir}{name}")).unwrap();
+                let mut both = AmbiConfig::inband(profile, Arc::new(SigningKey::from_pem(&pem).unwrap()));
+                both.feed = Some(Arc::clone(&feed));
+                both
+            }
+        });
         (Publisher::open(&config).unwrap(), feed)
+    }
+
+    fn https_publisher(port: u16) -> (Publisher, Arc<Feed>) {
+        ambi_publisher(port, None)
     }
 
     fn manifests<C: AsRef<[u8]>>(chunks: &[C]) -> Vec<h3m_proto::ambi::Manifest> {
@@ -1274,19 +1287,7 @@ mod tests {
     /// of them (in-band, a lost datagram) loses no authentication at the end.
     #[tokio::test]
     async fn every_datagram_to_the_session_s_end_is_in_overlap_manifests() {
-        let pem =
-            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/vectors/keys/ed25519.key.pem")).unwrap();
-        let mut config = PublisherConfig::new(SocketAddr::new("239.255.77.41".parse().unwrap(), 47_617));
-        config.interface = Some(Interface::Addr("127.0.0.1".parse().unwrap()));
-        config.source = Some("127.0.0.1".parse().unwrap());
-        config.ttl = 1;
-        config.rate = Some(2_000_000_000);
-        let feed = AmbiConfig::serve(&Catalog::new(), "{}".into());
-        let profile = DigestProfile::parse("sha-256/128", 1).unwrap();
-        let mut ambi = AmbiConfig::inband(profile, Arc::new(SigningKey::from_pem(&pem).unwrap()));
-        ambi.feed = Some(Arc::clone(&feed));
-        config.ambi = Some(ambi);
-        let mut publisher = Publisher::open(&config).unwrap();
+        let (mut publisher, feed) = ambi_publisher(47_617, Some("ed25519.key.pem"));
         let mut sub = feed.subscribe().unwrap();
         for (i, len) in [5_000usize, 40_000, 300, 9_000].into_iter().enumerate() {
             publisher.publish(&format!("f{i}.bin"), &vec![i as u8; len]).await.unwrap();
