@@ -999,9 +999,10 @@ impl Publisher {
                         // Their manifests are published now (and they may
                         // leave `lead` later): all of them when the batch is
                         // to leave at once (no lead) or everything queued is
-                        // to go, else those whole manifests list: a writer
-                        // that adds a small file at a time then publishes a
-                        // chunk per manifest, not one per file.
+                        // to go, else those whole manifests list, a few at
+                        // a time: a writer that adds a small file at a time
+                        // then publishes a chunk per MANIFESTS_PER_CHUNK
+                        // manifests, not one per file.
                         if a.unpublished > 0 && (a.lead.is_zero() || publish_partial) {
                             a.publish(now, true, &mut self.ambi_batch)?;
                         } else if a.builder.ready() >= MANIFESTS_PER_CHUNK {
