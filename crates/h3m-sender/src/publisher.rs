@@ -568,6 +568,7 @@ impl Publisher {
                     rate: config.rate,
                     max_datagram_size: config.max_datagram_size,
                     closing: false,
+                    completed: false,
                 })
             }
         };
@@ -1003,7 +1004,11 @@ impl Publisher {
                         // a time: a writer that adds a small file at a time
                         // then publishes a chunk per MANIFESTS_PER_CHUNK
                         // manifests, not one per file.
-                        if a.unpublished > 0 && (a.lead.is_zero() || publish_partial) {
+                        // Closing, the overlap is completed even when nothing
+                        // new was made (a session whose last resource carried
+                        // its end signal has sent everything already).
+                        let completing = a.closing && !a.completed;
+                        if (a.unpublished > 0 || completing) && (a.lead.is_zero() || publish_partial) {
                             a.publish(now, true, &mut self.ambi_batch)?;
                         } else if a.builder.ready() >= MANIFESTS_PER_CHUNK {
                             a.publish(now, false, &mut self.ambi_batch)?;
@@ -1047,8 +1052,12 @@ impl Publisher {
             if let Some(at) = self.pacer.reserve(now, bytes + repair_bytes) {
                 tokio::time::sleep_until(at.into()).await;
             }
-            if !self.ambi_batch.is_empty() {
-                self.socket.send_batch(self.repair_dest, &self.ambi_batch).await?;
+            // In-band manifests one per send, never as one GSO send: through a
+            // veth or a tunnel a GSO send crosses as one packet, and one loss
+            // would take every manifest in it, the overlapping ones of the
+            // same datagrams too (all of them at the session's end).
+            for m in &self.ambi_batch {
+                self.socket.send_one(self.repair_dest, m).await?;
             }
             if !self.batch.is_empty() {
                 self.socket.send_batch_with(self.dest, &self.batch, &mut self.gso_buffer).await?;
@@ -1110,6 +1119,8 @@ struct AmbiSender {
     /// The session is ending: what is published completes every digest's
     /// overlap ([`ManifestBuilder::complete`]).
     closing: bool,
+    /// The overlap was completed since `closing` was set.
+    completed: bool,
 }
 
 impl AmbiSender {
@@ -1119,6 +1130,7 @@ impl AmbiSender {
     fn publish(&mut self, now: Instant, all: bool, inband: &mut Vec<Vec<u8>>) -> Result<(), PublishError> {
         if all && self.closing {
             self.builder.complete();
+            self.completed = true;
         } else if all {
             self.builder.flush();
         }
@@ -1291,8 +1303,15 @@ mod tests {
         let (mut publisher, feed) = ambi_publisher(47_617, Some("ed25519.key.pem"));
         let mut sub = feed.subscribe().unwrap();
         for (i, len) in [5_000usize, 40_000, 300, 9_000].into_iter().enumerate() {
-            publisher.publish(&format!("f{i}.bin"), &vec![i as u8; len]).await.unwrap();
+            // The last carries the session's end signal, as `h3m-send`
+            // sends it: everything has left when the session closes.
+            let mut meta = ResourceMeta::file(format!("f{i}.bin"), len as u64, SystemTime::now());
+            meta.last = i == 3;
+            let id = publisher.start(&meta).await.unwrap();
+            publisher.write(id, &vec![i as u8; len]).await.unwrap();
+            publisher.finish(id).await.unwrap();
         }
+        assert_eq!(publisher.ambi.as_ref().unwrap().unpublished, 0, "all published before the close");
         let datagrams = publisher.close().await.unwrap().stats.datagrams as u32;
         let mut chunks = Vec::new();
         while let Ok(Some(c)) = tokio::time::timeout(Duration::from_millis(50), sub.next()).await {
