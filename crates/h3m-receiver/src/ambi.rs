@@ -142,16 +142,15 @@ impl AmbiReceiver {
     pub(crate) fn on_recovered(&mut self, now: Instant, pn: u64, payload: &[u8]) {
         // Rebuilt datagrams exist only once the session's datagrams came.
         let Some(source) = self.last_source else { return };
-        if let Some(seq) = self.sequence(payload) {
+        let seq = self.sequence(payload);
+        if let Some(seq) = seq {
             if self.recovered.len() >= MAX_RECOVERED_WAITING {
                 self.recovered.clear();
             }
             self.recovered.insert(seq, pn);
         }
         // Through the release queue, where `take_recovered` finds it.
-        if let Admission::Release = self.admit(now, source, payload)
-            && let Some(seq) = self.sequence(payload)
-        {
+        if let (Admission::Release, Some(seq)) = (self.admit(now, source, payload), seq) {
             self.gate.requeue(now, seq, payload);
         }
     }

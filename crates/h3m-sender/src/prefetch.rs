@@ -153,13 +153,19 @@ mod tests {
         assert_eq!(p.take(&small, listed(&small)), None, "nothing more");
     }
 
-    #[test]
-    fn a_file_changed_since_it_was_listed_is_left_to_the_loop() {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b, c) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
+    /// Files `a`, `b` and `c` in `dir`, each holding `first`.
+    fn three_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+        let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
         for f in [&a, &b, &c] {
             std::fs::write(f, b"first").unwrap();
         }
+        (a, b, c)
+    }
+
+    #[test]
+    fn a_file_changed_since_it_was_listed_is_left_to_the_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = three_files(dir.path());
         // Listed, then b changed and c removed, then read ahead (as the
         // thread does), then asked for.
         let listed: Vec<Stamp> = [&a, &b, &c].map(|f| stamp(&std::fs::metadata(f).unwrap())).into();
@@ -183,10 +189,7 @@ mod tests {
     #[test]
     fn a_file_read_long_before_its_turn_is_looked_at_again() {
         let dir = tempfile::tempdir().unwrap();
-        let (a, b, c) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
-        for f in [&a, &b, &c] {
-            std::fs::write(f, b"first").unwrap();
-        }
+        let (a, b, c) = three_files(dir.path());
         let long_ago = |f: &PathBuf| {
             let (body, digest, stamp, at) = read_small(f).unwrap();
             Fetched { file: f.clone(), body: Some((body, digest, stamp, at - 2 * STILL_FRESH)) }

@@ -394,9 +394,9 @@ impl Gate {
             self.stats.replays += 1;
             return Admission::Withheld;
         }
-        if self.digests.contains_key(&seq) {
+        if let Some((expected, _)) = self.digests.get(&seq) {
             self.config.profile.digest_into(&header, datagram, &mut self.scratch);
-            if self.digests.get(&seq).is_some_and(|(expected, _)| expected.as_slice() == self.scratch.as_slice()) {
+            if expected.as_slice() == self.scratch.as_slice() {
                 self.use_digest(seq);
                 self.stats.authenticated += 1;
                 self.stats.authenticated_on_arrival += 1;
