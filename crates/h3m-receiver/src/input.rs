@@ -111,6 +111,11 @@ pub enum Input {
     },
 }
 
+/// Most batches of the side port read before (AMBI) or after (FEC) each
+/// batch of the session's: the side port's traffic is a fraction of the
+/// session's, and this bounds how long the session's socket waits.
+const SIDE_BATCHES: usize = 16;
+
 impl Input {
     /// Joins natively as `mc` says; with `repair_port`, also joins on that
     /// port for FEC repair (if that fails, the warning says so and the
@@ -212,11 +217,20 @@ impl Input {
     ) -> io::Result<usize> {
         // Not `try_recv_batch`: its readiness flag is only refreshed when the
         // runtime polls for events, which a socket that is never idle delays.
-        match socket.recv_batch_now(batch) {
-            Ok(_) => Ok(Self::deliver(batch, Channel::Repair, f)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
-            Err(e) => Err(e),
+        // Everything waiting, not one batch: in-band manifests come one
+        // datagram each, and a batch of the session's (up to a GRO buffer
+        // a slot) needs many more of them than one batch of the side port
+        // holds; those left over would hold its datagrams until the next.
+        let mut n = 0;
+        for _ in 0..SIDE_BATCHES {
+            match socket.recv_batch_now(batch) {
+                Ok(0) => break,
+                Ok(_) => n += Self::deliver(batch, Channel::Repair, f),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
         }
+        Ok(n)
     }
 
     /// Hands each datagram of `batch` to `f`; returns how many.
@@ -406,6 +420,35 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// A session datagram arrives after more side-port datagrams than one
+    /// receive batch holds (in-band manifests, one datagram each): with
+    /// `side_first`, one `recv` hands every one of them over before it.
+    #[tokio::test]
+    async fn everything_waiting_on_the_side_port_goes_before_the_session_s_batch() {
+        use h3m_net::{Interface, MulticastConfig, open_sender};
+        let port = 20_000 + (std::process::id() % 20_000) as u16;
+        let group: SocketAddr = (std::net::Ipv4Addr::new(239, 255, 77, 19), port).into();
+        let lo = Interface::Addr("127.0.0.1".parse().unwrap());
+        let mc = MulticastConfig::new(group).with_interface(lo.clone());
+        let (mut input, _) = Input::native(&mc, Some(port + 1)).unwrap();
+        input.set_side_first(true);
+        let (tx, _) = open_sender(&MulticastConfig::new(group).with_interface(lo)).unwrap();
+        let side: SocketAddr = (group.ip(), port + 1).into();
+        // Sizes all different, so that no GRO coalesces them: a slot each.
+        let waiting = 3 * h3m_net::BATCH_SIZE + 5;
+        for i in 0..waiting {
+            tx.send_to(&vec![b's'; 100 + i], side).unwrap();
+        }
+        tx.send_to(b"session", group).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut got = Vec::new();
+        let n = input.recv(&mut |channel, _, payload: &[u8]| got.push((channel, payload.len()))).await.unwrap();
+        assert_eq!(n, waiting + 1);
+        let expected: Vec<(Channel, usize)> =
+            (0..waiting).map(|i| (Channel::Repair, 100 + i)).chain([(Channel::Session, 7)]).collect();
+        assert_eq!(got, expected);
+    }
 
     #[test]
     fn the_watchdog_line_says_when_nothing_ever_arrived_and_why_data_was_dropped() {
