@@ -80,7 +80,7 @@ impl Prefetch {
     /// `None` (the caller reads it) otherwise. Files must be asked
     /// for in the order given; once one is asked for out of order, none is
     /// read ahead any more.
-    pub fn take(&mut self, file: &Path, listed: Option<Stamp>) -> Option<(Vec<u8>, [u8; 32])> {
+    pub fn take(&mut self, file: &Path, listed: Option<Stamp>) -> Option<(Vec<u8>, [u8; 32], Stamp)> {
         let next = self.fetched.as_ref()?.recv().ok();
         match next {
             Some(f) if f.file == file => {
@@ -94,7 +94,7 @@ impl Prefetch {
                         return None;
                     }
                 }
-                Some((body, digest))
+                Some((body, digest, read))
             }
             _ => {
                 // Out of step with the sender: stop, and let it read.
@@ -145,11 +145,12 @@ mod tests {
         let mut p = Prefetch::spawn(vec![small.clone(), big.clone(), missing.clone(), small.clone()]).unwrap();
         assert_eq!(
             p.take(&small, listed(&small)),
-            Some((b"hello".to_vec(), h3m_proto::http::digest::sha256(b"hello")))
+            Some((b"hello".to_vec(), h3m_proto::http::digest::sha256(b"hello"), listed(&small).unwrap())),
+            "with the length and modification time it was read at"
         );
         assert_eq!(p.take(&big, listed(&big)), None, "too big: the loop reads it");
         assert_eq!(p.take(&missing, listed(&missing)), None, "unreadable: the loop reports it");
-        assert_eq!(p.take(&small, listed(&small)).map(|(b, _)| b), Some(b"hello".to_vec()));
+        assert_eq!(p.take(&small, listed(&small)).map(|(b, ..)| b), Some(b"hello".to_vec()));
         assert_eq!(p.take(&small, listed(&small)), None, "nothing more");
     }
 
@@ -178,7 +179,7 @@ mod tests {
         }
         let mut p = Prefetch { fetched: Some(rx), thread: None };
         assert_eq!(
-            p.take(&a, Some(listed[0])).map(|(body, _)| body),
+            p.take(&a, Some(listed[0])).map(|(body, ..)| body),
             Some(b"first".to_vec()),
             "as listed: as read ahead"
         );
@@ -203,7 +204,7 @@ mod tests {
             tx.send(f).unwrap();
         }
         let mut p = Prefetch { fetched: Some(rx), thread: None };
-        assert_eq!(p.take(&a, None).map(|(body, _)| body), Some(b"first".to_vec()), "just read: as read");
+        assert_eq!(p.take(&a, None).map(|(body, ..)| body), Some(b"first".to_vec()), "just read: as read");
         assert_eq!(p.take(&b, None), None, "read long ago and changed since: read again");
         assert_eq!(p.take(&c, None), None, "read long ago and gone since: the loop reports it");
     }

@@ -682,6 +682,21 @@ impl Publisher {
         Ok(self.start_signed(meta, source)?.0)
     }
 
+    /// [`start_file`](Self::start_file) for a body read from `file` when it
+    /// was `len` bytes long and last modified at `modified` (its `stat`
+    /// then): with unicast repair the origin serves the file while it is
+    /// still so, and no `stat` is made now.
+    pub async fn start_file_as_read(
+        &mut self,
+        meta: &ResourceMeta,
+        file: &Path,
+        len: u64,
+        modified: Option<SystemTime>,
+    ) -> Result<u64, PublishError> {
+        let source = self.catalog.as_ref().map(|_| Entry::file_as_read(file, len, modified, None, None).source);
+        Ok(self.start_signed(meta, source)?.0)
+    }
+
     /// With unicast repair, the catalog's source for `file` as it is now.
     fn file_source(&self, file: &Path) -> Result<Option<Source>, PublishError> {
         match self.catalog {

@@ -194,15 +194,19 @@ impl Digests {
 }
 
 /// A regular file of at most [`READ_WHOLE_UP_TO`] bytes, read whole (its
-/// length as it is now: one read, no size probing); `None` for a larger one,
-/// whose metadata goes to `metadata`.
-fn read_whole(file: &std::path::Path, metadata: &mut Option<std::fs::Metadata>) -> Result<Option<Vec<u8>>, String> {
+/// length as it is now: one read, no size probing), with its length and
+/// modification time when read; `None` for a larger one, whose metadata
+/// goes to `metadata`.
+fn read_whole(
+    file: &std::path::Path,
+    metadata: &mut Option<std::fs::Metadata>,
+) -> Result<Option<(Vec<u8>, crate::prefetch::Stamp)>, String> {
     let mut f = std::fs::File::open(file).map_err(|e| e.to_string())?;
     Ok(match f.metadata() {
         Ok(m) if m.is_file() && m.len() <= READ_WHOLE_UP_TO => {
             let mut body = vec![0u8; m.len() as usize];
             f.read_exact(&mut body).map_err(|e| e.to_string())?;
-            Some(body)
+            Some((body, (m.len(), m.modified().ok())))
         }
         Ok(m) => {
             *metadata = Some(m);
@@ -222,13 +226,14 @@ async fn send_file(
     progress: &mut Progress,
     sending: Sending,
     digests: &mut Digests,
-    prefetched: Option<(Vec<u8>, [u8; 32])>,
+    prefetched: Option<(Vec<u8>, [u8; 32], crate::prefetch::Stamp)>,
 ) -> Result<(), SendError> {
     let skipped = |reason: String, reset: bool| SendError::Skipped(Skipped { file: entry.file.clone(), reset, reason });
     let mut metadata = None;
-    // Read and hashed ahead ([`crate::prefetch`]), or read now.
+    // Read and hashed ahead ([`crate::prefetch`]), or read now; with the
+    // length and modification time it was read at.
     let (whole, hashed) = match prefetched {
-        Some((body, digest)) => (Some(body), Some(digest)),
+        Some((body, digest, read)) => (Some((body, read)), Some(digest)),
         None => (read_whole(&entry.file, &mut metadata).map_err(|e| skipped(e, false))?, None),
     };
     let known = metadata.as_ref().and_then(|m| digests.get(&entry.file, m));
@@ -238,7 +243,7 @@ async fn send_file(
         return send_file_trailed(publisher, entry, m, last, copies, progress, digests).await;
     }
     let (digest, len) = match (&whole, known) {
-        (Some(body), _) => (hashed.unwrap_or_else(|| h3m_proto::http::digest::sha256(body)), body.len() as u64),
+        (Some((body, _)), _) => (hashed.unwrap_or_else(|| h3m_proto::http::digest::sha256(body)), body.len() as u64),
         (None, Some(known)) => known,
         (None, None) => {
             let (digest, len) = sha256_file(&entry.file)?;
@@ -250,12 +255,14 @@ async fn send_file(
     meta.sha256 = Some(digest);
     meta.last = last;
     meta.copies = copies;
-    let id = publisher.start_file(&meta, &entry.file).await?;
-    if let Some(body) = whole {
+    if let Some((body, (read_len, modified))) = whole {
+        // The origin (unicast repair) serves the file while it is as read.
+        let id = publisher.start_file_as_read(&meta, &entry.file, read_len, modified).await?;
         write_body(publisher, id, &body, sending).await?;
         progress.update(&entry.path, len, Some(len), publisher.stats().bytes);
         return finish_body(publisher, id, sending).await;
     }
+    let id = publisher.start_file(&meta, &entry.file).await?;
     let mut f = std::fs::File::open(&entry.file);
     let mut buf = vec![0u8; 1 << 18];
     let mut done = 0u64;

@@ -182,3 +182,45 @@ fn the_origin_learns_a_trailed_files_digest_when_it_is_sent() {
     });
     assert_eq!(catalog.get("/big.bin").and_then(|e| e.sha256), Some(sha256(&big_body)));
 }
+
+/// The origin serves a file published as read (`start_file_as_read`, as
+/// `h3m-send` publishes every small file) while it is as it was read, and
+/// refuses it once it is not: a file changed between its read (the bytes
+/// multicast) and its publication is not served as its new bytes.
+#[test]
+fn the_origin_serves_a_file_as_it_was_read_and_refuses_it_changed() {
+    use h3m_sender::publisher::{Publisher, PublisherConfig};
+    use h3m_unicast::catalog::{Catalog, ReadError};
+    let dir = tempfile::tempdir().unwrap();
+    let (kept, changed) = (dir.path().join("kept.txt"), dir.path().join("changed.txt"));
+    std::fs::write(&kept, b"as read").unwrap();
+    std::fs::write(&changed, b"as read").unwrap();
+    let stamp = |f: &std::path::Path| {
+        let m = std::fs::metadata(f).unwrap();
+        (m.len(), m.modified().ok())
+    };
+    let (kept_stamp, read_stamp) = (stamp(&kept), stamp(&changed));
+    // Changed after it was read, before it is published.
+    std::fs::write(&changed, b"changed since it was read").unwrap();
+    let port = 33_000 + (std::process::id() % 20_000) as u16;
+    let mut config = PublisherConfig::new((Ipv4Addr::new(239, 255, 77, 39), port).into());
+    config.interface = Some(h3m_net::Interface::Addr(Ipv4Addr::LOCALHOST.into()));
+    let catalog = std::sync::Arc::new(Catalog::new());
+    config.catalog = Some(std::sync::Arc::clone(&catalog));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut publisher = Publisher::open(&config).unwrap();
+        for (name, file, (len, modified)) in [("kept.txt", &kept, kept_stamp), ("changed.txt", &changed, read_stamp)] {
+            let mut meta = h3m_proto::sender::ResourceMeta::file(name, len, std::time::UNIX_EPOCH);
+            meta.sha256 = Some(sha256(b"as read"));
+            let id = publisher.start_file_as_read(&meta, file, len, modified).await.unwrap();
+            publisher.write(id, b"as read").await.unwrap();
+            publisher.finish(id).await.unwrap();
+        }
+        publisher.close().await.unwrap();
+    });
+    let kept = catalog.get("/kept.txt").expect("published");
+    assert_eq!(kept.reader().unwrap().read_at(0, 100).unwrap(), &b"as read"[..]);
+    let changed = catalog.get("/changed.txt").expect("published");
+    assert!(matches!(changed.reader(), Err(ReadError::Changed)), "served as it is now");
+}

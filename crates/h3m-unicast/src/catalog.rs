@@ -67,11 +67,21 @@ impl Entry {
     /// An entry for a file, taking its length and modification time now.
     pub fn file(path: &Path, content_type: Option<String>, sha256: Option<[u8; 32]>) -> io::Result<Entry> {
         let meta = std::fs::metadata(path)?;
-        Ok(Entry {
-            source: Source::File { path: path.to_owned(), len: meta.len(), modified: meta.modified().ok() },
-            content_type,
-            sha256,
-        })
+        Ok(Entry::file_as_read(path, meta.len(), meta.modified().ok(), content_type, sha256))
+    }
+
+    /// An entry for a file whose bytes were read when it was `len` bytes
+    /// long and last modified at `modified` (its `stat` then): it is served
+    /// only while it still is, so a file changed since it was read (and
+    /// multicast) is refused, not served as the new bytes.
+    pub fn file_as_read(
+        path: &Path,
+        len: u64,
+        modified: Option<std::time::SystemTime>,
+        content_type: Option<String>,
+        sha256: Option<[u8; 32]>,
+    ) -> Entry {
+        Entry { source: Source::File { path: path.to_owned(), len, modified }, content_type, sha256 }
     }
 
     /// The whole length, once known (a spool still growing has none).
@@ -359,5 +369,22 @@ mod tests {
         let entry = Arc::new(Entry::file(&path, None, None).unwrap());
         std::fs::write(&path, b"changed, longer").unwrap();
         assert!(matches!(entry.reader(), Err(ReadError::Changed)));
+    }
+
+    #[test]
+    fn a_file_as_read_is_served_while_it_is_as_read_and_refused_once_it_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"original").unwrap();
+        let m = std::fs::metadata(&path).unwrap();
+        let read = Arc::new(Entry::file_as_read(&path, m.len(), m.modified().ok(), None, None));
+        assert_eq!(read.reader().unwrap().read_at(0, 100).unwrap(), &b"original"[..]);
+        // Read at another length (the file changed between its read and its
+        // entry): refused, though the file on disk is whole.
+        let earlier = Arc::new(Entry::file_as_read(&path, 5, m.modified().ok(), None, None));
+        assert!(matches!(earlier.reader(), Err(ReadError::Changed)));
+        let older = std::time::SystemTime::UNIX_EPOCH;
+        let earlier = Arc::new(Entry::file_as_read(&path, m.len(), Some(older), None, None));
+        assert!(matches!(earlier.reader(), Err(ReadError::Changed)));
     }
 }
