@@ -111,9 +111,11 @@ pub enum Input {
     },
 }
 
-/// Most batches of the side port read before (AMBI) or after (FEC) each
-/// batch of the session's: the side port's traffic is a fraction of the
-/// session's, and this bounds how long the session's socket waits.
+/// Most batches of the side port read before each batch of the session's
+/// with AMBI (in-band manifests, a fraction of the session's traffic): this
+/// bounds how long the session's socket waits. FEC repair is read one batch
+/// after each, so that a flood on the repair port takes no more turns than
+/// the session.
 const SIDE_BATCHES: usize = 16;
 
 impl Input {
@@ -178,11 +180,11 @@ impl Input {
                     r = socket.recv_batch(batch) => {
                         r?;
                         if *side_first {
-                            let m = Self::deliver_waiting(repair, repair_batch, f)?;
+                            let m = Self::deliver_waiting(repair, repair_batch, SIDE_BATCHES, f)?;
                             return Ok(m + Self::deliver(batch, Channel::Session, f));
                         }
                         let n = Self::deliver(batch, Channel::Session, f);
-                        Ok(n + Self::deliver_waiting(repair, repair_batch, f)?)
+                        Ok(n + Self::deliver_waiting(repair, repair_batch, 1, f)?)
                     }
                     r = repair.recv_batch(repair_batch) => r.map(|_| Self::deliver(repair_batch, Channel::Repair, f)),
                 }
@@ -208,21 +210,23 @@ impl Input {
         }
     }
 
-    /// Hands over the repair datagrams already waiting on `socket` (without
-    /// waiting); returns how many.
+    /// Hands over the side port's datagrams already waiting on `socket`
+    /// (without waiting), at most `batches` receive batches of them;
+    /// returns how many.
     fn deliver_waiting(
         socket: &RecvSocket,
         batch: &mut RecvBatch,
+        batches: usize,
         f: &mut dyn FnMut(Channel, SocketAddr, &[u8]),
     ) -> io::Result<usize> {
         // Not `try_recv_batch`: its readiness flag is only refreshed when the
         // runtime polls for events, which a socket that is never idle delays.
-        // Everything waiting, not one batch: in-band manifests come one
+        // AMBI: everything waiting, not one batch: in-band manifests come one
         // datagram each, and a batch of the session's (up to a GRO buffer
         // a slot) needs many more of them than one batch of the side port
         // holds; those left over would hold its datagrams until the next.
         let mut n = 0;
-        for _ in 0..SIDE_BATCHES {
+        for _ in 0..batches {
             match socket.recv_batch_now(batch) {
                 Ok(0) => break,
                 Ok(_) => n += Self::deliver(batch, Channel::Repair, f),
@@ -447,6 +451,34 @@ mod tests {
         assert_eq!(n, waiting + 1);
         let expected: Vec<(Channel, usize)> =
             (0..waiting).map(|i| (Channel::Repair, 100 + i)).chain([(Channel::Session, 7)]).collect();
+        assert_eq!(got, expected);
+    }
+
+    /// FEC (no `side_first`): the repair waiting is read after the session's
+    /// batch, one batch of it a turn, so that a flood on the repair port
+    /// takes no more turns than the session.
+    #[tokio::test]
+    async fn fec_repair_is_read_after_the_session_s_batch_one_batch_a_turn() {
+        use h3m_net::{Interface, MulticastConfig, open_sender};
+        let port = 40_000 + (std::process::id() % 20_000) as u16;
+        let group: SocketAddr = (std::net::Ipv4Addr::new(239, 255, 77, 20), port).into();
+        let lo = Interface::Addr("127.0.0.1".parse().unwrap());
+        let mc = MulticastConfig::new(group).with_interface(lo.clone());
+        let (mut input, _) = Input::native(&mc, Some(port + 1)).unwrap();
+        let (tx, _) = open_sender(&MulticastConfig::new(group).with_interface(lo)).unwrap();
+        let side: SocketAddr = (group.ip(), port + 1).into();
+        let waiting = 2 * h3m_net::BATCH_SIZE;
+        for i in 0..waiting {
+            tx.send_to(&vec![b'r'; 100 + i], side).unwrap();
+        }
+        tx.send_to(b"session", group).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut got = Vec::new();
+        input.recv(&mut |channel, _, payload: &[u8]| got.push((channel, payload.len()))).await.unwrap();
+        let expected: Vec<(Channel, usize)> = [(Channel::Session, 7)]
+            .into_iter()
+            .chain((0..h3m_net::BATCH_SIZE).map(|i| (Channel::Repair, 100 + i)))
+            .collect();
         assert_eq!(got, expected);
     }
 
