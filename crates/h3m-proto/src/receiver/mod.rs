@@ -494,12 +494,22 @@ impl PnWindow {
     }
 }
 
+/// Body buffers [`Receiver::recycle`] keeps at most.
+pub const MAX_SPARE_BUFFERS: usize = 64;
+
+/// The largest buffer [`Receiver::recycle`] keeps, in bytes (a datagram's
+/// worth and more).
+pub const MAX_SPARE_CAPACITY: usize = 4096;
+
 /// The receiver state machine. See the module documentation.
 pub struct Receiver {
     config: ReceiverConfig,
     /// What a push stream's bytes gave, kept between calls for its memory
     /// (see `drive_stream`).
     items: Vec<Item>,
+    /// Body buffers given back ([`Receiver::recycle`]), filled again with
+    /// the next stream bytes instead of allocating.
+    spare: Vec<Vec<u8>>,
     largest_pn: Option<u64>,
     last_packet: Option<Instant>,
     request: RequestStream,
@@ -610,6 +620,7 @@ impl Receiver {
         Receiver {
             config,
             items: Vec::new(),
+            spare: Vec::new(),
             largest_pn: None,
             last_packet: None,
             request: RequestStream::default(),
@@ -684,6 +695,19 @@ impl Receiver {
     /// Whether the session has ended (see [`Event::SessionEnd`]).
     pub fn is_ended(&self) -> bool {
         self.ended
+    }
+
+    /// Gives back the buffer of an [`Event::BodyData`] once its bytes are
+    /// used: the receiver fills it with later stream bytes instead of
+    /// allocating a buffer for each datagram's. Optional. At most
+    /// [`MAX_SPARE_BUFFERS`] are kept, of at most [`MAX_SPARE_CAPACITY`]
+    /// bytes each (the memory budget counts a held segment's bytes, so a
+    /// larger buffer holding a few would be under-counted).
+    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.spare.len() < MAX_SPARE_BUFFERS && (1..=MAX_SPARE_CAPACITY).contains(&buf.capacity()) {
+            buf.clear();
+            self.spare.push(buf);
+        }
     }
 
     /// The next event, if any.
@@ -1033,7 +1057,7 @@ impl Receiver {
         let mut result = Ok(());
         if let Some((offset, data, fin)) = input {
             stream.last_activity = now;
-            result = stream.on_data(offset, data, fin, &limits, budget, &mut items);
+            result = stream.on_data(offset, data, fin, &limits, budget, &mut self.spare, &mut items);
         }
         let linked = |s: &PushStream, pushes: &IdMap<Push>| s.push_id.is_some_and(|p| pushes.contains_key(&p));
         if result.is_ok() {

@@ -168,7 +168,9 @@ impl PushStream {
     }
 
     /// Takes a STREAM frame's bytes. `budget` is how many more bytes may be held
-    /// across the whole receiver. Items go to `out`.
+    /// across the whole receiver. Bytes held or handed out go in buffers from
+    /// `spare` while it has any (see `Receiver::recycle`). Items go to `out`.
+    #[allow(clippy::too_many_arguments)] // the receiver's limits, budget, spare buffers and output
     pub(crate) fn on_data(
         &mut self,
         offset: u64,
@@ -176,6 +178,7 @@ impl PushStream {
         fin: bool,
         limits: &StreamLimits,
         budget: usize,
+        spare: &mut Vec<Vec<u8>>,
         out: &mut Vec<Item>,
     ) -> Result<(), StreamError> {
         let end = offset + data.len() as u64;
@@ -194,7 +197,7 @@ impl PushStream {
         let mut budget = budget;
         for gap in self.received.gaps_within(offset..end) {
             let bytes = &data[(gap.start - offset) as usize..(gap.end - offset) as usize];
-            self.place(gap.start, bytes, limits, &mut budget, out);
+            self.place(gap.start, bytes, limits, &mut budget, spare, out);
         }
         if self.received.range_count() > limits.max_gaps {
             return Err(StreamError::TooFragmented);
@@ -202,12 +205,20 @@ impl PushStream {
         Ok(())
     }
 
-    fn place(&mut self, at: u64, bytes: &[u8], limits: &StreamLimits, budget: &mut usize, out: &mut Vec<Item>) {
+    fn place(
+        &mut self,
+        at: u64,
+        bytes: &[u8],
+        limits: &StreamLimits,
+        budget: &mut usize,
+        spare: &mut Vec<Vec<u8>>,
+        out: &mut Vec<Item>,
+    ) {
         let end = at + bytes.len() as u64;
         let below = end.min(self.cursor);
         if at < below {
             // Already-parsed territory: only region payloads can be new here.
-            self.deliver_into_regions(at, &bytes[..(below - at) as usize], out);
+            self.deliver_into_regions(at, &bytes[..(below - at) as usize], spare, out);
             self.received.insert(at..below);
             self.prune_regions(at..below);
         }
@@ -219,12 +230,15 @@ impl PushStream {
                 return;
             }
             *budget -= chunk.len();
-            self.pending.insert(from, chunk.to_vec());
+            // A buffer the caller gave back (see `Receiver::recycle`), else a new one.
+            let mut held = spare.pop().unwrap_or_default();
+            held.extend_from_slice(chunk);
+            self.pending.insert(from, held);
             self.received.insert(from..end);
         }
     }
 
-    fn deliver_into_regions(&mut self, at: u64, bytes: &[u8], out: &mut Vec<Item>) {
+    fn deliver_into_regions(&mut self, at: u64, bytes: &[u8], spare: &mut Vec<Vec<u8>>, out: &mut Vec<Item>) {
         let end = at + bytes.len() as u64;
         let first = self.regions.range(..=at).next_back().map(|(&k, _)| k).unwrap_or(at);
         // Almost always one region: held inline, the rest in a vector.
@@ -241,7 +255,10 @@ impl PushStream {
             }
         }
         for (offset, range) in found.into_iter().chain(more) {
-            self.emit_body(offset, bytes[range].to_vec(), out);
+            // A buffer the caller gave back (see `Receiver::recycle`), else a new one.
+            let mut body = spare.pop().unwrap_or_default();
+            body.extend_from_slice(&bytes[range]);
+            self.emit_body(offset, body, out);
         }
     }
 

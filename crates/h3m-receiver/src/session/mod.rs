@@ -319,7 +319,11 @@ impl<'r, 'w, S: ResourceSink> Session<'r, 'w, S> {
                 self.reporter.emit_progress(|| Record::Trailers { push_id, headers: report::header_pairs(&headers) });
                 self.on_trailers(push_id, headers);
             }
-            Event::BodyData { push_id, offset, data, fec } => self.on_data(push_id, offset, &data, fec),
+            Event::BodyData { push_id, offset, data, fec } => {
+                self.on_data(push_id, offset, &data, fec);
+                // Its buffer holds the next datagram's bytes.
+                self.receiver.recycle(data);
+            }
             Event::PushFinished(summary) => self.on_finished(summary),
             Event::UnpromisedPush { push_id, stream_id, response } => {
                 let digest = response.as_deref().and_then(announced_sha256);
