@@ -425,30 +425,44 @@ mod tests {
 
     use super::*;
 
+    /// A native input on loopback (group 239.255.77.`octet`, port `port`,
+    /// side port `port + 1`, `side_first` as given) that has `waiting`
+    /// side-port datagrams (of 100, 101, ... bytes: all different, so that no
+    /// GRO coalesces them, a slot each) and then one session datagram
+    /// (`session`) waiting; what one `recv` hands over, by channel and length.
+    async fn one_recv_after_side_datagrams(
+        octet: u8,
+        port: u16,
+        side_first: bool,
+        waiting: usize,
+    ) -> Vec<(Channel, usize)> {
+        use h3m_net::{Interface, MulticastConfig, open_sender};
+        let group: SocketAddr = (std::net::Ipv4Addr::new(239, 255, 77, octet), port).into();
+        let lo = Interface::Addr("127.0.0.1".parse().unwrap());
+        let (mut input, _) =
+            Input::native(&MulticastConfig::new(group).with_interface(lo.clone()), Some(port + 1)).unwrap();
+        input.set_side_first(side_first);
+        let (tx, _) = open_sender(&MulticastConfig::new(group).with_interface(lo)).unwrap();
+        let side: SocketAddr = (group.ip(), port + 1).into();
+        for i in 0..waiting {
+            tx.send_to(&vec![b's'; 100 + i], side).unwrap();
+        }
+        tx.send_to(b"session", group).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let mut got = Vec::new();
+        let n = input.recv(&mut |channel, _, payload: &[u8]| got.push((channel, payload.len()))).await.unwrap();
+        assert_eq!(n, got.len());
+        got
+    }
+
     /// A session datagram arrives after more side-port datagrams than one
     /// receive batch holds (in-band manifests, one datagram each): with
     /// `side_first`, one `recv` hands every one of them over before it.
     #[tokio::test]
     async fn everything_waiting_on_the_side_port_goes_before_the_session_s_batch() {
-        use h3m_net::{Interface, MulticastConfig, open_sender};
-        let port = 20_000 + (std::process::id() % 20_000) as u16;
-        let group: SocketAddr = (std::net::Ipv4Addr::new(239, 255, 77, 19), port).into();
-        let lo = Interface::Addr("127.0.0.1".parse().unwrap());
-        let mc = MulticastConfig::new(group).with_interface(lo.clone());
-        let (mut input, _) = Input::native(&mc, Some(port + 1)).unwrap();
-        input.set_side_first(true);
-        let (tx, _) = open_sender(&MulticastConfig::new(group).with_interface(lo)).unwrap();
-        let side: SocketAddr = (group.ip(), port + 1).into();
-        // Sizes all different, so that no GRO coalesces them: a slot each.
         let waiting = 3 * h3m_net::BATCH_SIZE + 5;
-        for i in 0..waiting {
-            tx.send_to(&vec![b's'; 100 + i], side).unwrap();
-        }
-        tx.send_to(b"session", group).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        let mut got = Vec::new();
-        let n = input.recv(&mut |channel, _, payload: &[u8]| got.push((channel, payload.len()))).await.unwrap();
-        assert_eq!(n, waiting + 1);
+        let port = 20_000 + (std::process::id() % 20_000) as u16;
+        let got = one_recv_after_side_datagrams(19, port, true, waiting).await;
         let expected: Vec<(Channel, usize)> =
             (0..waiting).map(|i| (Channel::Repair, 100 + i)).chain([(Channel::Session, 7)]).collect();
         assert_eq!(got, expected);
@@ -459,22 +473,8 @@ mod tests {
     /// takes no more turns than the session.
     #[tokio::test]
     async fn fec_repair_is_read_after_the_session_s_batch_one_batch_a_turn() {
-        use h3m_net::{Interface, MulticastConfig, open_sender};
         let port = 40_000 + (std::process::id() % 20_000) as u16;
-        let group: SocketAddr = (std::net::Ipv4Addr::new(239, 255, 77, 20), port).into();
-        let lo = Interface::Addr("127.0.0.1".parse().unwrap());
-        let mc = MulticastConfig::new(group).with_interface(lo.clone());
-        let (mut input, _) = Input::native(&mc, Some(port + 1)).unwrap();
-        let (tx, _) = open_sender(&MulticastConfig::new(group).with_interface(lo)).unwrap();
-        let side: SocketAddr = (group.ip(), port + 1).into();
-        let waiting = 2 * h3m_net::BATCH_SIZE;
-        for i in 0..waiting {
-            tx.send_to(&vec![b'r'; 100 + i], side).unwrap();
-        }
-        tx.send_to(b"session", group).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        let mut got = Vec::new();
-        input.recv(&mut |channel, _, payload: &[u8]| got.push((channel, payload.len()))).await.unwrap();
+        let got = one_recv_after_side_datagrams(20, port, false, 2 * h3m_net::BATCH_SIZE).await;
         let expected: Vec<(Channel, usize)> = [(Channel::Session, 7)]
             .into_iter()
             .chain((0..h3m_net::BATCH_SIZE).map(|i| (Channel::Repair, 100 + i)))
