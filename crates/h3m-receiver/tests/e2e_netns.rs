@@ -1902,6 +1902,60 @@ fn ambi_lets_no_forged_datagram_through_and_a_wrong_key_writes_nothing() {
     );
 }
 
+/// AMBI over HTTPS, a session shorter than the receiver's connection to the
+/// origin (one 10 KiB file: its 9 datagrams leave before the origin, which
+/// starts with the sender, has answered): the receiver connects after the
+/// session's end and still gets its manifests (the feed's backlog). Before,
+/// the closed feed answered 410 and the file was never written (exit 1).
+#[test]
+fn ambi_over_https_authenticates_a_session_shorter_than_the_receiver_s_connection() {
+    let test = "ambi_over_https_authenticates_a_session_shorter_than_the_receiver_s_connection";
+    if skip_unless_root(test) || skip_without_tools(test, false) {
+        return;
+    }
+    let _serial = serial_and_built();
+    let tmp = logs_dir();
+    let src = tmp.path().join("src");
+    write_file(&src, "only.bin", &Rng(random_u64()).bytes(10_240));
+    let expected = tree_digests(&src);
+    let ssm = LossySsm::without_loss(false);
+    let (cert, key, pin) = repair_identity(tmp.path());
+    let origin = format!("{}:{}", VethLink::A_V4, random_port());
+    let out = tmp.path().join("out");
+    let url = format!("https://{origin}");
+    let rx =
+        start_receiver_with(&ssm.recv_spec("h3m-recv", &out, "5"), tmp.path(), &["--ambi", &url, "--ambi-pin", &pin]);
+    std::thread::sleep(Duration::from_millis(300));
+    let args: Vec<String> = [
+        src.to_str().expect("utf-8"),
+        "--ambi",
+        "https",
+        "--repair-listen",
+        &origin,
+        "--repair-cert",
+        &cert,
+        "--repair-key",
+        &key,
+        "--repair-linger",
+        "0",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    run_sender(&ssm.send_spec("20M", args), tmp.path(), Duration::from_secs(60));
+    let f = rx.wait(Duration::from_secs(30));
+    let rep = Report::parse(&f);
+    assert_eq!(f.code, Some(0), "{}", show(&f));
+    assert_eq!(tree_digests(&out), expected, "{}", show(&f));
+    assert_eq!(rep.count("ambi_authenticated"), rep.count("packets"), "{}", show(&f));
+    assert_eq!(rep.count("ambi_expired"), 0, "{}", show(&f));
+    eprintln!(
+        "{test}: 1 file intact, {} datagrams authenticated (release delay p99 {} µs)",
+        rep.count("ambi_authenticated"),
+        rep.count("ambi_release_delay_p99_us")
+    );
+}
+
 #[test]
 fn ambi_survives_5_percent_of_manifests_lost_and_withheld_manifests_let_nothing_through() {
     let test = "ambi_survives_5_percent_of_manifests_lost_and_withheld_manifests_let_nothing_through";

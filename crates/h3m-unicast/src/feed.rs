@@ -71,9 +71,6 @@ pub enum SubscribeError {
     /// The feed has [`FeedLimits::max_subscribers`] already.
     #[error("the feed has its most subscribers")]
     Full,
-    /// The feed was closed.
-    #[error("the feed is closed")]
-    Closed,
 }
 
 /// The round trip to the subscribers now ([`Feed::subscribers_rtt`]).
@@ -157,14 +154,16 @@ impl Feed {
         }
     }
 
-    /// A new subscription: the backlog, then every chunk published from now on.
+    /// A new subscription: the backlog, then every chunk published from now
+    /// on; once the feed is closed, the backlog and then the end (a
+    /// subscriber that connects just after a short session still gets what
+    /// it needs, while the server runs).
     pub fn subscribe(&self) -> Result<Subscription, SubscribeError> {
         let mut inner = self.inner();
-        if inner.closed {
-            return Err(SubscribeError::Closed);
-        }
         inner.subscribers.retain(|(s, _)| !s.is_closed());
-        if inner.subscribers.len() >= self.limits.max_subscribers {
+        // Once closed, the subscriptions still streaming count.
+        let held = if inner.closed { self.alive.load(Ordering::Relaxed) } else { inner.subscribers.len() };
+        if held >= self.limits.max_subscribers {
             inner.counters.refused += 1;
             return Err(SubscribeError::Full);
         }
@@ -174,7 +173,9 @@ impl Feed {
             let _ = tx.try_send(chunk.clone());
         }
         let rtt = Arc::new(AtomicU64::new(RTT_UNKNOWN));
-        inner.subscribers.push((tx, Arc::clone(&rtt)));
+        if !inner.closed {
+            inner.subscribers.push((tx, Arc::clone(&rtt)));
+        }
         inner.counters.subscribed += 1;
         self.alive.fetch_add(1, Ordering::Relaxed);
         Ok(Subscription { rx, alive: Arc::clone(&self.alive), rtt })
@@ -202,13 +203,12 @@ impl Feed {
     }
 
     /// Ends every subscription (each gets what is queued for it, then the
-    /// end of its response) and refuses new ones.
+    /// end of its response); a subscription made after gets the backlog,
+    /// then the end.
     pub fn close(&self) {
         let mut inner = self.inner();
         inner.closed = true;
         inner.subscribers.clear();
-        inner.backlog.clear();
-        inner.backlog_bytes = 0;
     }
 
     /// Its counters so far.
@@ -275,7 +275,10 @@ mod tests {
         assert_eq!(drain(&mut late), [&b"b"[..], b"c", b"d"], "the backlog keeps the last 2");
         feed.close();
         assert_eq!(early.rx.try_recv(), Err(mpsc::error::TryRecvError::Disconnected));
-        assert_eq!(feed.subscribe().unwrap_err(), SubscribeError::Closed);
+        // Closed: a new subscription gets the backlog, then the end.
+        let mut after = feed.subscribe().unwrap();
+        assert_eq!(drain(&mut after), [&b"c"[..], b"d"]);
+        assert_eq!(after.rx.try_recv(), Err(mpsc::error::TryRecvError::Disconnected));
     }
 
     #[test]
@@ -345,7 +348,9 @@ mod tests {
         assert_eq!(feed.streaming(), 2);
         feed.close();
         feed.publish(Bytes::from_static(b"late"));
-        assert_eq!(feed.subscribe().unwrap_err(), SubscribeError::Closed);
+        // A subscriber after the close: the backlog, then the end.
+        let mut late = feed.subscribe().unwrap();
+        assert_eq!(feed.streaming(), 3);
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let read = |s: &mut Subscription| {
             rt.block_on(async {
@@ -357,11 +362,13 @@ mod tests {
             })
         };
         assert_eq!(read(&mut a), vec![Bytes::from_static(b"m1"), Bytes::from_static(b"m2")]);
-        assert_eq!(feed.streaming(), 2, "a is read to its end but still held");
+        assert_eq!(feed.streaming(), 3, "a is read to its end but still held");
         drop(a);
-        assert_eq!(feed.streaming(), 1);
+        assert_eq!(feed.streaming(), 2);
         assert_eq!(read(&mut b).len(), 2);
         drop(b);
+        assert_eq!(read(&mut late), vec![Bytes::from_static(b"m1"), Bytes::from_static(b"m2")]);
+        drop(late);
         assert_eq!(feed.streaming(), 0);
     }
 }

@@ -203,7 +203,6 @@ impl Shared {
                 match feed.subscribe() {
                     Ok(s) => FeedAnswer::Stream(headers, Some(s)),
                     Err(SubscribeError::Full) => FeedAnswer::Status(StatusCode::SERVICE_UNAVAILABLE),
-                    Err(SubscribeError::Closed) => FeedAnswer::Status(StatusCode::GONE),
                 }
             }
         };

@@ -329,14 +329,21 @@ const AMBI_DRAIN: Duration = Duration::from_secs(2);
 /// Then, for the transport to deliver what their responses sent last.
 const AMBI_FLUSH: Duration = Duration::from_millis(100);
 
+/// Least the origin stays up after the session for receivers that subscribe
+/// only then: one whose connection took longer than a short session gets
+/// the manifests kept (the feed's backlog) and the end.
+const AMBI_LATE: Duration = Duration::from_millis(500);
+
 /// Ends the manifest feed after the session: every subscriber gets what is
 /// queued for it and the end of its response before the origin may stop (a
 /// `--repair-linger` of 0 cut the last manifests off, and the datagrams they
-/// cover expired unauthenticated at the receivers).
+/// cover expired unauthenticated at the receivers), and for [`AMBI_LATE`] a
+/// receiver that subscribes only now gets the backlog (a one-file session
+/// ended before its receiver connected, which then wrote nothing).
 fn drain_manifest_feed(feed: &h3m_unicast::feed::Feed) {
     feed.close();
     let started = std::time::Instant::now();
-    while feed.streaming() > 0 && started.elapsed() < AMBI_DRAIN {
+    while (feed.streaming() > 0 || started.elapsed() < AMBI_LATE) && started.elapsed() < AMBI_DRAIN {
         std::thread::sleep(Duration::from_millis(5));
     }
     if feed.streaming() > 0 {
